@@ -1,0 +1,38 @@
+"""Strict name -> factory registries shared by searchers and schedulers."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Entry:
+    factory: Callable[..., Any]
+    summary: str
+    # Keyword arguments the runner fills in itself; users do not set them as options.
+    reserved: tuple[str, ...] = ()
+
+    def option_names(self) -> list[str]:
+        params = inspect.signature(self.factory).parameters.values()
+        return [
+            p.name
+            for p in params
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in self.reserved
+        ]
+
+
+def lookup(kind: str, registry: dict[str, Entry], name: Any) -> Entry:
+    if not isinstance(name, str) or name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; allowed: {', '.join(registry)}")
+    return registry[name]
+
+
+def check_options(kind: str, name: str, entry: Entry, options: Iterable[str]) -> None:
+    allowed = entry.option_names()
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        listed = ", ".join(allowed) if allowed else "none"
+        raise ValueError(f"unknown option(s) {unknown} for {kind} {name!r}; allowed: {listed}")

@@ -1,0 +1,133 @@
+"""``raytune-hpo``: run sweeps, read their results, list the searchers.
+
+Bad input (a wrong sweep file, unknown names, a missing dataset) prints one line on stderr and
+exits with 2 before Ray starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+import pandas as pd
+
+EXIT_USAGE = 2
+
+
+def _fail(msg: str) -> int:
+    print(f"raytune-hpo: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def format_table(df: pd.DataFrame, top: int | None = None) -> str:
+    shown = df if top is None else df.head(top)
+    if shown.empty:
+        return "(no trials)"
+    shown = shown.drop(columns=[c for c in ("error",) if c in shown and shown[c].isna().all()])
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from raytune_hpo.spec import SpecError, SweepSpec
+
+    try:
+        spec = SweepSpec.from_yaml(args.sweep) if args.sweep else SweepSpec.quickstart()
+        overrides = {
+            k: v
+            for k, v in (
+                ("num_samples", args.num_samples),
+                ("storage_path", args.storage_path),
+                ("seed", args.seed),
+            )
+            if v is not None
+        }
+        if overrides:
+            spec = SweepSpec.from_dict({**spec.model_dump(), **overrides}, source="command line")
+    except SpecError as e:
+        return _fail(str(e))
+    from raytune_hpo.run import run_sweep
+
+    print(
+        f"sweep {spec.name!r}: {spec.samples} trial(s), searcher {spec.searcher.name}, "
+        f"scheduler {spec.scheduler.name}, {spec.mode} {spec.metric}"
+    )
+    start = time.perf_counter()
+    result = run_sweep(spec, address=args.address)
+    took = time.perf_counter() - start
+    print(f"\nBest trials ({spec.mode} {spec.metric}):")
+    print(format_table(result.table, top=args.top))
+    if result.best is not None:
+        print(f"\nBest {spec.metric}: {result.best[spec.metric]:.4g}")
+        print(f"Best configuration: {json.dumps(result.best_config, default=str)}")
+    if result.num_errors:
+        print(f"{result.num_errors} trial(s) failed; their errors are in the table above.")
+    print(f"Finished in {took:.1f} s. Results: {result.path}")
+    return 0 if result.best is not None else 1
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    from raytune_hpo.run import load_results
+
+    try:
+        result = load_results(args.dir)
+    except FileNotFoundError as e:
+        return _fail(str(e))
+    df = result.table if args.top is None else result.table.head(args.top)
+    if args.format == "csv":
+        df.to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        print(df.to_json(orient="records", indent=2))
+    else:
+        print(format_table(df))
+    return 0
+
+
+def _cmd_searchers(args: argparse.Namespace) -> int:
+    from raytune_hpo.schedulers import SCHEDULERS
+    from raytune_hpo.searchers import SEARCHERS
+
+    print("searchers:")
+    for name, entry in SEARCHERS.items():
+        opts = ", ".join(entry.option_names()) or "-"
+        print(f"  {name:16s} {entry.summary}  [options: {opts}]")
+    print("schedulers:")
+    for name, entry in SCHEDULERS.items():
+        opts = ", ".join(entry.option_names()) or "-"
+        print(f"  {name:16s} {entry.summary}  [options: {opts}]")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raytune-hpo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a sweep locally (no file: the built-in quickstart)")
+    run.add_argument("sweep", nargs="?", help="sweep YAML file")
+    run.add_argument("--address", help="an existing Ray cluster: auto or ray://HOST:10001")
+    run.add_argument("--num-samples", type=int, help="override num_samples")
+    run.add_argument("--storage-path", help="override storage_path")
+    run.add_argument("--seed", type=int, help="override seed")
+    run.add_argument("--top", type=int, default=10, help="rows of the final table (10)")
+    run.set_defaults(func=_cmd_run)
+
+    res = sub.add_parser("results", help="table of a finished sweep's trials")
+    res.add_argument("dir", help="the experiment directory printed at the end of `run`")
+    res.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    res.add_argument("--top", type=int, help="only the best N trials")
+    res.set_defaults(func=_cmd_results)
+
+    srch = sub.add_parser("searchers", help="list searchers and schedulers with their options")
+    srch.set_defaults(func=_cmd_searchers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Datasets as in-memory uint8 tensors, k-fold / hold-out splits, and batches gathered and
+augmented on the trial's device (no DataLoader worker processes).
+
+Digits (scikit-learn, shipped offline) is the default; CIFAR-10, MNIST and FashionMNIST come
+through torchvision (downloaded only when the sweep allows it); ImageFolder reads a directory
+tree; ``synthetic`` makes class-dependent patterns from a seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATASETS = ("digits", "synthetic", "cifar10", "mnist", "fashion_mnist", "imagefolder")
+TORCHVISION = {
+    # name -> (torchvision class name, folder torchvision expects under root)
+    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
+    "mnist": ("MNIST", "MNIST/raw"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw"),
+}
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """``images``: uint8 (N, C, H, W); ``labels``: int64 (N,); per-channel mean/std in [0, 1]."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def to(self, device: torch.device | str) -> ImageData:
+        return ImageData(
+            self.name,
+            self.images.to(device),
+            self.labels.to(device),
+            self.num_classes,
+            self.mean,
+            self.std,
+        )
+
+
+def dataset_problem(name: str, root: str | None, download: bool) -> str | None:
+    """Why ``name`` cannot be loaded here (None when it can); checked before any trial starts."""
+    if name not in DATASETS:
+        return f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}"
+    if name == "imagefolder":
+        if not root:
+            return "imagefolder needs `root`: a directory with one sub-directory per class"
+        if not Path(root).expanduser().is_dir():
+            return f"directory {root!r} does not exist (imagefolder: one sub-directory per class)"
+    if name in TORCHVISION and not download:
+        expected = Path(root or "").expanduser() / TORCHVISION[name][1]
+        if not root or not expected.exists():
+            return (
+                f"{name} files not found at {str(expected)!r}; set `download: true` to fetch "
+                f"them, or put the torchvision files under `root`"
+            )
+    return None
+
+
+def _from_uint8(name: str, images: np.ndarray, labels: np.ndarray) -> ImageData:
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    flat = x.float().div_(255.0).transpose(0, 1).reshape(x.shape[1], -1)
+    mean = tuple(float(v) for v in flat.mean(1))
+    std = tuple(max(float(v), 1e-3) for v in flat.std(1))
+    return ImageData(name, x, y, int(y.max()) + 1, mean, std)
+
+
+def _digits() -> ImageData:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()  # 1,797 8x8 images with values 0..16, shipped inside scikit-learn
+    images = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)
+    return _from_uint8("digits", images, d.target)
+
+
+def _synthetic(n: int, num_classes: int, channels: int, size: int, seed: int) -> ImageData:
+    """Class templates plus noise: learnable, deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    templates = rng.uniform(0, 255, size=(num_classes, channels, size, size))
+    labels = rng.integers(0, num_classes, size=n)
+    noise = rng.normal(0, 60, size=(n, channels, size, size))
+    images = np.clip(templates[labels] + noise, 0, 255).astype(np.uint8)
+    return _from_uint8("synthetic", images, labels)
+
+
+def _torchvision(name: str, root: str, download: bool) -> ImageData:
+    import torchvision
+
+    cls_name, _ = TORCHVISION[name]
+    try:
+        ds = getattr(torchvision.datasets, cls_name)(root, train=True, download=download)
+    except RuntimeError as e:
+        raise FileNotFoundError(f"{name}: {e} (root={root!r}, download={download})") from e
+    images = np.asarray(ds.data)
+    if images.ndim == 4:  # CIFAR: N, H, W, C
+        images = images.transpose(0, 3, 1, 2)
+    return _from_uint8(name, images, np.asarray(ds.targets))
+
+
+def _imagefolder(root: str, image_size: int) -> ImageData:
+    import torchvision
+    from torchvision.transforms import v2
+
+    tf = v2.Compose([v2.PILToTensor(), v2.Resize((image_size, image_size), antialias=True)])
+    ds = torchvision.datasets.ImageFolder(os.path.expanduser(root), transform=tf)
+    if len(ds) == 0:
+        raise FileNotFoundError(f"imagefolder: no images under {root!r}")
+    images = np.stack([ds[i][0].numpy() for i in range(len(ds))])
+    return _from_uint8("imagefolder", images, np.asarray(ds.targets))
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(
+    name: str = "digits",
+    *,
+    root: str | None = None,
+    download: bool = False,
+    image_size: int | None = None,
+    n_samples: int = 1000,
+    num_classes: int = 5,
+    channels: int = 3,
+    seed: int = 0,
+) -> ImageData:
+    """Load once per process (actors are reused across trials), on the CPU."""
+    problem = dataset_problem(name, root, download)
+    if problem:
+        raise (ValueError if name not in DATASETS else FileNotFoundError)(problem)
+    if name == "digits":
+        data = _digits()
+    elif name == "synthetic":
+        data = _synthetic(n_samples, num_classes, channels, image_size or 16, seed)
+    elif name == "imagefolder":
+        data = _imagefolder(root or "", image_size or 64)
+    else:
+        data = _torchvision(name, os.path.expanduser(root or "~/.raytune-hpo/data"), download)
+    if image_size and name in ("digits",) + tuple(TORCHVISION) and data.shape[1] != image_size:
+        resized = F.interpolate(data.images.float(), size=(image_size, image_size), mode="bilinear")
+        data = ImageData(
+            data.name,
+            resized.round().clamp(0, 255).to(torch.uint8),
+            data.labels,
+            data.num_classes,
+            data.mean,
+            data.std,
+        )
+    return data
+
+
+def make_splits(
+    labels: np.ndarray, *, k_folds: int, val_fraction: float, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified k-fold splits (k >= 2) or one stratified hold-out split (k <= 1)."""
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    idx = np.arange(len(labels))
+    if k_folds >= 2:
+        skf = StratifiedKFold(n_splits=k_folds, shuffle=True, random_state=seed)
+        return [(tr, va) for tr, va in skf.split(idx, labels)]
+    tr, va = train_test_split(idx, test_size=val_fraction, stratify=labels, random_state=seed)
+    return [(np.sort(tr), np.sort(va))]
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, *, pad: int, flip: bool) -> torch.Tensor:
+    """Random crop with reflection padding and random horizontal flip, per sample, on x's
+    device. ``x``: float (B, C, H, W)."""
+    b, c, h, w = x.shape
+    if pad > 0:
+        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        oy = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=gen)
+        ox = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=gen)
+        rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        bi = torch.arange(b, device=x.device)[:, None, None, None]
+        ci = torch.arange(c, device=x.device)[None, :, None, None]
+        x = padded[bi, ci, rows, cols]
+    if flip:
+        mask = torch.rand(b, device=x.device, generator=gen) < 0.5
+        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def batches(
+    data: ImageData,
+    index: torch.Tensor,
+    *,
+    batch_size: int,
+    gen: torch.Generator | None = None,
+    augmentation: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Normalised float batches from ``data`` (already on the device). With ``gen`` the order
+    is shuffled and, with ``augmentation``, each batch is cropped and flipped."""
+    device = data.images.device
+    if gen is not None:
+        index = index[torch.randperm(len(index), device=device, generator=gen)]
+    mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+    pad = max(1, data.shape[1] // 8)
+    for start in range(0, len(index), batch_size):
+        ib = index[start : start + batch_size]
+        x = data.images[ib].float().div_(255.0)
+        if augmentation and gen is not None:
+            x = augment(x, gen, pad=pad, flip=True)
+        yield (x - mean) / std, data.labels[ib]
