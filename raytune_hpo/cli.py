@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 
 import pandas as pd
+import yaml
 
 EXIT_USAGE = 2
 
@@ -30,22 +31,41 @@ def format_table(df: pd.DataFrame, top: int | None = None) -> str:
     return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
+def apply_override(data: dict, item: str) -> None:
+    """Apply ``a.b.c=value`` (value read as YAML) to the sweep dict ``data``."""
+    from raytune_hpo.spec import SpecError
+
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. trainable.epochs=5")
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise SpecError(f"--set {key}: {part} is not a mapping")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from raytune_hpo.spec import SpecError, SweepSpec
 
     try:
         spec = SweepSpec.from_yaml(args.sweep) if args.sweep else SweepSpec.quickstart()
-        overrides = {
-            k: v
-            for k, v in (
-                ("num_samples", args.num_samples),
-                ("storage_path", args.storage_path),
-                ("seed", args.seed),
-            )
-            if v is not None
-        }
-        if overrides:
-            spec = SweepSpec.from_dict({**spec.model_dump(), **overrides}, source="command line")
+        sets = list(args.set or [])
+        for key, value in (
+            ("num_samples", args.num_samples),
+            ("storage_path", args.storage_path),
+            ("seed", args.seed),
+        ):
+            if value is not None:
+                sets.append(f"{key}={value}")
+        if sets:
+            data = spec.model_dump(exclude_unset=True)
+            for item in sets:
+                apply_override(data, item)
+            spec = SweepSpec.from_dict(data, source=args.sweep or "quickstart")
     except SpecError as e:
         return _fail(str(e))
     from raytune_hpo.run import run_sweep
@@ -110,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-samples", type=int, help="override num_samples")
     run.add_argument("--storage-path", help="override storage_path")
     run.add_argument("--seed", type=int, help="override seed")
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a field, e.g. --set trainable.data.root=/data/images (repeatable)",
+    )
     run.add_argument("--top", type=int, default=10, help="rows of the final table (10)")
     run.set_defaults(func=_cmd_run)
 

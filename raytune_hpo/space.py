@@ -312,14 +312,16 @@ class SearchSpace:
         """Every combination of the parameters' grid values (cartesian product)."""
         axes = [p.grid_values(f"space.{_dotted(k)}") for k, p in self.params.items()]
         keys = list(self.params)
-        return [self._nest(dict(zip(keys, combo))) for combo in itertools.product(*axes)]
+        return [
+            self._nest(dict(zip(keys, combo, strict=True))) for combo in itertools.product(*axes)
+        ]
 
     def from_unit(self, u: Sequence[float] | np.ndarray) -> dict[str, Any]:
         """Map a point of [0, 1]^dims to a (nested) configuration."""
         u = np.asarray(u, dtype=float).reshape(-1)
         if u.shape[0] != self.dims:
             raise ValueError(f"expected {self.dims} unit coordinates, got {u.shape[0]}")
-        flat = {path: p.from_unit(x) for (path, p), x in zip(self.params.items(), u)}
+        flat = {path: p.from_unit(x) for (path, p), x in zip(self.params.items(), u, strict=True)}
         return self._nest(flat)
 
     def to_unit(self, config: Mapping[str, Any]) -> np.ndarray:

@@ -183,11 +183,11 @@ class SweepSpec(_Strict):
 
         space = SearchSpace.from_dict(self.space)
         tunable = [k for k in TrainableSpec.model_fields if k not in ("data",)] + ["seed"]
+        for key in self.space:
+            if key not in tunable:
+                allowed = ", ".join(tunable)
+                raise ValueError(f"space.{key}: not a setting of the trainable; allowed: {allowed}")
         for path, param in space.params.items():
-            if path[0] not in tunable:
-                raise ValueError(
-                    f"space.{path[0]}: not a setting of the trainable; allowed: {', '.join(tunable)}"
-                )
             allowed = _CHOICES.get(path[0])
             if allowed is not None:
                 if not isinstance(param, CategoricalParam):
@@ -197,11 +197,6 @@ class SweepSpec(_Strict):
                     raise ValueError(
                         f"space.{path[0]}.choices: {bad} not allowed; allowed: {list(allowed)}"
                     )
-        for path in space.constants:
-            if path[0] not in tunable:
-                raise ValueError(
-                    f"space.{path[0]}: not a setting of the trainable; allowed: {', '.join(tunable)}"
-                )
         for section in ("searcher", "scheduler"):
             try:
                 self._build(section)
@@ -210,7 +205,7 @@ class SweepSpec(_Strict):
                 sep = ": " if msg.startswith("unknown") else "."
                 raise ValueError(f"{section}{sep}{msg}") from None
         if self.searcher.name in _grid_searchers():
-            space.grid()  # raises naming the parameter that has no grid values
+            space.to_tune(grid=True)  # raises naming a parameter that has no grid values
         k_folds = self.trainable.k_folds
         metrics = BASE_METRICS + (
             KFOLD_METRICS if k_folds > 1 or ("k_folds",) in space.params else ()

@@ -141,10 +141,15 @@ def fit(config: dict[str, Any], *, report: Report, state: dict[str, Any] | None 
     gen.manual_seed(seed)
     start = 1
     if state is not None:
-        for (model, opt, _, _), ms, os_ in zip(folds, state["models"], state["optimizers"]):
+        for (model, opt, _, _), ms, os_ in zip(
+            folds, state["models"], state["optimizers"], strict=True
+        ):
             model.load_state_dict(ms)
             opt.load_state_dict(os_)
         gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         start = int(state["epoch"]) + 1
 
     for epoch in range(start, int(cfg["epochs"]) + 1):
@@ -175,7 +180,10 @@ def fit(config: dict[str, Any], *, report: Report, state: dict[str, Any] | None 
             "models": [m.state_dict() for m, *_ in folds],
             "optimizers": [o.state_dict() for _, o, *_ in folds],
             "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),  # dropout masks: resume continues exactly
         }
+        if device.type == "cuda":
+            new_state["cuda_rng"] = torch.cuda.get_rng_state(device)
         report(metrics, new_state)
 
 

@@ -1,0 +1,155 @@
+"""Sweep file validation: good files load, bad ones give one line naming the field."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from raytune_hpo.spec import SpecError, SweepSpec
+
+SPECS = os.path.join(os.path.dirname(__file__), "..", "specs")
+
+
+def load(name):
+    with open(os.path.join(SPECS, name)) as f:
+        return yaml.safe_load(f)
+
+
+def write(tmp_path, text, name="sweep.yaml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_quickstart_loads_and_builds_param_space():
+    spec = SweepSpec.quickstart()
+    assert spec.searcher.name == "random" and spec.scheduler.name == "asha"
+    assert spec.samples == 12
+    ps = spec.param_space()
+    assert ps["model"] == "tinyvgg" and ps["dataset"] == "digits" and ps["seed"] == 0
+    assert set(spec.search_space.names) <= set(ps)
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(SPECS)))
+def test_every_shipped_spec_is_valid_when_its_data_is_present(tmp_path, name):
+    data = load(name)
+    if data.get("trainable", {}).get("dataset") == "imagefolder":
+        (tmp_path / "a").mkdir()
+        data["trainable"]["data"]["root"] = str(tmp_path)
+    spec = SweepSpec.from_dict(data, source=name)
+    assert spec.samples >= 1
+
+
+def test_grid_spec_counts_the_tinyvgg_grid():
+    data = load("tinyvgg-grid.yaml")
+    spec = SweepSpec.from_dict(
+        {**data, "trainable": {**data["trainable"], "dataset": "digits", "data": {}}}
+    )
+    assert len(spec.search_space.grid()) == 3 * 3 * 3 * 3  # lr x batch x dropout x optimizer
+    assert spec.samples == 1
+
+
+def test_options_reach_the_scheduler():
+    spec = SweepSpec.from_dict(
+        {
+            "scheduler": {"name": "asha", "grace_period": 3, "reduction_factor": 3},
+            "trainable": {"epochs": 9},
+        }
+    )
+    sched = spec.build_scheduler()
+    assert sched._max_t == 9 and sched._reduction_factor == 3  # ASHA's own fields
+
+
+BAD = [
+    ("searcher: {name: bayes}", r"searcher: unknown searcher 'bayes'; allowed: random, grid"),
+    ("scheduler: {name: pbt}", r"scheduler: unknown scheduler 'pbt'; allowed: fifo, asha, median"),
+    (
+        "scheduler: {name: asha, grace: 2}",
+        r"scheduler: unknown option\(s\) \['grace'\].*allowed: "
+        r"grace_period",
+    ),
+    ("scheduler: {name: asha, reduction_factor: 1}", r"scheduler\.reduction_factor: must be > 1"),
+    ("space: {lr: {type: float, low: 0.1, high: 0.01}}", r"space\.lr: empty or inverted range"),
+    ("space: {lr: {type: float, low: 0, high: 0.1, log: true}}", r"space\.lr\.low: log: true"),
+    ("space: {optimizer: {type: categorical, choices: []}}", r"space\.optimizer\.choices: must be"),
+    (
+        "space: {optimizer: {type: categorical, choices: [adamw]}}",
+        r"space\.optimizer\.choices: \['adamw'\] not allowed; "
+        r"allowed: \['adam', 'sgd', 'rmsprop'\]",
+    ),
+    ("space: {lrr: {type: float, low: 0.1, high: 1}}", r"space\.lrr: not a setting.*allowed: "),
+    ("metric: val_f1", r"metric: 'val_f1' is not reported by the trainable; allowed: epoch, "),
+    ("metric: val_accuracy_std", r"metric: 'val_accuracy_std' is not reported"),
+    ("mode: maximum", r"mode: Input should be 'min' or 'max'"),
+    ("num_samples: 0", r"num_samples: Input should be greater than or equal to 1"),
+    ("trainable: {model: vgg16}", r"trainable\.model: Input should be 'tinyvgg', 'lenet5'"),
+    ("trainable: {epochz: 3}", r"trainable\.epochz: unknown field; allowed: model, dataset"),
+    (
+        "trainable: {dataset: imagefolder, data: {root: /nonexistent/x}}",
+        r"trainable\.data\.root: directory '/nonexistent/x' does not exist",
+    ),
+    (
+        "trainable: {dataset: cifar10, data: {root: /nonexistent/y}}",
+        r"trainable\.data\.root: cifar10 files not found at '/nonexistent/y/cifar-10-batches-py'; "
+        r"set `download: true`",
+    ),
+    (
+        "searcher: {name: grid}\nspace: {lr: {type: float, low: 0.001, high: 0.1}}",
+        r"space\.lr: grid search needs explicit `grid` values",
+    ),
+    ("resources: {gpu: 1.5}", r"resources\.gpu: fractions are allowed below 1 only"),
+    ("bogus: 1", r"bogus: unknown field; allowed: name, description, metric, mode, space"),
+    ("- just\n- a list", r"the sweep file must be a YAML mapping"),
+    ("name: [unclosed", r"not valid YAML \(line 1\)"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD, ids=[b[0][:40] for b in BAD])
+def test_bad_sweep_files_name_the_field(tmp_path, text, message):
+    with pytest.raises(SpecError, match=message) as err:
+        SweepSpec.from_yaml(write(tmp_path, text))
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SpecError, match=r"nope\.yaml: sweep file does not exist"):
+        SweepSpec.from_yaml(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["searcher: {name: bayes}", "space: {lr: {type: float, low: 1, high: 0}}", None],
+    ids=["unknown-searcher", "inverted-range", "missing-file"],
+)
+def test_cli_bad_input_one_line_exit_2_and_no_ray(tmp_path, text):
+    path = write(tmp_path, text) if text else tmp_path / "missing.yaml"
+    ray_tmp = tmp_path / "raytmp"
+    ray_tmp.mkdir()
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "raytune_hpo.cli", "run", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("raytune-hpo: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert list(ray_tmp.iterdir()) == []  # Ray never started
+
+
+def test_cli_searchers_lists_the_registry():
+    proc = subprocess.run(
+        [sys.executable, "-m", "raytune_hpo.cli", "searchers"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0
+    from raytune_hpo.schedulers import SCHEDULERS
+    from raytune_hpo.searchers import SEARCHERS
+
+    for name in [*SEARCHERS, *SCHEDULERS]:
+        assert f"  {name} " in proc.stdout
