@@ -14,6 +14,8 @@ class Entry:
     summary: str
     # Keyword arguments the runner fills in itself; users do not set them as options.
     reserved: tuple[str, ...] = ()
+    # Searchers that take our SearchSpace (grid values and all) instead of Tune domains.
+    owns_space: bool = False
 
     def option_names(self) -> list[str]:
         params = inspect.signature(self.factory).parameters.values()

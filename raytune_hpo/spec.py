@@ -223,13 +223,15 @@ class SweepSpec(_Strict):
             raise ValueError("resources.gpu: fractions are allowed below 1 only (0.25, 0.5, 2)")
 
     def param_space(self) -> dict[str, Any]:
-        """The Tuner's ``param_space``: fixed trainable settings plus the searched ones."""
+        """The Tuner's ``param_space``: fixed trainable settings plus, for Ray's own
+        searchers, the searched ones as Tune domains (our searchers carry the space)."""
+        from raytune_hpo.searchers import owns_space
+
+        fixed = {**self.trainable.fixed_config(), "seed": self.seed}
+        if owns_space(self.searcher.name):
+            return fixed
         grid = self.searcher.name in _grid_searchers()
-        return {
-            **self.trainable.fixed_config(),
-            "seed": self.seed,
-            **self.search_space.to_tune(grid=grid),
-        }
+        return {**fixed, **self.search_space.to_tune(grid=grid)}
 
     def _build(self, section: str):
         """The searcher or scheduler this spec names (metric and mode come from the Tuner)."""
@@ -239,10 +241,13 @@ class SweepSpec(_Strict):
             return create_scheduler(
                 self.scheduler.name, max_t=self.max_epochs, **self.scheduler.options
             )
-        from raytune_hpo.searchers import create_searcher
+        from raytune_hpo.searchers import SEARCHERS, create_searcher
 
+        options = dict(self.searcher.options)
+        if "budget" in SEARCHERS[self.searcher.name].option_names():
+            options.setdefault("budget", self.samples)  # LHS / RSA: the sweep's trials
         return create_searcher(
-            self.searcher.name, space=self.search_space, seed=self.seed, **self.searcher.options
+            self.searcher.name, space=self.search_space, seed=self.seed, **options
         )
 
     def build_searcher(self):

@@ -1,10 +1,20 @@
-"""Searcher registry: ``create_searcher(name, **kw)``; unknown names or options raise."""
+"""Searcher registry: ``create_searcher(name, **kw)``; unknown names or options raise.
+
+``random`` and ``grid`` are Ray's own variant generator over the Tuner's ``param_space``; the
+others are ``UnitCubeSearcher`` subclasses that take our ``SearchSpace``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from raytune_hpo._registry import Entry, check_options, lookup
+from raytune_hpo.searchers._approx_gradient import ApproxGradientSearch
+from raytune_hpo.searchers._base import UnitCubeSearcher
+from raytune_hpo.searchers._lhs import LatinHypercubeSearch
+from raytune_hpo.searchers._pso import PSOSearch
+from raytune_hpo.searchers._rsa import RSASearch
+from raytune_hpo.searchers._sobol import SobolSearch
 
 
 def _variant_generator(space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None):
@@ -27,6 +37,36 @@ SEARCHERS: dict[str, Entry] = {
         "every combination of the grid values (Ray's grid_search); num_samples repeats it",
         _RESERVED,
     ),
+    "sobol": Entry(
+        SobolSearch,
+        "scrambled Sobol' quasi-random points (scipy.stats.qmc)",
+        _RESERVED,
+        owns_space=True,
+    ),
+    "lhs": Entry(
+        LatinHypercubeSearch,
+        "Latin hypercube design of `budget` points, then done",
+        _RESERVED,
+        owns_space=True,
+    ),
+    "rsa": Entry(
+        RSASearch,
+        "random sequential addition: random points kept a radius apart",
+        _RESERVED,
+        owns_space=True,
+    ),
+    "pso": Entry(
+        PSOSearch,
+        "asynchronous particle swarm; done when the swarm stops moving",
+        _RESERVED,
+        owns_space=True,
+    ),
+    "approx_gradient": Entry(
+        ApproxGradientSearch,
+        "grid neighbourhood search along finite-difference slopes, with restarts",
+        _RESERVED,
+        owns_space=True,
+    ),
 }
 
 # Searchers that run over `tune.grid_search` domains instead of sampled ones.
@@ -45,4 +85,20 @@ def create_searcher(name: str, **kw: Any):
     return entry.factory(**kw)
 
 
-__all__ = ["SEARCHERS", "GRID_SEARCHERS", "check_searcher", "create_searcher"]
+def owns_space(name: str) -> bool:
+    return lookup("searcher", SEARCHERS, name).owns_space
+
+
+__all__ = [
+    "GRID_SEARCHERS",
+    "SEARCHERS",
+    "ApproxGradientSearch",
+    "LatinHypercubeSearch",
+    "PSOSearch",
+    "RSASearch",
+    "SobolSearch",
+    "UnitCubeSearcher",
+    "check_searcher",
+    "create_searcher",
+    "owns_space",
+]

@@ -1,0 +1,91 @@
+"""Random sequential addition (RSA; Widom 1966, Torquato's packing studies): each new point is
+uniform in the unit cube and accepted only if no earlier point lies closer than a radius
+(``../shared/seeds/rsa-lhs-hypertiling.md``: spheres that may not overlap, the radius maximised
+for the number of samples wanted). The radius follows from the budget at a packing fraction
+below RSA saturation, and shrinks when candidates keep being rejected, so it never stalls."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from raytune_hpo.searchers._base import UnitCubeSearcher, _Rows
+
+# RSA saturation packing fractions of hard spheres in d = 1..8 (Torquato et al., 2006).
+_SATURATION = (0.7476, 0.5470, 0.3841, 0.2600, 0.1707, 0.1111, 0.0712, 0.0452)
+
+
+def saturation(d: int) -> float:
+    if d <= len(_SATURATION):
+        return _SATURATION[d - 1]
+    return _SATURATION[-1] * 0.63 ** (d - len(_SATURATION))
+
+
+def radius_for(budget: int, d: int, fill: float) -> float:
+    """Minimum distance such that ``budget`` spheres of diameter r fill ``fill`` x the RSA
+    saturation fraction of the unit cube."""
+    ball = math.pi ** (d / 2) / math.gamma(d / 2 + 1)  # volume of the unit d-ball
+    return 2.0 * (fill * saturation(d) / (budget * ball)) ** (1.0 / d)
+
+
+class RSASearch(UnitCubeSearcher):
+    """Options: ``budget`` (points wanted, 100), ``fill`` (fraction of saturation, 0.8),
+    ``batch`` (candidates tried at once, 32), ``max_rejections`` (rejected candidates before the
+    radius shrinks by ``shrink``, 256)."""
+
+    def __init__(
+        self,
+        space=None,
+        metric=None,
+        mode=None,
+        *,
+        seed=None,
+        points_to_evaluate=None,
+        budget: int = 100,
+        fill: float = 0.8,
+        batch: int = 32,
+        max_rejections: int = 256,
+        shrink: float = 0.9,
+    ):
+        super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
+        if not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"budget: must be an integer >= 1, got {budget!r}")
+        if not 0 < fill <= 1:
+            raise ValueError(f"fill: must lie in (0, 1], got {fill!r}")
+        if not 0 < shrink < 1:
+            raise ValueError(f"shrink: must lie in (0, 1), got {shrink!r}")
+        if batch < 1 or max_rejections < 1:
+            raise ValueError("batch and max_rejections: must be >= 1")
+        self._budget, self._fill, self._batch = budget, fill, batch
+        self._max_rejections, self._shrink = max_rejections, shrink
+        self.radius = math.nan
+        self._pts: _Rows | None = None  # accepted points
+
+    def _setup(self) -> None:
+        self.radius = radius_for(self._budget, self._space.dims, self._fill)
+        self._pts = _Rows(self._space.dims)
+
+    def _propose(self, trial_id: str) -> np.ndarray:
+        d = self._space.dims
+        rejected = 0
+        r2 = self.radius**2
+        while True:
+            cand = self._rng.random((self._batch, d))
+            pts = self._pts.rows
+            if len(pts) == 0:
+                chosen = cand[0]
+                break
+            # Squared distances of every candidate to every accepted point, vectorised.
+            d2 = (cand * cand).sum(1)[:, None] + (pts * pts).sum(1)[None, :] - 2.0 * cand @ pts.T
+            ok = np.flatnonzero(d2.min(1) >= r2)
+            if len(ok):
+                chosen = cand[ok[0]]
+                break
+            rejected += self._batch
+            if rejected >= self._max_rejections:
+                self.radius *= self._shrink
+                r2 = self.radius**2
+                rejected = 0
+        self._pts.append(chosen)
+        return chosen

@@ -1,0 +1,33 @@
+"""Scrambled Sobol' sequence (scipy.stats.qmc), as in the Sobol-vs-Bayesian study
+(``../shared/seeds/bayesian-vs-sobol.md``). State: the scramble seed and the count drawn."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import qmc
+
+from raytune_hpo.searchers._base import UnitCubeSearcher
+
+
+class SobolSearch(UnitCubeSearcher):
+    """Quasi-random Sobol' points; never finishes on its own (use num_samples)."""
+
+    _transient = ("_engine",)
+
+    def __init__(self, space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None):
+        super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
+        self._scramble_seed = int(self._rng.integers(2**63 - 1))
+        self._count = 0
+        self._engine: qmc.Sobol | None = None
+
+    def _setup(self) -> None:
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._engine = qmc.Sobol(self._space.dims, scramble=True, seed=self._scramble_seed)
+        if self._count:
+            self._engine.fast_forward(self._count)
+
+    def _propose(self, trial_id: str) -> np.ndarray:
+        self._count += 1
+        return self._engine.random(1)[0]
