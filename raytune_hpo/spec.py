@@ -241,10 +241,11 @@ class SweepSpec(_Strict):
             return create_scheduler(
                 self.scheduler.name, max_t=self.max_epochs, **self.scheduler.options
             )
+        from raytune_hpo._registry import lookup
         from raytune_hpo.searchers import SEARCHERS, create_searcher
 
         options = dict(self.searcher.options)
-        if "budget" in SEARCHERS[self.searcher.name].option_names():
+        if "budget" in lookup("searcher", SEARCHERS, self.searcher.name).option_names():
             options.setdefault("budget", self.samples)  # LHS / RSA: the sweep's trials
         return create_searcher(
             self.searcher.name, space=self.search_space, seed=self.seed, **options

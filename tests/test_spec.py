@@ -64,7 +64,10 @@ def test_options_reach_the_scheduler():
 
 
 BAD = [
-    ("searcher: {name: bayes}", r"searcher: unknown searcher 'bayes'; allowed: random, grid"),
+    (
+        "searcher: {name: bayes}",
+        r"searcher: unknown searcher 'bayes'; allowed: random, grid, sobol, lhs, rsa, pso, ",
+    ),
     ("scheduler: {name: pbt}", r"scheduler: unknown scheduler 'pbt'; allowed: fifo, asha, median"),
     (
         "scheduler: {name: asha, grace: 2}",
