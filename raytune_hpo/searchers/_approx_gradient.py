@@ -42,6 +42,8 @@ class ApproxGradientSearch(UnitCubeSearcher):
     """Options: ``levels`` per dimension without explicit grid values (5), ``max_restarts``
     (None: until the grid is exhausted)."""
 
+    _transient = ("_axes",)
+
     def __init__(
         self,
         space=None,
@@ -73,9 +75,12 @@ class ApproxGradientSearch(UnitCubeSearcher):
 
     # ------------------------------------------------------------------ grid helpers
     def _setup(self) -> None:
-        self._axes = [axis_values(p, self._levels) for p in self._space.params.values()]
+        self._rebuild()
         self._start(self._random_unevaluated())
         self._advance()
+
+    def _rebuild(self) -> None:
+        self._axes = [axis_values(p, self._levels) for p in self._space.params.values()]
 
     @property
     def grid_size(self) -> int:

@@ -172,7 +172,12 @@ class UnitCubeSearcher(Searcher):
         return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in skip})
 
     def set_state(self, state: dict[str, Any]) -> None:
+        # A searcher built with a space keeps that space: its categorical values stay the
+        # very objects the user gave (pickling would copy them).
+        own = self._space if self._own_space else None
         self.__dict__.update(copy.deepcopy(state))
+        if own is not None:
+            self._space = own
         if self._ready:
             self._rebuild()
 

@@ -8,6 +8,11 @@ at once without waiting for a generation.
 
 p_i is the particle's own best position, g the swarm's. The search stops (``FINISHED``) when
 every particle has moved and the swarm's largest speed falls below ``epsilon``.
+
+Departure from the paper: initial velocities are uniform in [-init_speed, init_speed] rather
+than 0. With v0 = 0 the first particle to finish is both its own and the swarm's best, so it
+would not move and would evaluate the same configuration again; ``init_speed=0`` restores the
+paper's setting.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from raytune_hpo.searchers._base import UnitCubeSearcher
 class PSOSearch(UnitCubeSearcher):
     """Options: ``swarm_size`` S (8), inertia ``w`` (0.5), personal step ``phi_l`` (1.5),
     global step ``phi_g`` (1.5), ``epsilon`` (1e-3, speed in the unit cube that ends the
-    search), ``max_speed`` (0.5, per-move cap)."""
+    search), ``max_speed`` (0.5, per-move cap), ``init_speed`` (0.1)."""
 
     def __init__(
         self,
@@ -39,6 +44,7 @@ class PSOSearch(UnitCubeSearcher):
         phi_g: float = 1.5,
         epsilon: float = 1e-3,
         max_speed: float = 0.5,
+        init_speed: float = 0.1,
     ):
         super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
         if not isinstance(swarm_size, int) or swarm_size < 1:
@@ -48,6 +54,9 @@ class PSOSearch(UnitCubeSearcher):
                 raise ValueError(f"{name}: must lie in [0, 10), got {value!r}")
         if epsilon <= 0 or max_speed <= 0:
             raise ValueError("epsilon and max_speed: must be > 0")
+        if not 0 <= init_speed <= 1:
+            raise ValueError(f"init_speed: must lie in [0, 1], got {init_speed!r}")
+        self._v0 = init_speed
         self._S, self._w, self._phi_l, self._phi_g = swarm_size, w, phi_l, phi_g
         self._eps, self._vmax = epsilon, max_speed
         self._x = self._v = self._pbest = None
@@ -61,7 +70,7 @@ class PSOSearch(UnitCubeSearcher):
     def _setup(self) -> None:
         d = self._space.dims
         self._x = self._rng.random((self._S, d))
-        self._v = np.zeros((self._S, d))
+        self._v = self._rng.uniform(-self._v0, self._v0, (self._S, d))
         self._pbest = self._x.copy()
         self._pbest_loss = np.full(self._S, math.inf)
         self._moves = np.zeros(self._S, dtype=int)

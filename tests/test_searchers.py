@@ -1,0 +1,286 @@
+"""The searcher contract (ARCHITECTURE.md), run against every Searcher in SEARCHERS, plus each
+algorithm's own properties."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+from ray.tune.search import ConcurrencyLimiter, Searcher
+
+from raytune_hpo.searchers import (
+    SEARCHERS,
+    ApproxGradientSearch,
+    LatinHypercubeSearch,
+    PSOSearch,
+    RSASearch,
+    SobolSearch,
+    create_searcher,
+)
+
+ACT = object()  # categorical values must come back as the very objects given
+
+MIXED = {
+    "lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+    "momentum": {"type": "float", "low": 0.0, "high": 0.99},
+    "units": {"type": "int", "low": 4, "high": 64, "log": True},
+    "layers": {"type": "int", "low": 1, "high": 4},
+    "act": {"type": "categorical", "choices": ["relu", ACT, 3]},
+    "opt": {"inner": {"type": "float", "low": -1.0, "high": 1.0}, "const": "kept"},
+    "fixed": 7,
+}
+
+
+def contract_names():
+    out = []
+    for name in SEARCHERS:
+        if isinstance(make(name, seed=0), Searcher):
+            out.append(name)
+    return out
+
+
+def make(name, seed=0, space=MIXED, **kw):
+    if name in ("lhs", "rsa"):
+        kw.setdefault("budget", 40)
+    return create_searcher(name, space=space, metric="loss", mode="min", seed=seed, **kw)
+
+
+def objective(cfg):
+    return (math.log10(cfg["lr"]) + 3) ** 2 + (cfg["units"] - 16) ** 2 / 100 + cfg["opt"]["inner"]
+
+
+def drive(s, n, start=0, complete=True):
+    """Suggest up to n configs (completing each with the objective); returns them."""
+    out = []
+    for i in range(start, start + n):
+        cfg = s.suggest(f"t{i}")
+        if cfg is None or cfg == Searcher.FINISHED:
+            break
+        out.append(cfg)
+        if complete:
+            s.on_trial_complete(f"t{i}", {"loss": objective(cfg)})
+    return out
+
+
+CONTRACT = contract_names()
+
+
+def test_every_custom_searcher_is_under_contract():
+    assert {"sobol", "lhs", "rsa", "pso", "approx_gradient"} <= set(CONTRACT)
+
+
+@pytest.mark.parametrize("name", CONTRACT)
+def test_bounds_and_types(name):
+    cfgs = drive(make(name), 40)
+    assert len(cfgs) >= 20
+    for c in cfgs:
+        assert 1e-5 <= c["lr"] <= 1e-1 and isinstance(c["lr"], float)
+        assert 0.0 <= c["momentum"] <= 0.99
+        assert isinstance(c["units"], int) and 4 <= c["units"] <= 64
+        assert isinstance(c["layers"], int) and 1 <= c["layers"] <= 4
+        assert any(c["act"] is v for v in ("relu", ACT, 3))
+        assert -1.0 <= c["opt"]["inner"] <= 1.0 and c["opt"]["const"] == "kept"
+        assert c["fixed"] == 7
+
+
+@pytest.mark.parametrize("name", CONTRACT)
+def test_seeding(name):
+    a, b, c = drive(make(name, seed=1), 15), drive(make(name, seed=1), 15), drive(make(name, 2), 15)
+    assert a == b
+    assert a != c
+
+
+@pytest.mark.parametrize("name", CONTRACT)
+def test_save_restore_mid_run_continues_exactly(name, tmp_path):
+    ref = make(name, seed=3)
+    drive(ref, 8)
+    pending = [(f"p{i}", ref.suggest(f"p{i}")) for i in range(2)]  # suggested, not completed
+    assert all(isinstance(c, dict) for _, c in pending)
+    path = os.path.join(tmp_path, "searcher.pkl")
+    ref.save(path)
+    restored = make(name, seed=99)  # a different seed: everything must come from the file
+    restored.restore(path)
+    for s in (ref, restored):
+        for tid, cfg in pending:
+            s.on_trial_complete(tid, {"loss": objective(cfg)})
+    assert drive(restored, 12, start=100) == drive(ref, 12, start=100)
+    assert not [f for f in os.listdir(tmp_path) if f != "searcher.pkl"]  # no temp files left
+
+
+@pytest.mark.parametrize("name", CONTRACT)
+def test_bad_results_never_crash_and_nan_is_worst(name):
+    s = make(name, seed=4)
+    cfgs = {f"b{i}": s.suggest(f"b{i}") for i in range(6)}
+    cfgs = {k: v for k, v in cfgs.items() if isinstance(v, dict)}
+    results = [
+        {"loss": float("nan")},
+        {"loss": float("inf")},
+        None,
+        {"other": 1.0},
+        {"loss": "oops"},
+        {"loss": 0.5},
+    ]
+    for (tid, _), res in zip(cfgs.items(), results, strict=False):
+        s.on_trial_complete(tid, res, error=res is None)
+    s.on_trial_complete("never-suggested", {"loss": 0.1})
+    s.on_trial_complete("b0", {"loss": 0.2})  # completed twice: ignored
+    _, losses = s.observations
+    assert len(losses) == len(cfgs)
+    assert np.isinf(losses[: min(5, len(cfgs))]).all()  # NaN, inf, failed, missing, junk
+    assert drive(s, 10, start=50)  # still suggesting
+
+
+@pytest.mark.parametrize("name", CONTRACT)
+def test_concurrency_limiter_runs_trials_at_once(name):
+    s = ConcurrencyLimiter(make(name, seed=5), max_concurrent=2)
+    first = [s.suggest(f"c{i}") for i in range(3)]
+    assert isinstance(first[0], dict) and isinstance(first[1], dict)
+    assert first[2] is None  # the limiter holds the third back
+    s.on_trial_complete("c0", {"loss": 1.0})
+    assert isinstance(s.suggest("c3"), dict)
+
+
+# ----------------------------------------------------------------------------- algorithms
+UNIT2 = {
+    "x": {"type": "float", "low": 0.0, "high": 1.0},
+    "y": {"type": "float", "low": 0, "high": 1},
+}
+
+
+def bowl(c, d=None):
+    return sum((c[k] - 0.3) ** 2 for k in c if k.startswith("x"))
+
+
+def best_after(searcher, f, n):
+    best, i = math.inf, 0
+    while i < n:
+        cfg = searcher.suggest(str(i))
+        if cfg == Searcher.FINISHED:
+            break
+        assert cfg is not None
+        best = min(best, f(cfg))
+        searcher.on_trial_complete(str(i), {"loss": f(cfg)})
+        i += 1
+    return best
+
+
+def random_best(f, space, n, seed):
+    from raytune_hpo.space import SearchSpace
+
+    sp, rng = SearchSpace.from_dict(space), np.random.default_rng(seed)
+    return min(f(sp.from_unit(u)) for u in rng.random((n, sp.dims)))
+
+
+def test_sobol_points_are_balanced():
+    s = SobolSearch(UNIT2, "loss", "min", seed=0)
+    pts = np.array([[c["x"], c["y"]] for c in drive_fn(s, bowl, 64)])
+    for j in range(2):  # a (0, m, 2)-net: one point in each of 64 equal strata per dimension
+        assert sorted(np.floor(pts[:, j] * 64).astype(int)) == list(range(64))
+    quads = np.floor(pts * 8).astype(int)
+    assert len({tuple(q) for q in quads}) == 64  # and one per cell of the 8x8 grid
+
+
+def test_lhs_one_point_per_stratum_then_finished():
+    space = {f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(3)}
+    s = LatinHypercubeSearch(space, "loss", "min", seed=1, budget=20)
+    cfgs = drive_fn(s, bowl, 100)
+    assert len(cfgs) == 20
+    for k in space:
+        assert sorted(int(c[k] * 20) for c in cfgs) == list(range(20))
+    assert s.suggest("again") == Searcher.FINISHED
+
+
+def test_lhs_needs_a_budget():
+    with pytest.raises(ValueError, match="budget: LatinHypercubeSearch needs"):
+        LatinHypercubeSearch(UNIT2, budget=None)
+
+
+def test_rsa_keeps_its_minimum_distance_and_never_stalls():
+    s = RSASearch(UNIT2, "loss", "min", seed=2, budget=30)
+    pts = np.array([[c["x"], c["y"]] for c in drive_fn(s, bowl, 30)])
+    first_radius = s.radius
+    d = np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1)) + np.eye(len(pts)) * 9
+    assert d.min() >= first_radius * (1 - 1e-9)
+    # Far past its budget the radius shrinks instead of rejecting forever.
+    more = drive_fn(s, bowl, 400, start=30)
+    assert len(more) == 400 and s.radius < first_radius
+
+
+def test_rsa_spreads_better_than_random():
+    s = RSASearch(UNIT2, "loss", "min", seed=0, budget=40)
+    pts = np.array([[c["x"], c["y"]] for c in drive_fn(s, bowl, 40)])
+    rnd = np.random.default_rng(0).random((40, 2))
+
+    def min_dist(p):
+        d = np.sqrt(((p[:, None] - p[None]) ** 2).sum(-1)) + np.eye(len(p)) * 9
+        return d.min()
+
+    assert min_dist(pts) > 3 * min_dist(rnd)
+
+
+@pytest.mark.parametrize("cls, kw", [(PSOSearch, {}), (ApproxGradientSearch, {"levels": 11})])
+def test_converges_on_a_smooth_bowl_far_faster_than_random(cls, kw):
+    space = {f"x{i}": {"type": "float", "low": -2.0, "high": 2.0} for i in range(4)}
+    ours = [best_after(cls(space, "loss", "min", seed=s, **kw), bowl, 120) for s in range(5)]
+    rand = [random_best(bowl, space, 120, s) for s in range(5)]
+    assert np.median(ours) < np.median(rand) / 5, (ours, rand)
+
+
+def test_pso_finishes_when_the_swarm_stops():
+    s = PSOSearch(UNIT2, "loss", "min", seed=0, swarm_size=4, epsilon=0.01)
+    n = len(drive_fn(s, bowl, 5000))
+    assert n < 5000 and s.converged and s.suggest("x") == Searcher.FINISHED
+
+
+def test_pso_is_asynchronous():
+    s = PSOSearch(UNIT2, "loss", "min", seed=0, swarm_size=3)
+    a, b, c = (s.suggest(t) for t in "abc")
+    assert s.suggest("d") is None  # every particle is out being evaluated
+    s.on_trial_complete("b", {"loss": bowl(b)})
+    moved = s.suggest("e")  # particle b moved at once, without waiting for a and c
+    assert isinstance(moved, dict) and moved != b
+
+
+def test_approx_gradient_never_repeats_and_finishes_on_the_grid():
+    space = {
+        "lr": {
+            "type": "float",
+            "low": 1e-4,
+            "high": 1e-1,
+            "log": True,
+            "grid": [1e-4, 3e-4, 1e-3, 1e-2, 1e-1],
+        },
+        "units": {"type": "int", "low": 8, "high": 64, "grid": [8, 16, 32, 64]},
+        "act": {"type": "categorical", "choices": ["relu", "tanh"]},
+    }
+
+    def f(c):
+        return (math.log10(c["lr"]) + 3) ** 2 + abs(c["units"] - 32) / 8 + (c["act"] == "tanh")
+
+    s = ApproxGradientSearch(space, "loss", "min", seed=0)
+    cfgs = drive_fn(s, f, 1000)
+    keys = [(c["lr"], c["units"], c["act"]) for c in cfgs]
+    assert len(keys) == len(set(keys)) == 5 * 4 * 2  # whole grid, no point twice
+    assert {k[0] for k in keys} == {1e-4, 3e-4, 1e-3, 1e-2, 1e-1}  # exact grid values
+    assert s.suggest("z") == Searcher.FINISHED
+    assert min(s.local_optima, key=lambda o: o[1])[0] == {"lr": 1e-3, "units": 32, "act": "relu"}
+
+
+def test_approx_gradient_evaluates_a_neighbourhood_concurrently():
+    space = {f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(3)}
+    s = ApproxGradientSearch(space, "loss", "min", seed=1, levels=5)
+    out = [s.suggest(f"n{i}") for i in range(8)]
+    # The start point and its axis neighbours (up to 2d = 6) go out together.
+    assert sum(isinstance(c, dict) for c in out) >= 4 and out[-1] is None
+
+
+def drive_fn(s, f, n, start=0):
+    out = []
+    for i in range(start, start + n):
+        cfg = s.suggest(str(i))
+        if cfg == Searcher.FINISHED:
+            break
+        assert cfg is not None
+        out.append(cfg)
+        s.on_trial_complete(str(i), {"loss": f(cfg)})
+    return out
