@@ -173,8 +173,11 @@ class SweepSpec(_Strict):
 
     @property
     def samples(self) -> int:
-        """Trials to run: ``num_samples`` (for grid search: repeats of the grid, default 1)."""
-        return self.num_samples or (1 if self.searcher.name in _grid_searchers() else 10)
+        """Trials to ask Tune for: ``num_samples`` (default 10). Grid search runs its grid
+        once, whatever ``num_samples`` says, so switching a sweep to grid stays safe."""
+        if self.searcher.name in _grid_searchers():
+            return 1  # Tune's num_samples repeats the whole grid
+        return self.num_samples or 10
 
     def check(self) -> None:
         """Raise ValueError naming the field for anything that would fail once Ray is up."""

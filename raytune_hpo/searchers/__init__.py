@@ -34,7 +34,7 @@ SEARCHERS: dict[str, Entry] = {
     ),
     "grid": Entry(
         _variant_generator,
-        "every combination of the grid values (Ray's grid_search); num_samples repeats it",
+        "every combination of the grid values, once (Ray's grid_search)",
         _RESERVED,
     ),
     "sobol": Entry(
