@@ -284,3 +284,23 @@ def drive_fn(s, f, n, start=0):
         out.append(cfg)
         s.on_trial_complete(str(i), {"loss": f(cfg)})
     return out
+
+
+@pytest.mark.parametrize("name", CONTRACT)
+def test_points_to_evaluate_come_first_and_inform_the_search(name):
+    point = {
+        "lr": 1e-3,
+        "momentum": 0.5,
+        "units": 16,
+        "layers": 2,
+        "act": ACT,
+        "opt": {"inner": -1.0},
+    }
+    s = make(name, seed=6, points_to_evaluate=[point])
+    first = s.suggest("first")
+    assert first["lr"] == 1e-3 and first["units"] == 16 and first["act"] is ACT
+    assert first["opt"] == {"inner": -1.0, "const": "kept"} and first["fixed"] == 7
+    s.on_trial_complete("first", {"loss": objective(first)})
+    _, losses = s.observations
+    assert losses.tolist() == [objective(first)]
+    assert drive(s, 5, start=10)
