@@ -38,3 +38,15 @@ def check_options(kind: str, name: str, entry: Entry, options: Iterable[str]) ->
     if unknown:
         listed = ", ".join(allowed) if allowed else "none"
         raise ValueError(f"unknown option(s) {unknown} for {kind} {name!r}; allowed: {listed}")
+
+
+def check(kind: str, registry: dict[str, Entry], name: str, options: Iterable[str]) -> None:
+    """Validate a name and its options without building anything."""
+    check_options(kind, name, lookup(kind, registry, name), options)
+
+
+def create(kind: str, registry: dict[str, Entry], name: str, **kw: Any) -> Any:
+    """Build the named entry; ``kw`` are the factory's arguments (reserved ones included)."""
+    entry = lookup(kind, registry, name)
+    check_options(kind, name, entry, set(kw) - set(entry.reserved))
+    return entry.factory(**kw)

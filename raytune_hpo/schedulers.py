@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raytune_hpo._registry import Entry, check_options, lookup
+from raytune_hpo._registry import Entry, check, create
 
 TIME_ATTR = "training_iteration"
 
@@ -67,14 +67,12 @@ SCHEDULERS: dict[str, Entry] = {
 
 def check_scheduler(name: str, options: dict[str, Any]) -> None:
     """Validate a scheduler name and its options without building anything."""
-    check_options("scheduler", name, lookup("scheduler", SCHEDULERS, name), options)
+    check("scheduler", SCHEDULERS, name, options)
 
 
 def create_scheduler(name: str, **kw: Any):
     """Build the named scheduler; ``metric``/``mode`` may be left to the Tuner."""
-    entry = lookup("scheduler", SCHEDULERS, name)
-    check_options("scheduler", name, entry, set(kw) - set(entry.reserved))
-    return entry.factory(**kw)
+    return create("scheduler", SCHEDULERS, name, **kw)
 
 
 __all__ = ["SCHEDULERS", "TIME_ATTR", "check_scheduler", "create_scheduler"]

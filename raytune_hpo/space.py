@@ -262,7 +262,8 @@ class SearchSpace:
     def __len__(self) -> int:
         return len(self.params)
 
-    def _nest(self, flat: Mapping[Path, Any]) -> dict[str, Any]:
+    def nest(self, flat: Mapping[Path, Any]) -> dict[str, Any]:
+        """A nested configuration: the constants plus ``flat`` (path -> value)."""
         out: dict[str, Any] = {}
         for path, value in itertools.chain(self.constants.items(), flat.items()):
             node = out
@@ -286,7 +287,7 @@ class SearchSpace:
                 flat[path] = (tune.lograndint if p.log else tune.randint)(p.low, p.high + 1)
             else:
                 flat[path] = (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
-        return self._nest(flat)
+        return self.nest(flat)
 
     def to_configspace(self, *, seed: int | None = None):
         """A ``ConfigSpace.ConfigurationSpace`` (for BOHB); nested names are dotted."""
@@ -313,7 +314,7 @@ class SearchSpace:
         axes = [p.grid_values(f"space.{_dotted(k)}") for k, p in self.params.items()]
         keys = list(self.params)
         return [
-            self._nest(dict(zip(keys, combo, strict=True))) for combo in itertools.product(*axes)
+            self.nest(dict(zip(keys, combo, strict=True))) for combo in itertools.product(*axes)
         ]
 
     def from_unit(self, u: Sequence[float] | np.ndarray) -> dict[str, Any]:
@@ -322,7 +323,7 @@ class SearchSpace:
         if u.shape[0] != self.dims:
             raise ValueError(f"expected {self.dims} unit coordinates, got {u.shape[0]}")
         flat = {path: p.from_unit(x) for (path, p), x in zip(self.params.items(), u, strict=True)}
-        return self._nest(flat)
+        return self.nest(flat)
 
     def to_unit(self, config: Mapping[str, Any]) -> np.ndarray:
         """Map a (nested, or flat with dotted keys) configuration into [0, 1]^dims."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raytune_hpo._registry import Entry, check_options, lookup
+from raytune_hpo._registry import Entry, check, create, lookup
 from raytune_hpo.searchers._approx_gradient import ApproxGradientSearch
 from raytune_hpo.searchers._base import UnitCubeSearcher
 from raytune_hpo.searchers._lhs import LatinHypercubeSearch
@@ -75,14 +75,12 @@ GRID_SEARCHERS = frozenset({"grid"})
 
 def check_searcher(name: str, options: dict[str, Any]) -> None:
     """Validate a searcher name and its options without building anything."""
-    check_options("searcher", name, lookup("searcher", SEARCHERS, name), options)
+    check("searcher", SEARCHERS, name, options)
 
 
 def create_searcher(name: str, **kw: Any):
     """Build the named searcher; ``kw`` are the constructor's arguments."""
-    entry = lookup("searcher", SEARCHERS, name)
-    check_options("searcher", name, entry, set(kw) - set(entry.reserved))
-    return entry.factory(**kw)
+    return create("searcher", SEARCHERS, name, **kw)
 
 
 def owns_space(name: str) -> bool:

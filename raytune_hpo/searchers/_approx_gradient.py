@@ -91,7 +91,7 @@ class ApproxGradientSearch(UnitCubeSearcher):
             path: self._axes[j][i]
             for j, (path, i) in enumerate(zip(self._space.params, idx, strict=True))
         }
-        return self._space._nest(flat)
+        return self._space.nest(flat)
 
     def _unit_of(self, idx: Index) -> np.ndarray:
         return self._space.to_unit(self._space.flat_config(self._config_of(idx)))

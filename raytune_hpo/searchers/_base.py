@@ -109,8 +109,8 @@ class UnitCubeSearcher(Searcher):
             point = self._points.pop(0)
             u = self._space.to_unit(point)
             self._live[trial_id] = u
-            flat = self._space.flat_config(point)
-            return self._space._nest({tuple(k.split(".")): v for k, v in flat.items()})
+            values = self._space.flat_config(point).values()  # in the order of params
+            return self._space.nest(dict(zip(self._space.params, values, strict=True)))
         u = self._propose(trial_id)
         if u is None or isinstance(u, str):
             return u  # None: nothing to run right now; FINISHED: the algorithm is done
