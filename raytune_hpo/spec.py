@@ -8,6 +8,7 @@ line that names the field path and, where there is a list, the allowed values.
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -159,8 +160,9 @@ class SweepSpec(_Strict):
         return spec
 
     # ----------------------------------------------------------------- meaning
-    @property
+    @cached_property
     def search_space(self) -> SearchSpace:
+        """The parsed ``space`` (parsed once; the spec is frozen)."""
         return SearchSpace.from_dict(self.space)
 
     @property
@@ -184,7 +186,7 @@ class SweepSpec(_Strict):
         from raytune_hpo.train.data import dataset_problem
         from raytune_hpo.train.trainable import BASE_METRICS, KFOLD_METRICS
 
-        space = SearchSpace.from_dict(self.space)
+        space = self.search_space
         tunable = [k for k in TrainableSpec.model_fields if k not in ("data",)] + ["seed"]
         for key in self.space:
             if key not in tunable:

@@ -71,7 +71,6 @@ class ApproxGradientSearch(UnitCubeSearcher):
         self._optima: set[Index] = set()
         self._restarts = 0
         self._done = False
-        self._pending_idx: Index = ()  # the grid point _propose just chose
 
     # ------------------------------------------------------------------ grid helpers
     def _setup(self) -> None:
@@ -96,8 +95,8 @@ class ApproxGradientSearch(UnitCubeSearcher):
     def _unit_of(self, idx: Index) -> np.ndarray:
         return self._space.to_unit(self._space.flat_config(self._config_of(idx)))
 
-    def _config_for(self, u: np.ndarray) -> dict[str, Any]:
-        return self._config_of(self._pending_idx)  # exact grid values, not a decoded float
+    def _config_for(self, trial_id: str, u: np.ndarray) -> dict[str, Any]:
+        return self._config_of(self._flight[trial_id])  # exact grid values, not decoded floats
 
     def _known(self, idx: Index) -> bool:
         return idx in self._loss or idx in self._flight.values() or idx in self._queued
@@ -195,7 +194,6 @@ class ApproxGradientSearch(UnitCubeSearcher):
             return None  # waiting for this neighbourhood's results
         idx = self._queued.pop(0)
         self._flight[trial_id] = idx
-        self._pending_idx = idx
         return self._unit_of(idx)
 
     def _observe(self, trial_id: str, u: np.ndarray, loss: float) -> None:

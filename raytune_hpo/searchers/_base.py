@@ -116,7 +116,7 @@ class UnitCubeSearcher(Searcher):
             return u  # None: nothing to run right now; FINISHED: the algorithm is done
         u = np.clip(np.asarray(u, dtype=float), 0.0, 1.0)
         self._live[trial_id] = u
-        return self._config_for(u)
+        return self._config_for(trial_id, u)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         u = self._live.pop(trial_id, None)
@@ -137,7 +137,7 @@ class UnitCubeSearcher(Searcher):
     def _observe(self, trial_id: str, u: np.ndarray, loss: float) -> None:
         """``loss``: the metric turned into a value to minimise; +inf for failed/NaN."""
 
-    def _config_for(self, u: np.ndarray) -> dict[str, Any]:
+    def _config_for(self, trial_id: str, u: np.ndarray) -> dict[str, Any]:
         return self._space.from_unit(u)
 
     def _rebuild(self) -> None:
