@@ -48,37 +48,73 @@ def apply_override(data: dict, item: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw)
 
 
+def load_spec(args: argparse.Namespace):
+    """The sweep named by ``args`` with its overrides; raises SpecError on bad input."""
+    from raytune_hpo.spec import SweepSpec
+
+    spec = SweepSpec.from_yaml(args.sweep) if args.sweep else SweepSpec.quickstart()
+    sets = list(args.set or [])
+    for key, value in (
+        ("num_samples", args.num_samples),
+        ("storage_path", args.storage_path),
+        ("seed", args.seed),
+    ):
+        if value is not None:
+            sets.append(f"{key}={value}")
+    if sets:
+        data = spec.model_dump(exclude_unset=True)
+        for item in sets:
+            apply_override(data, item)
+        spec = SweepSpec.from_dict(data, source=args.sweep or "quickstart")
+    return spec
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from raytune_hpo.spec import SpecError, SweepSpec
+    from raytune_hpo.spec import SpecError
 
     try:
-        spec = SweepSpec.from_yaml(args.sweep) if args.sweep else SweepSpec.quickstart()
-        sets = list(args.set or [])
-        for key, value in (
-            ("num_samples", args.num_samples),
-            ("storage_path", args.storage_path),
-            ("seed", args.seed),
-        ):
-            if value is not None:
-                sets.append(f"{key}={value}")
-        if sets:
-            data = spec.model_dump(exclude_unset=True)
-            for item in sets:
-                apply_override(data, item)
-            spec = SweepSpec.from_dict(data, source=args.sweep or "quickstart")
+        spec = load_spec(args)
     except SpecError as e:
         return _fail(str(e))
-    from raytune_hpo.run import run_sweep
+    from raytune_hpo.run import experiment_name, run_sweep
 
+    _announce(spec)
+    name = experiment_name(spec)
+    print(f"Sweep directory (for `raytune-hpo resume`): {spec.experiment_dir(name)}")
+    start = time.perf_counter()
+    result = run_sweep(spec, address=args.address, name=name)
+    return _summarise(result, spec, time.perf_counter() - start, args.top)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from raytune_hpo.run import _read_spec, resume
+    from raytune_hpo.spec import SpecError
+
+    try:
+        spec = _read_spec(str(args.dir))
+    except (FileNotFoundError, SpecError) as e:
+        return _fail(str(e))
+    _announce(spec, verb="resuming")
+    start = time.perf_counter()
+    try:
+        result = resume(args.dir, address=args.address)
+    except FileNotFoundError as e:
+        return _fail(str(e))
+    return _summarise(result, spec, time.perf_counter() - start, args.top)
+
+
+def _announce(spec, verb: str = "sweep") -> None:
     print(
-        f"sweep {spec.name!r}: {spec.samples} trial(s), searcher {spec.searcher.name}, "
+        f"{verb} {spec.name!r}: {spec.samples} trial(s), searcher {spec.searcher.name}, "
         f"scheduler {spec.scheduler.name}, {spec.mode} {spec.metric}"
     )
-    start = time.perf_counter()
-    result = run_sweep(spec, address=args.address)
-    took = time.perf_counter() - start
+    for line in spec.warnings():
+        print(f"raytune-hpo: warning: {line}", file=sys.stderr)
+
+
+def _summarise(result, spec, took: float, top: int | None) -> int:
     print(f"\nBest trials ({spec.mode} {spec.metric}):")
-    print(format_table(result.table, top=args.top))
+    print(format_table(result.table, top=top))
     if result.best is not None:
         print(f"\nBest {spec.metric}: {result.best[spec.metric]:.4g}")
         print(f"Best configuration: {json.dumps(result.best_config, default=str)}")
@@ -138,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--top", type=int, default=10, help="rows of the final table (10)")
     run.set_defaults(func=_cmd_run)
+
+    rsm = sub.add_parser("resume", help="continue an interrupted sweep from its directory")
+    rsm.add_argument("dir", help="the experiment directory (printed when the sweep started)")
+    rsm.add_argument("--address", help="an existing Ray cluster: auto or ray://HOST:10001")
+    rsm.add_argument("--top", type=int, default=10, help="rows of the final table (10)")
+    rsm.set_defaults(func=_cmd_resume)
 
     res = sub.add_parser("results", help="table of a finished sweep's trials")
     res.add_argument("dir", help="the experiment directory printed at the end of `run`")

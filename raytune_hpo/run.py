@@ -8,6 +8,7 @@ Ray's experiment files: ``results.csv`` (one row per trial) and ``sweep.yaml`` (
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,10 @@ class SweepResult:
 def _init_ray(address: str | None, num_cpus: int | None) -> None:
     import ray
 
+    # Every epoch checkpoints (num_to_keep=2 forces a state snapshot, which is what makes a
+    # sweep resumable at any moment); Ray warns about that on every fast epoch otherwise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
     if ray.is_initialized():
         return
     if address:
@@ -63,8 +68,8 @@ def _init_ray(address: str | None, num_cpus: int | None) -> None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
-def build_tuner(spec: SweepSpec):
-    """The ``tune.Tuner`` for ``spec`` (Ray must be importable; it need not be running)."""
+def trainable_for(spec: SweepSpec):
+    """``train_cnn`` with the sweep's resources per trial (fractional GPUs allowed)."""
     from ray import tune
 
     from raytune_hpo.train.trainable import train_cnn
@@ -72,9 +77,19 @@ def build_tuner(spec: SweepSpec):
     res: dict[str, float] = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     if spec.resources.memory_gb:
         res["memory"] = spec.resources.memory_gb * 1024**3
-    name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return tune.with_resources(train_cnn, res)
+
+
+def experiment_name(spec: SweepSpec) -> str:
+    return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def build_tuner(spec: SweepSpec, name: str | None = None):
+    """The ``tune.Tuner`` for ``spec`` (Ray must be importable; it need not be running)."""
+    from ray import tune
+
     return tune.Tuner(
-        tune.with_resources(train_cnn, res),
+        trainable_for(spec),
         param_space=spec.param_space(),
         tune_config=tune.TuneConfig(
             metric=spec.metric,
@@ -87,7 +102,7 @@ def build_tuner(spec: SweepSpec):
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=name,
+            name=name or experiment_name(spec),
             storage_path=spec.resolved_storage(),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -97,18 +112,61 @@ def build_tuner(spec: SweepSpec):
 
 
 def run_sweep(
-    spec: SweepSpec, *, address: str | None = None, num_cpus: int | None = None
+    spec: SweepSpec,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    name: str | None = None,
 ) -> SweepResult:
-    """Run ``spec`` to the end; failed trials are recorded, never raised."""
+    """Run ``spec`` to the end; failed trials are recorded, never raised. The spec is copied
+    into the experiment directory first, so ``resume`` can pick the sweep up if interrupted."""
     _init_ray(address, num_cpus)
-    tuner = build_tuner(spec)
-    grid = tuner.fit()
+    name = name or experiment_name(spec)
+    _write_spec(spec, spec.resolved_storage(), name)
+    grid = build_tuner(spec, name).fit()
+    return _finish(grid, spec)
+
+
+def resume(
+    path: str | Path, *, address: str | None = None, num_cpus: int | None = None
+) -> SweepResult:
+    """Continue an interrupted sweep (``Tuner.restore``): finished trials are kept as they are,
+    unfinished ones continue from their last checkpoint, and the searcher and scheduler
+    continue from their saved state."""
+    from ray import tune
+
+    where = str(path) if "://" in str(path) else str(Path(path).expanduser().resolve())
+    spec = _read_spec(where)
+    if not tune.Tuner.can_restore(where):
+        raise FileNotFoundError(f"{path}: no Ray Tune experiment state here to resume")
+    _init_ray(address, num_cpus)
+    tuner = tune.Tuner.restore(where, trainable=trainable_for(spec), resume_errored=False)
+    return _finish(tuner.fit(), spec)
+
+
+def _write_spec(spec: SweepSpec, storage: str, name: str) -> None:
+    if "://" in storage:
+        return  # remote storage: Ray keeps the experiment state; the copy is local-only
+    exp = Path(storage) / name
+    exp.mkdir(parents=True, exist_ok=True)
+    (exp / SPEC_COPY).write_text(yaml.safe_dump(spec.model_dump(), sort_keys=False))
+
+
+def _read_spec(where: str) -> SweepSpec:
+    if "://" in where:
+        raise FileNotFoundError(f"{where}: resume from a local or mounted path")
+    copy = Path(where) / SPEC_COPY
+    if not copy.is_file():
+        raise FileNotFoundError(f"{where}: no {SPEC_COPY} here (is this a sweep directory?)")
+    return SweepSpec.from_yaml(copy)
+
+
+def _finish(grid, spec: SweepSpec) -> SweepResult:
     path = Path(grid.experiment_path)
     table = results_table(grid, spec)
     if "://" not in str(path):
         path.mkdir(parents=True, exist_ok=True)
         table.to_csv(path / RESULTS_CSV, index=False)
-        (path / SPEC_COPY).write_text(yaml.safe_dump(spec.model_dump(), sort_keys=False))
     return SweepResult(str(path), table, spec.metric, spec.mode)
 
 

@@ -1,4 +1,4 @@
-"""Scheduler registry: ``create_scheduler(name, **kw)`` for fifo, asha and median.
+"""Scheduler registry: ``create_scheduler(name, **kw)`` for fifo, asha, median, hyperband, bohb.
 
 The budget (``time_attr``) is ``training_iteration``: one iteration is one epoch.
 """
@@ -10,6 +10,7 @@ from typing import Any
 from raytune_hpo._registry import Entry, check, create
 
 TIME_ATTR = "training_iteration"
+LOSS_METRICS = ("val_loss", "train_loss")
 
 
 def _fifo(metric=None, mode=None, max_t=None):
@@ -36,18 +37,70 @@ def _asha(metric=None, mode=None, max_t=None, *, grace_period=1, reduction_facto
     )
 
 
-def _median(metric=None, mode=None, max_t=None, *, grace_period=2, min_samples_required=3):
-    """Median stopping rule (Golovin et al., 2017), as the TinyVGG study used it."""
-    from ray.tune.schedulers import MedianStoppingRule
-
+def _median(
+    metric=None,
+    mode=None,
+    max_t=None,
+    *,
+    grace_period=2,
+    min_samples_required=3,
+    threshold=None,
+    threshold_metric="val_loss",
+    window=5,
+):
+    """Median stopping rule (Golovin et al., 2017). With ``threshold``, also the TinyVGG
+    study's rule: stop a trial once the mean ``threshold_metric`` (a loss) of its last
+    ``window`` epochs is above ``threshold``."""
     _positive("grace_period", grace_period)
     _positive("min_samples_required", min_samples_required)
-    return MedianStoppingRule(
+    _positive("window", window)
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+    ):
+        raise ValueError(f"threshold: must be a number, got {threshold!r}")
+    if threshold_metric not in LOSS_METRICS:
+        raise ValueError(
+            f"threshold_metric: got {threshold_metric!r}; allowed: {', '.join(LOSS_METRICS)}"
+        )
+    return _median_class()(
         time_attr=TIME_ATTR,
         metric=metric,
         mode=mode,
         grace_period=grace_period,
         min_samples_required=min_samples_required,
+        threshold=threshold,
+        threshold_metric=threshold_metric,
+        window=int(window),
+    )
+
+
+def _median_class():
+    from raytune_hpo._median import MedianOrThreshold
+
+    return MedianOrThreshold
+
+
+def _hyperband(metric=None, mode=None, max_t=None, *, reduction_factor=3, stop_last_trials=True):
+    """Synchronous HyperBand (Li et al., JMLR 2018); pauses trials at bracket milestones."""
+    from raytune_hpo._hyperband import RestorableHyperBand
+
+    if reduction_factor is None or reduction_factor <= 1:
+        raise ValueError(f"reduction_factor: must be > 1, got {reduction_factor}")
+    return RestorableHyperBand(
+        time_attr=TIME_ATTR,
+        metric=metric,
+        mode=mode,
+        max_t=max_t or 81,
+        reduction_factor=reduction_factor,
+        stop_last_trials=stop_last_trials,
+    )
+
+
+def _bohb(metric=None, mode=None, max_t=None, *, reduction_factor=3, stop_last_trials=True):
+    from raytune_hpo.bohb import bohb_scheduler
+
+    return bohb_scheduler(
+        metric, mode, max_t, reduction_factor=reduction_factor, stop_last_trials=stop_last_trials
     )
 
 
@@ -61,8 +114,20 @@ _RESERVED = ("metric", "mode", "max_t")
 SCHEDULERS: dict[str, Entry] = {
     "fifo": Entry(_fifo, "run every trial to the end", _RESERVED),
     "asha": Entry(_asha, "asynchronous successive halving: stop weak trials early", _RESERVED),
-    "median": Entry(_median, "stop a trial whose result falls below the running median", _RESERVED),
+    "median": Entry(
+        _median,
+        "stop a trial below the running median (or, with threshold, over a windowed loss)",
+        _RESERVED,
+    ),
+    "hyperband": Entry(
+        _hyperband, "synchronous HyperBand: brackets of successive halving", _RESERVED
+    ),
+    "bohb": Entry(
+        _bohb, "HyperBand as BOHB runs it (HyperBandForBOHB); needs searcher bohb", _RESERVED
+    ),
 }
+# Schedulers that pause trials and resume them later from their checkpoints.
+PAUSING_SCHEDULERS = frozenset({"hyperband", "bohb"})
 
 
 def check_scheduler(name: str, options: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from raytune_hpo.space import CategoricalParam, SearchSpace
 
@@ -123,6 +123,17 @@ class SweepSpec(_Strict):
     max_failures: int = Field(default=0, ge=0)
     time_budget_s: float | None = Field(default=None, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _pair_bohb(cls, data: Any) -> Any:
+        """Searcher ``bohb`` with no scheduler given runs under ``HyperBandForBOHB``, as in the
+        BOHB paper (one place decides the pairing: here)."""
+        if isinstance(data, dict) and "scheduler" not in data:
+            searcher = data.get("searcher")
+            if isinstance(searcher, dict) and searcher.get("name") == "bohb":
+                data = {**data, "scheduler": {"name": "bohb"}}
+        return data
+
     # ----------------------------------------------------------------- loading
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> SweepSpec:
@@ -209,6 +220,12 @@ class SweepSpec(_Strict):
                 msg = str(e)
                 sep = ": " if msg.startswith("unknown") else "."
                 raise ValueError(f"{section}{sep}{msg}") from None
+        if self.scheduler.name == "bohb" and self.searcher.name != "bohb":
+            raise ValueError(
+                f"scheduler.name: 'bohb' (HyperBandForBOHB) works with searcher 'bohb' only, "
+                f"not {self.searcher.name!r}; allowed schedulers for it: "
+                "fifo, asha, median, hyperband"
+            )
         if self.searcher.name in _grid_searchers():
             space.to_tune(grid=True)  # raises naming a parameter that has no grid values
         k_folds = self.trainable.k_folds
@@ -226,6 +243,25 @@ class SweepSpec(_Strict):
             raise ValueError(f"trainable.data.root: {problem}")
         if self.resources.gpu > 1 and self.resources.gpu != int(self.resources.gpu):
             raise ValueError("resources.gpu: fractions are allowed below 1 only (0.25, 0.5, 2)")
+
+    def warnings(self) -> list[str]:
+        """Legal but surprising combinations, one line each (the CLI prints them)."""
+        from raytune_hpo.searchers import owns_space
+
+        out = []
+        sched, srch = self.scheduler.name, self.searcher.name
+        if srch == "bohb" and sched != "bohb":
+            out.append(
+                f"searcher bohb under scheduler {sched}: BOHB's model learns from each trial's "
+                "final result at the epoch where it stopped, not from HyperBand's synchronous "
+                "brackets as in Falkner et al. (2018); scheduler bohb is the paper's setup"
+            )
+        elif sched in ("asha", "median", "hyperband") and owns_space(srch):
+            out.append(
+                f"searcher {srch} under scheduler {sched}: trials stopped early report their "
+                "last epoch's value, so the searcher compares results of different budgets"
+            )
+        return out
 
     def param_space(self) -> dict[str, Any]:
         """The Tuner's ``param_space``: fixed trainable settings plus, for Ray's own
@@ -261,6 +297,10 @@ class SweepSpec(_Strict):
 
     def build_scheduler(self):
         return self._build("scheduler")
+
+    def experiment_dir(self, name: str) -> str:
+        storage = self.resolved_storage()
+        return f"{storage.rstrip('/')}/{name}"
 
     def resolved_storage(self) -> str:
         """Absolute local path, or a URI (s3://, gs://) left as it is."""

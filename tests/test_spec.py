@@ -35,9 +35,15 @@ def test_quickstart_loads_and_builds_param_space():
 
 @pytest.mark.parametrize("name", sorted(os.listdir(SPECS)))
 def test_every_shipped_spec_is_valid_when_its_data_is_present(tmp_path, name):
+    from raytune_hpo.train.data import TORCHVISION
+
     data = load(name)
-    if data.get("trainable", {}).get("dataset") == "imagefolder":
+    dataset = data.get("trainable", {}).get("dataset")
+    if dataset == "imagefolder":
         (tmp_path / "a").mkdir()
+        data["trainable"]["data"]["root"] = str(tmp_path)
+    elif dataset in TORCHVISION:  # the torchvision files a user would have put there
+        (tmp_path / TORCHVISION[dataset][1]).mkdir(parents=True)
         data["trainable"]["data"]["root"] = str(tmp_path)
     spec = SweepSpec.from_dict(data, source=name)
     assert spec.samples >= 1

@@ -1,7 +1,8 @@
 """Searcher registry: ``create_searcher(name, **kw)``; unknown names or options raise.
 
 ``random`` and ``grid`` are Ray's own variant generator over the Tuner's ``param_space``; the
-others are ``UnitCubeSearcher`` subclasses that take our ``SearchSpace``.
+others take our ``SearchSpace``: ``UnitCubeSearcher`` subclasses (our algorithms) and thin
+adapters over HpBandSter (``bohb``) and Optuna (``bayesopt``, ``tpe``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import Any
 from raytune_hpo._registry import Entry, check, create, lookup
 from raytune_hpo.searchers._approx_gradient import ApproxGradientSearch
 from raytune_hpo.searchers._base import UnitCubeSearcher
+from raytune_hpo.searchers._bohb import BOHBSearch
 from raytune_hpo.searchers._lhs import LatinHypercubeSearch
+from raytune_hpo.searchers._optuna import GPSearch, TPESearch
 from raytune_hpo.searchers._pso import PSOSearch
 from raytune_hpo.searchers._rsa import RSASearch
 from raytune_hpo.searchers._sobol import SobolSearch
@@ -67,6 +70,24 @@ SEARCHERS: dict[str, Entry] = {
         _RESERVED,
         owns_space=True,
     ),
+    "bohb": Entry(
+        BOHBSearch,
+        "BOHB's model (HpBandSter, via Ray's TuneBOHB); pairs with scheduler bohb",
+        _RESERVED,
+        owns_space=True,
+    ),
+    "bayesopt": Entry(
+        GPSearch,
+        "GP Bayesian optimization after `n_initial_points` random points (Optuna GPSampler)",
+        _RESERVED,
+        owns_space=True,
+    ),
+    "tpe": Entry(
+        TPESearch,
+        "tree-structured Parzen estimator (Optuna TPESampler)",
+        _RESERVED,
+        owns_space=True,
+    ),
 }
 
 # Searchers that run over `tune.grid_search` domains instead of sampled ones.
@@ -91,10 +112,13 @@ __all__ = [
     "GRID_SEARCHERS",
     "SEARCHERS",
     "ApproxGradientSearch",
+    "BOHBSearch",
+    "GPSearch",
     "LatinHypercubeSearch",
     "PSOSearch",
     "RSASearch",
     "SobolSearch",
+    "TPESearch",
     "UnitCubeSearcher",
     "check_searcher",
     "create_searcher",

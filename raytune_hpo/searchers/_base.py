@@ -32,6 +32,19 @@ def as_space(space: Any) -> SearchSpace | None:
     raise ValueError(f"space: expected a SearchSpace or a dict, got {type(space).__name__}")
 
 
+def loss_of(result: Mapping | None, metric: str | None, mode: str | None, error: bool) -> float:
+    """The metric as a value to minimise; +inf for failed, missing, junk, NaN or inf results."""
+    if error or not result or metric not in result:
+        return math.inf
+    try:
+        value = float(result[metric])
+    except (TypeError, ValueError):
+        return math.inf
+    if not math.isfinite(value):
+        return math.inf  # NaN counts as the worst value
+    return value if mode != "max" else -value
+
+
 class _Rows:
     """Append-only float matrix with amortised O(1) appends."""
 
@@ -145,15 +158,7 @@ class UnitCubeSearcher(Searcher):
 
     # ------------------------------------------------------------------ helpers
     def _score(self, result: dict | None, error: bool) -> float:
-        if error or not result or self._metric not in result:
-            return math.inf
-        try:
-            value = float(result[self._metric])
-        except (TypeError, ValueError):
-            return math.inf
-        if not math.isfinite(value):
-            return math.inf  # NaN counts as the worst value
-        return value if self._mode != "max" else -value
+        return loss_of(result, self._metric, self._mode, error)
 
     @property
     def observations(self) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,30 @@
+"""The median stopping rule (Golovin et al., KDD 2017) with the TinyVGG study's threshold rule:
+stop a trial once the mean loss of its last ``window`` epochs is above ``threshold``
+(../shared/seeds/tinyvgg-grid-random-search.md, section 1)."""
+
+from __future__ import annotations
+
+from ray.tune.schedulers import MedianStoppingRule, TrialScheduler
+
+
+class MedianOrThreshold(MedianStoppingRule):
+    """Ray's median rule, plus a stop when the windowed mean loss is over a threshold."""
+
+    def __init__(self, *, threshold, threshold_metric, window, **kw):
+        super().__init__(**kw)
+        self._threshold = threshold
+        self._threshold_metric = threshold_metric
+        self._window = window
+        self._losses: dict[str, list[float]] = {}
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if self._threshold is not None and self._threshold_metric in result:
+            losses = self._losses.setdefault(trial.trial_id, [])
+            losses.append(float(result[self._threshold_metric]))
+            recent = losses[-self._window :]
+            if len(recent) == self._window and not sum(recent) / self._window <= self._threshold:
+                return TrialScheduler.STOP  # a NaN loss stops too
+        return super().on_trial_result(tune_controller, trial, result)
+
+
+__all__ = ["MedianOrThreshold"]
