@@ -80,3 +80,84 @@ def make(name: str, dims: int | None = None) -> TestFunction:
     if name == "levy":
         return TestFunction(f"levy{dims}", dims, ((-10.0, 10.0),) * dims, _levy, 0.0)
     raise ValueError(f"unknown function {name!r}; allowed: branin, ackley, styblinski_tang, levy")
+
+
+@dataclass(frozen=True)
+class MultiFidelity:
+    """A multi-fidelity view of a test function: the loss after ``b`` of ``max_budget`` epochs.
+
+    With fidelity ``s = log(b) / log(max_budget)`` (0 at one epoch, 1 at the full budget),
+    ``loss(x, b) = f(x + (1 - s) * shift) + (1 - s) * gap + (1 - s) * noise * eps``: a learning
+    curve that falls to ``f`` at the full budget, whose low-budget values are noisy (``eps``
+    standard normal) and biased (the optimum sits ``shift`` away, so low budgets rank
+    configurations differently from the full budget). In the spirit of the multi-fidelity
+    benchmarks of Falkner et al. (2018) and Kandasamy et al. (2017).
+    """
+
+    base: TestFunction
+    max_budget: int = 27
+    gap: float = 1.0  # extra loss at one epoch, in units of the base function's range
+    noise: float = 0.3
+    shift_fraction: float = 0.15  # of each dimension's width
+
+    @property
+    def name(self) -> str:
+        return f"mf_{self.base.name}"
+
+    @property
+    def dims(self) -> int:
+        return self.base.dims
+
+    @property
+    def minimum(self) -> float:
+        return self.base.minimum
+
+    def space(self) -> dict[str, Any]:
+        return self.base.space()
+
+    def _scale(self) -> float:
+        # A typical spread of the base function: its value range over a fixed probe set.
+        probe = np.random.default_rng(0).random((64, self.dims))
+        lo = np.array([b[0] for b in self.base.bounds])
+        hi = np.array([b[1] for b in self.base.bounds])
+        values = [self.base.f(lo + p * (hi - lo)) for p in probe]
+        return float(np.std(values)) or 1.0
+
+    def at(self, config: dict[str, Any], budget: float, rng: np.random.Generator) -> float:
+        """The loss of ``config`` after ``budget`` epochs (``rng`` draws the noise)."""
+        if budget < 1 or budget > self.max_budget:
+            raise ValueError(f"budget: must be in [1, {self.max_budget}], got {budget}")
+        x = np.array([config[f"x{i}"] for i in range(self.dims)], dtype=float)
+        lo = np.array([b[0] for b in self.base.bounds])
+        hi = np.array([b[1] for b in self.base.bounds])
+        s = math.log(budget) / math.log(self.max_budget) if self.max_budget > 1 else 1.0
+        shifted = np.clip(x + (1 - s) * self.shift_fraction * (hi - lo), lo, hi)
+        scale = _scale_of(self)
+        value = self.base.f(shifted) + (1 - s) * scale * (self.gap + self.noise * rng.normal())
+        return float(value)
+
+    def __call__(self, config: dict[str, Any]) -> float:
+        return float(self.base(config))
+
+
+_SCALES: dict[tuple[str, int], float] = {}
+
+
+def _scale_of(mf: MultiFidelity) -> float:
+    key = (mf.base.name, mf.dims)
+    if key not in _SCALES:
+        _SCALES[key] = mf._scale()
+    return _SCALES[key]
+
+
+FUNCTIONS = ("branin", "ackley", "styblinski_tang", "levy")
+
+
+def make_problem(name: str, dims: int | None = None, max_budget: int | None = None):
+    """A test function, or with ``max_budget`` its multi-fidelity view."""
+    fn = make(name, dims)
+    if max_budget is None:
+        return fn
+    if max_budget < 1:
+        raise ValueError(f"max_budget: must be >= 1, got {max_budget}")
+    return MultiFidelity(fn, int(max_budget))

@@ -84,12 +84,13 @@ def experiment_name(spec: SweepSpec) -> str:
     return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def build_tuner(spec: SweepSpec, name: str | None = None):
-    """The ``tune.Tuner`` for ``spec`` (Ray must be importable; it need not be running)."""
+def build_tuner(spec: SweepSpec, name: str | None = None, *, trainable=None):
+    """The ``tune.Tuner`` for ``spec`` (Ray must be importable; it need not be running);
+    ``trainable`` replaces ``train_cnn`` (studies over test functions)."""
     from ray import tune
 
     return tune.Tuner(
-        trainable_for(spec),
+        trainable or trainable_for(spec),
         param_space=spec.param_space(),
         tune_config=tune.TuneConfig(
             metric=spec.metric,

@@ -157,7 +157,9 @@ class SweepSpec(_Strict):
         return cls.from_dict(yaml.safe_load(text), source=QUICKSTART)
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "sweep") -> SweepSpec:
+    def from_dict(cls, data: Any, *, source: str = "sweep", check: bool = True) -> SweepSpec:
+        """``check=False``: a sweep over a test function (studies), not over ``train_cnn``:
+        only the searcher and scheduler are checked."""
         if not isinstance(data, dict):
             raise SpecError(f"{source}: the sweep file must be a YAML mapping of fields")
         try:
@@ -165,7 +167,7 @@ class SweepSpec(_Strict):
         except ValidationError as e:
             raise SpecError(f"{source}: {_first_error(e)}") from None
         try:
-            spec.check()
+            spec.check(trainable=check)
         except ValueError as e:
             raise SpecError(f"{source}: {e}") from None
         return spec
@@ -192,27 +194,11 @@ class SweepSpec(_Strict):
             return 1  # Tune's num_samples repeats the whole grid
         return self.num_samples or 10
 
-    def check(self) -> None:
+    def check(self, *, trainable: bool = True) -> None:
         """Raise ValueError naming the field for anything that would fail once Ray is up."""
-        from raytune_hpo.train.data import dataset_problem
-        from raytune_hpo.train.trainable import BASE_METRICS, KFOLD_METRICS
-
         space = self.search_space
-        tunable = [k for k in TrainableSpec.model_fields if k not in ("data",)] + ["seed"]
-        for key in self.space:
-            if key not in tunable:
-                allowed = ", ".join(tunable)
-                raise ValueError(f"space.{key}: not a setting of the trainable; allowed: {allowed}")
-        for path, param in space.params.items():
-            allowed = _CHOICES.get(path[0])
-            if allowed is not None:
-                if not isinstance(param, CategoricalParam):
-                    raise ValueError(f"space.{path[0]}: must be a categorical over {list(allowed)}")
-                bad = [c for c in param.choices if c not in allowed]
-                if bad:
-                    raise ValueError(
-                        f"space.{path[0]}.choices: {bad} not allowed; allowed: {list(allowed)}"
-                    )
+        if trainable:
+            self._check_trainable(space)
         for section in ("searcher", "scheduler"):
             try:
                 self._build(section)
@@ -228,6 +214,26 @@ class SweepSpec(_Strict):
             )
         if self.searcher.name in _grid_searchers():
             space.to_tune(grid=True)  # raises naming a parameter that has no grid values
+
+    def _check_trainable(self, space: SearchSpace) -> None:
+        from raytune_hpo.train.data import dataset_problem
+        from raytune_hpo.train.trainable import BASE_METRICS, KFOLD_METRICS
+
+        tunable = [k for k in TrainableSpec.model_fields if k not in ("data",)] + ["seed"]
+        for key in self.space:
+            if key not in tunable:
+                allowed = ", ".join(tunable)
+                raise ValueError(f"space.{key}: not a setting of the trainable; allowed: {allowed}")
+        for path, param in space.params.items():
+            allowed = _CHOICES.get(path[0])
+            if allowed is not None:
+                if not isinstance(param, CategoricalParam):
+                    raise ValueError(f"space.{path[0]}: must be a categorical over {list(allowed)}")
+                bad = [c for c in param.choices if c not in allowed]
+                if bad:
+                    raise ValueError(
+                        f"space.{path[0]}.choices: {bad} not allowed; allowed: {list(allowed)}"
+                    )
         k_folds = self.trainable.k_folds
         metrics = BASE_METRICS + (
             KFOLD_METRICS if k_folds > 1 or ("k_folds",) in space.params else ()

@@ -304,3 +304,40 @@ def test_points_to_evaluate_come_first_and_inform_the_search(name):
     _, losses = s.observations
     assert losses.tolist() == [objective(first)]
     assert drive(s, 5, start=10)
+
+
+def test_model_based_searchers_are_under_contract():
+    assert {"bohb", "bayesopt", "tpe"} <= set(CONTRACT)
+
+
+def test_bohb_leaves_the_global_numpy_rng_alone():
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    drive(make("bohb", seed=0), 30)  # past min_points_in_model: the KDE samples too
+    assert (np.random.get_state()[1] == before).all()
+
+
+@pytest.mark.parametrize("name", ["bayesopt", "tpe"])
+def test_model_based_search_beats_random_on_a_smooth_bowl(name):
+    space = {f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(3)}
+
+    def tuner_style(seed):  # metric and mode arrive later, through set_search_properties
+        s = create_searcher(name, space=space, seed=seed)
+        assert s.set_search_properties("loss", "min", {}) is False
+        return s
+
+    ours = [best_after(tuner_style(s), bowl, 30) for s in range(3)]
+    rand = [random_best(bowl, space, 30, seed=s) for s in range(3)]
+    assert np.median(ours) < np.median(rand) / 3
+
+
+def test_bohb_learns_from_hyperband_milestones_and_final_results():
+    s = make("bohb", seed=0, space=UNIT2)
+    cfg = s.suggest("a")
+    s.on_trial_result("a", {"loss": 0.5, "training_iteration": 1, "hyperband_info": {"budget": 1}})
+    s.on_trial_complete("a", {"loss": 0.4, "training_iteration": 3})
+    cfg2 = s.suggest("b")  # no HyperBand: the final result is learned at its epoch
+    s.on_trial_complete("b", {"loss": 0.1, "training_iteration": 3})
+    assert isinstance(cfg, dict) and isinstance(cfg2, dict)
+    budgets = sorted(s.bohber.configs)
+    assert budgets == [1, 3] and len(s.bohber.configs[3]) == 1

@@ -1,6 +1,7 @@
 """Sweep file validation: good files load, bad ones give one line naming the field."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -162,3 +163,68 @@ def test_cli_searchers_lists_the_registry():
 
     for name in [*SEARCHERS, *SCHEDULERS]:
         assert f"  {name} " in proc.stdout
+
+
+LR = {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}
+
+
+def test_bohb_searcher_pairs_with_hyperband_for_bohb_by_default():
+    from raytune_hpo._hyperband import RestorableHyperBandForBOHB
+
+    spec = SweepSpec.from_dict(
+        {"searcher": {"name": "bohb"}, "trainable": {"epochs": 9}, "space": LR}
+    )
+    assert spec.scheduler.name == "bohb"
+    sched = spec.build_scheduler()
+    assert isinstance(sched, RestorableHyperBandForBOHB) and sched._max_t_attr == 9
+    assert not spec.warnings()
+
+
+def test_scheduler_bohb_needs_searcher_bohb():
+    with pytest.raises(SpecError, match=r"scheduler\.name: 'bohb'.*searcher 'bohb' only"):
+        SweepSpec.from_dict({"searcher": {"name": "random"}, "scheduler": {"name": "bohb"}})
+
+
+@pytest.mark.parametrize("sched", ["asha", "median", "fifo"])
+def test_bohb_under_another_scheduler_is_allowed_with_a_warning(sched):
+    spec = SweepSpec.from_dict(
+        {"searcher": {"name": "bohb"}, "scheduler": {"name": sched}, "space": LR}
+    )
+    (line,) = spec.warnings()
+    assert f"under scheduler {sched}" in line and "Falkner" in line
+
+
+def test_custom_searcher_under_asha_warns_about_mixed_budgets():
+    spec = SweepSpec.from_dict(
+        {"searcher": {"name": "pso"}, "scheduler": {"name": "asha"}, "space": LR}
+    )
+    assert "different budgets" in spec.warnings()[0]
+
+
+@pytest.mark.parametrize(
+    "scheduler, message",
+    [
+        ({"name": "hyperband", "reduction_factor": 1}, "reduction_factor: must be > 1"),
+        ({"name": "median", "threshold": "high"}, "threshold: must be a number"),
+        ({"name": "median", "threshold_metric": "val_accuracy"}, "allowed: val_loss, train_loss"),
+        ({"name": "median", "window": 0}, "window: must be a number >= 1"),
+        ({"name": "hyperband", "eta": 3}, "allowed: reduction_factor, stop_last_trials"),
+    ],
+)
+def test_bad_scheduler_options_name_the_field(scheduler, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        SweepSpec.from_dict({"scheduler": scheduler})
+
+
+@pytest.mark.parametrize(
+    "searcher, message",
+    [
+        ({"name": "bayesopt", "n_initial_points": 0}, "n_initial_points: must be >= 1"),
+        ({"name": "tpe", "n_initial_points": 2.5}, "n_initial_points: must be an integer"),
+        ({"name": "bohb", "random_fraction": 2}, "random_fraction: must be in [0, 1]"),
+        ({"name": "bohb", "eta": 3}, "allowed: points_to_evaluate, min_points_in_model"),
+    ],
+)
+def test_bad_model_based_searcher_options_name_the_field(searcher, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        SweepSpec.from_dict({"searcher": searcher, "space": LR})

@@ -45,31 +45,34 @@ class _OptunaAdapter(LibraryAdapter, OptunaSearch):
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial else
         if mode not in (None, "min", "max"):
             raise ValueError(f"mode: got {mode!r}; allowed: min, max")
-        ours = self._adapter_init(space, points_to_evaluate)
-        OptunaSearch.__init__(
-            self,
-            space=distributions(ours) if ours is not None else None,
-            metric=metric,
-            mode=mode,
-            points_to_evaluate=self._encoded_points() if ours is not None else None,
-            sampler=sampler,
-        )
+        self._adapter_init(space, points_to_evaluate)
+        # The study's direction is fixed when it is created, so it waits for the mode (which
+        # the Tuner may only give through set_search_properties).
+        OptunaSearch.__init__(self, space=None, metric=metric, mode=mode, sampler=sampler)
+        self._maybe_setup()
+
+    def _maybe_setup(self) -> None:
+        if self._ot_study is None and self._ours is not None and self._mode:
+            self._space = distributions(self._ours)
+            self._points_to_evaluate = self._encoded_points()
+            self._setup_study(self._mode)
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         if metric and not self._metric:
             self._metric = metric
         if mode and not self._mode:
             self._mode = mode
-        if self._space:
+        if self._own_space:
+            self._maybe_setup()
             return False
-        self._space = distributions(self._adopt(config))
-        self._points_to_evaluate = self._encoded_points()
-        self._setup_study(self._mode)
+        self._adopt(config)
+        self._maybe_setup()
         return True
 
     def suggest(self, trial_id: str) -> dict | None:
         if self._ours is None:
             raise RuntimeError(f"{type(self).__name__}: no search space (space= or param_space)")
+        self._maybe_setup()
         flat = OptunaSearch.suggest(self, trial_id)
         return self._track(trial_id, decode(self._ours, flat))
 

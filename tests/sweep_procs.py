@@ -1,0 +1,73 @@
+"""Run a sweep as a real `raytune-hpo` process and kill it mid-way (fault-tolerance tests)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def start_run(sweep: Path, storage: Path, tmp: Path, *extra: str) -> subprocess.Popen:
+    """`raytune-hpo run` in its own process group, with its own Ray temp dir."""
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must be short
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    log = open(tmp / "driver.log", "w")  # noqa: SIM115 - the child owns it
+    cmd = [sys.executable, "-m", "raytune_hpo.cli", "run", str(sweep), "--storage-path"]
+    return subprocess.Popen(
+        [*cmd, str(storage), *extra], env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def results_reported(exp: Path) -> int:
+    """Epoch results written so far, over all trials of the experiment."""
+    n = 0
+    for f in glob.glob(str(exp / "*" / "result.json")):
+        with open(f) as fh:
+            n += sum(1 for line in fh if line.strip())
+    return n
+
+
+def experiment_dir(storage: Path) -> Path | None:
+    dirs = [p for p in storage.iterdir() if p.is_dir()] if storage.exists() else []
+    return dirs[0] if len(dirs) == 1 else None
+
+
+def kill_after(proc: subprocess.Popen, storage: Path, results: int, timeout: float = 240) -> Path:
+    """SIGKILL the driver once ``results`` epoch results are on disk; returns the sweep dir."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        exp = experiment_dir(storage)
+        if exp is not None and results_reported(exp) >= results:
+            break
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended before it could be killed (rc {proc.returncode})")
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the sweep made no progress in time")
+    proc.send_signal(signal.SIGKILL)  # the driver dies without any chance to clean up
+    proc.wait()
+    time.sleep(2)
+    try:  # its embedded Ray goes with it (as on a laptop that crashed)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return exp
+
+
+def trial_histories(exp: Path) -> dict[str, list[dict]]:
+    """Per trial id, every result it reported (result.json lines), in order."""
+    out: dict[str, list[dict]] = {}
+    for f in glob.glob(str(exp / "*" / "result.json")):
+        with open(f) as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+        if rows:
+            out[rows[0]["trial_id"]] = rows
+    return out
