@@ -141,6 +141,33 @@ def _cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from raytune_hpo.spec import SpecError
+    from raytune_hpo.study import StudySpec, compare
+
+    try:
+        study = StudySpec.from_yaml(args.study)
+    except SpecError as e:
+        return _fail(str(e))
+    out = args.out or f"{study.name}-study"
+    runs = len(study.problems) * len(study.methods) * study.repetitions
+    print(f"study {study.name!r}: {runs} runs of {study.budget} trials -> {out}")
+    compare(study, out)
+    print(f"Done. Report: raytune-hpo report {out}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from raytune_hpo.report import build
+
+    try:
+        paths = build(args.dir)
+    except FileNotFoundError as e:
+        return _fail(str(e))
+    print(f"{paths['html']}\n{paths['markdown']}")
+    return 0
+
+
 def _cmd_searchers(args: argparse.Namespace) -> int:
     from raytune_hpo.schedulers import SCHEDULERS
     from raytune_hpo.searchers import SEARCHERS
@@ -186,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--format", choices=("table", "csv", "json"), default="table")
     res.add_argument("--top", type=int, help="only the best N trials")
     res.set_defaults(func=_cmd_results)
+
+    cmp_ = sub.add_parser("compare", help="run a study: searchers x repetitions on a problem")
+    cmp_.add_argument("study", help="study YAML file (see specs/study-*.yaml)")
+    cmp_.add_argument("--out", help="output directory (default: ./<name>-study); resumable")
+    cmp_.set_defaults(func=_cmd_compare)
+
+    rep = sub.add_parser("report", help="HTML + Markdown report of a study directory")
+    rep.add_argument("dir", help="the study's output directory")
+    rep.set_defaults(func=_cmd_report)
 
     srch = sub.add_parser("searchers", help="list searchers and schedulers with their options")
     srch.set_defaults(func=_cmd_searchers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -21,7 +22,10 @@ def start_run(sweep: Path, storage: Path, tmp: Path, *extra: str) -> subprocess.
     log = open(tmp / "driver.log", "w")  # noqa: SIM115 - the child owns it
     cmd = [sys.executable, "-m", "raytune_hpo.cli", "run", str(sweep), "--storage-path"]
     return subprocess.Popen(
-        [*cmd, str(storage), *extra], env=env, stdout=log, stderr=subprocess.STDOUT,
+        [*cmd, str(storage), *extra],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
@@ -48,17 +52,17 @@ def kill_after(proc: subprocess.Popen, storage: Path, results: int, timeout: flo
         if exp is not None and results_reported(exp) >= results:
             break
         if proc.poll() is not None:
-            raise AssertionError(f"the sweep ended before it could be killed (rc {proc.returncode})")
+            raise AssertionError(
+                f"the sweep ended before it could be killed (rc {proc.returncode})"
+            )
         time.sleep(0.2)
     else:
         raise AssertionError("the sweep made no progress in time")
     proc.send_signal(signal.SIGKILL)  # the driver dies without any chance to clean up
     proc.wait()
     time.sleep(2)
-    try:  # its embedded Ray goes with it (as on a laptop that crashed)
+    with contextlib.suppress(ProcessLookupError):  # its embedded Ray goes with it
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     return exp
 
 

@@ -1,0 +1,166 @@
+"""Statistics of a study (scipy / statsmodels): which searcher is better, and is it real?
+
+Input is the study's trial table (problem, method, rep, trial, value, budget, config.*).
+
+- ``final_best``: each run's best value.
+- ``summary``: mean +- SD, a t-based 95% confidence interval and the median of the final best
+  per method; the mean normalized loss and the average rank over repetitions.
+- normalized loss (the RSA paper, ../shared/seeds/rsa-lhs-hypertiling.md): in each repetition,
+  a method's loss divided by the best loss any method reached in it (1 = the best). The loss is
+  the regret ``value - minimum`` where the minimum is known (test functions), ``1 - value``
+  for accuracies, the value itself otherwise.
+- ``pairwise``: paired tests across repetitions of each method against the best-ranked one:
+  Wilcoxon signed-rank (Holm-corrected over the comparisons) and, for accuracies, the
+  two-proportion z-test on the pooled best accuracies (as the TinyVGG study did).
+- ``best_so_far``: the running best per run, against evaluations and against compute (epochs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ALPHA = 0.05
+KEYS = ["problem", "method", "rep"]
+
+
+def _sign(mode: str) -> int:
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode: got {mode!r}; allowed: min, max")
+    return 1 if mode == "min" else -1
+
+
+def best_so_far(trials: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """Per run and trial: the best value so far, the evaluation count and the epochs used."""
+    s = _sign(mode)
+    df = trials.sort_values([*KEYS, "trial"]).copy()
+    df["best"] = s * df.assign(v=s * df["value"].fillna(s * math.inf)).groupby(KEYS)["v"].cummin()
+    df["evaluations"] = df.groupby(KEYS).cumcount() + 1
+    df["compute"] = df.groupby(KEYS)["budget"].cumsum()
+    return df
+
+
+def final_best(trials: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """One row per run (problem, method, rep) with its best value."""
+    s = _sign(mode)
+    g = trials.assign(v=s * trials["value"]).groupby(KEYS)["v"].min()
+    return (s * g).rename("best").reset_index()
+
+
+def _loss(best: pd.Series, minimum: float | None, metric: str) -> pd.Series:
+    if minimum is not None:
+        return (best - minimum).clip(lower=0)
+    if "accuracy" in metric:
+        return 1 - best
+    return best
+
+
+def summary(
+    trials: pd.DataFrame, mode: str, metric: str = "loss", minima: dict | None = None
+) -> pd.DataFrame:
+    """Per problem and method: n, mean, sd, ci_low, ci_high, median, norm_loss (mean over
+    repetitions, and its median), rank (mean over repetitions)."""
+    s = _sign(mode)
+    fb = final_best(trials, mode)
+    minima = minima or {}
+    fb["loss"] = [
+        float(_loss(pd.Series([b]), minima.get(p), metric).iloc[0])
+        for p, b in zip(fb["problem"], fb["best"], strict=True)
+    ]
+    per_rep_best = fb.groupby(["problem", "rep"])["loss"].transform("min")
+    fb["norm_loss"] = fb["loss"] / per_rep_best.where(per_rep_best > 0, np.nan)
+    fb.loc[(fb["loss"] == 0) & (per_rep_best == 0), "norm_loss"] = 1.0
+    fb["rank"] = (
+        fb.groupby(["problem", "rep"])["best"].rank(method="average")
+        if s == 1
+        else (fb.groupby(["problem", "rep"])["best"].rank(method="average", ascending=False))
+    )
+    rows = []
+    for (problem, method), g in fb.groupby(["problem", "method"], sort=False):
+        x = g["best"].to_numpy(dtype=float)
+        n = len(x)
+        mean, sd = float(x.mean()), float(x.std(ddof=1)) if n > 1 else math.nan
+        if n > 1 and sd > 0:
+            lo, hi = stats.t.interval(0.95, n - 1, loc=mean, scale=sd / math.sqrt(n))
+        else:
+            lo = hi = mean
+        rows.append(
+            {
+                "problem": problem,
+                "method": method,
+                "n": n,
+                "mean": mean,
+                "sd": sd,
+                "ci_low": float(lo),
+                "ci_high": float(hi),
+                "median": float(np.median(x)),
+                "norm_loss": float(g["norm_loss"].mean()),
+                "norm_loss_median": float(g["norm_loss"].median()),
+                "rank": float(g["rank"].mean()),
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["problem", "rank"]).reset_index(drop=True)
+
+
+def overall(summ: pd.DataFrame) -> pd.DataFrame:
+    """Per method over all problems: the mean average rank, and the median over problems of
+    the median normalized loss (a mean would be ruled by the problem where the best regret is
+    nearly 0 and every ratio explodes)."""
+    g = summ.groupby("method").agg(
+        rank=("rank", "mean"), norm_loss_median=("norm_loss_median", "median")
+    )
+    return g.sort_values("rank").reset_index()
+
+
+def pairwise(
+    trials: pd.DataFrame,
+    mode: str,
+    metric: str = "loss",
+    *,
+    n_eval: int | None = None,
+) -> pd.DataFrame:
+    """Each method against the best-ranked one of its problem, paired by repetition."""
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.proportion import proportions_ztest
+
+    summ = summary(trials, mode, metric)
+    fb = final_best(trials, mode)
+    rows = []
+    for problem, sp in summ.groupby("problem", sort=False):
+        leader = sp.iloc[0]["method"]
+        wide = fb[fb["problem"] == problem].pivot(index="rep", columns="method", values="best")
+        for method in sp["method"].iloc[1:]:
+            pair = wide[[leader, method]].dropna()
+            diff = pair[leader] - pair[method]
+            if len(pair) >= 2 and (diff != 0).any():
+                p = float(stats.wilcoxon(pair[leader], pair[method]).pvalue)
+            else:
+                p = 1.0
+            row = {
+                "problem": problem,
+                "leader": leader,
+                "method": method,
+                "n": len(pair),
+                "wilcoxon_p": p,
+            }
+            if "accuracy" in metric and n_eval:
+                hits = np.round(pair[[leader, method]].mean().to_numpy() * n_eval * len(pair))
+                total = np.array([n_eval * len(pair)] * 2)
+                row["ztest_p"] = float(proportions_ztest(hits, total)[1])
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["wilcoxon_p_holm"] = np.nan
+    for _, idx in out.groupby("problem").groups.items():
+        out.loc[idx, "wilcoxon_p_holm"] = multipletests(out.loc[idx, "wilcoxon_p"], method="holm")[
+            1
+        ]
+    out["significant"] = out["wilcoxon_p_holm"] < ALPHA
+    return out
+
+
+__all__ = ["best_so_far", "final_best", "overall", "pairwise", "summary"]
