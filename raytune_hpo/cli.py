@@ -1,4 +1,4 @@
-"""``raytune-hpo``: run sweeps, read their results, list the searchers.
+"""``raytune-hpo``: run sweeps here or on a Ray cluster, resume them, compare searchers.
 
 Bad input (a wrong sweep file, unknown names, a missing dataset) prints one line on stderr and
 exits with 2 before Ray starts.
@@ -48,11 +48,21 @@ def apply_override(data: dict, item: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw)
 
 
-def load_spec(args: argparse.Namespace):
+def load_spec(args: argparse.Namespace, *, local_data: bool = True):
     """The sweep named by ``args`` with its overrides; raises SpecError on bad input."""
-    from raytune_hpo.spec import SweepSpec
+    from raytune_hpo.spec import SpecError, SweepSpec
 
-    spec = SweepSpec.from_yaml(args.sweep) if args.sweep else SweepSpec.quickstart()
+    if getattr(args, "sweep_env", None):  # a submitted job: the sweep is in the environment
+        import os
+
+        text = os.environ.get(args.sweep_env)
+        if text is None:
+            raise SpecError(f"--sweep-env {args.sweep_env}: no such environment variable")
+        spec = SweepSpec.from_dict(yaml.safe_load(text), source=f"${args.sweep_env}")
+    elif args.sweep:
+        spec = SweepSpec.from_yaml(args.sweep, local_data=local_data)
+    else:
+        spec = SweepSpec.quickstart()
     sets = list(args.set or [])
     for key, value in (
         ("num_samples", args.num_samples),
@@ -65,7 +75,7 @@ def load_spec(args: argparse.Namespace):
         data = spec.model_dump(exclude_unset=True)
         for item in sets:
             apply_override(data, item)
-        spec = SweepSpec.from_dict(data, source=args.sweep or "quickstart")
+        spec = SweepSpec.from_dict(data, source=args.sweep or "quickstart", local_data=local_data)
     return spec
 
 
@@ -141,6 +151,86 @@ def _cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jobs_call(fn):
+    """Run a jobs.* call; a cluster that does not answer is a one-line error (exit 2)."""
+    try:
+        return fn(), None
+    except ConnectionError as e:
+        return None, _fail(str(e))
+    except RuntimeError as e:  # e.g. an unknown job id
+        return None, _fail(str(e).strip().splitlines()[-1])
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from raytune_hpo import jobs
+    from raytune_hpo.spec import SpecError
+
+    try:
+        spec = load_spec(args, local_data=False)
+    except SpecError as e:
+        return _fail(str(e))
+    for line in spec.warnings():
+        print(f"raytune-hpo: warning: {line}", file=sys.stderr)
+    job_id, rc = _jobs_call(lambda: jobs.submit(spec, address=args.address))
+    if rc is not None:
+        return rc
+    print(f"submitted sweep {spec.name!r} as job {job_id} to {jobs.address_of(args.address)}")
+    if not args.wait:
+        print(f"follow it with: raytune-hpo logs {job_id} --follow")
+        return 0
+    info, rc = _jobs_call(lambda: jobs.follow(job_id, address=args.address))
+    if rc is not None:
+        return rc
+    print(f"\njob {job_id}: {info['status']} (exit code {info['exit_code']})")
+    return 0 if info["status"] == "SUCCEEDED" else 1
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from raytune_hpo import jobs
+
+    info, rc = _jobs_call(lambda: jobs.status(args.job, address=args.address))
+    if rc is not None:
+        return rc
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from raytune_hpo import jobs
+
+    if args.follow:
+        info, rc = _jobs_call(lambda: jobs.follow(args.job, address=args.address))
+        if rc is not None:
+            return rc
+        print(f"\njob {args.job}: {info['status']} (exit code {info['exit_code']})")
+        return 0
+    text, rc = _jobs_call(lambda: jobs.logs(args.job, address=args.address))
+    if rc is not None:
+        return rc
+    sys.stdout.write(text)
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from raytune_hpo import jobs
+
+    stopped, rc = _jobs_call(lambda: jobs.stop(args.job, address=args.address))
+    if rc is not None:
+        return rc
+    print(f"job {args.job}: {'stopping' if stopped else 'already finished'}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from raytune_hpo import jobs
+
+    rows, rc = _jobs_call(lambda: jobs.list_jobs(address=args.address))
+    if rc is not None:
+        return rc
+    print(format_table(pd.DataFrame(rows)) if rows else "(no jobs)")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from raytune_hpo.spec import SpecError
     from raytune_hpo.study import StudySpec, compare
@@ -200,7 +290,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a field, e.g. --set trainable.data.root=/data/images (repeatable)",
     )
     run.add_argument("--top", type=int, default=10, help="rows of the final table (10)")
+    run.add_argument("--sweep-env", help=argparse.SUPPRESS)  # set by `submit` for its job
     run.set_defaults(func=_cmd_run)
+
+    address_help = "the cluster's dashboard, e.g. http://HEAD:8265 (default: RAY_ADDRESS or local)"
+    smt = sub.add_parser("submit", help="submit a sweep to a Ray cluster as a Ray job")
+    smt.add_argument("sweep", nargs="?", help="sweep YAML file (no file: the quickstart)")
+    smt.add_argument("--address", help=address_help)
+    smt.add_argument("--wait", action="store_true", help="follow the logs until the job ends")
+    smt.add_argument("--num-samples", type=int, help="override num_samples")
+    smt.add_argument("--storage-path", help="override storage_path (shared: NFS, s3://, gs://)")
+    smt.add_argument("--seed", type=int, help="override seed")
+    smt.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    smt.set_defaults(func=_cmd_submit)
+    for name, func, text in (
+        ("status", _cmd_status, "a submitted sweep's status"),
+        ("logs", _cmd_logs, "a submitted sweep's logs"),
+        ("stop", _cmd_stop, "stop a submitted sweep"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("job", help="the job id printed by submit")
+        p.add_argument("--address", help=address_help)
+        if name == "logs":
+            p.add_argument("--follow", action="store_true", help="stream until the job ends")
+        p.set_defaults(func=func)
+    lst = sub.add_parser("list", help="jobs submitted to the cluster")
+    lst.add_argument("--address", help=address_help)
+    lst.set_defaults(func=_cmd_list)
 
     rsm = sub.add_parser("resume", help="continue an interrupted sweep from its directory")
     rsm.add_argument("dir", help="the experiment directory (printed when the sweep started)")

@@ -136,7 +136,7 @@ class SweepSpec(_Strict):
 
     # ----------------------------------------------------------------- loading
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> SweepSpec:
+    def from_yaml(cls, path: str | os.PathLike[str], *, local_data: bool = True) -> SweepSpec:
         p = Path(path)
         if not p.is_file():
             raise SpecError(f"{path}: sweep file does not exist")
@@ -148,7 +148,7 @@ class SweepSpec(_Strict):
             raise SpecError(f"{path}: not valid YAML{where}") from None
         except UnicodeDecodeError:
             raise SpecError(f"{path}: not a text file") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(data, source=str(path), local_data=local_data)
 
     @classmethod
     def quickstart(cls) -> SweepSpec:
@@ -157,9 +157,12 @@ class SweepSpec(_Strict):
         return cls.from_dict(yaml.safe_load(text), source=QUICKSTART)
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "sweep", check: bool = True) -> SweepSpec:
+    def from_dict(
+        cls, data: Any, *, source: str = "sweep", check: bool = True, local_data: bool = True
+    ) -> SweepSpec:
         """``check=False``: a sweep over a test function (studies), not over ``train_cnn``:
-        only the searcher and scheduler are checked."""
+        only the searcher and scheduler are checked. ``local_data=False``: the dataset files
+        live on a cluster (``submit``), so their presence is not checked here."""
         if not isinstance(data, dict):
             raise SpecError(f"{source}: the sweep file must be a YAML mapping of fields")
         try:
@@ -167,7 +170,7 @@ class SweepSpec(_Strict):
         except ValidationError as e:
             raise SpecError(f"{source}: {_first_error(e)}") from None
         try:
-            spec.check(trainable=check)
+            spec.check(trainable=check, local_data=local_data)
         except ValueError as e:
             raise SpecError(f"{source}: {e}") from None
         return spec
@@ -194,11 +197,11 @@ class SweepSpec(_Strict):
             return 1  # Tune's num_samples repeats the whole grid
         return self.num_samples or 10
 
-    def check(self, *, trainable: bool = True) -> None:
+    def check(self, *, trainable: bool = True, local_data: bool = True) -> None:
         """Raise ValueError naming the field for anything that would fail once Ray is up."""
         space = self.search_space
         if trainable:
-            self._check_trainable(space)
+            self._check_trainable(space, local_data)
         for section in ("searcher", "scheduler"):
             try:
                 self._build(section)
@@ -215,7 +218,7 @@ class SweepSpec(_Strict):
         if self.searcher.name in _grid_searchers():
             space.to_tune(grid=True)  # raises naming a parameter that has no grid values
 
-    def _check_trainable(self, space: SearchSpace) -> None:
+    def _check_trainable(self, space: SearchSpace, local_data: bool) -> None:
         from raytune_hpo.train.data import dataset_problem
         from raytune_hpo.train.trainable import BASE_METRICS, KFOLD_METRICS
 
@@ -244,7 +247,7 @@ class SweepSpec(_Strict):
                 f"allowed: {', '.join(metrics)}"
             )
         d = self.trainable.data
-        problem = dataset_problem(self.trainable.dataset, d.root, d.download)
+        problem = dataset_problem(self.trainable.dataset, d.root, d.download or not local_data)
         if problem:
             raise ValueError(f"trainable.data.root: {problem}")
         if self.resources.gpu > 1 and self.resources.gpu != int(self.resources.gpu):

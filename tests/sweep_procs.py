@@ -75,3 +75,10 @@ def trial_histories(exp: Path) -> dict[str, list[dict]]:
         if rows:
             out[rows[0]["trial_id"]] = rows
     return out
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a process started with ``start_new_session`` and everything in its group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -1,0 +1,255 @@
+"""A real two-node Ray cluster on loopback (head 127.0.0.1, worker 127.0.0.2, each its own
+`ray start --block` process group), sweeps submitted through the Job Submission API, a worker
+node killed mid-sweep; and a local driver killed with SIGKILL, then `resume`."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from sweep_procs import kill_after, kill_group, start_run, trial_histories
+
+from raytune_hpo import jobs
+from raytune_hpo.cli import main
+from raytune_hpo.run import RESULTS_CSV, resume, run_sweep
+from raytune_hpo.spec import SweepSpec
+
+pytestmark = [pytest.mark.cluster, pytest.mark.integration]
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_node(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    # Each node its own agent ports: other Ray instances on this host hold the defaults.
+    ports = [
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+    ]
+    return subprocess.Popen(
+        [RAY, "start", "--block", "--disable-usage-stats", *ports, *args],
+        env=env,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,  # noqa: SIM115
+        start_new_session=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cluster")
+    ray_tmp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env.update(
+        RAY_TMPDIR=ray_tmp,
+        RAY_AUTH_MODE="token",  # Ray's default; the jobs client sends the token
+        # The job's `python` is the cluster's: here, this venv's.
+        PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        # Notice a dead node within seconds instead of the default ~30 s.
+        RAY_health_check_period_ms="1000",
+        RAY_health_check_failure_threshold="3",
+        RAY_health_check_timeout_ms="1000",
+    )
+    gcs, dash = free_port(), free_port()
+    head = start_node(
+        [
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs}",
+            "--num-cpus=1",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash}",
+            f"--ray-client-server-port={free_port()}",
+        ],
+        env,
+        tmp / "head.log",
+    )
+    address = f"http://127.0.0.1:{dash}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            jobs.list_jobs(address=address)
+            break
+        except Exception:
+            if time.monotonic() > deadline or head.poll() is not None:
+                kill_group(head)
+                raise AssertionError((tmp / "head.log").read_text()[-2000:]) from None
+            time.sleep(1)
+    worker = start_node(
+        [f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.2", "--num-cpus=1"],
+        env,
+        tmp / "worker.log",
+    )
+    import ray
+
+    deadline = time.monotonic() + 60
+    while _alive_nodes(env, gcs) < 2:
+        assert time.monotonic() < deadline, (tmp / "worker.log").read_text()[-2000:]
+        time.sleep(1)
+    yield {"address": address, "tmp": tmp, "worker": worker, "env": env, "gcs": gcs}
+    del ray
+    kill_group(worker)
+    kill_group(head)
+
+
+def _alive_nodes(env: dict, gcs: int) -> int:
+    out = subprocess.run(
+        [RAY, "list", "nodes", "--format=json", f"--address=127.0.0.1:{gcs}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    try:
+        return sum(n.get("state") == "ALIVE" for n in json.loads(out.stdout))
+    except json.JSONDecodeError:
+        return 0
+
+
+def job_trial_nodes(cluster: dict, submission_id: str) -> set[str]:
+    """Ray node ids where the job's trial actors ran (both nodes share this host's IP, so a
+    result's node_ip cannot tell them apart)."""
+    job = jobs.status(submission_id, address=cluster["address"])["ray_job_id"]
+    out = subprocess.run(
+        [
+            RAY,
+            "list",
+            "actors",
+            "--format=json",
+            "--detail",
+            "--limit=10000",
+            f"--address=127.0.0.1:{cluster['gcs']}",
+        ],
+        env=cluster["env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return {
+        a["node_id"]
+        for a in json.loads(out.stdout)
+        if a.get("job_id") == job and "ImplicitFunc" in a.get("class_name", "")
+    }
+
+
+def worker_node_id(cluster: dict) -> str:
+    out = subprocess.run(
+        [RAY, "list", "nodes", "--format=json", f"--address=127.0.0.1:{cluster['gcs']}"],
+        env=cluster["env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    (node,) = [n for n in json.loads(out.stdout) if n["node_ip"] == "127.0.0.2"]
+    return node["node_id"]
+
+
+def test_submit_wait_runs_the_quickstart_on_both_nodes(cluster, tmp_path, capsys):
+    storage = tmp_path / "shared"  # one local path both nodes see (as NFS would be)
+    start = time.perf_counter()
+    rc = main(["submit", "--address", cluster["address"], "--wait", "--storage-path", str(storage)])
+    took = time.perf_counter() - start
+    captured = capsys.readouterr()
+    out = captured.out
+    assert rc == 0, out[-3000:] + captured.err[-2000:]
+    assert "SUCCEEDED (exit code 0)" in out
+    job_id = out.split("as job ")[1].split()[0]
+    assert len(job_trial_nodes(cluster, job_id)) == 2  # trials ran on both nodes
+    (exp,) = storage.iterdir()
+    df = pd.read_csv(exp / RESULTS_CSV)
+    assert len(df) == 12 and (df["status"] == "OK").all()
+    print(f"submit --wait of the quickstart on the two-node cluster: {took:.1f} s")
+    assert main(["status", job_id, "--address", cluster["address"]]) == 0
+    assert '"SUCCEEDED"' in capsys.readouterr().out
+    assert main(["list", "--address", cluster["address"]]) == 0
+    assert job_id in capsys.readouterr().out
+    assert main(["logs", job_id, "--address", cluster["address"]]) == 0
+    assert "Best configuration" in capsys.readouterr().out
+
+
+def test_unreachable_cluster_is_a_one_line_error(capsys):
+    rc = main(["list", "--address", f"http://127.0.0.1:{free_port()}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "no Ray dashboard answers" in err
+
+
+def test_sweep_survives_losing_the_worker_node(cluster, tmp_path):
+    sweep = {
+        "name": "nodeloss",
+        "num_samples": 4,
+        "max_failures": 3,
+        "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
+        "trainable": {"model": "tinyvgg", "epochs": 30},
+        "storage_path": str(tmp_path / "shared"),
+    }
+    spec = SweepSpec.from_dict(sweep)
+    job = jobs.submit(spec, address=cluster["address"])
+    storage = tmp_path / "shared"
+    worker_id = worker_node_id(cluster)
+    deadline = time.monotonic() + 180
+    while worker_id not in job_trial_nodes(cluster, job):  # a trial trains there
+        assert time.monotonic() < deadline, jobs.logs(job, address=cluster["address"])[-3000:]
+        time.sleep(1)
+    time.sleep(3)  # let it checkpoint an epoch or two
+    kill_group(cluster["worker"])  # the node dies with its trials
+    info = jobs.follow(job, address=cluster["address"], out=lambda s: None)
+    log = jobs.logs(job, address=cluster["address"])
+    assert info["status"] == "SUCCEEDED", log[-3000:]
+    (exp,) = storage.iterdir()
+    df = pd.read_csv(exp / RESULTS_CSV)
+    assert len(df) == 4 and (df["status"] == "OK").all() and (df["epochs"] == 30).all()
+    histories = trial_histories(exp)
+    # The trial that died with the node was retried from its checkpoint: its iterations
+    # since the restore are fewer than its epochs, and its epochs still count up to 30.
+    restored = [
+        rows
+        for rows in histories.values()
+        if any(r["iterations_since_restore"] < r["training_iteration"] for r in rows)
+    ]
+    assert restored, "no trial was retried from a checkpoint"
+    for rows in restored:
+        assert rows[-1]["epoch"] == rows[-1]["training_iteration"] == 30
+
+
+def test_killed_driver_then_resume_holds_exactly_the_uninterrupted_trials(ray_session, tmp_path):
+    sweep = {
+        "name": "killed",
+        "num_samples": 10,
+        "max_concurrent": 2,
+        "searcher": {"name": "sobol"},
+        "space": {
+            "lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+            "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+        },
+        "trainable": {"model": "mlp", "epochs": 5},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))  # key order = dimension order
+    proc = start_run(path, tmp_path / "killed", tmp_path)
+    exp = kill_after(proc, tmp_path / "killed", results=18)
+    done_before = {t for t, rows in trial_histories(exp).items() if rows[-1].get("done")}
+    resumed = resume(exp).table
+    reference = run_sweep(SweepSpec.from_dict({**sweep, "storage_path": str(tmp_path / "ref")}))
+
+    def configs(df):
+        return sorted(zip(df["config.lr"].round(12), df["config.dropout"].round(12), strict=True))
+
+    assert len(resumed) == 10 and resumed["trial_id"].is_unique
+    assert (resumed["status"] == "OK").all() and (resumed["epochs"] == 5).all()
+    assert configs(resumed) == configs(reference.table)  # same trials, none lost or doubled
+    assert done_before <= set(resumed["trial_id"])
