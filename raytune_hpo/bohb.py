@@ -12,7 +12,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from raytune_hpo.searchers._bohb import TIME_ATTR, BOHBSearch
+from raytune_hpo.searchers._bohb import BOHBSearch
 from raytune_hpo.space import SearchSpace
 
 
@@ -21,16 +21,10 @@ def bohb_scheduler(
 ):
     """HyperBand as BOHB runs it (largest bracket first; pauses trials for the model)."""
     from raytune_hpo._hyperband import RestorableHyperBandForBOHB
+    from raytune_hpo.schedulers import hyperband_like
 
-    if reduction_factor is None or reduction_factor <= 1:
-        raise ValueError(f"reduction_factor: must be > 1, got {reduction_factor}")
-    return RestorableHyperBandForBOHB(
-        time_attr=TIME_ATTR,
-        metric=metric,
-        mode=mode,
-        max_t=max_t or 81,
-        reduction_factor=reduction_factor,
-        stop_last_trials=stop_last_trials,
+    return hyperband_like(
+        RestorableHyperBandForBOHB, metric, mode, max_t, reduction_factor, stop_last_trials
     )
 
 

@@ -24,8 +24,7 @@ def _asha(metric=None, mode=None, max_t=None, *, grace_period=1, reduction_facto
     from ray.tune.schedulers import ASHAScheduler
 
     _positive("grace_period", grace_period)
-    if reduction_factor is None or reduction_factor <= 1:
-        raise ValueError(f"reduction_factor: must be > 1, got {reduction_factor}")
+    _reduction("reduction_factor", reduction_factor)
     return ASHAScheduler(
         time_attr=TIME_ATTR,
         metric=metric,
@@ -84,9 +83,15 @@ def _hyperband(metric=None, mode=None, max_t=None, *, reduction_factor=3, stop_l
     """Synchronous HyperBand (Li et al., JMLR 2018); pauses trials at bracket milestones."""
     from raytune_hpo._hyperband import RestorableHyperBand
 
-    if reduction_factor is None or reduction_factor <= 1:
-        raise ValueError(f"reduction_factor: must be > 1, got {reduction_factor}")
-    return RestorableHyperBand(
+    return hyperband_like(
+        RestorableHyperBand, metric, mode, max_t, reduction_factor, stop_last_trials
+    )
+
+
+def hyperband_like(cls, metric, mode, max_t, reduction_factor, stop_last_trials):
+    """A HyperBand scheduler class built on epochs (``max_t`` 81 when the sweep gives none)."""
+    _reduction("reduction_factor", reduction_factor)
+    return cls(
         time_attr=TIME_ATTR,
         metric=metric,
         mode=mode,
@@ -102,6 +107,11 @@ def _bohb(metric=None, mode=None, max_t=None, *, reduction_factor=3, stop_last_t
     return bohb_scheduler(
         metric, mode, max_t, reduction_factor=reduction_factor, stop_last_trials=stop_last_trials
     )
+
+
+def _reduction(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 1:
+        raise ValueError(f"{name}: must be > 1, got {value!r}")
 
 
 def _positive(name: str, value: Any) -> None:

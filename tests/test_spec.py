@@ -39,6 +39,12 @@ def test_every_shipped_spec_is_valid_when_its_data_is_present(tmp_path, name):
     from raytune_hpo.train.data import TORCHVISION
 
     data = load(name)
+    if "methods" in data:  # a study file (raytune-hpo compare), with its problems' sweeps
+        from raytune_hpo.study import StudySpec
+
+        study = StudySpec.from_yaml(os.path.join(SPECS, name))
+        assert study.repetitions >= 1 and study.methods
+        return
     dataset = data.get("trainable", {}).get("dataset")
     if dataset == "imagefolder":
         (tmp_path / "a").mkdir()

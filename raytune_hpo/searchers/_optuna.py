@@ -98,6 +98,13 @@ class _OptunaAdapter(LibraryAdapter, OptunaSearch):
         self._keep_own_space(lambda: OptunaSearch.restore(self, checkpoint_path))
 
 
+def _check_initial(n: object) -> None:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ValueError(f"n_initial_points: must be an integer, got {n!r}")
+    if n < 1:
+        raise ValueError(f"n_initial_points: must be >= 1, got {n}")
+
+
 class GPSearch(_OptunaAdapter):
     """GP Bayesian optimization (Optuna's GPSampler) after ``n_initial_points`` random ones."""
 
@@ -113,10 +120,7 @@ class GPSearch(_OptunaAdapter):
     ) -> None:
         import optuna
 
-        if isinstance(n_initial_points, bool) or not isinstance(n_initial_points, int):
-            raise ValueError(f"n_initial_points: must be an integer, got {n_initial_points!r}")
-        if n_initial_points < 1:
-            raise ValueError(f"n_initial_points: must be >= 1, got {n_initial_points}")
+        _check_initial(n_initial_points)
         sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_initial_points)
         super().__init__(
             space, metric, mode, points_to_evaluate=points_to_evaluate, sampler=sampler
@@ -139,10 +143,7 @@ class TPESearch(_OptunaAdapter):
     ) -> None:
         import optuna
 
-        if isinstance(n_initial_points, bool) or not isinstance(n_initial_points, int):
-            raise ValueError(f"n_initial_points: must be an integer, got {n_initial_points!r}")
-        if n_initial_points < 1:
-            raise ValueError(f"n_initial_points: must be >= 1, got {n_initial_points}")
+        _check_initial(n_initial_points)
         sampler = optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=n_initial_points, multivariate=bool(multivariate)
         )
