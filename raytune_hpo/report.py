@@ -181,6 +181,7 @@ def _texts(study, summ, pairs, over) -> dict[str, pd.DataFrame]:
         "ci_high",
         "median",
         "norm_loss",
+        "norm_loss_median",
         "rank",
     ]
     out = {"Final best per method": summ[cols], "Over all problems": over}
@@ -193,9 +194,14 @@ def _verdict(pairs: pd.DataFrame) -> list[str]:
     lines = []
     for _, r in pairs.iterrows():
         word = "significantly" if bool(r["significant"]) else "not significantly"
+        n = int(r["n"])
+        floor = 2 / 2**n  # the smallest two-sided p of an exact Wilcoxon test with n pairs
+        why = (
+            f"; with n = {n} no p below {floor:.3g} is possible" if floor >= analysis.ALPHA else ""
+        )
         lines.append(
             f"{r['problem']}: {r['leader']} vs {r['method']}: {word} different "
-            f"(Wilcoxon p = {r['wilcoxon_p_holm']}, Holm-corrected, n = {r['n']})"
+            f"(Wilcoxon p = {r['wilcoxon_p_holm']}, Holm-corrected, n = {n}{why})"
         )
     return lines
 
