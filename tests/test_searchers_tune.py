@@ -4,6 +4,7 @@ trials at once, and from a sweep file."""
 import time
 
 import pytest
+from conftest import wait_for_idle_cpus
 from ray import tune
 
 from raytune_hpo.run import run_sweep
@@ -27,6 +28,7 @@ def make_sleepy():
 
 @pytest.mark.parametrize("name", CUSTOM)
 def test_plain_tuner_runs_two_trials_at_once(ray_session, tmp_path, name):
+    wait_for_idle_cpus(ray_session)  # both CPUs free, or trials would have to queue
     kw = {"budget": 4} if name in ("lhs", "rsa") else {}
     searcher = create_searcher(name, seed=0, **kw)  # space, metric, mode from the Tuner
     tuner = tune.Tuner(
