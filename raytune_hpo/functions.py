@@ -27,8 +27,14 @@ class TestFunction:
             for i, (lo, hi) in enumerate(self.bounds)
         }
 
+    max_budget = 1  # a single fidelity: the value does not depend on the budget
+
     def __call__(self, config: dict[str, Any]) -> float:
         return float(self.f(np.array([config[f"x{i}"] for i in range(self.dims)], dtype=float)))
+
+    def at(self, config: dict[str, Any], budget: float = 1, rng=None) -> float:
+        """The value at ``budget`` (the same at every budget; the ``MultiFidelity`` API)."""
+        return self(config)
 
 
 def _branin(x: np.ndarray) -> float:

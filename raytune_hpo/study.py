@@ -185,7 +185,7 @@ def run_direct(
     live: deque[tuple[str, dict]] = deque()
     rows: list[dict[str, Any]] = []
     asked = 0
-    budget = getattr(fn, "max_budget", 1)
+    budget = fn.max_budget
     while len(rows) < study.budget:
         while asked < study.budget and len(live) < study.max_concurrent:
             tid = f"t{asked}"
@@ -197,7 +197,7 @@ def run_direct(
         if not live:
             break  # the searcher is done (LHS budget, PSO converged, grid exhausted)
         tid, cfg = live.popleft()
-        value = fn.at(cfg, budget, rng) if hasattr(fn, "at") else fn(cfg)
+        value = fn.at(cfg, budget, rng)
         searcher.on_trial_complete(tid, {"loss": value, "training_iteration": budget})
         rows.append({"trial": len(rows), "value": value, "budget": budget, **_flat(cfg)})
     return pd.DataFrame(rows)
@@ -295,9 +295,9 @@ def _function_trainable(problem: ProblemSpec, seed: int):
         fn = problem.make()
         key = zlib.crc32(repr(sorted(config.items())).encode())  # stable across processes
         rng = np.random.default_rng([seed, key])
-        budget = getattr(fn, "max_budget", 1)
+        budget = fn.max_budget
         for b in range(1, budget + 1):
-            value = fn.at(config, b, rng) if hasattr(fn, "at") else fn(config)
+            value = fn.at(config, b, rng)
             tune.report({"loss": value, "epoch": b, "wall": time.time()})
 
     return function_trial

@@ -21,10 +21,11 @@ import numpy as np
 from ray.tune.search.bohb import TuneBOHB
 from ray.tune.search.bohb.bohb_search import _BOHBJobWrapper
 
+from raytune_hpo.schedulers import TIME_ATTR
+from raytune_hpo.searchers._base import loss_of
 from raytune_hpo.searchers._library import LibraryAdapter, decode, encode, flat_name
 from raytune_hpo.space import CategoricalParam, IntParam, SearchSpace
 
-TIME_ATTR = "training_iteration"
 INSTALL_HINT = "searcher 'bohb' needs HpBandSter: pip install 'raytune-hpo[bohb]'"
 
 
@@ -146,7 +147,7 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
         budget = (result.get("hyperband_info") or {}).get("budget")
         if budget is not None:  # a HyperBandForBOHB milestone
             self._budget_seen.add(trial_id)
-            self._tell(trial_id, self._mode_loss(result), budget)
+            self._tell(trial_id, loss_of(result, self._metric, self._mode, False), budget)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         loss = self._finish(trial_id, result, error)
@@ -160,11 +161,6 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
         self._last_budget.pop(trial_id, None)
         self.paused.discard(trial_id)
         self.running.discard(trial_id)
-
-    def _mode_loss(self, result: dict) -> float:
-        from raytune_hpo.searchers._base import loss_of
-
-        return loss_of(result, self._metric, self._mode, False)
 
     def restore(self, checkpoint_path: str) -> None:
         self._keep_own_space(lambda: TuneBOHB.restore(self, checkpoint_path))
