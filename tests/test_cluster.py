@@ -4,6 +4,7 @@ node killed mid-sweep; and a local driver killed with SIGKILL, then `resume`."""
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -57,6 +58,9 @@ def cluster(tmp_path_factory):
     env.update(
         RAY_TMPDIR=ray_tmp,
         RAY_AUTH_MODE="token",  # Ray's default; the jobs client sends the token
+        # A token of the cluster's own: the test needs none in ~/.ray (a fresh CI machine
+        # has none) and leaves the user's alone.
+        RAY_AUTH_TOKEN=secrets.token_hex(32),
         # The job's `python` is the cluster's: here, this venv's.
         PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         # Notice a dead node within seconds instead of the default ~30 s.
@@ -80,6 +84,8 @@ def cluster(tmp_path_factory):
         tmp / "head.log",
     )
     address = f"http://127.0.0.1:{dash}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_AUTH_TOKEN", env["RAY_AUTH_TOKEN"])  # what the jobs client sends
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -105,6 +111,7 @@ def cluster(tmp_path_factory):
     del ray
     kill_group(worker)
     kill_group(head)
+    mp.undo()
 
 
 def _alive_nodes(env: dict, gcs: int) -> int:
