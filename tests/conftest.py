@@ -22,16 +22,6 @@ def ray_session(tmp_path_factory):
     ray.shutdown()
 
 
-def wait_for_idle_cpus(ray, timeout: float = 60.0) -> None:
-    """Wait until no actor of an earlier test still holds a CPU of the shared Ray."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    total = ray.cluster_resources().get("CPU", 0)
-    while ray.available_resources().get("CPU", 0) < total and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

@@ -4,9 +4,9 @@ trials at once, and from a sweep file."""
 import time
 
 import pytest
-from conftest import wait_for_idle_cpus
 from ray import tune
 
+from raytune_hpo.assemble import assemble
 from raytune_hpo.run import run_sweep
 from raytune_hpo.searchers import SEARCHERS, create_searcher, owns_space
 from raytune_hpo.spec import SweepSpec
@@ -15,24 +15,35 @@ pytestmark = pytest.mark.integration
 CUSTOM = [n for n in SEARCHERS if owns_space(n)]
 
 
-def make_sleepy():
-    # Nested, so cloudpickle ships it by value: Ray workers cannot import this test module.
-    def sleepy(config):
-        start = time.time()
-        time.sleep(1.0)
-        loss = (config["x"] - 0.5) ** 2 + (config["k"] - 2) ** 2 + (config["c"] != "b")
-        tune.report({"loss": loss, "start": start, "end": time.time()})
+def make_meeting(where: str):
+    """A trial that waits (up to a minute) until another trial is running too: whether two
+    trials ran at once is a condition, not a timing, so a loaded machine cannot fake it."""
 
-    return sleepy
+    # Nested, so cloudpickle ships it by value: Ray workers cannot import this test module.
+    def meeting(config):
+        import os
+        import uuid
+
+        me = os.path.join(where, uuid.uuid4().hex)
+        open(me, "w").close()
+        deadline = time.monotonic() + 60
+        while len(os.listdir(where)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        met = len(os.listdir(where)) >= 2
+        loss = (config["x"] - 0.5) ** 2 + (config["k"] - 2) ** 2 + (config["c"] != "b")
+        tune.report({"loss": loss, "met": met})
+
+    return meeting
 
 
 @pytest.mark.parametrize("name", CUSTOM)
 def test_plain_tuner_runs_two_trials_at_once(ray_session, tmp_path, name):
-    wait_for_idle_cpus(ray_session)  # both CPUs free, or trials would have to queue
     kw = {"budget": 4} if name in ("lhs", "rsa") else {}
     searcher = create_searcher(name, seed=0, **kw)  # space, metric, mode from the Tuner
+    where = tmp_path / "running"
+    where.mkdir()
     tuner = tune.Tuner(
-        make_sleepy(),
+        make_meeting(str(where)),
         param_space={"x": tune.uniform(0, 1), "k": tune.randint(1, 4), "c": tune.choice("abc")},
         tune_config=tune.TuneConfig(
             search_alg=searcher,
@@ -42,17 +53,15 @@ def test_plain_tuner_runs_two_trials_at_once(ray_session, tmp_path, name):
             max_concurrent_trials=2,
             reuse_actors=True,
         ),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), verbose=0),
     )
     results = tuner.fit()
     df = results.get_dataframe()
     assert len(df) == 4 and not results.errors
     assert df["config/x"].between(0, 1).all() and df["config/k"].isin([1, 2, 3]).all()
-    spans = sorted(zip(df["start"], df["end"], strict=True))
-    overlaps = sum(
-        b_start < a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False)
-    )
-    assert overlaps >= 1, f"{name} ran its trials one at a time: {spans}"
+    # The first trial waited for a second one: a searcher that hands out one trial at a
+    # time leaves it alone for the whole minute.
+    assert df["met"].all(), f"{name} ran its trials one at a time"
 
 
 def test_sweep_file_with_pso_and_lhs_budget(ray_session, tmp_path):
@@ -69,7 +78,8 @@ def test_sweep_file_with_pso_and_lhs_budget(ray_session, tmp_path):
     for name in ("pso", "lhs"):
         spec = SweepSpec.from_dict({**base, "name": name, "searcher": {"name": name}})
         if name == "lhs":
-            assert spec.build_searcher()._budget == 4  # num_samples became the design size
+            plan = assemble(spec)
+            assert plan.searcher()._budget == 4  # num_samples became the design size
         result = run_sweep(spec)
         df = result.table
         assert len(df) == 4 and (df["status"] == "OK").all()
