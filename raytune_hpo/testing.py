@@ -1,0 +1,130 @@
+"""The searcher contract (ARCHITECTURE.md) as checks a team can run on its own plug-in
+searchers (see ``searchers/README.md``), and that our own contract tests run on ours.
+
+Each check takes ``make(seed) -> Searcher``: a new searcher over :data:`MIXED` (or a space of
+your own with a matching ``objective``), metric ``loss``, mode ``min``. They raise
+``AssertionError`` saying what broke.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+ACT = object()  # a categorical value must come back as the very object given
+
+MIXED: dict[str, Any] = {
+    "lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+    "momentum": {"type": "float", "low": 0.0, "high": 0.99},
+    "units": {"type": "int", "low": 4, "high": 64, "log": True},
+    "layers": {"type": "int", "low": 1, "high": 4},
+    "act": {"type": "categorical", "choices": ["relu", ACT, 3]},
+    "opt": {"inner": {"type": "float", "low": -1.0, "high": 1.0}, "const": "kept"},
+    "fixed": 7,
+}
+
+Make = Callable[[int], Any]
+
+
+def objective(cfg: dict[str, Any]) -> float:
+    """A smooth loss over :data:`MIXED`."""
+    return (math.log10(cfg["lr"]) + 3) ** 2 + (cfg["units"] - 16) ** 2 / 100 + cfg["opt"]["inner"]
+
+
+def drive(s, n: int, start: int = 0, complete: bool = True, f=objective) -> list[dict]:
+    """Suggest up to ``n`` configs (completing each with ``f``); returns them."""
+    from ray.tune.search import Searcher
+
+    out = []
+    for i in range(start, start + n):
+        cfg = s.suggest(f"t{i}")
+        if cfg is None or cfg == Searcher.FINISHED:
+            break
+        out.append(cfg)
+        if complete:
+            s.on_trial_complete(f"t{i}", {"loss": f(cfg)})
+    return out
+
+
+def check_bounds_and_types(make: Make, n: int = 40) -> None:
+    """1. Inside the bounds, with the right types; categoricals are the objects given;
+    constants and nesting kept."""
+    cfgs = drive(make(0), n)
+    assert len(cfgs) >= min(n, 20), f"only {len(cfgs)} suggestions"
+    for c in cfgs:
+        assert 1e-5 <= c["lr"] <= 1e-1 and isinstance(c["lr"], float), c
+        assert 0.0 <= c["momentum"] <= 0.99, c
+        assert isinstance(c["units"], int) and 4 <= c["units"] <= 64, c
+        assert isinstance(c["layers"], int) and 1 <= c["layers"] <= 4, c
+        assert any(c["act"] is v for v in ("relu", ACT, 3)), c
+        assert -1.0 <= c["opt"]["inner"] <= 1.0 and c["opt"]["const"] == "kept", c
+        assert c["fixed"] == 7, c
+
+
+def check_seeding(make: Make, n: int = 15) -> None:
+    """2. Same seed, same sequence; another seed, another sequence."""
+    a, b, c = drive(make(1), n), drive(make(1), n), drive(make(2), n)
+    assert a == b, "the same seed gave different sequences"
+    assert a != c, "different seeds gave the same sequence"
+
+
+def check_save_restore(make: Make) -> None:
+    """3. ``save``/``restore`` mid-run continues exactly, suggested-but-unfinished trials
+    included; no temporary files are left."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = make(3)
+        drive(ref, 8)
+        pending = [(f"p{i}", ref.suggest(f"p{i}")) for i in range(2)]
+        assert all(isinstance(c, dict) for _, c in pending), "no suggestion to leave pending"
+        path = os.path.join(tmp, "searcher.pkl")
+        ref.save(path)
+        restored = make(99)  # another seed: everything must come from the file
+        restored.restore(path)
+        for s in (ref, restored):
+            for tid, cfg in pending:
+                s.on_trial_complete(tid, {"loss": objective(cfg)})
+        assert drive(restored, 12, start=100) == drive(ref, 12, start=100), "restore diverged"
+        assert os.listdir(tmp) == ["searcher.pkl"], "temporary files left behind"
+
+
+def check_bad_results(make: Make) -> None:
+    """4. NaN/inf, failed trials, missing or junk metrics and unknown or repeated ids never
+    crash the searcher; it goes on suggesting."""
+    s = make(4)
+    cfgs = {f"b{i}": s.suggest(f"b{i}") for i in range(6)}
+    cfgs = {k: v for k, v in cfgs.items() if isinstance(v, dict)}
+    results = [{"loss": float("nan")}, {"loss": float("inf")}, None, {"other": 1.0}]
+    results += [{"loss": "oops"}, {"loss": 0.5}]
+    for (tid, _), res in zip(cfgs.items(), results, strict=False):
+        s.on_trial_complete(tid, res, error=res is None)
+    s.on_trial_complete("never-suggested", {"loss": 0.1})
+    s.on_trial_complete("b0", {"loss": 0.2})  # completed twice
+    if hasattr(s, "observations"):  # ours: NaN and failures count as the worst value
+        _, losses = s.observations
+        assert len(losses) == len(cfgs), "unknown or repeated trial ids were recorded"
+        assert np.isinf(losses[: min(5, len(cfgs))]).all(), "a bad result was not the worst"
+    assert drive(s, 10, start=50), "no suggestion after bad results"
+
+
+def check_contract(make: Make) -> None:
+    """Checks 1-4 of the contract (5, concurrency, needs a Tuner: see the project's tests)."""
+    for check in (check_bounds_and_types, check_seeding, check_save_restore, check_bad_results):
+        check(make)
+
+
+__all__ = [
+    "ACT",
+    "MIXED",
+    "check_bad_results",
+    "check_bounds_and_types",
+    "check_contract",
+    "check_save_restore",
+    "check_seeding",
+    "drive",
+    "objective",
+]

@@ -1,0 +1,163 @@
+"""The trainable contract for a user's own training code.
+
+In the sweep file::
+
+    trainable:
+      function: train.py:train     # FILE.py:NAME (relative to the sweep file) or pkg.mod:NAME
+      config: {data_dir: /data}    # fixed settings passed in `config`; the space overrides them
+      metrics: [score]             # optional: what it reports (the sweep's metric is checked)
+      settings: {x: float, layers: int, data_dir: str}   # optional: types of its config keys
+
+``function`` names a function ``f(config)`` that reports with ``ray.tune.report`` (or
+``raytune_hpo.report``), or a ``ray.tune.Trainable`` subclass. Without ``metrics`` the metric
+is checked on the first result (``raytune_hpo.run``); without ``settings`` the space is passed
+as it is. The budget of a trial (for ASHA, HyperBand, BOHB) is its number of reported results:
+give ``scheduler.max_t``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, ValidationError, create_model
+
+from raytune_hpo.space import SearchSpace
+from raytune_hpo.spec import Strict, validate
+from raytune_hpo.train.contract import TrainableContract, check_space_against
+
+TYPES: dict[str, Any] = {
+    "float": float,
+    "int": int,
+    "bool": bool,
+    "str": str,
+    "list": list,
+    "dict": dict,
+    "any": Any,
+}
+
+
+class UserSection(Strict):
+    function: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    metrics: list[str] | None = Field(default=None, min_length=1)
+    settings: dict[str, Literal[tuple(TYPES)]] | None = None  # type: ignore[valid-type]
+
+
+def is_user_section(section: dict[str, Any]) -> bool:
+    return "function" in section
+
+
+def check_callable(obj: Any, field: str, ref: str) -> None:
+    from ray.tune import Trainable
+
+    if isinstance(obj, type):
+        if not issubclass(obj, Trainable):
+            raise ValueError(
+                f"{field}: {ref} is a class but not a ray.tune.Trainable subclass; "
+                "give a function f(config) or a Trainable subclass"
+            )
+    elif not callable(obj):
+        raise ValueError(
+            f"{field}: {ref} is a {type(obj).__name__}, not callable; "
+            "give a function f(config) or a Trainable subclass"
+        )
+
+
+class UserTrainable(TrainableContract):
+    """A user's function or ``Trainable`` class with its fixed config and declarations."""
+
+    def __init__(
+        self, obj: Any, section: UserSection, *, ref: str, max_budget: int | None = None
+    ) -> None:
+        check_callable(obj, "trainable.function", ref)
+        self.obj, self.section, self.ref = obj, section, ref
+        self._max_budget = max_budget
+        self._settings_model = None
+        if section.settings is not None:
+            fields = {k: (TYPES[t], ...) for k, t in section.settings.items()}
+            self._settings_model = create_model(
+                "UserSettings",
+                __config__=ConfigDict(extra="forbid", strict=True),
+                **fields,
+            )
+            missing = sorted(set(section.config) - set(section.settings))
+            if missing:
+                raise ValueError(
+                    f"trainable.config.{missing[0]}: not among the declared settings; "
+                    f"declared: {', '.join(section.settings)}"
+                )
+            try:
+                self._settings_model.model_validate(self._full_config())
+            except ValidationError as e:
+                err = e.errors()[0]
+                loc = ".".join(str(x) for x in err["loc"])
+                raise ValueError(f"trainable.config.{loc}: {err['msg']}") from None
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any], *, base_dir: str) -> UserTrainable:
+        from raytune_hpo.load import resolve
+
+        s = validate(UserSection, section, "sweep", prefix="trainable")
+        obj = resolve(s.function, base_dir=base_dir, field="trainable.function")
+        return cls(obj, s, ref=s.function)
+
+    @classmethod
+    def from_object(
+        cls, obj: Any, section: dict[str, Any], *, max_budget: int | None = None
+    ) -> UserTrainable:
+        """``run_sweep(spec, trainable=obj)``: ``section`` may still hold config, metrics and
+        settings (a built-in CNN section is ignored). ``max_budget``: the most results a
+        trial reports, when known (else the scheduler's ``max_t``)."""
+        user = {k: v for k, v in section.items() if k in UserSection.model_fields}
+        s = validate(UserSection, {**user, "function": None}, "sweep", prefix="trainable")
+        ref = getattr(obj, "__name__", type(obj).__name__)
+        return cls(obj, s, ref=ref, max_budget=max_budget)
+
+    def fixed_config(self) -> dict[str, Any]:
+        return dict(self.section.config)
+
+    def check_space(self, space: SearchSpace) -> None:
+        if self._settings_model is None:
+            return
+        declared = set(self.section.settings)
+        for path in [*space.params, *space.constants]:
+            if path[0] not in declared:
+                raise ValueError(
+                    f"space.{path[0]}: not among the trainable's declared settings; "
+                    f"declared: {', '.join(self.section.settings)}"
+                )
+        check_space_against(self._settings_model, self._full_config(), space)
+
+    def _full_config(self) -> dict[str, Any]:
+        """The fixed config, with a stand-in of its type for each declared setting it lacks."""
+        examples = {k: _example(t) for k, t in (self.section.settings or {}).items()}
+        return {**examples, **self.fixed_config()}
+
+    def metrics(self, space: SearchSpace) -> tuple[str, ...] | None:
+        return tuple(self.section.metrics) if self.section.metrics else None
+
+    def max_budget(self, space: SearchSpace) -> int | None:
+        return self._max_budget
+
+    def function(self):
+        return self.obj
+
+    @property
+    def reusable(self) -> bool:
+        from ray.tune import Trainable
+
+        if isinstance(self.obj, type):
+            return self.obj.reset_config is not Trainable.reset_config
+        return True
+
+    @property
+    def label(self) -> str:
+        return self.ref
+
+
+def _example(type_name: str) -> Any:
+    """A value of the declared type: stands in for a setting neither fixed nor searched."""
+    return {"float": 0.0, "int": 0, "bool": False, "str": "", "list": [], "dict": {}}.get(type_name)
+
+
+__all__ = ["UserSection", "UserTrainable", "is_user_section"]
