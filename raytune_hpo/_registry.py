@@ -17,6 +17,11 @@ class Entry:
     # Searchers that take our SearchSpace (grid values and all) instead of Tune domains.
     owns_space: bool = False
 
+    def accepts(self, name: str) -> bool:
+        """Whether the factory takes keyword ``name`` (or any keyword)."""
+        params = inspect.signature(self.factory).parameters.values()
+        return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
     def option_names(self) -> list[str]:
         params = inspect.signature(self.factory).parameters.values()
         return [
@@ -40,13 +45,13 @@ def check_options(kind: str, name: str, entry: Entry, options: Iterable[str]) ->
         raise ValueError(f"unknown option(s) {unknown} for {kind} {name!r}; allowed: {listed}")
 
 
-def check(kind: str, registry: dict[str, Entry], name: str, options: Iterable[str]) -> None:
-    """Validate a name and its options without building anything."""
-    check_options(kind, name, lookup(kind, registry, name), options)
-
-
 def create(kind: str, registry: dict[str, Entry], name: str, **kw: Any) -> Any:
     """Build the named entry; ``kw`` are the factory's arguments (reserved ones included)."""
-    entry = lookup(kind, registry, name)
+    return build(kind, name, lookup(kind, registry, name), **kw)
+
+
+def build(kind: str, name: str, entry: Entry, **kw: Any) -> Any:
+    """Build ``entry``: options checked; reserved arguments it does not take are left out."""
     check_options(kind, name, entry, set(kw) - set(entry.reserved))
+    kw = {k: v for k, v in kw.items() if k not in entry.reserved or entry.accepts(k)}
     return entry.factory(**kw)

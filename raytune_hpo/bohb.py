@@ -1,47 +1,36 @@
-"""BOHB (Falkner, Klein & Hutter, ICML 2018): HpBandSter's model through Ray's ``TuneBOHB``
-(``BOHBSearch``) paired with ``HyperBandForBOHB``. The pair is built here and only here;
-the budget is epochs (``training_iteration``), ``max_t`` the sweep's epochs and
-``reduction_factor`` BOHB's eta. Ray's HyperBand derives the smallest budget itself:
-``max_t / eta**floor(log_eta(max_t))``. The scheduler survives ``Tuner.restore``
-(``raytune_hpo._hyperband``, ray-project/ray#39900).
+"""The one pairing rule of BOHB's searcher and scheduler (Falkner, Klein & Hutter, ICML 2018).
+
+BOHB is a model (``BOHBSearch``, HpBandSter through Ray's TuneBOHB) learning from HyperBand's
+brackets (``HyperBandForBOHB``). Searcher ``bohb`` with no scheduler named runs under scheduler
+``bohb``, as in the paper; under ``asha``, ``median``, ``hyperband`` or ``fifo`` it runs with a
+warning (its model then learns from each trial's final result at the budget it reached).
+Scheduler ``bohb`` with another searcher cannot run: HyperBandForBOHB waits for the searcher
+to fill its brackets.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from ray.tune.search import Searcher
-
-from raytune_hpo.searchers._bohb import BOHBSearch
-from raytune_hpo.space import SearchSpace
+BOHB = "bohb"
+DEFAULT_SCHEDULER = "fifo"
 
 
-def bohb_scheduler(
-    metric=None, mode=None, max_t=None, *, reduction_factor=3, stop_last_trials=True
-):
-    """HyperBand as BOHB runs it (largest bracket first; pauses trials for the model)."""
-    from raytune_hpo._hyperband import RestorableHyperBandForBOHB
-    from raytune_hpo.schedulers import hyperband_like
-
-    return hyperband_like(
-        RestorableHyperBandForBOHB, metric, mode, max_t, reduction_factor, stop_last_trials
-    )
-
-
-def build_bohb(
-    space: SearchSpace,
-    *,
-    metric: str,
-    mode: str,
-    max_t: int,
-    seed: int | None = None,
-    reduction_factor: float = 3,
-    **searcher_options: Any,
-) -> tuple[Searcher, Any]:
-    """The pair the BOHB paper runs: ``BOHBSearch`` + ``HyperBandForBOHB`` (budget = epochs)."""
-    searcher = BOHBSearch(space, metric, mode, seed=seed, **searcher_options)
-    scheduler = bohb_scheduler(metric, mode, max_t, reduction_factor=reduction_factor)
-    return searcher, scheduler
+def pair(searcher: str, scheduler: str | None) -> tuple[str, list[str]]:
+    """The scheduler a sweep runs under, and its warnings; ValueError for a pair that cannot
+    run. ``scheduler`` None: the sweep file names none."""
+    if scheduler is None:
+        return (BOHB if searcher == BOHB else DEFAULT_SCHEDULER), []
+    if scheduler == BOHB and searcher != BOHB:
+        raise ValueError(
+            f"scheduler.name: 'bohb' (HyperBandForBOHB) works with searcher 'bohb' only, "
+            f"not {searcher!r}; allowed schedulers for it: fifo, asha, median, hyperband"
+        )
+    if searcher == BOHB and scheduler != BOHB:
+        return scheduler, [
+            f"searcher bohb under scheduler {scheduler}: BOHB's model learns from each trial's "
+            "final result at the epoch where it stopped, not from HyperBand's synchronous "
+            "brackets as in Falkner et al. (2018); scheduler bohb is the paper's setup"
+        ]
+    return scheduler, []
 
 
-__all__ = ["BOHBSearch", "bohb_scheduler", "build_bohb"]
+__all__ = ["BOHB", "pair"]

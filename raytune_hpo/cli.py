@@ -1,7 +1,8 @@
 """``raytune-hpo``: run sweeps here or on a Ray cluster, resume them, compare searchers.
 
-Bad input (a wrong sweep file, unknown names, a missing dataset) prints one line on stderr and
-exits with 2 before Ray starts.
+Bad input (a wrong sweep file, unknown names, a missing dataset or directory, a cluster that
+does not answer) is a ``UserError``: ``main`` prints it as one line on stderr and exits with 2,
+before Ray starts.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import time
 from collections.abc import Sequence
 
 import pandas as pd
-import yaml
 
 EXIT_USAGE = 2
 
@@ -33,7 +33,7 @@ def format_table(df: pd.DataFrame, top: int | None = None) -> str:
 
 def apply_override(data: dict, item: str) -> None:
     """Apply ``a.b.c=value`` (value read as YAML) to the sweep dict ``data``."""
-    from raytune_hpo.spec import SpecError
+    from raytune_hpo.spec import SpecError, parse_yaml
 
     key, sep, raw = item.partition("=")
     if not sep or not key:
@@ -45,12 +45,12 @@ def apply_override(data: dict, item: str) -> None:
         if not isinstance(child, dict):
             raise SpecError(f"--set {key}: {part} is not a mapping")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = parse_yaml(raw, f"--set {key}")
 
 
-def load_spec(args: argparse.Namespace, *, local_data: bool = True):
+def load_spec(args: argparse.Namespace):
     """The sweep named by ``args`` with its overrides; raises SpecError on bad input."""
-    from raytune_hpo.spec import SpecError, SweepSpec
+    from raytune_hpo.spec import SpecError, SweepSpec, parse_yaml
 
     if getattr(args, "sweep_env", None):  # a submitted job: the sweep is in the environment
         import os
@@ -58,9 +58,9 @@ def load_spec(args: argparse.Namespace, *, local_data: bool = True):
         text = os.environ.get(args.sweep_env)
         if text is None:
             raise SpecError(f"--sweep-env {args.sweep_env}: no such environment variable")
-        spec = SweepSpec.from_dict(yaml.safe_load(text), source=f"${args.sweep_env}")
+        spec = SweepSpec.from_dict(parse_yaml(text, f"${args.sweep_env}"), source="the job")
     elif args.sweep:
-        spec = SweepSpec.from_yaml(args.sweep, local_data=local_data)
+        spec = SweepSpec.from_yaml(args.sweep)
     else:
         spec = SweepSpec.quickstart()
     sets = list(args.set or [])
@@ -75,50 +75,48 @@ def load_spec(args: argparse.Namespace, *, local_data: bool = True):
         data = spec.model_dump(exclude_unset=True)
         for item in sets:
             apply_override(data, item)
-        spec = SweepSpec.from_dict(data, source=args.sweep or "quickstart", local_data=local_data)
+        spec = SweepSpec.from_dict(data, source=spec.source, base_dir=spec.base_dir)
     return spec
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from raytune_hpo.spec import SpecError
+    from raytune_hpo.assemble import assemble
+    from raytune_hpo.run import experiment_dir, experiment_name, run_sweep
 
-    try:
-        spec = load_spec(args)
-    except SpecError as e:
-        return _fail(str(e))
-    from raytune_hpo.run import experiment_name, run_sweep
-
-    _announce(spec)
+    spec = load_spec(args)
+    plan = assemble(spec)
+    _announce(plan)
     name = experiment_name(spec)
-    print(f"Sweep directory (for `raytune-hpo resume`): {spec.experiment_dir(name)}")
+    print(f"Sweep directory (for `raytune-hpo resume`): {experiment_dir(spec, name)}")
     start = time.perf_counter()
-    result = run_sweep(spec, address=args.address, name=name)
+    result = run_sweep(spec, address=args.address, name=name, plan=plan)
     return _summarise(result, spec, time.perf_counter() - start, args.top)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from raytune_hpo.run import _read_spec, resume
-    from raytune_hpo.spec import SpecError
+    from raytune_hpo.assemble import assemble
+    from raytune_hpo.results import read_spec_copy
+    from raytune_hpo.run import resume
 
-    try:
-        spec = _read_spec(str(args.dir))
-    except (FileNotFoundError, SpecError) as e:
-        return _fail(str(e))
-    _announce(spec, verb="resuming")
+    spec = read_spec_copy(args.dir)
+    _announce(assemble(spec), verb="resuming")
     start = time.perf_counter()
-    try:
-        result = resume(args.dir, address=args.address)
-    except FileNotFoundError as e:
-        return _fail(str(e))
+    result = resume(args.dir, address=args.address)
     return _summarise(result, spec, time.perf_counter() - start, args.top)
 
 
-def _announce(spec, verb: str = "sweep") -> None:
+def _announce(plan, verb: str = "sweep") -> None:
+    spec = plan.spec
     print(
-        f"{verb} {spec.name!r}: {spec.samples} trial(s), searcher {spec.searcher.name}, "
-        f"scheduler {spec.scheduler.name}, {spec.mode} {spec.metric}"
+        f"{verb} {spec.name!r}: {plan.samples} trial(s) of {plan.trainable.label}, "
+        f"searcher {plan.searcher_name}, scheduler {plan.scheduler_name}, "
+        f"{spec.mode} {spec.metric}"
     )
-    for line in spec.warnings():
+    _warn(plan)
+
+
+def _warn(plan) -> None:
+    for line in plan.warnings:
         print(f"raytune-hpo: warning: {line}", file=sys.stderr)
 
 
@@ -135,12 +133,9 @@ def _summarise(result, spec, took: float, top: int | None) -> int:
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
-    from raytune_hpo.run import load_results
+    from raytune_hpo.results import load_results
 
-    try:
-        result = load_results(args.dir)
-    except FileNotFoundError as e:
-        return _fail(str(e))
+    result = load_results(args.dir)
     df = result.table if args.top is None else result.table.head(args.top)
     if args.format == "csv":
         df.to_csv(sys.stdout, index=False)
@@ -151,36 +146,18 @@ def _cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
-def _jobs_call(fn):
-    """Run a jobs.* call; a cluster that does not answer is a one-line error (exit 2)."""
-    try:
-        return fn(), None
-    except ConnectionError as e:
-        return None, _fail(str(e))
-    except RuntimeError as e:  # e.g. an unknown job id
-        return None, _fail(str(e).strip().splitlines()[-1])
-
-
 def _cmd_submit(args: argparse.Namespace) -> int:
     from raytune_hpo import jobs
-    from raytune_hpo.spec import SpecError
+    from raytune_hpo.assemble import assemble
 
-    try:
-        spec = load_spec(args, local_data=False)
-    except SpecError as e:
-        return _fail(str(e))
-    for line in spec.warnings():
-        print(f"raytune-hpo: warning: {line}", file=sys.stderr)
-    job_id, rc = _jobs_call(lambda: jobs.submit(spec, address=args.address))
-    if rc is not None:
-        return rc
+    spec = load_spec(args)
+    _warn(assemble(spec, local_data=False))  # the data lives on the cluster
+    job_id = jobs.submit(spec, address=args.address)
     print(f"submitted sweep {spec.name!r} as job {job_id} to {jobs.address_of(args.address)}")
     if not args.wait:
         print(f"follow it with: raytune-hpo logs {job_id} --follow")
         return 0
-    info, rc = _jobs_call(lambda: jobs.follow(job_id, address=args.address))
-    if rc is not None:
-        return rc
+    info = jobs.follow(job_id, address=args.address)
     print(f"\njob {job_id}: {info['status']} (exit code {info['exit_code']})")
     return 0 if info["status"] == "SUCCEEDED" else 1
 
@@ -188,10 +165,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from raytune_hpo import jobs
 
-    info, rc = _jobs_call(lambda: jobs.status(args.job, address=args.address))
-    if rc is not None:
-        return rc
-    print(json.dumps(info, indent=2))
+    print(json.dumps(jobs.status(args.job, address=args.address), indent=2))
     return 0
 
 
@@ -199,24 +173,17 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     from raytune_hpo import jobs
 
     if args.follow:
-        info, rc = _jobs_call(lambda: jobs.follow(args.job, address=args.address))
-        if rc is not None:
-            return rc
+        info = jobs.follow(args.job, address=args.address)
         print(f"\njob {args.job}: {info['status']} (exit code {info['exit_code']})")
         return 0
-    text, rc = _jobs_call(lambda: jobs.logs(args.job, address=args.address))
-    if rc is not None:
-        return rc
-    sys.stdout.write(text)
+    sys.stdout.write(jobs.logs(args.job, address=args.address))
     return 0
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
     from raytune_hpo import jobs
 
-    stopped, rc = _jobs_call(lambda: jobs.stop(args.job, address=args.address))
-    if rc is not None:
-        return rc
+    stopped = jobs.stop(args.job, address=args.address)
     print(f"job {args.job}: {'stopping' if stopped else 'already finished'}")
     return 0
 
@@ -224,21 +191,15 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     from raytune_hpo import jobs
 
-    rows, rc = _jobs_call(lambda: jobs.list_jobs(address=args.address))
-    if rc is not None:
-        return rc
+    rows = jobs.list_jobs(address=args.address)
     print(format_table(pd.DataFrame(rows)) if rows else "(no jobs)")
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from raytune_hpo.spec import SpecError
     from raytune_hpo.study import StudySpec, compare
 
-    try:
-        study = StudySpec.from_yaml(args.study)
-    except SpecError as e:
-        return _fail(str(e))
+    study = StudySpec.from_yaml(args.study)
     out = args.out or f"{study.name}-study"
     runs = len(study.problems) * len(study.methods) * study.repetitions
     print(f"study {study.name!r}: {runs} runs of {study.budget} trials -> {out}")
@@ -248,24 +209,33 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from raytune_hpo.report import build
+    from raytune_hpo.study.report import build
 
-    try:
-        paths = build(args.dir)
-    except FileNotFoundError as e:
-        return _fail(str(e))
+    paths = build(args.dir)
     print(f"{paths['html']}\n{paths['markdown']}")
     return 0
 
 
 def _cmd_searchers(args: argparse.Namespace) -> int:
+    from raytune_hpo import load
     from raytune_hpo.schedulers import SCHEDULERS
-    from raytune_hpo.searchers import SEARCHERS
+    from raytune_hpo.searchers import SEARCHERS, plugin_entry
 
     print("searchers:")
     for name, entry in SEARCHERS.items():
         opts = ", ".join(entry.option_names()) or "-"
         print(f"  {name:16s} {entry.summary}  [options: {opts}]")
+    plugins = load.entry_points()
+    if plugins:
+        print(f"plug-ins (entry points {load.SEARCHER_GROUP}):")
+    for name, ep in plugins.items():
+        try:
+            entry = plugin_entry(load.load_entry_point(name, field=name), name)
+        except ValueError as e:
+            print(f"  {name:16s} {ep.value}  (cannot be used: {e})")
+            continue
+        opts = ", ".join(entry.option_names()) or "-"
+        print(f"  {name:16s} {entry.summary} ({ep.value})  [options: {opts}]")
     print("schedulers:")
     for name, entry in SCHEDULERS.items():
         opts = ", ".join(entry.option_names()) or "-"
@@ -331,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.set_defaults(func=_cmd_results)
 
     cmp_ = sub.add_parser("compare", help="run a study: searchers x repetitions on a problem")
-    cmp_.add_argument("study", help="study YAML file (see specs/study-*.yaml)")
+    cmp_.add_argument("study", help="study YAML file (see specs/studies/*.yaml)")
     cmp_.add_argument("--out", help="output directory (default: ./<name>-study); resumable")
     cmp_.set_defaults(func=_cmd_compare)
 
@@ -345,8 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from raytune_hpo.spec import UserError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UserError as e:  # a user mistake: one line, exit 2, nothing started
+        return _fail(" ".join(str(e).split()))
 
 
 if __name__ == "__main__":  # pragma: no cover

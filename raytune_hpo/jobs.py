@@ -2,8 +2,9 @@
 
 ``submit`` validates the sweep on the laptop first (bad input never reaches the cluster; only
 the dataset files are left for the cluster to check, since they live there), then ships the
-sweep (as YAML in an environment variable) and this package (``py_modules``, so the cluster
-runs the same raytune-hpo as the laptop) in the job's runtime environment. The job's driver
+sweep (as YAML in an environment variable), this package (``py_modules``, so the cluster
+runs the same raytune-hpo as the laptop) and, for a user's own training code or searcher, the
+sweep file's directory (``working_dir``) in the job's runtime environment. The job's driver
 runs ``raytune-hpo run`` on the head node against the cluster (``--address auto``).
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.spec import SweepSpec, UserError
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -56,37 +57,56 @@ def client(address: str | None):
     try:
         return JobSubmissionClient(address_of(address), headers=auth_headers())
     except (ConnectionError, RuntimeError, PermissionError) as e:
-        raise ConnectionError(
+        raise UserError(
             f"--address {address_of(address)}: no Ray dashboard answers there "
             f"(start one with `ray start --head`, or forward port 8265: see cluster/README.md); "
             f"{str(e).splitlines()[0]}"
         ) from None
 
 
-def submit(spec: SweepSpec, *, address: str | None = None, job_id: str | None = None) -> str:
-    """Submit ``spec`` as a Ray job; returns its submission id."""
+def runtime_env(spec: SweepSpec) -> dict:
+    """The job's runtime environment: the sweep's own (``runtime_env``), this package
+    (``py_modules``: the cluster runs the same raytune-hpo as the laptop), the sweep itself
+    in an environment variable and, when it names user code by file, the sweep file's
+    directory as ``working_dir`` (Ray leaves out what ``.gitignore``/``.rayignore`` and
+    ``runtime_env.excludes`` exclude), so every node imports the same code."""
     import raytune_hpo
 
-    package = str(Path(raytune_hpo.__file__).parent)
+    env = dict(spec.runtime_env or {})
+    data = yaml.safe_load(spec.to_yaml())
+    data.pop("code_dir", None)  # on the cluster the code is the job's working_dir
+    env["py_modules"] = [str(Path(raytune_hpo.__file__).parent)]
+    env["env_vars"] = {
+        **env.get("env_vars", {}),
+        "PYTHONUNBUFFERED": "1",
+        SWEEP_ENV: yaml.safe_dump(data, sort_keys=False),
+    }
+    if spec.uses_code:
+        env["working_dir"] = spec.base_dir
+    return env
+
+
+def submit(spec: SweepSpec, *, address: str | None = None, job_id: str | None = None) -> str:
+    """Submit ``spec`` as a Ray job; returns its submission id."""
     c = client(address)
+    env = runtime_env(spec)
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:
         try:
             return c.submit_job(
                 entrypoint=f"python -m raytune_hpo.cli run --sweep-env {SWEEP_ENV} --address auto",
                 submission_id=job_id,
-                runtime_env={
-                    # The sweep travels in the environment, not in a working_dir: Ray unpacks
-                    # and garbage-collects working_dirs under the driver (seen with Ray 2.60:
-                    # the driver's cwd vanished when its trial actors ended).
-                    "py_modules": [package],
-                    "env_vars": {
-                        "PYTHONUNBUFFERED": "1",
-                        SWEEP_ENV: yaml.safe_dump(spec.model_dump(), sort_keys=False),
-                    },
-                },
+                runtime_env=env,
                 metadata={"raytune_hpo_sweep": spec.name},
             )
+        except ValueError as e:  # Ray's packaging: the working_dir is over its size limit
+            if "exceeds the maximum size" not in str(e):
+                raise
+            raise UserError(
+                f"trainable: the sweep's directory {spec.base_dir} is too large to ship: "
+                f"{str(e).split('. ')[0]}; exclude files with .gitignore, .rayignore or "
+                "runtime_env.excludes"
+            ) from None
         except RuntimeError as e:
             # A cluster that has just started answers this until its job agent is up.
             if "No available agent" not in str(e) or time.monotonic() > deadline:
@@ -94,8 +114,18 @@ def submit(spec: SweepSpec, *, address: str | None = None, job_id: str | None = 
             time.sleep(2)
 
 
+def _job_call(fn, job_id: str):
+    """A call about one job; an unknown job id is a user error (Ray raises RuntimeError)."""
+    try:
+        return fn()
+    except RuntimeError as e:
+        last = (str(e).strip().splitlines() or ["unknown job"])[-1]
+        raise UserError(f"job {job_id}: {last}") from None
+
+
 def status(job_id: str, *, address: str | None = None) -> dict:
-    info = client(address).get_job_info(job_id)
+    c = client(address)
+    info = _job_call(lambda: c.get_job_info(job_id), job_id)
     return {
         "job_id": job_id,
         "ray_job_id": info.job_id,
@@ -108,7 +138,8 @@ def status(job_id: str, *, address: str | None = None) -> dict:
 
 
 def logs(job_id: str, *, address: str | None = None) -> str:
-    return client(address).get_job_logs(job_id)
+    c = client(address)
+    return _job_call(lambda: c.get_job_logs(job_id), job_id)
 
 
 def follow(
@@ -133,7 +164,8 @@ def follow(
 
 
 def stop(job_id: str, *, address: str | None = None) -> bool:
-    return client(address).stop_job(job_id)
+    c = client(address)
+    return _job_call(lambda: c.stop_job(job_id), job_id)
 
 
 def list_jobs(*, address: str | None = None) -> list[dict]:

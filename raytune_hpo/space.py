@@ -57,6 +57,27 @@ class FloatParam:
             raise ValueError(f"{where}: grid search needs explicit `grid` values for a float")
         return list(self.grid)
 
+    def to_tune(self) -> Any:
+        from ray import tune
+
+        return (tune.loguniform if self.log else tune.uniform)(self.low, self.high)
+
+    def to_optuna(self) -> Any:
+        import optuna.distributions as od
+
+        return od.FloatDistribution(self.low, self.high, log=self.log)
+
+    def to_configspace(self, name: str) -> Any:
+        import ConfigSpace as CS
+
+        return CS.UniformFloatHyperparameter(name, self.low, self.high, log=self.log)
+
+    def to_library(self, value: Any) -> Any:
+        return value
+
+    def from_library(self, value: Any) -> float:
+        return float(min(max(float(value), self.low), self.high))
+
 
 @dataclass(frozen=True)
 class IntParam:
@@ -100,6 +121,27 @@ class IntParam:
             )
         return list(range(self.low, self.high + 1))
 
+    def to_tune(self) -> Any:
+        from ray import tune
+
+        return (tune.lograndint if self.log else tune.randint)(self.low, self.high + 1)
+
+    def to_optuna(self) -> Any:
+        import optuna.distributions as od
+
+        return od.IntDistribution(self.low, self.high, log=self.log)
+
+    def to_configspace(self, name: str) -> Any:
+        import ConfigSpace as CS
+
+        return CS.UniformIntegerHyperparameter(name, self.low, self.high, log=self.log)
+
+    def to_library(self, value: Any) -> Any:
+        return value
+
+    def from_library(self, value: Any) -> int:
+        return int(min(max(round(float(value)), self.low), self.high))
+
 
 @dataclass(frozen=True)
 class CategoricalParam:
@@ -116,13 +158,38 @@ class CategoricalParam:
         return self.choices[min(int(u * n), n - 1)]
 
     def to_unit(self, x: Any) -> float:
-        for i, c in enumerate(self.choices):
-            if c is x or c == x:
-                return (i + 0.5) / len(self.choices)
-        raise ValueError(f"{x!r} is not one of the choices {list(self.choices)}")
+        return (self.index(x) + 0.5) / len(self.choices)
 
     def grid_values(self, where: str) -> list[Any]:
         return list(self.grid if self.grid is not None else self.choices)
+
+    # Libraries see a categorical as the index of its choice, so any object can be a choice.
+    def to_tune(self) -> Any:
+        from ray import tune
+
+        return tune.choice(list(self.choices))
+
+    def to_optuna(self) -> Any:
+        import optuna.distributions as od
+
+        return od.CategoricalDistribution(list(range(len(self.choices))))
+
+    def to_configspace(self, name: str) -> Any:
+        import ConfigSpace as CS
+
+        return CS.CategoricalHyperparameter(name, list(range(len(self.choices))))
+
+    def index(self, value: Any) -> int:
+        for i, c in enumerate(self.choices):
+            if c is value or c == value:
+                return i
+        raise ValueError(f"{value!r} is not one of the choices {list(self.choices)}")
+
+    def to_library(self, value: Any) -> int:
+        return self.index(value)
+
+    def from_library(self, value: Any) -> Any:
+        return self.choices[int(value)]
 
 
 Param = FloatParam | IntParam | CategoricalParam
@@ -241,6 +308,9 @@ class SearchSpace:
                 self.params[path] = CategoricalParam(tuple(values))
             elif isinstance(value, Mapping) and "type" in value:
                 self.params[path] = _parse_param(here, value)
+            elif isinstance(value, Mapping) and {"low", "high", "choices"} & set(value):
+                # Without `type` this would be a nested constant: surely a slip.
+                raise ValueError(f"{here}.type: missing; allowed: {', '.join(PARAM_TYPES)}")
             elif isinstance(value, Mapping):
                 if not value:
                     self.constants[path] = {}
@@ -277,37 +347,43 @@ class SearchSpace:
         ``tune.grid_search`` over its grid values (Ray's own grid search)."""
         from ray import tune
 
-        flat: dict[Path, Any] = {}
-        for path, p in self.params.items():
-            if grid:
-                flat[path] = tune.grid_search(p.grid_values(f"space.{_dotted(path)}"))
-            elif isinstance(p, CategoricalParam):
-                flat[path] = tune.choice(list(p.choices))
-            elif isinstance(p, IntParam):
-                flat[path] = (tune.lograndint if p.log else tune.randint)(p.low, p.high + 1)
-            else:
-                flat[path] = (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
+        flat = {
+            path: (
+                tune.grid_search(p.grid_values(f"space.{_dotted(path)}")) if grid else p.to_tune()
+            )
+            for path, p in self.params.items()
+        }
         return self.nest(flat)
 
+    def to_optuna(self) -> dict[str, Any]:
+        """Optuna distributions keyed by dotted names (categoricals: the choice's index)."""
+        return {_dotted(path): p.to_optuna() for path, p in self.params.items()}
+
     def to_configspace(self, *, seed: int | None = None):
-        """A ``ConfigSpace.ConfigurationSpace`` (for BOHB); nested names are dotted."""
+        """A ``ConfigSpace.ConfigurationSpace`` (for BOHB) keyed by dotted names
+        (categoricals: the choice's index)."""
         try:
             import ConfigSpace as CS
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "to_configspace() needs ConfigSpace: pip install 'raytune-hpo[bohb]'"
-            ) from e
+        except ImportError as e:
+            raise ValueError("ConfigSpace is not installed: pip install 'raytune-hpo[bohb]'") from e
         cs = CS.ConfigurationSpace(seed=seed)
         for path, p in self.params.items():
-            name = _dotted(path)
-            if isinstance(p, CategoricalParam):
-                hp = CS.CategoricalHyperparameter(name, list(p.choices))
-            elif isinstance(p, IntParam):
-                hp = CS.UniformIntegerHyperparameter(name, p.low, p.high, log=p.log)
-            else:
-                hp = CS.UniformFloatHyperparameter(name, p.low, p.high, log=p.log)
-            cs.add(hp) if hasattr(cs, "add") else cs.add_hyperparameter(hp)
+            cs.add(p.to_configspace(_dotted(path)))
         return cs
+
+    def to_library(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """A configuration (nested or dotted) as a library's flat parameters."""
+        flat = self.flat_config(config)
+        return {
+            name: p.to_library(flat[name])
+            for name, p in zip(flat, self.params.values(), strict=True)
+        }
+
+    def from_library(self, flat: Mapping[str, Any]) -> dict[str, Any]:
+        """A library's flat parameters as a nested configuration (constants included)."""
+        return self.nest(
+            {path: p.from_library(flat[_dotted(path)]) for path, p in self.params.items()}
+        )
 
     def grid(self) -> list[dict[str, Any]]:
         """Every combination of the parameters' grid values (cartesian product)."""

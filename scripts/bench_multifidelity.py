@@ -1,5 +1,5 @@
 """Multi-fidelity benchmark: how much compute BOHB, ASHA and HyperBand need to match random
-search, on the multi-fidelity test function (``raytune_hpo.functions.MultiFidelity``).
+search, on the multi-fidelity test function (``raytune_hpo.study.functions.MultiFidelity``).
 
 Per seed: plain random search runs ``--random-trials`` trials at the full budget; its final
 best is the target. Each method (real Ray Tune runs, side by side in one process) then counts

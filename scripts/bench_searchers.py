@@ -23,12 +23,12 @@ import time
 import numpy as np
 from ray.tune.search import Searcher
 
-from raytune_hpo import functions
 from raytune_hpo.searchers import SEARCHERS, UnitCubeSearcher, create_searcher, owns_space
 from raytune_hpo.space import SearchSpace
+from raytune_hpo.study import functions
 
 # Our own algorithms; the model-based adapters (bohb, bayesopt, tpe) fit a model per
-# suggestion by design and are compared in the studies (specs/study-functions.yaml) instead.
+# suggestion by design and are compared in the studies (specs/studies/study-functions.yaml) instead.
 CUSTOM = [
     n for n in SEARCHERS if owns_space(n) and issubclass(SEARCHERS[n].factory, UnitCubeSearcher)
 ]

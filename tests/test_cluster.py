@@ -19,7 +19,8 @@ from sweep_procs import kill_after, kill_group, start_run, trial_histories
 
 from raytune_hpo import jobs
 from raytune_hpo.cli import main
-from raytune_hpo.run import RESULTS_CSV, resume, run_sweep
+from raytune_hpo.results import RESULTS_CSV
+from raytune_hpo.run import resume, run_sweep
 from raytune_hpo.spec import SweepSpec
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
@@ -261,3 +262,76 @@ def test_killed_driver_then_resume_holds_exactly_the_uninterrupted_trials(ray_se
     assert (resumed["status"] == "OK").all() and (resumed["epochs"] == 5).all()
     assert configs(resumed) == configs(reference.table)  # same trials, none lost or doubled
     assert done_before <= set(resumed["trial_id"])
+
+
+USER_TRAIN = """
+import helpers
+from ray import tune
+
+
+def train(config):
+    for step in range(1, 4):
+        tune.report({"score": helpers.score(config["x"]) + step, "node": helpers.node()})
+"""
+USER_HELPERS = """
+def score(x):
+    return -((x - 0.3) ** 2)
+
+
+def node():
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+"""
+
+
+def user_project(tmp_path: Path, storage: Path) -> Path:
+    root = tmp_path / "project"  # not where either node was started
+    root.mkdir()
+    (root / "train.py").write_text(USER_TRAIN)
+    (root / "helpers.py").write_text(USER_HELPERS)
+    sweep = {
+        "name": "mine",
+        "metric": "score",
+        "mode": "max",
+        "num_samples": 6,
+        "max_concurrent": 2,
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        "trainable": {"function": "train.py:train", "metrics": ["score", "node"]},
+        "runtime_env": {"env_vars": {"MY_SETTING": "1"}},
+        "storage_path": str(storage),
+    }
+    (root / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    return root / "sweep.yaml"
+
+
+def test_submit_ships_the_users_code_to_every_node(cluster, tmp_path, capsys):
+    storage = tmp_path / "shared"
+    sweep = user_project(tmp_path, storage)
+    rc = main(["submit", str(sweep), "--address", cluster["address"], "--wait"])
+    out = capsys.readouterr().out
+    assert rc == 0, out[-3000:]
+    (exp,) = storage.iterdir()
+    df = pd.read_csv(exp / RESULTS_CSV)
+    assert len(df) == 6 and (df["status"] == "OK").all()
+    # The user's modules ran on both nodes (the worker never had the files).
+    nodes = {r["node"] for rows in trial_histories(exp).values() for r in rows}
+    assert worker_node_id(cluster) in nodes and len(nodes) == 2
+
+
+def test_submit_refuses_a_directory_over_rays_limit(cluster, tmp_path, capsys, monkeypatch):
+    from ray._private.runtime_env import packaging
+
+    storage = tmp_path / "shared"
+    sweep = user_project(tmp_path, storage)
+    (sweep.parent / "weights.bin").write_bytes(os.urandom(256 * 1024))
+    monkeypatch.setattr(packaging, "GCS_STORAGE_MAX_SIZE", 128 * 1024)  # Ray's limit, lowered
+    rc = main(["submit", str(sweep), "--address", cluster["address"]])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "too large to ship" in err and ".gitignore" in err
+    # Excluded, the same directory ships (Ray reads .gitignore in the working_dir).
+    (sweep.parent / ".gitignore").write_text("weights.bin\n")
+    job = jobs.submit(SweepSpec.from_yaml(sweep), address=cluster["address"])
+    info = jobs.follow(job, address=cluster["address"], out=lambda s: None)
+    assert info["status"] == "SUCCEEDED", jobs.logs(job, address=cluster["address"])[-3000:]

@@ -8,12 +8,13 @@ import pytest
 import yaml
 from sweep_procs import kill_after, start_run, trial_histories
 
+from raytune_hpo.assemble import assemble
 from raytune_hpo.run import resume, run_sweep
 from raytune_hpo.spec import SweepSpec
 
 pytestmark = pytest.mark.integration
 
-SPECS = os.path.join(os.path.dirname(__file__), "..", "specs")
+SPECS = os.path.join(os.path.dirname(__file__), "..", "specs", "sweeps")
 WIDTHS = {
     "c1": {"type": "int", "low": 2, "high": 32, "log": True},
     "c3": {"type": "int", "low": 4, "high": 64, "log": True},
@@ -31,7 +32,8 @@ def bohb_spec(tmp_path, **over):
 def test_bohb_digits_spec_runs_with_hyperband_brackets(ray_session, tmp_path):
     data = bohb_spec(tmp_path, num_samples=9)
     spec = SweepSpec.from_dict(data)
-    assert spec.searcher.name == "bohb" and spec.scheduler.name == "bohb"
+    plan = assemble(spec)
+    assert plan.searcher_name == "bohb" and plan.scheduler_name == "bohb"
     result = run_sweep(spec)
     df = result.table
     assert len(df) == 9 and (df["status"] == "OK").all()

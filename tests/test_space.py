@@ -158,5 +158,9 @@ def test_to_configspace_matches_types():
     )
     assert isinstance(hp["lr"], cs_mod.UniformFloatHyperparameter) and hp["lr"].log
     assert isinstance(hp["model_opts.c1"], cs_mod.UniformIntegerHyperparameter)
-    assert list(hp["optimizer"].choices) == ["adam", "sgd", "rmsprop"]
+    # Libraries see a categorical as its choice's index, so any object can be a choice.
+    assert list(hp["optimizer"].choices) == [0, 1, 2]
+    space = SearchSpace.from_dict(YAML_SPACE)
+    config = space.from_unit([0.5] * space.dims)
+    assert space.from_library(space.to_library(config)) == config
     assert not math.isnan(hp["lr"].lower)

@@ -9,9 +9,15 @@ import textwrap
 import pytest
 import yaml
 
+from raytune_hpo.assemble import assemble
 from raytune_hpo.spec import SpecError, SweepSpec
 
-SPECS = os.path.join(os.path.dirname(__file__), "..", "specs")
+SPECS = os.path.join(os.path.dirname(__file__), "..", "specs", "sweeps")
+STUDIES = os.path.join(os.path.dirname(__file__), "..", "specs", "studies")
+
+
+def plan_of(data):
+    return assemble(SweepSpec.from_dict(data))
 
 
 def load(name):
@@ -26,25 +32,35 @@ def write(tmp_path, text, name="sweep.yaml"):
 
 
 def test_quickstart_loads_and_builds_param_space():
-    spec = SweepSpec.quickstart()
-    assert spec.searcher.name == "random" and spec.scheduler.name == "asha"
-    assert spec.samples == 12
-    ps = spec.param_space()
+    plan = assemble(SweepSpec.quickstart())
+    assert plan.searcher_name == "random" and plan.scheduler_name == "asha"
+    assert plan.samples == 12
+    ps = plan.param_space()
     assert ps["model"] == "tinyvgg" and ps["dataset"] == "digits" and ps["seed"] == 0
-    assert set(spec.search_space.names) <= set(ps)
+    assert set(plan.spec.search_space.names) <= set(ps)
+
+
+def test_the_shipped_quickstart_equals_the_example_copy():
+    from importlib import resources
+
+    packaged = resources.files("raytune_hpo").joinpath("specs", "quickstart.yaml").read_text()
+    with open(os.path.join(SPECS, "quickstart.yaml")) as f:
+        assert f.read() == packaged
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(STUDIES)))
+def test_every_shipped_study_is_valid(name):
+    from raytune_hpo.study import StudySpec
+
+    study = StudySpec.from_yaml(os.path.join(STUDIES, name))
+    assert study.repetitions >= 1 and study.methods
 
 
 @pytest.mark.parametrize("name", sorted(os.listdir(SPECS)))
 def test_every_shipped_spec_is_valid_when_its_data_is_present(tmp_path, name):
-    from raytune_hpo.train.data import TORCHVISION
+    from raytune_hpo.train.cnn import TORCHVISION
 
     data = load(name)
-    if "methods" in data:  # a study file (raytune-hpo compare), with its problems' sweeps
-        from raytune_hpo.study import StudySpec
-
-        study = StudySpec.from_yaml(os.path.join(SPECS, name))
-        assert study.repetitions >= 1 and study.methods
-        return
     dataset = data.get("trainable", {}).get("dataset")
     if dataset == "imagefolder":
         (tmp_path / "a").mkdir()
@@ -52,27 +68,25 @@ def test_every_shipped_spec_is_valid_when_its_data_is_present(tmp_path, name):
     elif dataset in TORCHVISION:  # the torchvision files a user would have put there
         (tmp_path / TORCHVISION[dataset][1]).mkdir(parents=True)
         data["trainable"]["data"]["root"] = str(tmp_path)
-    spec = SweepSpec.from_dict(data, source=name)
-    assert spec.samples >= 1
+    plan = assemble(SweepSpec.from_dict(data, source=name))
+    assert plan.samples >= 1
 
 
 def test_grid_spec_counts_the_tinyvgg_grid():
     data = load("tinyvgg-grid.yaml")
-    spec = SweepSpec.from_dict(
-        {**data, "trainable": {**data["trainable"], "dataset": "digits", "data": {}}}
-    )
-    assert len(spec.search_space.grid()) == 3 * 3 * 3 * 3  # lr x batch x dropout x optimizer
-    assert spec.samples == 1
+    plan = plan_of({**data, "trainable": {**data["trainable"], "dataset": "digits", "data": {}}})
+    assert len(plan.spec.search_space.grid()) == 3 * 3 * 3 * 3  # lr x batch x dropout x opt
+    assert plan.samples == 1
 
 
 def test_options_reach_the_scheduler():
-    spec = SweepSpec.from_dict(
+    plan = plan_of(
         {
             "scheduler": {"name": "asha", "grace_period": 3, "reduction_factor": 3},
             "trainable": {"epochs": 9},
         }
     )
-    sched = spec.build_scheduler()
+    sched = plan.scheduler()
     assert sched._max_t == 9 and sched._reduction_factor == 3  # ASHA's own fields
 
 
@@ -126,7 +140,7 @@ BAD = [
 @pytest.mark.parametrize("text, message", BAD, ids=[b[0][:40] for b in BAD])
 def test_bad_sweep_files_name_the_field(tmp_path, text, message):
     with pytest.raises(SpecError, match=message) as err:
-        SweepSpec.from_yaml(write(tmp_path, text))
+        assemble(SweepSpec.from_yaml(write(tmp_path, text)))
     assert "\n" not in str(err.value)
 
 
@@ -175,36 +189,30 @@ LR = {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}
 
 
 def test_bohb_searcher_pairs_with_hyperband_for_bohb_by_default():
-    from raytune_hpo._hyperband import RestorableHyperBandForBOHB
+    from raytune_hpo.schedulers._hyperband import RestorableHyperBandForBOHB
 
-    spec = SweepSpec.from_dict(
-        {"searcher": {"name": "bohb"}, "trainable": {"epochs": 9}, "space": LR}
-    )
-    assert spec.scheduler.name == "bohb"
-    sched = spec.build_scheduler()
+    plan = plan_of({"searcher": {"name": "bohb"}, "trainable": {"epochs": 9}, "space": LR})
+    assert plan.scheduler_name == "bohb"
+    sched = plan.scheduler()
     assert isinstance(sched, RestorableHyperBandForBOHB) and sched._max_t_attr == 9
-    assert not spec.warnings()
+    assert not plan.warnings
 
 
 def test_scheduler_bohb_needs_searcher_bohb():
     with pytest.raises(SpecError, match=r"scheduler\.name: 'bohb'.*searcher 'bohb' only"):
-        SweepSpec.from_dict({"searcher": {"name": "random"}, "scheduler": {"name": "bohb"}})
+        plan_of({"searcher": {"name": "random"}, "scheduler": {"name": "bohb"}})
 
 
 @pytest.mark.parametrize("sched", ["asha", "median", "fifo"])
 def test_bohb_under_another_scheduler_is_allowed_with_a_warning(sched):
-    spec = SweepSpec.from_dict(
-        {"searcher": {"name": "bohb"}, "scheduler": {"name": sched}, "space": LR}
-    )
-    (line,) = spec.warnings()
+    plan = plan_of({"searcher": {"name": "bohb"}, "scheduler": {"name": sched}, "space": LR})
+    (line,) = plan.warnings
     assert f"under scheduler {sched}" in line and "Falkner" in line
 
 
 def test_custom_searcher_under_asha_warns_about_mixed_budgets():
-    spec = SweepSpec.from_dict(
-        {"searcher": {"name": "pso"}, "scheduler": {"name": "asha"}, "space": LR}
-    )
-    assert "different budgets" in spec.warnings()[0]
+    plan = plan_of({"searcher": {"name": "pso"}, "scheduler": {"name": "asha"}, "space": LR})
+    assert "different budgets" in plan.warnings[0]
 
 
 @pytest.mark.parametrize(
@@ -214,12 +222,12 @@ def test_custom_searcher_under_asha_warns_about_mixed_budgets():
         ({"name": "median", "threshold": "high"}, "threshold: must be a number"),
         ({"name": "median", "threshold_metric": "val_accuracy"}, "allowed: val_loss, train_loss"),
         ({"name": "median", "window": 0}, "window: must be a number >= 1"),
-        ({"name": "hyperband", "eta": 3}, "allowed: reduction_factor, stop_last_trials"),
+        ({"name": "hyperband", "eta": 3}, "allowed: reduction_factor, stop_last_trials, max_t"),
     ],
 )
 def test_bad_scheduler_options_name_the_field(scheduler, message):
     with pytest.raises(SpecError, match=re.escape(message)):
-        SweepSpec.from_dict({"scheduler": scheduler})
+        plan_of({"scheduler": scheduler})
 
 
 @pytest.mark.parametrize(
@@ -228,9 +236,19 @@ def test_bad_scheduler_options_name_the_field(scheduler, message):
         ({"name": "bayesopt", "n_initial_points": 0}, "n_initial_points: must be >= 1"),
         ({"name": "tpe", "n_initial_points": 2.5}, "n_initial_points: must be an integer"),
         ({"name": "bohb", "random_fraction": 2}, "random_fraction: must be in [0, 1]"),
-        ({"name": "bohb", "eta": 3}, "allowed: points_to_evaluate, min_points_in_model"),
+        ({"name": "bohb", "eta": 3}, "allowed: points_to_evaluate, time_attr, min_points_in"),
     ],
 )
 def test_bad_model_based_searcher_options_name_the_field(searcher, message):
     with pytest.raises(SpecError, match=re.escape(message)):
-        SweepSpec.from_dict({"searcher": searcher, "space": LR})
+        plan_of({"searcher": searcher, "space": LR})
+
+
+def test_the_readme_documents_every_setting_of_the_builtin_trainable():
+    from raytune_hpo.train.cnn import CNNSettings, DataSettings
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md")) as f:
+        readme = f.read()
+    reference = readme.split("## Sweep file reference", 1)[1].split("\n## ", 1)[0]
+    for name in [*CNNSettings.model_fields, *DataSettings.model_fields]:
+        assert re.search(rf"\b{name}\b", reference), f"{name} is not in the README's reference"

@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from raytune_hpo import analysis
 from raytune_hpo.cli import main
-from raytune_hpo.functions import make_problem
 from raytune_hpo.spec import SpecError
-from raytune_hpo.study import StudySpec, compare, load_study
+from raytune_hpo.study import StudySpec, analysis, compare, load_study
+from raytune_hpo.study.functions import make_problem
 
 METHODS = [
     {"name": "random", "searcher": {"name": "random"}},

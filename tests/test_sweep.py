@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from raytune_hpo.cli import main
-from raytune_hpo.run import RESULTS_CSV, load_results, run_sweep
+from raytune_hpo.results import RESULTS_CSV, load_results
+from raytune_hpo.run import run_sweep
 from raytune_hpo.spec import SweepSpec
 
 pytestmark = pytest.mark.integration

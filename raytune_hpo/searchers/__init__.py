@@ -3,13 +3,19 @@
 ``random`` and ``grid`` are Ray's own variant generator over the Tuner's ``param_space``; the
 others take our ``SearchSpace``: ``UnitCubeSearcher`` subclasses (our algorithms) and thin
 adapters over HpBandSter (``bohb``) and Optuna (``bayesopt``, ``tpe``).
+
+Plug-ins: a name ``FILE.py:Class`` (relative to the sweep file) or ``package.module:Class``,
+or a name an installed package registers in the entry-point group ``raytune_hpo.searchers``,
+is any ``ray.tune.search.Searcher`` subclass. One whose
+constructor takes ``space`` gets our ``SearchSpace``; others get Tune domains through the
+Tuner's ``param_space``; ``seed``, ``metric`` and ``mode`` reach it when it takes them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from raytune_hpo._registry import Entry, check, create, lookup
+from raytune_hpo._registry import Entry, build
 from raytune_hpo.searchers._approx_gradient import ApproxGradientSearch
 from raytune_hpo.searchers._base import UnitCubeSearcher
 from raytune_hpo.searchers._bohb import BOHBSearch
@@ -94,18 +100,53 @@ SEARCHERS: dict[str, Entry] = {
 GRID_SEARCHERS = frozenset({"grid"})
 
 
-def check_searcher(name: str, options: dict[str, Any]) -> None:
-    """Validate a searcher name and its options without building anything."""
-    check("searcher", SEARCHERS, name, options)
+def searcher_entry(name: str, *, base_dir: str | None = None) -> Entry:
+    """The registry entry of a built-in name, a ``FILE.py:Class`` / ``module:Class`` reference
+    or an entry-point name; ValueError (naming ``searcher``) when there is none."""
+    from raytune_hpo import load
+
+    if isinstance(name, str) and name in SEARCHERS:
+        return SEARCHERS[name]
+    if isinstance(name, str) and load.is_reference(name):
+        obj = load.resolve(name, base_dir=base_dir or ".", field="searcher.name")
+        return plugin_entry(obj, name)
+    plugins = load.entry_points()
+    if isinstance(name, str) and name in plugins:
+        return plugin_entry(load.load_entry_point(name, field="searcher.name"), name)
+    allowed = ", ".join([*SEARCHERS, *plugins])
+    raise ValueError(
+        f"unknown searcher {name!r}; allowed: {allowed}, or a plug-in FILE.py:Class / "
+        "package.module:Class"
+    )
 
 
-def create_searcher(name: str, **kw: Any):
-    """Build the named searcher; ``kw`` are the constructor's arguments."""
-    return create("searcher", SEARCHERS, name, **kw)
+def plugin_entry(obj: Any, name: str) -> Entry:
+    """A plug-in searcher class (or factory) as a registry entry."""
+    import inspect
+
+    from ray.tune.search import Searcher
+
+    if not (isinstance(obj, type) and issubclass(obj, Searcher)):
+        raise ValueError(f"searcher.name: {name} is not a ray.tune.search.Searcher subclass")
+    doc = (inspect.getdoc(obj) or f"plug-in {name}").splitlines()[0]
+    takes_space = "space" in inspect.signature(obj).parameters
+    return Entry(obj, doc, _RESERVED, owns_space=takes_space)
 
 
-def owns_space(name: str) -> bool:
-    return lookup("searcher", SEARCHERS, name).owns_space
+def create_searcher(
+    name: str, *, budget: int | None = None, base_dir: str | None = None, **kw: Any
+):
+    """Build the named searcher (a built-in name or a plug-in); ``kw`` are the constructor's
+    arguments. ``budget`` (the sweep's trials) reaches searchers that plan a number of points
+    (``lhs``, ``rsa``) unless their options set it."""
+    entry = searcher_entry(name, base_dir=base_dir)
+    if budget is not None and "budget" in entry.option_names():
+        kw.setdefault("budget", budget)
+    return build("searcher", name, entry, **kw)
+
+
+def owns_space(name: str, *, base_dir: str | None = None) -> bool:
+    return searcher_entry(name, base_dir=base_dir).owns_space
 
 
 __all__ = [
@@ -120,7 +161,8 @@ __all__ = [
     "SobolSearch",
     "TPESearch",
     "UnitCubeSearcher",
-    "check_searcher",
     "create_searcher",
     "owns_space",
+    "plugin_entry",
+    "searcher_entry",
 ]

@@ -21,31 +21,11 @@ import numpy as np
 from ray.tune.search.bohb import TuneBOHB
 from ray.tune.search.bohb.bohb_search import _BOHBJobWrapper
 
-from raytune_hpo.schedulers import TIME_ATTR
-from raytune_hpo.searchers._base import loss_of
-from raytune_hpo.searchers._library import LibraryAdapter, decode, encode, flat_name
-from raytune_hpo.space import CategoricalParam, IntParam, SearchSpace
+from raytune_hpo.searchers._contract import loss_of
+from raytune_hpo.searchers._library import LibraryAdapter
+from raytune_hpo.space import SearchSpace
 
 INSTALL_HINT = "searcher 'bohb' needs HpBandSter: pip install 'raytune-hpo[bohb]'"
-
-
-def configspace(space: SearchSpace, seed: int | None):
-    """Our space as a ConfigSpace (categoricals as the index of the choice)."""
-    try:
-        import ConfigSpace as CS
-    except ImportError:
-        raise ValueError(INSTALL_HINT) from None
-    cs = CS.ConfigurationSpace(seed=seed)
-    for path, p in space.params.items():
-        name = flat_name(path)
-        if isinstance(p, CategoricalParam):
-            hp = CS.CategoricalHyperparameter(name, list(range(len(p.choices))))
-        elif isinstance(p, IntParam):
-            hp = CS.UniformIntegerHyperparameter(name, p.low, p.high, log=p.log)
-        else:
-            hp = CS.UniformFloatHyperparameter(name, p.low, p.high, log=p.log)
-        cs.add(hp)
-    return cs
 
 
 class BOHBSearch(LibraryAdapter, TuneBOHB):
@@ -59,6 +39,7 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
         *,
         seed: int | None = None,
         points_to_evaluate: list[dict] | None = None,
+        time_attr: str = "training_iteration",
         min_points_in_model: int | None = None,
         top_n_percent: int = 15,
         num_samples: int = 64,
@@ -70,8 +51,6 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
             import hpbandster  # noqa: F401
         except ImportError:
             raise ValueError(INSTALL_HINT) from None
-        if mode not in (None, "min", "max"):
-            raise ValueError(f"mode: got {mode!r}; allowed: min, max")
         if not 0 < top_n_percent < 100:
             raise ValueError(f"top_n_percent: must be in (0, 100), got {top_n_percent}")
         if not 0 <= random_fraction <= 1:
@@ -79,7 +58,8 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
         for name, v in (("num_samples", num_samples), ("bandwidth_factor", bandwidth_factor)):
             if v <= 0:
                 raise ValueError(f"{name}: must be > 0, got {v}")
-        ours = self._adapter_init(space, points_to_evaluate)
+        ours = self._contract_init(space, mode, points_to_evaluate)
+        self._time_attr = time_attr
         self._np_state = np.random.RandomState(seed).get_state()
         self._budget_seen: set[str] = set()
         self._last_budget: dict[str, float] = {}
@@ -91,7 +71,7 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
             "bandwidth_factor": bandwidth_factor,
             "min_bandwidth": min_bandwidth,
         }
-        cs = configspace(ours, seed) if ours is not None else None
+        cs = ours.to_configspace(seed=seed) if ours is not None else None
         TuneBOHB.__init__(self, space=cs, bohb_config=config, metric=metric, mode=mode, seed=seed)
 
     @contextlib.contextmanager
@@ -105,32 +85,30 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
             np.random.set_state(saved)
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        if metric and not self._metric:
-            self._metric = metric
-        if mode and not self._mode:
-            self._mode = mode
-        if self._space:
+        if self._space:  # built with a space (ours, or adopted before)
+            self._merge_properties(metric, mode, {})
             return False
-        self._space = configspace(self._adopt(config), self._seed)
+        self._merge_properties(metric, mode, config)
+        self._space = self._require_space().to_configspace(seed=self._seed)
         self._setup_bohb()
         return True
 
     def suggest(self, trial_id: str) -> dict | None:
-        if self._ours is None or not self._space:
-            raise RuntimeError("BOHBSearch: no search space (pass space= or a param_space)")
+        if not self._space:
+            self._require_space()
         if not self._metric or not self._mode:
             raise RuntimeError("BOHBSearch: metric and mode must be set")
         limit = self._max_concurrent if self._max_concurrent > 0 else math.inf
         if len(self.running) >= limit:
             return None
         if self._user_points:
-            flat = encode(self._ours, self._user_points.pop(0))
+            flat = self._ours.to_library(self._user_points.pop(0))
         else:
             with self._own_rng():
                 flat, _ = self.bohber.get_config(None)
         self.trial_to_params[trial_id] = dict(flat)
         self.running.add(trial_id)
-        return self._track(trial_id, decode(self._ours, flat))
+        return self._decoded(trial_id, flat)
 
     def _tell(self, trial_id: str, loss: float, budget: float) -> None:
         params = self.trial_to_params.get(trial_id)
@@ -143,7 +121,7 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
             return
         if trial_id not in self.paused:
             self.running.add(trial_id)
-        self._last_budget[trial_id] = float(result.get(TIME_ATTR, 1))
+        self._last_budget[trial_id] = float(result.get(self._time_attr, 1))
         budget = (result.get("hyperband_info") or {}).get("budget")
         if budget is not None:  # a HyperBandForBOHB milestone
             self._budget_seen.add(trial_id)
@@ -154,7 +132,7 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
         if loss is None:
             return  # unknown or repeated trial id
         if trial_id not in self._budget_seen:  # no HyperBand milestone: learn the final result
-            budget = (result or {}).get(TIME_ATTR) or self._last_budget.get(trial_id, 1)
+            budget = (result or {}).get(self._time_attr) or self._last_budget.get(trial_id, 1)
             self._tell(trial_id, loss, float(budget))
         self.trial_to_params.pop(trial_id, None)
         self._budget_seen.discard(trial_id)
@@ -166,4 +144,4 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
         self._keep_own_space(lambda: TuneBOHB.restore(self, checkpoint_path))
 
 
-__all__ = ["BOHBSearch", "configspace"]
+__all__ = ["BOHBSearch"]

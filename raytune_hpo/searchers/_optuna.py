@@ -13,27 +13,11 @@ failed trial while there is none), so the model learns to avoid them.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-from raytune_hpo.searchers._library import LibraryAdapter, decode, flat_name
-from raytune_hpo.space import CategoricalParam, IntParam, SearchSpace
-
-
-def distributions(space: SearchSpace) -> dict[str, Any]:
-    """Our space as Optuna distributions (categoricals as the index of the choice)."""
-    import optuna.distributions as od
-
-    out: dict[str, Any] = {}
-    for path, p in space.params.items():
-        if isinstance(p, CategoricalParam):
-            out[flat_name(path)] = od.CategoricalDistribution(list(range(len(p.choices))))
-        elif isinstance(p, IntParam):
-            out[flat_name(path)] = od.IntDistribution(p.low, p.high, log=p.log)
-        else:
-            out[flat_name(path)] = od.FloatDistribution(p.low, p.high, log=p.log)
-    return out
+from raytune_hpo.searchers._library import LibraryAdapter
+from raytune_hpo.space import SearchSpace
 
 
 class _OptunaAdapter(LibraryAdapter, OptunaSearch):
@@ -43,9 +27,7 @@ class _OptunaAdapter(LibraryAdapter, OptunaSearch):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial else
-        if mode not in (None, "min", "max"):
-            raise ValueError(f"mode: got {mode!r}; allowed: min, max")
-        self._adapter_init(space, points_to_evaluate)
+        self._contract_init(space, mode, points_to_evaluate)
         # The study's direction is fixed when it is created, so it waits for the mode (which
         # the Tuner may only give through set_search_properties).
         OptunaSearch.__init__(self, space=None, metric=metric, mode=mode, sampler=sampler)
@@ -53,28 +35,20 @@ class _OptunaAdapter(LibraryAdapter, OptunaSearch):
 
     def _maybe_setup(self) -> None:
         if self._ot_study is None and self._ours is not None and self._mode:
-            self._space = distributions(self._ours)
+            self._space = self._ours.to_optuna()
             self._points_to_evaluate = self._encoded_points()
             self._setup_study(self._mode)
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        if metric and not self._metric:
-            self._metric = metric
-        if mode and not self._mode:
-            self._mode = mode
-        if self._own_space:
-            self._maybe_setup()
-            return False
-        self._adopt(config)
+        adopted = self._merge_properties(metric, mode, config)
         self._maybe_setup()
-        return True
+        return adopted
 
     def suggest(self, trial_id: str) -> dict | None:
-        if self._ours is None:
-            raise RuntimeError(f"{type(self).__name__}: no search space (space= or param_space)")
+        self._require_space()
         self._maybe_setup()
         flat = OptunaSearch.suggest(self, trial_id)
-        return self._track(trial_id, decode(self._ours, flat))
+        return self._decoded(trial_id, flat)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         pass  # Optuna learns from final results only (no pruner here)
@@ -152,4 +126,4 @@ class TPESearch(_OptunaAdapter):
         )
 
 
-__all__ = ["GPSearch", "TPESearch", "distributions"]
+__all__ = ["GPSearch", "TPESearch"]

@@ -12,19 +12,12 @@ import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATASETS = ("digits", "synthetic", "cifar10", "mnist", "fashion_mnist", "imagefolder")
-TORCHVISION = {
-    # name -> (torchvision class name, folder torchvision expects under root)
-    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
-    "mnist": ("MNIST", "MNIST/raw"),
-    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw"),
-}
+from raytune_hpo.train.cnn import DATASETS, TORCHVISION, DataSettings, dataset_problem
 
 
 @dataclass(frozen=True)
@@ -51,25 +44,6 @@ class ImageData:
             self.mean,
             self.std,
         )
-
-
-def dataset_problem(name: str, root: str | None, download: bool) -> str | None:
-    """Why ``name`` cannot be loaded here (None when it can); checked before any trial starts."""
-    if name not in DATASETS:
-        return f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}"
-    if name == "imagefolder":
-        if not root:
-            return "imagefolder needs `root`: a directory with one sub-directory per class"
-        if not Path(root).expanduser().is_dir():
-            return f"directory {root!r} does not exist (imagefolder: one sub-directory per class)"
-    if name in TORCHVISION and not download:
-        expected = Path(root or "").expanduser() / TORCHVISION[name][1]
-        if not root or not expected.exists():
-            return (
-                f"{name} files not found at {str(expected)!r}; set `download: true` to fetch "
-                f"them, or put the torchvision files under `root`"
-            )
-    return None
 
 
 def _from_uint8(name: str, images: np.ndarray, labels: np.ndarray) -> ImageData:
@@ -128,31 +102,24 @@ def _imagefolder(root: str, image_size: int) -> ImageData:
 
 
 @functools.lru_cache(maxsize=4)
-def load_dataset(
-    name: str = "digits",
-    *,
-    root: str | None = None,
-    download: bool = False,
-    image_size: int | None = None,
-    n_samples: int = 1000,
-    num_classes: int = 5,
-    channels: int = 3,
-    seed: int = 0,
-) -> ImageData:
-    """Load once per process (actors are reused across trials), on the CPU."""
-    problem = dataset_problem(name, root, download)
+def load_dataset(name: str = "digits", *, seed: int = 0, **options) -> ImageData:
+    """Load once per process (actors are reused across trials), on the CPU. ``options``: the
+    sweep file's ``trainable.data`` (``DataSettings``)."""
+    d = DataSettings(**options)
+    problem = dataset_problem(name, d.root, d.download)
     if problem:
         raise (ValueError if name not in DATASETS else FileNotFoundError)(problem)
     if name == "digits":
         data = _digits()
     elif name == "synthetic":
-        data = _synthetic(n_samples, num_classes, channels, image_size or 16, seed)
+        data = _synthetic(d.n_samples, d.num_classes, d.channels, d.image_size or 16, seed)
     elif name == "imagefolder":
-        data = _imagefolder(root or "", image_size or 64)
+        data = _imagefolder(d.root or "", d.image_size or 64)
     else:
-        data = _torchvision(name, os.path.expanduser(root or "~/.raytune-hpo/data"), download)
-    if image_size and name in ("digits",) + tuple(TORCHVISION) and data.shape[1] != image_size:
-        resized = F.interpolate(data.images.float(), size=(image_size, image_size), mode="bilinear")
+        data = _torchvision(name, os.path.expanduser(d.root or "~/.raytune-hpo/data"), d.download)
+    size = d.image_size
+    if size and name in ("digits",) + tuple(TORCHVISION) and data.shape[1] != size:
+        resized = F.interpolate(data.images.float(), size=(size, size), mode="bilinear")
         data = ImageData(
             data.name,
             resized.round().clamp(0, 255).to(torch.uint8),

@@ -18,30 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from raytune_hpo.train.cnn import OPTIMIZERS, defaults
 from raytune_hpo.train.data import ImageData, batches, load_dataset, make_splits
 from raytune_hpo.train.models import build_model
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
-BASE_METRICS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
-KFOLD_METRICS = ("val_accuracy_std", "val_loss_std")
-METRICS = BASE_METRICS + KFOLD_METRICS
-DEFAULTS: dict[str, Any] = {
-    "model": "tinyvgg",
-    "dataset": "digits",
-    "data": {},
-    "epochs": 10,
-    "lr": 1e-3,
-    "batch_size": 32,
-    "optimizer": "adam",
-    "momentum": 0.9,
-    "weight_decay": 0.0,
-    "dropout": 0.3,
-    "augment": False,
-    "k_folds": 1,
-    "val_fraction": 0.2,
-    "seed": 0,
-    "device": "auto",
-}
 _CHECKPOINT_FILE = "state.pt"
 
 
@@ -115,7 +95,7 @@ def _train_epoch(
 def fit(config: dict[str, Any], *, report: Report, state: dict[str, Any] | None = None) -> None:
     """Train ``config`` for its epochs, calling ``report(metrics, state)`` after each one;
     ``state`` (from an earlier report) resumes at the epoch after it."""
-    cfg = {**DEFAULTS, **config}
+    cfg = {**defaults(), **config}
     seed = int(cfg["seed"])
     device = _device(str(cfg["device"]))
     torch.manual_seed(seed)  # dropout / DropBlock masks in this trial's process

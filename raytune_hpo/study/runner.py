@@ -12,162 +12,34 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 import zlib
 from collections import deque
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from raytune_hpo.functions import FUNCTIONS, make_problem
-from raytune_hpo.spec import SchedulerSpec, SearcherSpec, SpecError, SweepSpec
+from raytune_hpo.assemble import Plan, assemble
+from raytune_hpo.spec import SweepSpec
+from raytune_hpo.study.spec import STUDY_COPY, MethodSpec, ProblemSpec, Recorded, StudySpec
+from raytune_hpo.train.user import UserTrainable
 
 TRIALS_CSV = "trials.csv"
-STUDY_COPY = "study.yaml"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ProblemSpec(_Strict):
-    function: Literal["branin", "ackley", "styblinski_tang", "levy"] | None = None
-    dims: int | None = Field(default=None, ge=1)
-    max_budget: int | None = Field(default=None, ge=1)  # multi-fidelity view with this budget
-    sweep: str | None = None  # a trainable sweep file instead (relative to the study file)
-
-    @property
-    def label(self) -> str:
-        if self.sweep:
-            return Path(self.sweep).stem
-        dims = f"{self.dims}d" if self.dims else ""
-        mf = f"-mf{self.max_budget}" if self.max_budget else ""
-        return f"{self.function}{dims}{mf}"
-
-    def make(self):
-        return make_problem(self.function, self.dims, self.max_budget) if self.function else None
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> ProblemSpec:
-        if (self.function is None) == (self.sweep is None):
-            raise ValueError(f"give either function ({', '.join(FUNCTIONS)}) or sweep")
-        return self
-
-
-class MethodSpec(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    searcher: SearcherSpec
-    scheduler: SchedulerSpec = SchedulerSpec()
-
-
-class StudySpec(_Strict):
-    name: str = Field(default="study", pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str = ""
-    problems: list[ProblemSpec] = Field(min_length=1)
-    methods: list[MethodSpec] = Field(min_length=1)
-    repetitions: int = Field(default=10, ge=1)
-    budget: int = Field(default=50, ge=1)  # trials per run
-    max_concurrent: int = Field(default=1, ge=1)
-    seed: int = 0  # repetition r runs with seed + r (trainables: a new data split too)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_problem(cls, data: Any) -> Any:
-        """``problem:`` (one) is accepted for ``problems:`` (a list)."""
-        if isinstance(data, dict) and "problem" in data and "problems" not in data:
-            data = {**data, "problems": [data["problem"]]}
-            del data["problem"]
-        return data
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> StudySpec:
-        p = Path(path)
-        if not p.is_file():
-            raise SpecError(f"{path}: study file does not exist")
-        try:
-            data = yaml.safe_load(p.read_text())
-        except yaml.YAMLError:
-            raise SpecError(f"{path}: not valid YAML") from None
-        if not isinstance(data, dict):
-            raise SpecError(f"{path}: the study file must be a YAML mapping of fields")
-        data = cls._one_problem(data)
-        problems = data.get("problems")
-        if isinstance(problems, list):
-            data["problems"] = [_relative_sweep(q, p.parent) for q in problems]
-        return cls.from_dict(data, source=str(path))
-
-    @classmethod
-    def from_dict(cls, data: dict, *, source: str = "study") -> StudySpec:
-        try:
-            spec = cls.model_validate(data)
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"]) or "study"
-            raise SpecError(
-                f"{source}: {loc}: {err['msg'].removeprefix('Value error, ')}"
-            ) from None
-        names = [m.name for m in spec.methods]
-        if len(set(names)) != len(names):
-            raise SpecError(f"{source}: methods: names must be unique, got {names}")
-        labels = [q.label for q in spec.problems]
-        if len(set(labels)) != len(labels):
-            raise SpecError(f"{source}: problems: each must differ, got {labels}")
-        for q in spec.problems:
-            for i, m in enumerate(spec.methods):
-                try:
-                    spec.sweep_for(q, m, 0)  # validates searcher/scheduler and the problem
-                except (SpecError, ValueError) as e:
-                    raise SpecError(f"{source}: methods.{i} ({m.name}): {_tail(e)}") from None
-        return spec
-
-    # ------------------------------------------------------------------ runs
-    def sweep_for(self, problem: ProblemSpec, method: MethodSpec, rep: int) -> SweepSpec:
-        """The sweep one run is: the problem with this method, budget and seed."""
-        fields: dict[str, Any] = {
-            "searcher": method.searcher.model_dump(),
-            "scheduler": method.scheduler.model_dump(),
-            "num_samples": self.budget,
-            "max_concurrent": self.max_concurrent,
-            "seed": self.seed + rep,
-            "name": f"{self.name}-{problem.label}-{method.name}-{rep}",
-        }
-        if problem.sweep:
-            base = SweepSpec.from_yaml(problem.sweep).model_dump(exclude_unset=True)
-            return SweepSpec.from_dict({**base, **fields}, source=problem.sweep)
-        fn = problem.make()
-        data = {
-            **fields,
-            "space": fn.space(),
-            "metric": "loss",
-            "mode": "min",
-            "trainable": {"epochs": problem.max_budget or 1},
-        }
-        return SweepSpec.from_dict(data, source=f"methods {method.name}", check=False)
-
-    def direction(self, problem: ProblemSpec) -> tuple[str, str]:
-        """(metric, mode) of a problem."""
-        if problem.function:
-            return "loss", "min"
-        s = SweepSpec.from_yaml(problem.sweep)
-        return s.metric, s.mode
-
-
-def _relative_sweep(problem: Any, base: Path) -> Any:
-    if isinstance(problem, dict) and isinstance(problem.get("sweep"), str):
-        sweep = os.path.expanduser(problem["sweep"])
-        if not os.path.isabs(sweep):
-            return {**problem, "sweep": str(base / sweep)}
-    return problem
-
-
-def _tail(e: Exception) -> str:
-    msg = str(e)
-    return msg.split(": ", 1)[1] if msg.startswith("methods ") else msg
+def plan_for(study: StudySpec, problem: ProblemSpec, method: MethodSpec, rep: int) -> Plan:
+    """One run assembled: a test function runs as a function trainable reporting ``loss``
+    once per budget step; a sweep file runs its own trainable."""
+    sweep = study.sweep_for(problem, method, rep)
+    if problem.sweep:
+        return assemble(sweep)
+    fn = _function_trainable(problem, study.seed)
+    budget = problem.make().max_budget
+    contract = UserTrainable.from_object(fn, {"metrics": ["loss"]}, max_budget=budget)
+    return assemble(sweep, trainable=contract)
 
 
 # ---------------------------------------------------------------------- one run
@@ -178,10 +50,10 @@ def run_direct(
     at a time and finish in the order they started."""
     from ray.tune.search import Searcher
 
-    sweep = study.sweep_for(problem, method, rep)
+    plan = plan_for(study, problem, method, rep)
     fn = problem.make()
     rng = np.random.default_rng([study.seed, rep, 7])
-    searcher = _direct_searcher(sweep)
+    searcher = _direct_searcher(plan)
     live: deque[tuple[str, dict]] = deque()
     rows: list[dict[str, Any]] = []
     asked = 0
@@ -203,15 +75,12 @@ def run_direct(
     return pd.DataFrame(rows)
 
 
-def _direct_searcher(sweep: SweepSpec):
-    from raytune_hpo.searchers import owns_space
-
-    name = sweep.searcher.name
-    if owns_space(name):
-        s = sweep.build_searcher()
-        s.set_search_properties(sweep.metric, sweep.mode, {})
+def _direct_searcher(plan: Plan):
+    if plan.owns_space:
+        s = plan.searcher()
+        s.set_search_properties(plan.metric, plan.mode, {})
         return s
-    return _RaySampler(sweep)
+    return _RaySampler(plan.spec)
 
 
 class _RaySampler:
@@ -246,20 +115,15 @@ def run_tune(
     trial in the order trials were created; with ``events``, also every reported epoch."""
     from raytune_hpo.run import build_tuner, experiment_name
 
-    sweep = study.sweep_for(problem, method, rep)
-    sweep = SweepSpec.from_dict(
-        {**sweep.model_dump(exclude_unset=True), "storage_path": str(storage)},
-        check=problem.sweep is not None,
-    )
-    trainable = _function_trainable(problem, study.seed) if problem.function else None
-    grid = build_tuner(sweep, experiment_name(sweep), trainable=trainable).fit()
+    plan = plan_for(study, problem, method, rep)
+    sweep = plan.spec.with_fields(storage_path=str(storage))
+    plan = Plan(**{**plan.__dict__, "spec": sweep})
+    grid = build_tuner(plan, experiment_name(sweep)).fit()
     rows, curves = [], []
-    for r in grid:
+    for order, r in enumerate(grid):  # a ResultGrid lists trials in the order they were made
         df = r.metrics_dataframe
         if df is None or df.empty:
             continue
-        number = re.search(r"_[0-9a-f]{5,}_(\d+)_", Path(r.path).name)
-        order = int(number.group(1)) if number else len(rows)
         last = df.iloc[-1]
         rows.append(
             {
@@ -316,6 +180,7 @@ def compare(study: StudySpec, out: str | os.PathLike[str], *, log=print) -> pd.D
     out = Path(out).expanduser()
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
+    study = study.model_copy(update={"recorded": {q.label: record(q) for q in study.problems}})
     (out / STUDY_COPY).write_text(yaml.safe_dump(study.model_dump(), sort_keys=False))
     todo = [
         (q, m, r) for q in study.problems for r in range(study.repetitions) for m in study.methods
@@ -337,7 +202,7 @@ def compare(study: StudySpec, out: str | os.PathLike[str], *, log=print) -> pd.D
             tmp.replace(path)  # atomic: a killed study never leaves half a run
             status = "done"
         frames.append(df)
-        sign = 1 if study.direction(q)[1] == "min" else -1
+        sign = 1 if study.recorded[q.label].mode == "min" else -1
         final = sign * (sign * df["value"]).min() if len(df) else math.nan
         key = (q.label, m.name)
         best[key] = final if key not in best else sign * min(sign * best[key], sign * final)
@@ -352,12 +217,39 @@ def compare(study: StudySpec, out: str | os.PathLike[str], *, log=print) -> pd.D
     return trials
 
 
+def record(problem: ProblemSpec) -> Recorded:
+    """Metric, mode, validation size and optimum of a problem, once, when compare starts."""
+    if problem.function:
+        return Recorded(metric="loss", mode="min", minimum=problem.make().minimum)
+    sweep = SweepSpec.from_yaml(problem.sweep)
+    return Recorded(metric=sweep.metric, mode=sweep.mode, val_size=_val_size(sweep))
+
+
+def _val_size(sweep: SweepSpec) -> int | None:
+    """Validation images per run of a built-in CNN sweep on digits/synthetic (the accuracy
+    z-test needs it); None otherwise."""
+    from raytune_hpo.train.cnn import CNNTrainable
+    from raytune_hpo.train.user import is_user_section
+
+    if is_user_section(sweep.trainable):
+        return None
+    t = CNNTrainable(sweep.trainable).settings
+    if t.dataset not in ("digits", "synthetic"):
+        return None
+    from raytune_hpo.train.data import load_dataset
+
+    n = len(load_dataset(t.dataset, seed=0, **t.data.model_dump(exclude_defaults=True)).labels)
+    return n if t.k_folds > 1 else math.ceil(n * t.val_fraction)
+
+
 def load_study(out: str | os.PathLike[str]) -> tuple[StudySpec, pd.DataFrame]:
+    from raytune_hpo.spec import UserError, read_yaml
+
     out = Path(out).expanduser()
     if not (out / TRIALS_CSV).is_file() or not (out / STUDY_COPY).is_file():
-        raise FileNotFoundError(f"{out}: no {TRIALS_CSV}/{STUDY_COPY} here (run compare first)")
-    data = yaml.safe_load((out / STUDY_COPY).read_text())
-    return StudySpec.model_validate(data), pd.read_csv(out / TRIALS_CSV)
+        raise UserError(f"{out}: no {TRIALS_CSV}/{STUDY_COPY} here (run compare first)")
+    study = StudySpec.model_validate(read_yaml(out / STUDY_COPY, what="study"))
+    return study, pd.read_csv(out / TRIALS_CSV)
 
 
-__all__ = ["StudySpec", "compare", "load_study", "run_direct", "run_tune"]
+__all__ = ["compare", "load_study", "plan_for", "record", "run_direct", "run_tune"]

@@ -1,30 +1,33 @@
 """Scheduler registry: ``create_scheduler(name, **kw)`` for fifo, asha, median, hyperband, bohb.
 
-The budget (``time_attr``) is ``training_iteration``: one iteration is one epoch.
+The budget (``time_attr``) is ``training_iteration``: one reported result (an epoch for the
+built-in CNN). ``max_t`` is the sweep's budget; which searcher may pair with ``bohb`` is decided
+in ``raytune_hpo.bohb``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from raytune_hpo._registry import Entry, check, create
+from raytune_hpo._registry import Entry, create, lookup
 
 TIME_ATTR = "training_iteration"
 LOSS_METRICS = ("val_loss", "train_loss")
 
 
-def _fifo(metric=None, mode=None, max_t=None):
+def _fifo(metric=None, mode=None):
     from ray.tune.schedulers import FIFOScheduler
 
     return FIFOScheduler()
 
 
-def _asha(metric=None, mode=None, max_t=None, *, grace_period=1, reduction_factor=2, brackets=1):
+def _asha(metric=None, mode=None, *, grace_period=1, reduction_factor=2, brackets=1, max_t=None):
     """Asynchronous successive halving (Li et al., 2020)."""
     from ray.tune.schedulers import ASHAScheduler
 
     _positive("grace_period", grace_period)
     _reduction("reduction_factor", reduction_factor)
+    _budget(max_t)
     return ASHAScheduler(
         time_attr=TIME_ATTR,
         metric=metric,
@@ -39,7 +42,6 @@ def _asha(metric=None, mode=None, max_t=None, *, grace_period=1, reduction_facto
 def _median(
     metric=None,
     mode=None,
-    max_t=None,
     *,
     grace_period=2,
     min_samples_required=3,
@@ -74,23 +76,35 @@ def _median(
 
 
 def _median_class():
-    from raytune_hpo._median import MedianOrThreshold
+    from raytune_hpo.schedulers._median import MedianOrThreshold
 
     return MedianOrThreshold
 
 
-def _hyperband(metric=None, mode=None, max_t=None, *, reduction_factor=3, stop_last_trials=True):
+def _hyperband(metric=None, mode=None, *, reduction_factor=3, stop_last_trials=True, max_t=None):
     """Synchronous HyperBand (Li et al., JMLR 2018); pauses trials at bracket milestones."""
-    from raytune_hpo._hyperband import RestorableHyperBand
+    from raytune_hpo.schedulers._hyperband import RestorableHyperBand
 
-    return hyperband_like(
+    return _hyperband_like(
         RestorableHyperBand, metric, mode, max_t, reduction_factor, stop_last_trials
     )
 
 
-def hyperband_like(cls, metric, mode, max_t, reduction_factor, stop_last_trials):
-    """A HyperBand scheduler class built on epochs (``max_t`` 81 when the sweep gives none)."""
+def _bohb(metric=None, mode=None, *, reduction_factor=3, stop_last_trials=True, max_t=None):
+    """HyperBand as BOHB runs it (Falkner et al., ICML 2018): ``HyperBandForBOHB``, largest
+    bracket first, ``reduction_factor`` is BOHB's eta. Ray derives the smallest budget itself:
+    ``max_t / eta**floor(log_eta(max_t))``."""
+    from raytune_hpo.schedulers._hyperband import RestorableHyperBandForBOHB
+
+    return _hyperband_like(
+        RestorableHyperBandForBOHB, metric, mode, max_t, reduction_factor, stop_last_trials
+    )
+
+
+def _hyperband_like(cls, metric, mode, max_t, reduction_factor, stop_last_trials):
+    """A HyperBand scheduler (``max_t`` 81 when the sweep gives none)."""
     _reduction("reduction_factor", reduction_factor)
+    _budget(max_t)
     return cls(
         time_attr=TIME_ATTR,
         metric=metric,
@@ -101,17 +115,14 @@ def hyperband_like(cls, metric, mode, max_t, reduction_factor, stop_last_trials)
     )
 
 
-def _bohb(metric=None, mode=None, max_t=None, *, reduction_factor=3, stop_last_trials=True):
-    from raytune_hpo.bohb import bohb_scheduler
-
-    return bohb_scheduler(
-        metric, mode, max_t, reduction_factor=reduction_factor, stop_last_trials=stop_last_trials
-    )
-
-
 def _reduction(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 1:
         raise ValueError(f"{name}: must be > 1, got {value!r}")
+
+
+def _budget(max_t: Any) -> None:
+    if max_t is not None and (isinstance(max_t, bool) or not isinstance(max_t, int) or max_t < 1):
+        raise ValueError(f"max_t: must be an integer >= 1 (results per trial), got {max_t!r}")
 
 
 def _positive(name: str, value: Any) -> None:
@@ -119,7 +130,7 @@ def _positive(name: str, value: Any) -> None:
         raise ValueError(f"{name}: must be a number >= 1, got {value!r}")
 
 
-_RESERVED = ("metric", "mode", "max_t")
+_RESERVED = ("metric", "mode")
 
 SCHEDULERS: dict[str, Entry] = {
     "fifo": Entry(_fifo, "run every trial to the end", _RESERVED),
@@ -136,18 +147,15 @@ SCHEDULERS: dict[str, Entry] = {
         _bohb, "HyperBand as BOHB runs it (HyperBandForBOHB); needs searcher bohb", _RESERVED
     ),
 }
-# Schedulers that pause trials and resume them later from their checkpoints.
-PAUSING_SCHEDULERS = frozenset({"hyperband", "bohb"})
 
 
-def check_scheduler(name: str, options: dict[str, Any]) -> None:
-    """Validate a scheduler name and its options without building anything."""
-    check("scheduler", SCHEDULERS, name, options)
-
-
-def create_scheduler(name: str, **kw: Any):
-    """Build the named scheduler; ``metric``/``mode`` may be left to the Tuner."""
+def create_scheduler(name: str, *, max_t: int | None = None, **kw: Any):
+    """Build the named scheduler; ``metric``/``mode`` may be left to the Tuner. ``max_t`` (the
+    trainable's budget) reaches schedulers that take one unless their options set it."""
+    entry = lookup("scheduler", SCHEDULERS, name)
+    if max_t is not None and "max_t" in entry.option_names():
+        kw.setdefault("max_t", max_t)
     return create("scheduler", SCHEDULERS, name, **kw)
 
 
-__all__ = ["SCHEDULERS", "TIME_ATTR", "check_scheduler", "create_scheduler"]
+__all__ = ["SCHEDULERS", "TIME_ATTR", "create_scheduler"]

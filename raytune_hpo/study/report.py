@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from raytune_hpo import analysis
-from raytune_hpo.study import StudySpec, load_study
+from raytune_hpo.study import analysis
+from raytune_hpo.study.runner import load_study
+from raytune_hpo.study.spec import StudySpec
 
 
 def _fig_grid(n: int):
@@ -128,11 +129,10 @@ def build(out: str | Path) -> dict[str, Path]:
     out = Path(out).expanduser()
     study, trials = load_study(out)
     metric, mode = study.direction(study.problems[0])
-    minima = {}
-    for q in study.problems:
-        fn = q.make()
-        if fn is not None:
-            minima[q.label] = fn.minimum
+    minima = {q.label: r.minimum for q in study.problems if (r := study.recorded.get(q.label))}
+    minima = {k: v for k, v in minima.items() if v is not None}
+    if not study.recorded:  # a study written before compare recorded its problems
+        minima = {q.label: q.make().minimum for q in study.problems if q.function}
     problems = list(dict.fromkeys(trials["problem"]))
     summ = analysis.summary(trials, mode, metric, minima)
     pairs = analysis.pairwise(trials, mode, metric, n_eval=_n_eval(study))
@@ -155,19 +155,9 @@ def build(out: str | Path) -> dict[str, Path]:
 
 
 def _n_eval(study: StudySpec) -> int | None:
-    """Validation images per run, for the z-test on accuracies (digits/synthetic only)."""
-    q = study.problems[0]
-    if q.sweep is None:
-        return None
-    from raytune_hpo.spec import SweepSpec
-
-    t = SweepSpec.from_yaml(q.sweep).trainable
-    if t.dataset not in ("digits", "synthetic"):
-        return None
-    from raytune_hpo.train.data import load_dataset
-
-    n = len(load_dataset(t.dataset, seed=0, **t.data.model_dump(exclude_defaults=True)).labels)
-    return n if t.k_folds > 1 else math.ceil(n * t.val_fraction)
+    """Validation images per run, for the z-test on accuracies (recorded by compare)."""
+    rec = study.recorded.get(study.problems[0].label)
+    return rec.val_size if rec else None
 
 
 def _texts(study, summ, pairs, over) -> dict[str, pd.DataFrame]:
