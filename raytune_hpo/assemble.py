@@ -8,6 +8,7 @@ the param space and the warnings. Every problem is a one-line ``SpecError``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,7 @@ class Plan:
             space=self.spec.search_space,
             seed=self.spec.seed,
             budget=self.samples,
+            max_concurrent=self.spec.max_concurrent,
             base_dir=self.spec.base_dir,
             **self.spec.searcher.options,
         )
@@ -76,8 +78,9 @@ class Plan:
     def scheduler(self):
         from raytune_hpo.schedulers import create_scheduler
 
-        options = self.spec.scheduler.options if self.spec.scheduler else {}
-        return create_scheduler(self.scheduler_name, max_t=self.max_t, **options)
+        options = dict(self.spec.scheduler.options if self.spec.scheduler else {})
+        max_t = options.pop("max_t", self.max_t)  # the sweep file's max_t wins
+        return create_scheduler(self.scheduler_name, max_t=max_t, **options)
 
     def tune_trainable(self):
         """The trainable with the sweep's resources per trial (fractional GPUs allowed)."""
@@ -144,6 +147,18 @@ def _assemble(spec: SweepSpec, trainable: Any, local_data: bool) -> Plan:
     _check_built(plan)
     if grid:
         space.to_tune(grid=True)  # raises naming a parameter that has no grid values
+    # BOHB's searcher counts only running trials; other searchers count paused ones too.
+    if scheduler == "hyperband" and searcher != bohb.BOHB and spec.max_concurrent and plan.max_t:
+        options = spec.scheduler.options if spec.scheduler else {}
+        eta = options.get("reduction_factor", 3)
+        bracket = int(eta ** math.floor(math.log(plan.max_t) / math.log(eta) + 1e-9))
+        if spec.max_concurrent < bracket:
+            warnings.append(
+                f"max_concurrent {spec.max_concurrent} under scheduler {scheduler}: paused "
+                f"trials count against it, so HyperBand's largest bracket ({bracket} trials) "
+                "cannot fill and trials run to the end without pausing; leave max_concurrent "
+                "out (the resources bound the trials running at once)"
+            )
     for key in ("pip", "uv", "conda"):
         if key in (spec.runtime_env or {}) and local_data:
             warnings.append(

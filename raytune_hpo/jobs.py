@@ -86,10 +86,33 @@ def runtime_env(spec: SweepSpec) -> dict:
     return env
 
 
+def check_upload_size(path: str, excludes: list[str]) -> int:
+    """The size of ``path`` as Ray will ship it (zipped with Ray's own packaging, honouring
+    ``.gitignore``, ``.rayignore`` and ``excludes``); UserError above Ray's upload limit."""
+    import tempfile
+
+    from ray._private.runtime_env import packaging
+
+    with tempfile.TemporaryDirectory() as d:
+        target = Path(d) / "package.zip"
+        packaging.create_package(path, target, include_gitignore=True, excludes=excludes)
+        size = target.stat().st_size
+    limit = packaging.GCS_STORAGE_MAX_SIZE
+    if size >= limit:
+        raise UserError(
+            f"trainable: the sweep's directory {path} is too large to ship: "
+            f"{size / 2**20:.1f} MiB zipped, Ray's limit is {limit / 2**20:.1f} MiB; exclude "
+            "data and checkpoints with .gitignore, .rayignore or runtime_env.excludes"
+        )
+    return size
+
+
 def submit(spec: SweepSpec, *, address: str | None = None, job_id: str | None = None) -> str:
     """Submit ``spec`` as a Ray job; returns its submission id."""
-    c = client(address)
     env = runtime_env(spec)
+    if "working_dir" in env:
+        check_upload_size(env["working_dir"], env.get("excludes", []))
+    c = client(address)
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:
         try:
@@ -99,14 +122,6 @@ def submit(spec: SweepSpec, *, address: str | None = None, job_id: str | None = 
                 runtime_env=env,
                 metadata={"raytune_hpo_sweep": spec.name},
             )
-        except ValueError as e:  # Ray's packaging: the working_dir is over its size limit
-            if "exceeds the maximum size" not in str(e):
-                raise
-            raise UserError(
-                f"trainable: the sweep's directory {spec.base_dir} is too large to ship: "
-                f"{str(e).split('. ')[0]}; exclude files with .gitignore, .rayignore or "
-                "runtime_env.excludes"
-            ) from None
         except RuntimeError as e:
             # A cluster that has just started answers this until its job agent is up.
             if "No available agent" not in str(e) or time.monotonic() > deadline:

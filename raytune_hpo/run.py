@@ -71,17 +71,22 @@ def build_tuner(plan: Plan, name: str, *, stopper=None):
     # A result without the sweep's metric is caught by MetricCheck (one line, the whole sweep
     # stopped) instead of Ray's check, which fails the driver with the whole result dict.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    from ray.tune.search import BasicVariantGenerator
+
     spec = plan.spec
+    searcher = plan.searcher()
+    # Ray's generator limits itself (the Tuner's limit is ignored for it, with a warning).
+    limit = None if isinstance(searcher, BasicVariantGenerator) else spec.max_concurrent
     return tune.Tuner(
         plan.tune_trainable(),
         param_space=plan.param_space(),
         tune_config=tune.TuneConfig(
             metric=spec.metric,
             mode=spec.mode,
-            search_alg=plan.searcher(),
+            search_alg=searcher,
             scheduler=plan.scheduler(),
             num_samples=plan.samples,
-            max_concurrent_trials=spec.max_concurrent,
+            max_concurrent_trials=limit,
             time_budget_s=spec.time_budget_s,
             reuse_actors=plan.trainable.reusable,
         ),
@@ -140,9 +145,45 @@ def resume(
     plan = assemble(spec, trainable=trainable)
     if not tune.Tuner.can_restore(where):
         raise UserError(f"{path}: no Ray Tune experiment state here to resume")
+    check_searcher_state(Path(where))
     init_ray(address, num_cpus, (spec.runtime_env or {}).get("env_vars"))
     tuner = tune.Tuner.restore(where, trainable=plan.tune_trainable(), resume_errored=False)
     return _finish(tuner.fit(), plan, None)
+
+
+# What Ray's search algorithms save next to the experiment state (their CKPT_FILE_TMPL).
+_SEARCHER_STATES = ("searcher-state-*.pkl", "basic-variant-state-*.json")
+
+
+def check_searcher_state(exp: Path) -> None:
+    """The searcher's saved state must be there and readable: without it Ray logs "Failed to
+    restore the run state", restarts the experiment and waits for trials that never come."""
+    import pickle
+
+    found = sorted(
+        (p for pattern in _SEARCHER_STATES for p in exp.glob(pattern)),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not found:
+        raise UserError(
+            f"{exp}: the searcher's saved state (searcher-state-*.pkl or "
+            "basic-variant-state-*.json) is missing: the sweep stopped before its first "
+            f"checkpoint; start it again with `raytune-hpo run {exp / 'sweep.yaml'}`"
+        )
+    newest = found[-1]
+    try:
+        if newest.suffix == ".pkl":
+            with open(newest, "rb") as f:
+                pickle.load(f)
+        else:
+            import json
+
+            json.loads(newest.read_text())
+    except Exception as e:  # truncated by a kill while Ray copied it to storage
+        raise UserError(
+            f"{newest}: the searcher's saved state cannot be read ({type(e).__name__}); "
+            f"start the sweep again with `raytune-hpo run {exp / 'sweep.yaml'}`"
+        ) from None
 
 
 def _finish(grid, plan: Plan, check) -> SweepResult:

@@ -180,7 +180,8 @@ class SweepSpec(Strict):
     searcher: SearcherSpec = SearcherSpec()
     scheduler: SchedulerSpec | None = None
     trainable: dict[str, Any] = Field(default_factory=dict)
-    num_samples: int | None = Field(default=None, ge=1)
+    # Bounded: Tune keeps every trial it made in memory for the whole sweep.
+    num_samples: int | None = Field(default=None, ge=1, le=1_000_000)
     max_concurrent: int | None = Field(default=None, ge=1)
     resources: ResourcesSpec = ResourcesSpec()
     storage_path: str = "~/raytune-hpo-results"

@@ -82,3 +82,30 @@ def kill_group(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def finished_trials(exp: Path) -> set[str]:
+    """Trials Ray recorded as TERMINATED in the newest experiment state (what `resume` keeps
+    as finished). Ray 2.60 writes no `done: true` row to result.json, so that is no source."""
+    states = sorted(exp.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return set()
+    data = json.loads(states[-1].read_text())
+    out = set()
+    for entry in data["trial_data"]:
+        trial = json.loads(entry[0])
+        if trial["status"] == "TERMINATED":
+            out.add(trial["trial_id"])
+    return out
+
+
+def searcher_state_readable(exp: Path) -> bool:
+    """False when the kill truncated the searcher's state while Ray copied it to storage."""
+    from raytune_hpo.run import check_searcher_state
+    from raytune_hpo.spec import UserError
+
+    try:
+        check_searcher_state(exp)
+    except UserError:
+        return False
+    return True

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from sweep_procs import kill_after, kill_group, start_run, trial_histories
+from sweep_procs import finished_trials, kill_after, kill_group, start_run, trial_histories
 
 from raytune_hpo import jobs
 from raytune_hpo.cli import main
@@ -151,7 +151,9 @@ def job_trial_nodes(cluster: dict, submission_id: str) -> set[str]:
     return {
         a["node_id"]
         for a in json.loads(out.stdout)
-        if a.get("job_id") == job and "ImplicitFunc" in a.get("class_name", "")
+        if a.get("job_id") == job
+        and "ImplicitFunc" in a.get("class_name", "")
+        and a.get("node_id")  # an actor Tune made and dropped before placing it has none
     }
 
 
@@ -197,44 +199,6 @@ def test_unreachable_cluster_is_a_one_line_error(capsys):
     assert rc == 2 and err.count("\n") == 1 and "no Ray dashboard answers" in err
 
 
-def test_sweep_survives_losing_the_worker_node(cluster, tmp_path):
-    sweep = {
-        "name": "nodeloss",
-        "num_samples": 4,
-        "max_failures": 3,
-        "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
-        "trainable": {"model": "tinyvgg", "epochs": 30},
-        "storage_path": str(tmp_path / "shared"),
-    }
-    spec = SweepSpec.from_dict(sweep)
-    job = jobs.submit(spec, address=cluster["address"])
-    storage = tmp_path / "shared"
-    worker_id = worker_node_id(cluster)
-    deadline = time.monotonic() + 180
-    while worker_id not in job_trial_nodes(cluster, job):  # a trial trains there
-        assert time.monotonic() < deadline, jobs.logs(job, address=cluster["address"])[-3000:]
-        time.sleep(1)
-    time.sleep(3)  # let it checkpoint an epoch or two
-    kill_group(cluster["worker"])  # the node dies with its trials
-    info = jobs.follow(job, address=cluster["address"], out=lambda s: None)
-    log = jobs.logs(job, address=cluster["address"])
-    assert info["status"] == "SUCCEEDED", log[-3000:]
-    (exp,) = storage.iterdir()
-    df = pd.read_csv(exp / RESULTS_CSV)
-    assert len(df) == 4 and (df["status"] == "OK").all() and (df["epochs"] == 30).all()
-    histories = trial_histories(exp)
-    # The trial that died with the node was retried from its checkpoint: its iterations
-    # since the restore are fewer than its epochs, and its epochs still count up to 30.
-    restored = [
-        rows
-        for rows in histories.values()
-        if any(r["iterations_since_restore"] < r["training_iteration"] for r in rows)
-    ]
-    assert restored, "no trial was retried from a checkpoint"
-    for rows in restored:
-        assert rows[-1]["epoch"] == rows[-1]["training_iteration"] == 30
-
-
 def test_killed_driver_then_resume_holds_exactly_the_uninterrupted_trials(ray_session, tmp_path):
     sweep = {
         "name": "killed",
@@ -250,8 +214,9 @@ def test_killed_driver_then_resume_holds_exactly_the_uninterrupted_trials(ray_se
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))  # key order = dimension order
     proc = start_run(path, tmp_path / "killed", tmp_path)
-    exp = kill_after(proc, tmp_path / "killed", results=18)
-    done_before = {t for t, rows in trial_histories(exp).items() if rows[-1].get("done")}
+    exp = kill_after(proc, tmp_path / "killed", results=28)
+    done_before = finished_trials(exp)
+    assert done_before, "no trial had finished before the kill: the check below would be empty"
     resumed = resume(exp).table
     reference = run_sweep(SweepSpec.from_dict({**sweep, "storage_path": str(tmp_path / "ref")}))
 
@@ -261,7 +226,17 @@ def test_killed_driver_then_resume_holds_exactly_the_uninterrupted_trials(ray_se
     assert len(resumed) == 10 and resumed["trial_id"].is_unique
     assert (resumed["status"] == "OK").all() and (resumed["epochs"] == 5).all()
     assert configs(resumed) == configs(reference.table)  # same trials, none lost or doubled
-    assert done_before <= set(resumed["trial_id"])
+    assert_kept(done_before, resumed)
+    # The check has teeth: a finished trial missing after resume fails it.
+    with pytest.raises(AssertionError):
+        assert_kept(done_before, resumed[resumed["trial_id"] != min(done_before)])
+
+
+def assert_kept(done_before: set[str], resumed: pd.DataFrame) -> None:
+    """Every trial finished before the kill is in the resumed results, finished."""
+    ok = resumed[resumed["status"] == "OK"]
+    missing = done_before - set(ok["trial_id"])
+    assert not missing, f"finished before the kill, lost after resume: {sorted(missing)}"
 
 
 USER_TRAIN = """
@@ -320,6 +295,7 @@ def test_submit_ships_the_users_code_to_every_node(cluster, tmp_path, capsys):
 
 
 def test_submit_refuses_a_directory_over_rays_limit(cluster, tmp_path, capsys, monkeypatch):
+    # Checked on the laptop before the cluster is asked, with Ray's own packaging.
     from ray._private.runtime_env import packaging
 
     storage = tmp_path / "shared"
@@ -335,3 +311,42 @@ def test_submit_refuses_a_directory_over_rays_limit(cluster, tmp_path, capsys, m
     job = jobs.submit(SweepSpec.from_yaml(sweep), address=cluster["address"])
     info = jobs.follow(job, address=cluster["address"], out=lambda s: None)
     assert info["status"] == "SUCCEEDED", jobs.logs(job, address=cluster["address"])[-3000:]
+
+
+# Last: it kills the module's worker node.
+def test_sweep_survives_losing_the_worker_node(cluster, tmp_path):
+    sweep = {
+        "name": "nodeloss",
+        "num_samples": 4,
+        "max_failures": 3,
+        "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
+        "trainable": {"model": "tinyvgg", "epochs": 30},
+        "storage_path": str(tmp_path / "shared"),
+    }
+    spec = SweepSpec.from_dict(sweep)
+    job = jobs.submit(spec, address=cluster["address"])
+    storage = tmp_path / "shared"
+    worker_id = worker_node_id(cluster)
+    deadline = time.monotonic() + 180
+    while worker_id not in job_trial_nodes(cluster, job):  # a trial trains there
+        assert time.monotonic() < deadline, jobs.logs(job, address=cluster["address"])[-3000:]
+        time.sleep(1)
+    time.sleep(3)  # let it checkpoint an epoch or two
+    kill_group(cluster["worker"])  # the node dies with its trials
+    info = jobs.follow(job, address=cluster["address"], out=lambda s: None)
+    log = jobs.logs(job, address=cluster["address"])
+    assert info["status"] == "SUCCEEDED", log[-3000:]
+    (exp,) = storage.iterdir()
+    df = pd.read_csv(exp / RESULTS_CSV)
+    assert len(df) == 4 and (df["status"] == "OK").all() and (df["epochs"] == 30).all()
+    histories = trial_histories(exp)
+    # The trial that died with the node was retried from its checkpoint: its iterations
+    # since the restore are fewer than its epochs, and its epochs still count up to 30.
+    restored = [
+        rows
+        for rows in histories.values()
+        if any(r["iterations_since_restore"] < r["training_iteration"] for r in rows)
+    ]
+    assert restored, "no trial was retried from a checkpoint"
+    for rows in restored:
+        assert rows[-1]["epoch"] == rows[-1]["training_iteration"] == 30

@@ -134,6 +134,36 @@ BAD = [
     ("bogus: 1", r"bogus: unknown field; allowed: name, description, metric, mode, space"),
     ("- just\n- a list", r"the sweep file must be a YAML mapping"),
     ("name: [unclosed", r"not valid YAML \(line 1\)"),
+    # Values that reach the trainable are checked against the type it expects.
+    ("space: {lr: {low: 0.001, high: 0.1}}", r"space\.lr\.type: missing; allowed: float, int"),
+    (
+        "space: {hidden: {type: int, low: 8, high: 64}}",
+        r"space\.hidden: int range value 8 does not fit the trainable's hidden \(Input should "
+        r"be a valid list\)",
+    ),
+    (
+        "space: {lr: {type: categorical, choices: [fast, slow]}}",
+        r"space\.lr: categorical value 'fast' does not fit the trainable's lr",
+    ),
+    (
+        "space: {epochs: {type: float, low: 1, high: 5}}",
+        r"space\.epochs: float range value 1\.0 does not fit the trainable's epochs",
+    ),
+    ("space: {momentum: high}", r"space\.momentum: Input should be a valid number"),
+    ("trainable: {lr: '0.1'}", r"trainable\.lr: Input should be a valid number"),
+    ("trainable: {hidden: 64}", r"trainable\.hidden: Input should be a valid list"),
+    ("trainable: {augment: 'yes'}", r"trainable\.augment: Input should be a valid boolean"),
+    ("num_samples: 1000000000000000000000000000000", r"num_samples: Input should be less than"),
+    ("max_concurrent: 0", r"max_concurrent: Input should be greater than or equal to 1"),
+    ("seed: 1.5", r"seed: Input should be a valid integer"),
+    ("storage_path: [a]", r"storage_path: Input should be a valid string"),
+    (
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c]\n"
+        "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nspace: {x: *e}",
+        r"more than 100000 values once aliases are expanded",
+    ),
+    ("space:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 40)), r"nested deeper"),
 ]
 
 
@@ -252,3 +282,10 @@ def test_the_readme_documents_every_setting_of_the_builtin_trainable():
     reference = readme.split("## Sweep file reference", 1)[1].split("\n## ", 1)[0]
     for name in [*CNNSettings.model_fields, *DataSettings.model_fields]:
         assert re.search(rf"\b{name}\b", reference), f"{name} is not in the README's reference"
+
+
+def test_hyperband_warns_when_max_concurrent_keeps_its_brackets_from_filling():
+    data = {"scheduler": {"name": "hyperband"}, "trainable": {"epochs": 9}, "max_concurrent": 2}
+    (line,) = plan_of(data).warnings
+    assert "largest bracket (9 trials) cannot fill" in line
+    assert not plan_of({**data, "max_concurrent": 9}).warnings

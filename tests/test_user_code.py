@@ -5,6 +5,7 @@ and every bad input a user will type, each a one-line error before Ray starts.""
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -54,11 +55,12 @@ def project(tmp_path: Path, sweep: dict | None = None, **files: str) -> Path:
 
 
 def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
-    ray_tmp = cwd / "raytmp"
-    ray_tmp.mkdir(exist_ok=True)
+    """`raytune-hpo ARGS` in ``cwd`` with a Ray temp dir of its own (short: Ray's socket
+    paths must stay under 107 bytes), kept as ``proc.ray_tmp``."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
     full = {**os.environ, "RAY_TMPDIR": str(ray_tmp), **(env or {})}
     full.pop("RAY_ADDRESS", None)
-    return subprocess.run(
+    proc = subprocess.run(
         [sys.executable, "-m", "raytune_hpo.cli", *args],
         cwd=cwd,
         env=full,
@@ -66,6 +68,8 @@ def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
         text=True,
         timeout=timeout,
     )
+    proc.ray_tmp = ray_tmp
+    return proc
 
 
 @pytest.mark.integration
@@ -160,8 +164,9 @@ def test_helper_state_survives_hyperband_pauses(ray_session, tmp_path):
         {
             "metric": "score",
             "mode": "max",
-            "num_samples": 6,
-            "max_concurrent": 2,
+            # HyperBand's largest bracket (eta 3, max_t 9) holds 9 trials; no max_concurrent:
+            # paused trials count against it, so a bracket could never fill.
+            "num_samples": 9,
             "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
             "searcher": {"name": "random"},
             "scheduler": {"name": "hyperband", "max_t": 9, "reduction_factor": 3},
@@ -172,7 +177,7 @@ def test_helper_state_survives_hyperband_pauses(ray_session, tmp_path):
     )
     result = run_sweep(SweepSpec.from_yaml(sweep))
     histories = _histories(Path(result.path))
-    assert len(histories) == 6
+    assert len(histories) == 9
     resumed = 0
     for rows in histories:
         # Every result continues the trial's own state: its step is the iteration, and the
@@ -278,7 +283,10 @@ BAD_USER = [
     ({"function": "no_such_pkg.mod:f"}, "no module named 'no_such_pkg.mod' is installed"),
     ({"function": "train.py"}, "is not FILE.py:NAME or package.module:NAME"),
     ({"function": "train.py:train", "metrics": ["loss"]}, "metric: 'score' is not reported"),
-    ({"function": "train.py:train", "settings": {"x": "float"}}, "space.layers: not among"),
+    (
+        {"function": "train.py:train", "settings": {"x": "float", "steps": "int"}},
+        "space.layers: not among",
+    ),
     (
         {"function": "train.py:train", "settings": {"x": "int", "layers": "int", "steps": "int"}},
         "space.x: float range value 0.0 does not fit the trainable's x",
@@ -336,4 +344,4 @@ def test_cli_exit_2_for_a_user_trainable_that_fails_to_import(tmp_path):
     proc = cli("run", str(sweep), cwd=tmp_path)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "broken.py:3: RuntimeError: no GPU here" in proc.stderr
-    assert not any((tmp_path / "raytmp").iterdir())  # Ray never started
+    assert not any(proc.ray_tmp.iterdir())  # Ray never started

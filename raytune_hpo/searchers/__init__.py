@@ -26,14 +26,22 @@ from raytune_hpo.searchers._rsa import RSASearch
 from raytune_hpo.searchers._sobol import SobolSearch
 
 
-def _variant_generator(space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None):
-    # Ray's own generator; the space reaches it as the Tuner's param_space.
+def _variant_generator(
+    space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None, max_concurrent=None
+):
+    # Ray's own generator; the space reaches it as the Tuner's param_space. It limits its own
+    # concurrency: Ray ignores the Tuner's max_concurrent_trials for it.
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(points_to_evaluate=points_to_evaluate, random_state=seed)
+    return BasicVariantGenerator(
+        points_to_evaluate=points_to_evaluate,
+        random_state=seed,
+        max_concurrent=max_concurrent or 0,
+    )
 
 
-_RESERVED = ("space", "metric", "mode", "seed")
+# Arguments the runner fills in; a factory that does not take one does not get it.
+_RESERVED = ("space", "metric", "mode", "seed", "max_concurrent")
 
 SEARCHERS: dict[str, Entry] = {
     "random": Entry(

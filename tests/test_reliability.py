@@ -1,0 +1,102 @@
+"""Reliability: the concurrency limit holds for every searcher, and `resume` of a sweep whose
+searcher state is missing or truncated stops with one line instead of hanging."""
+
+import json
+import os
+import time
+
+import pytest
+from ray import tune
+
+from raytune_hpo.run import resume, run_sweep
+from raytune_hpo.spec import SweepSpec, UserError
+
+pytestmark = pytest.mark.integration
+
+
+def make_watcher(where: str):
+    """A trial that stays up to 3 s and reports how many trials it saw running at once."""
+
+    def watcher(config):
+        import uuid
+
+        me = os.path.join(where, uuid.uuid4().hex)
+        open(me, "w").close()
+        most = 1
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and most < 2:
+            most = max(most, len(os.listdir(where)))
+            time.sleep(0.05)
+        os.unlink(me)
+        tune.report({"loss": config["x"], "most": most})
+
+    return watcher
+
+
+@pytest.mark.parametrize("searcher", ["random", "grid", "sobol"])
+def test_max_concurrent_one_runs_one_trial_at_a_time(ray_session, tmp_path, searcher):
+    where = tmp_path / "running"
+    where.mkdir()
+    spec = SweepSpec.from_dict(
+        {
+            "metric": "loss",
+            "mode": "min",
+            "num_samples": 3,
+            "max_concurrent": 1,
+            "searcher": {"name": searcher},
+            "space": {"x": {"type": "float", "low": 0, "high": 1, "grid": [0.1, 0.5, 0.9]}},
+            "storage_path": str(tmp_path / "out"),
+        }
+    )
+    result = run_sweep(spec, trainable=make_watcher(str(where)))
+    assert len(result.table) == 3 and (result.table["status"] == "OK").all()
+    # Two CPUs were free: without the limit a second trial starts within the 3 s.
+    most = [
+        json.loads(line)["most"]
+        for p in (tmp_path / "out").glob("*/*/result.json")
+        for line in p.read_text().splitlines()
+    ]
+    assert most and max(most) == 1, f"{searcher}: {max(most)} trials ran at once"
+
+
+def finished_sweep(tmp_path, searcher="sobol"):
+    (tmp_path / "quick.py").write_text(
+        "from ray import tune\n\ndef quick(config):\n    tune.report({'loss': config['x']})\n"
+    )
+    spec = SweepSpec.from_dict(
+        {
+            "metric": "loss",
+            "mode": "min",
+            "num_samples": 2,
+            "searcher": {"name": searcher},
+            "space": {"x": {"type": "float", "low": 0, "high": 1}},
+            "trainable": {"function": "quick.py:quick"},
+            "storage_path": str(tmp_path / "out"),
+        },
+        base_dir=str(tmp_path),
+    )
+    return run_sweep(spec).path
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+@pytest.mark.parametrize("searcher", ["sobol", "random"])
+def test_resume_without_the_searchers_state_stops_with_one_line(
+    ray_session, tmp_path, damage, searcher
+):
+    exp = finished_sweep(tmp_path, searcher)
+    states = [
+        p for p in os.listdir(exp) if p.startswith(("searcher-state-", "basic-variant-state-"))
+    ]
+    assert states, os.listdir(exp)
+    for name in states:
+        path = os.path.join(exp, name)
+        if damage == "missing":
+            os.unlink(path)
+        else:
+            open(path, "wb").close()  # what a kill during Ray's copy to storage leaves
+    start = time.monotonic()
+    with pytest.raises(UserError) as err:
+        resume(exp)
+    msg = str(err.value)
+    assert "\n" not in msg and "searcher's saved state" in msg and "raytune-hpo run" in msg
+    assert time.monotonic() - start < 30  # no restart, no hang
