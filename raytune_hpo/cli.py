@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -53,12 +55,13 @@ def load_spec(args: argparse.Namespace):
     from raytune_hpo.spec import SpecError, SweepSpec, parse_yaml
 
     if getattr(args, "sweep_env", None):  # a submitted job: the sweep is in the environment
-        import os
-
         text = os.environ.get(args.sweep_env)
         if text is None:
             raise SpecError(f"--sweep-env {args.sweep_env}: no such environment variable")
-        spec = SweepSpec.from_dict(parse_yaml(text, f"${args.sweep_env}"), source="the job")
+        data = parse_yaml(text, f"${args.sweep_env}")
+        # The job's working_dir (the user's code) is the current directory now, but Ray may
+        # remove it under a running driver: take its path now and never look there again.
+        spec = SweepSpec.from_dict(data, source="the job", base_dir=os.getcwd())
     elif args.sweep:
         spec = SweepSpec.from_yaml(args.sweep)
     else:
@@ -84,7 +87,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from raytune_hpo.run import experiment_dir, experiment_name, run_sweep
 
     spec = load_spec(args)
-    plan = assemble(spec)
+    plan = assemble(spec)  # user code is imported (and pickled by value) from here on
+    if args.sweep_env:  # a submitted job: see load_spec
+        os.chdir(tempfile.gettempdir())
     _announce(plan)
     name = experiment_name(spec)
     print(f"Sweep directory (for `raytune-hpo resume`): {experiment_dir(spec, name)}")

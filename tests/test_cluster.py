@@ -240,12 +240,15 @@ def assert_kept(done_before: set[str], resumed: pd.DataFrame) -> None:
 
 
 USER_TRAIN = """
+import time
+
 import helpers
 from ray import tune
 
 
 def train(config):
     for step in range(1, 4):
+        time.sleep(1)  # long enough that two trials run at once, one on each 1-CPU node
         tune.report({"score": helpers.score(config["x"]) + step, "node": helpers.node()})
 """
 USER_HELPERS = """
