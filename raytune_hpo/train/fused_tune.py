@@ -124,7 +124,10 @@ class FusedGroup:
         configs = [self.members[m][0] for m in ids]
         states = [self.members[m][1] for m in ids]
         if configs and str(configs[0].get("device", "auto")) != "cuda":
-            torch.set_num_threads(max(1, round(sum(self.members[m][2] for m in ids))))
+            # The members' whole CPUs, as Ray sets OMP_NUM_THREADS for a trial: more threads
+            # than cores makes a loaded CPU ten times slower, not faster.
+            cpus = int(sum(self.members[m][2] for m in ids))
+            torch.set_num_threads(max(1, min(cpus, os.cpu_count() or 1)))
         trainer = FusedTrainer(configs, states)
         while trainer.members:
             active = [ids[i] for i in trainer.members]
