@@ -29,6 +29,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -118,29 +119,36 @@ def ratio(cfg: dict[str, Any], device: torch.device, pairs: int) -> dict[str, An
 
 
 def options(cfg: dict[str, Any], device: torch.device, variants: dict, rounds: int) -> dict:
-    """fit's images/s with each variant's options against the defaults, runs rotated."""
+    """fit's seconds per epoch with each variant's options against the defaults (epochs 2-3
+    of 3-epoch runs), runs rotated so that load drifts hit all alike."""
     names = ["default", *variants]
     times: dict[str, list[float]] = {k: [] for k in names}
+    errors: dict[str, str] = {}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
+            if name in errors:
+                continue
             stamps: list[float] = []
             run_cfg = {**cfg, **variants.get(name, {}), "epochs": 3, "device": device.type}
-
-            def report(metrics, state, stamps=stamps):
-                _sync(device)
-                stamps.append(time.perf_counter())
-
-            fit(run_cfg, report=report)
+            try:
+                fit(run_cfg, report=lambda m, s, stamps=stamps: stamps.append(_stamp(device)))
+            except Exception as e:  # an option this device cannot run: say so, go on
+                errors[name] = f"{type(e).__name__}: {e}"
+                continue
             times[name].append((stamps[-1] - stamps[0]) / (len(stamps) - 1))
     base = statistics.median(times["default"])
-    return {
-        name: {
+    out: dict[str, Any] = {}
+    for name in names:
+        if name in errors:
+            out[name] = {"options": variants.get(name, {}), "error": errors[name]}
+            continue
+        med = statistics.median(times[name])
+        out[name] = {
             "options": variants.get(name, {}),
-            "s_per_epoch": statistics.median(t),
-            "speedup_vs_default": base / statistics.median(t),
+            "s_per_epoch": med,
+            "speedup_vs_default": base / med,
         }
-        for name, t in times.items()
-    }
+    return out
 
 
 def _tune_throughput(
@@ -244,14 +252,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--quick", action="store_true", help="seconds: 2 epoch pairs, one fused group, no Ray"
     )
     ap.add_argument("--compile", action="store_true", help="also time compile: true (slow)")
+    ap.add_argument(
+        "--counts", help="Tune trial counts, e.g. 1,16 (default: 1,4,8,16 GPU; 1,2,4 CPU)"
+    )
+    ap.add_argument("--epochs", type=int, help="epochs per Tune trial (default: 8 GPU, 10 CPU)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     if cuda and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
-    threads = torch.get_num_threads()
-    if not cuda:
-        torch.set_num_threads(1)  # a trial with one CPU gets one thread; so does the bare loop
     data = CPU_DATA if args.quick or not cuda else CUDA_DATA
     cfg = {**DEFAULTS, **data, "seed": 0, "lr": 1e-3, "batch_size": 32}
     out: dict[str, Any] = {
@@ -266,21 +275,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model": "tinyvgg",
         **data,
     }
-    try:
-        pairs = 2 if args.quick else (12 if cuda else 16)
-        sizes = (32,) if args.quick else (32, 256)
-        out["ratio"] = {f"bs{b}": ratio({**cfg, "batch_size": b}, device, pairs) for b in sizes}
-        out["trainable_vs_bare_ratio_bs32"] = out["ratio"]["bs32"]["ratio"]
-        if not args.quick:
-            out["options"] = options(cfg, device, _variants(cuda, args.compile), 4 if cuda else 6)
-        counts = [2] if args.quick else ([4, 8, 16] if cuda else [2, 4])
-        out["engine"] = engine(cfg, device, counts, epochs=2 if args.quick else 4)
-    finally:
-        torch.set_num_threads(threads)
-    out.update(tune_section(args, cfg, cuda))
     path = Path(args.out) / f"gpu-bench-{device.type}{'-quick' if args.quick else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+
+    def section(key: str, run) -> None:
+        """Run one part; a failure is recorded, not fatal; the JSON is rewritten after each
+        part, so a run cut short (a device time limit) keeps what it measured."""
+        t0 = time.perf_counter()
+        try:
+            out[key] = run()
+        except Exception as e:  # one option or count failing must not lose the others
+            out[key] = {"error": f"{type(e).__name__}: {e}"}
+        print(f"[bench_gpu] {key}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        path.write_text(json.dumps(out, indent=2) + "\n")
+
+    threads = torch.get_num_threads()
+    if not cuda:
+        torch.set_num_threads(1)  # a trial with one CPU gets one thread; so does the bare loop
+    pairs = 2 if args.quick else (12 if cuda else 16)
+    sizes = (32,) if args.quick else (32, 256)
+    section(
+        "ratio", lambda: {f"bs{b}": ratio({**cfg, "batch_size": b}, device, pairs) for b in sizes}
+    )
+    out["trainable_vs_bare_ratio_bs32"] = _ok(out["ratio"]).get("bs32", {}).get("ratio")
+    if not args.quick:
+        variants = _variants(cuda, args.compile)
+        section("options", lambda: options(cfg, device, variants, 4 if cuda else 6))
+    counts = [2] if args.quick else ([4, 8, 16] if cuda else [2, 4])
+    section("engine", lambda: engine(cfg, device, counts, epochs=2 if args.quick else 4))
+    torch.set_num_threads(threads)
+    tune_section(args, cfg, cuda, out, section)
     print_table(out)
     print(f"wrote {path}")
     return out
@@ -301,12 +325,15 @@ def _variants(cuda: bool, compile_: bool) -> dict[str, dict[str, Any]]:
     return variants
 
 
-def tune_section(args, cfg: dict[str, Any], cuda: bool) -> dict[str, Any]:
+def tune_section(args, cfg: dict[str, Any], cuda: bool, out: dict, section) -> None:
     """Packed and fused trials through real Ray Tune runs (not with --quick)."""
-    counts = [] if args.quick else ([1, 4, 8, 16] if cuda else [1, 2, 4])
-    packed: dict[str, Any] = {}
-    fused: dict[str, Any] = {}
-    epochs = 8 if cuda else 10
+    counts = [1, 4, 8, 16] if cuda else [1, 2, 4]
+    if args.counts:
+        counts = [int(c) for c in args.counts.split(",")]
+    counts = [] if args.quick else counts
+    epochs = args.epochs or (8 if cuda else 10)
+    out["packed"] = {"counts": counts, "epochs": epochs, "runs": {}}
+    out["fused"] = {"counts": counts, "epochs": epochs, "runs": {}}
     if counts:
         import ray
 
@@ -329,45 +356,58 @@ def tune_section(args, cfg: dict[str, Any], cuda: bool) -> dict[str, Any]:
         for n in counts:
             # One GPU shared by n trials, or the CPU's 2 cores (n = 1: one core, one thread).
             res = {"cpu": min(1.0, ncpu / n), "gpu": 1 / n if cuda else 0}
-            packed[str(n)] = _tune_throughput(train_cnn, trial_cfg, n, res, storage, n_train)
             fcfg = {**trial_cfg, "fused": n, "fused_wait_s": 60.0}
-            fused[str(n)] = _tune_throughput(train_fused, fcfg, n, res, storage, n_train)
-    return {
-        "packed": {"counts": counts, "epochs": epochs, "runs": packed},
-        "fused": {"counts": counts, "epochs": epochs, "runs": fused},
-        "packed16_images_per_s": packed.get("16", {}).get("images_per_s"),
-        "fused16_images_per_s": fused.get("16", {}).get("images_per_s"),
-        "fused_vs_packed": {
-            n: fused[n]["images_per_s"] / packed[n]["images_per_s"]
-            for n in packed
-            if packed[n]["images_per_s"] and fused[n]["images_per_s"]
-        },
+            for kind, fn, c in (("packed", train_cnn, trial_cfg), ("fused", train_fused, fcfg)):
+
+                def run(fn=fn, c=c, n=n, res=res):
+                    return _tune_throughput(fn, c, n, res, storage, n_train)
+
+                section("_run", run)
+                out[kind]["runs"][str(n)] = out.pop("_run")
+    packed, fused = out["packed"]["runs"], out["fused"]["runs"]
+
+    def ips(runs: dict, n: str) -> float | None:
+        return runs.get(n, {}).get("images_per_s")
+
+    out["packed16_images_per_s"] = ips(packed, "16")
+    out["fused16_images_per_s"] = ips(fused, "16")
+    out["fused_vs_packed"] = {
+        n: ips(fused, n) / ips(packed, n) for n in packed if ips(packed, n) and ips(fused, n)
     }
 
 
 def print_table(out: dict[str, Any]) -> None:
     print(f"bench_gpu on {out['device_name']} ({out['dataset']}, TinyVGG)")
-    rows: list[tuple[str, float | None, float | None]] = []
-    for key, r in out["ratio"].items():
+    rows: list[tuple[str, Any, Any]] = []
+    for key, r in _ok(out.get("ratio")).items():
         rows.append((f"bare loop {key}", r["bare_images_per_s"], None))
         rows.append((f"fit {key} (ratio: fit/bare)", r["fit_images_per_s"], r["ratio"]))
-    for name, r in out.get("options", {}).items():
-        rows.append((f"fit, {name} (vs defaults)", None, r["speedup_vs_default"]))
-    eng = out["engine"]
-    rows.append(("engine: fit, 1 model", eng["fit_1_model_images_per_s"], None))
-    for n in eng["counts"]:
-        r = eng[str(n)]
-        rows.append((f"engine: fused {n} (vs 1 at a time)", r["member_images_per_s"],
-                     r["speedup_vs_fit_one_at_a_time"]))  # fmt: skip
+    for name, r in _ok(out.get("options")).items():
+        rows.append((f"fit, {name} (vs defaults)", None, r.get("speedup_vs_default", "error")))
+    eng = _ok(out.get("engine"))
+    if eng:
+        rows.append(("engine: fit, 1 model", eng["fit_1_model_images_per_s"], None))
+        for n in eng["counts"]:
+            r = eng[str(n)]
+            rows.append((f"engine: fused {n} (vs 1 at a time)", r["member_images_per_s"],
+                         r["speedup_vs_fit_one_at_a_time"]))  # fmt: skip
     for kind in ("packed", "fused"):
         for n, r in out[kind]["runs"].items():
             rel = out["fused_vs_packed"].get(n) if kind == "fused" else None
-            rows.append((f"Tune: {kind} {n} trials, sum", r["images_per_s"], rel))
+            rows.append((f"Tune: {kind} {n} trials, sum", r.get("images_per_s", "error"), rel))
+    for key in ("ratio", "options", "engine"):
+        if "error" in (out.get(key) or {}):
+            rows.append((f"{key}: {out[key]['error'][:60]}", "error", None))
     print(f"{'measure':40s} {'images/s':>10s} {'ratio':>7s}")
     for name, ips, rel in rows:
-        ips_s = f"{ips:10.0f}" if ips else f"{'-':>10s}"
-        rel_s = f"{rel:7.3f}" if rel else ""
+        ips_s = f"{ips:10.0f}" if isinstance(ips, float) else f"{ips or '-':>10}"
+        rel_s = f"{rel:7.3f}" if isinstance(rel, float) else f"{rel or '':>7}"
         print(f"{name:40s} {ips_s} {rel_s}")
+
+
+def _ok(part: Any) -> dict:
+    """A section's results, or {} where it failed or did not run."""
+    return part if isinstance(part, dict) and "error" not in part else {}
 
 
 if __name__ == "__main__":

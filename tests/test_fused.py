@@ -3,6 +3,7 @@ without stopping it, and report to Ray Tune as ordinary trials (real Ray, real T
 
 import copy
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -218,3 +219,15 @@ def test_tune_trials_share_a_group_and_a_stopped_one_leaves_it(ray_session, tmp_
     with results[1e-3].checkpoint.as_directory() as d:
         state = torch.load(f"{d}/state.pt", weights_only=False)
     assert state["epoch"] == 3 and np.isfinite(state["models"][0]["classifier.2.weight"]).all()
+    # The group's actor (detached, so that no trial's exit kills it) ends when all have left.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and fused_groups(ray_session):
+        time.sleep(0.5)
+    assert fused_groups(ray_session) == []
+
+
+def fused_groups(ray):
+    from raytune_hpo.train.fused_tune import NAMESPACE
+
+    named = ray.util.list_named_actors(all_namespaces=True)
+    return [a for a in named if a["namespace"] == NAMESPACE]
