@@ -278,15 +278,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     path = Path(args.out) / f"gpu-bench-{device.type}{'-quick' if args.quick else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    def section(key: str, run) -> None:
-        """Run one part; a failure is recorded, not fatal; the JSON is rewritten after each
-        part, so a run cut short (a device time limit) keeps what it measured."""
+    def section(key: str, run, into: dict | None = None, label: str = "") -> None:
+        """Run one part into ``into[key]`` (default: the top level); a failure is recorded,
+        not fatal; the JSON is rewritten after each part, so a run cut short (a device time
+        limit) keeps what it measured."""
         t0 = time.perf_counter()
+        target = out if into is None else into
         try:
-            out[key] = run()
+            target[key] = run()
         except Exception as e:  # one option or count failing must not lose the others
-            out[key] = {"error": f"{type(e).__name__}: {e}"}
-        print(f"[bench_gpu] {key}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+            target[key] = {"error": f"{type(e).__name__}: {e}"}
+        took = time.perf_counter() - t0
+        print(f"[bench_gpu] {label or key}: {took:.0f} s", file=sys.stderr, flush=True)
         path.write_text(json.dumps(out, indent=2) + "\n")
 
     threads = torch.get_num_threads()
@@ -305,6 +308,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     section("engine", lambda: engine(cfg, device, counts, epochs=2 if args.quick else 4))
     torch.set_num_threads(threads)
     tune_section(args, cfg, cuda, out, section)
+    path.write_text(json.dumps(out, indent=2) + "\n")
     print_table(out)
     print(f"wrote {path}")
     return out
@@ -362,8 +366,7 @@ def tune_section(args, cfg: dict[str, Any], cuda: bool, out: dict, section) -> N
                 def run(fn=fn, c=c, n=n, res=res):
                     return _tune_throughput(fn, c, n, res, storage, n_train)
 
-                section("_run", run)
-                out[kind]["runs"][str(n)] = out.pop("_run")
+                section(str(n), run, into=out[kind]["runs"], label=f"Tune {kind} {n}")
     packed, fused = out["packed"]["runs"], out["fused"]["runs"]
 
     def ips(runs: dict, n: str) -> float | None:

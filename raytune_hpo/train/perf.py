@@ -69,8 +69,7 @@ def resolve_options(
         raise ValueError(f"compile: {compile_!r} not allowed; allowed: true, false")
     cuda = device.type == "cuda"
     notices = []
-    where = "fused trials" if fused else device.type
-    bf16_ok = cuda and torch.cuda.is_bf16_supported()
+    bf16_ok = cuda and amp != "off" and torch.cuda.is_bf16_supported()
     if amp == "bf16" and cuda and not bf16_ok:
         notices.append("amp: bf16 ignored, this GPU does not support bfloat16")
     use_amp = amp == "bf16" and (bf16_ok or not cuda) or amp == "auto" and bf16_ok
@@ -83,7 +82,7 @@ def resolve_options(
     use_cl = not fused and (channels_last is True or channels_last == "auto" and cuda and use_amp)
     use_cl = use_cl and conv
     if graphs is True and not cuda:
-        notices.append(f"cuda_graphs: ignored on {where} (CUDA only)")
+        notices.append(f"cuda_graphs: ignored on {device.type} (CUDA only)")
     small = int(cfg.get("batch_size", 32)) <= GRAPH_MAX_BATCH
     use_graphs = cuda and (graphs is True or graphs == "auto" and small)
     mode = None

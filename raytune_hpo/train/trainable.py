@@ -179,10 +179,10 @@ def fit(config: dict[str, Any], *, report: Report, state: dict[str, Any] | None 
             model = build_model(
                 cfg["model"], in_shape=data.shape, num_classes=data.num_classes, options=cfg
             ).to(device)
+        forward = _forward(model, opts)  # memory format first: the optimizer's state follows
         opt = _optimizer(
             model.parameters(), cfg, cuda=device.type == "cuda", capturable=opts.cuda_graphs
         )
-        forward = _forward(model, opts)
         step = TrainStep(
             forward=forward,
             objective=_cross_entropy,
