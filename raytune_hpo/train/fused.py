@@ -33,7 +33,7 @@ from raytune_hpo.train.trainable import DEFAULTS, DivergedError, _device, _load,
 
 MEMBER_KEYS = ("lr", "weight_decay", "momentum", "dropout", "dropblock", "epochs")
 # Group settings: never part of what members must share.
-GROUP_KEYS = ("fused", "fused_wait_s")
+GROUP_KEYS = ("fused", "fused_wait_s", "fused_lookahead")
 _log = logging.getLogger("raytune_hpo.train")
 
 
@@ -151,7 +151,7 @@ class _Fold:
     def member_states(self, i: int, cfg: dict[str, Any]) -> tuple[dict, dict]:
         """Member ``i``'s model and optimizer state dicts, in ``fit``'s format."""
         tensors = {**self.params, **self.buffers}
-        model_state = {k: tensors[k][i].detach() for k in self.keys}
+        model_state = {k: tensors[k][i].detach().clone() for k in self.keys}
         opt = _optimizer(self.template.parameters(), cfg)
         step, per_param = self.opt.member_state(i)
         counted = self.opt.name in ("adam", "rmsprop")  # the torch optimizers with a step

@@ -102,13 +102,13 @@ class FusedOptimizer:
                 per_param[key] = per_param[key][keep].clone()
 
     def member_state(self, i: int) -> tuple[float, dict[str, dict[str, torch.Tensor]]]:
-        """Member ``i``'s step count and state tensors (views), per parameter name."""
+        """Member ``i``'s step count and state tensors (copies), per parameter name."""
         out: dict[str, dict[str, torch.Tensor]] = {key: {} for key in self.params}
         for field, per_param in self.state.items():
             for key, value in per_param.items():
                 if field == "momentum_buffer" and float(self.momentum[i]) == 0:
                     continue  # torch keeps no buffer without momentum
-                out[key][field] = value[i]
+                out[key][field] = value[i].clone()  # a snapshot: training goes on
         return float(self.step_count[i]), out
 
     def load_member_state(

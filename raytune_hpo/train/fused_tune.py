@@ -6,13 +6,17 @@ device (same node and GPU), its ``group_key`` and its start epoch. The group is 
 (``FusedGroup``) on that node and GPU, created by the first member with no resources of its own:
 its members' shares pay for it. It waits up to ``fused_wait_s`` for ``fused`` members, then
 trains them with ``FusedTrainer`` in lockstep epochs: epoch e starts when every member still in
-the group has asked for it, that is, when Tune let each one continue after epoch e - 1. Each
-trial reports its member's metrics and checkpoint (``fit``'s format) per epoch, so searchers
-and schedulers see N ordinary trials. A trial the scheduler stops (or pauses) leaves the group
-on its way out (``tune.report`` ends the trial's thread with ``SystemExit``); the others go on,
-and the group shrinks its stacked tensors. A paused trial resumes from its checkpoint in a new
-group with the trials resuming at the same epoch (or alone). A member that neither asks nor
-leaves within ``MEMBER_TIMEOUT_S`` is dropped, so a killed trial cannot stall its group.
+the group has asked for epoch e - ``fused_lookahead``. A trial asks for epoch e + 1 once Tune
+has let it continue after epoch e, so with lookahead 0 the group waits for Tune's decisions on
+epoch e - 1, and with lookahead 1 (the default) it trains epoch e while the trials report epoch
+e - 1, hiding Tune's per-report work; a trial stopped after epoch e - 1 was then trained one
+epoch in vain. Each trial reports its member's metrics and checkpoint (``fit``'s format) per
+epoch, so searchers and schedulers see N ordinary trials. A trial the scheduler stops (or
+pauses) leaves the group on its way out (``tune.report`` ends the trial's thread with
+``SystemExit``); the others go on, and the group shrinks its stacked tensors. A paused trial
+resumes from its checkpoint in a new group with the trials resuming at the same epoch (or
+alone). A member that neither asks nor leaves within ``MEMBER_TIMEOUT_S`` is dropped, so a
+killed trial cannot stall its group.
 """
 
 from __future__ import annotations
@@ -39,12 +43,13 @@ _MAX_CONCURRENCY = 256
 class FusedGroup:
     """The actor that trains one group (use through ``train_fused``)."""
 
-    def __init__(self, size: int, wait_s: float) -> None:
-        self.size, self.wait_s = size, wait_s
+    def __init__(self, size: int, wait_s: float, lookahead: int) -> None:
+        self.size, self.wait_s, self.lookahead = size, wait_s, lookahead
         self.cond = threading.Condition()
         self.members: dict[str, tuple[dict, dict | None, float]] = {}
         self.asked: dict[str, int] = {}  # member -> epoch it waits for
-        self.results: dict[str, tuple[int, Any]] = {}
+        self.results: dict[str, dict[int, Any]] = {}  # member -> epoch -> payload
+        self.final: dict[str, int] = {}  # member -> its last epoch (done or failed)
         self.left: set[str] = set()
         self.closed = False
         self.failure: str | None = None
@@ -70,9 +75,9 @@ class FusedGroup:
             self.asked[member] = epoch
             self.cond.notify_all()
             while True:
-                got = self.results.get(member)
-                if got is not None and got[0] >= epoch:
-                    return got[1]
+                got = self.results.get(member, {})
+                if epoch in got:
+                    return got.pop(epoch)
                 if self.failure is not None:
                     return ("error", f"fused group failed: {self.failure}")
                 if self.finished or member in self.left:
@@ -93,11 +98,16 @@ class FusedGroup:
             return list(self.members)
 
     def _barrier(self, active: list[str], epoch: int) -> list[str]:
-        """Wait until each active member asked for ``epoch`` or left; the ones who left."""
+        """Wait until each active member asked for ``epoch - lookahead`` or left; the ones
+        who left. With lookahead 1, epoch e trains while the members report epoch e - 1."""
         with self.cond:
             while True:
                 gone = [m for m in active if m in self.left]
-                waiting = [m for m in active if m not in gone and self.asked.get(m, 0) < epoch]
+                waiting = [
+                    m
+                    for m in active
+                    if m not in gone and self.asked.get(m, 0) < epoch - self.lookahead
+                ]
                 if not waiting:
                     return gone
                 if time.monotonic() - self.delivered_at > MEMBER_TIMEOUT_S:
@@ -139,7 +149,9 @@ class FusedGroup:
             with self.cond:
                 for i, r in out.items():
                     payload = ("error", r) if isinstance(r, Exception) else ("ok", r)
-                    self.results[ids[i]] = (trainer.epoch, payload)
+                    self.results.setdefault(ids[i], {})[trainer.epoch] = payload
+                    if ids[i] not in [ids[j] for j in trainer.members]:
+                        self.final[ids[i]] = trainer.epoch
                 self.delivered_at = time.monotonic()
                 self.cond.notify_all()
 
@@ -147,19 +159,12 @@ class FusedGroup:
         import ray
 
         with self.cond:
-            while not set(self.members) <= self.left | set(self._finished()):
+            while not set(self.members) <= self.left | set(self.final):
                 if time.monotonic() - self.delivered_at > MEMBER_TIMEOUT_S:
                     break
                 self.cond.wait(1.0)
         time.sleep(1.0)  # let the last replies go out
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
-
-    def _finished(self) -> list[str]:
-        return [m for m, (_, (kind, _)) in self.results.items() if kind == "error"] + [
-            m
-            for m, (epoch, (kind, _)) in self.results.items()
-            if kind == "ok" and epoch >= int({**DEFAULTS, **self.members[m][0]}["epochs"])
-        ]
 
 
 def _group_name(config: dict, start_epoch: int, k: int) -> str:
@@ -188,6 +193,7 @@ def _join(member: str, config: dict, state: dict | None):
     ctx = ray.get_runtime_context()
     size = int(config.get("fused", DEFAULTS["fused"]))
     wait_s = float(config.get("fused_wait_s", DEFAULTS["fused_wait_s"]))
+    lookahead = int(config.get("fused_lookahead", DEFAULTS["fused_lookahead"]))
     start = 0 if state is None else int(state["epoch"])
     cpus = float(ctx.get_assigned_resources().get("CPU", 1.0))
     gpus = [str(g) for g in ray.get_gpu_ids()]
@@ -206,7 +212,7 @@ def _join(member: str, config: dict, state: dict | None):
     for k in range(10_000):
         for _attempt in range(3):  # a group that just finished may still hold its name
             group = actor.options(name=_group_name(config, start, k), **options).remote(
-                size, wait_s
+                size, wait_s, lookahead
             )
             try:
                 joined = ray.get(group.join.remote(member, config, state, cpus))

@@ -49,9 +49,10 @@ DEFAULTS: dict[str, Any] = {
     "compile": False,
     "cuda_graphs": "auto",
     # Fused trials (train/fused_tune.py): up to `fused` trials on one device train as one
-    # vmapped model; `train_cnn` ignores both keys, `train_fused` reads them.
+    # vmapped model; `train_cnn` ignores these keys, `train_fused` reads them.
     "fused": 1,
     "fused_wait_s": 10.0,
+    "fused_lookahead": 1,
 }
 _CHECKPOINT_FILE = "state.pt"
 _log = logging.getLogger("raytune_hpo.train")
