@@ -135,6 +135,13 @@ def _assemble(spec: SweepSpec, trainable: Any, local_data: bool) -> Plan:
     check_runtime_env(spec.runtime_env)
     searcher = spec.searcher.name
     scheduler, warnings = bohb.pair(searcher, spec.scheduler.name if spec.scheduler else None)
+    warnings = [*warnings, *contract.warnings(space)]
+    fused = getattr(getattr(contract, "settings", None), "fused", 1)
+    if fused > 1 and (spec.max_concurrent or fused) < fused:
+        warnings.append(
+            f"trainable.fused {fused} with max_concurrent {spec.max_concurrent}: a group's "
+            "members start together only if max_concurrent is at least fused"
+        )
     grid = searcher in GRID_SEARCHERS
     plan = Plan(
         spec=spec,

@@ -70,6 +70,22 @@ class CNNSettings(_Settings):
     f6: int | None = Field(default=None, ge=1)
     width: int | None = Field(default=None, ge=1)
     blocks: int | None = Field(default=None, ge=1)
+    # Speed (train/perf.py says what "auto" picks and why); GPU-only choices are ignored on a
+    # CPU with a one-line notice.
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    channels_last: bool | Literal["auto"] = "auto"
+    compile: bool = False
+    cuda_graphs: bool | Literal["auto"] = "auto"
+    # Fused trials (train/fused_tune.py): up to `fused` trials on one device train as one
+    # vmapped model; fixed settings, not searched.
+    fused: int = Field(default=1, ge=1)
+    fused_wait_s: float = Field(default=10.0, gt=0)
+    fused_lookahead: int = Field(default=1, ge=0, le=1)
+
+
+# Settings a sweep fixes but does not search, and what members of one fused group may differ in.
+NOT_SEARCHED = ("fused", "fused_wait_s", "fused_lookahead", "device")
+FUSED_MAY_DIFFER = ("lr", "weight_decay", "momentum", "dropout", "dropblock", "epochs", "seed")
 
 
 @cache
@@ -112,7 +128,22 @@ class CNNTrainable(TrainableContract):
         return cfg
 
     def check_space(self, space: SearchSpace) -> None:
+        for path in space.params:
+            if path[0] in NOT_SEARCHED:
+                raise ValueError(f"space.{path[0]}: a fixed setting; set it under trainable:")
         check_space_against(CNNSettings, self.fixed_config(), space)
+
+    def warnings(self, space: SearchSpace) -> list[str]:
+        if self.settings.fused <= 1:
+            return []
+        apart = sorted({p[0] for p in space.params} - set(FUSED_MAY_DIFFER))
+        if not apart:
+            return []
+        return [
+            f"trainable.fused {self.settings.fused}: trials that differ in {', '.join(apart)} "
+            "cannot train in one group (only " + ", ".join(FUSED_MAY_DIFFER) + " may differ); "
+            "they form groups of their own"
+        ]
 
     def metrics(self, space: SearchSpace) -> tuple[str, ...]:
         kfold = self.settings.k_folds > 1 or ("k_folds",) in space.params
@@ -132,6 +163,10 @@ class CNNTrainable(TrainableContract):
             raise ValueError(f"trainable.data.root: {problem}")
 
     def function(self):
+        if self.settings.fused > 1:
+            from raytune_hpo.train.fused_tune import train_fused
+
+            return train_fused
         from raytune_hpo.train.trainable import train_cnn
 
         return train_cnn
@@ -145,7 +180,9 @@ __all__ = [
     "BASE_METRICS",
     "DATASETS",
     "KFOLD_METRICS",
+    "FUSED_MAY_DIFFER",
     "MODEL_NAMES",
+    "NOT_SEARCHED",
     "OPTIMIZERS",
     "TORCHVISION",
     "CNNSettings",

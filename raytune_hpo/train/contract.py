@@ -50,6 +50,10 @@ class TrainableContract(ABC):
     def function(self) -> Callable[..., Any] | type:
         """The function or ``Trainable`` class Tune runs."""
 
+    def warnings(self, space: SearchSpace) -> list[str]:
+        """Legal but surprising settings, one line each."""
+        return []
+
     @property
     def reusable(self) -> bool:
         """Whether Tune may reuse a trial's actor for the next trial (a class trainable

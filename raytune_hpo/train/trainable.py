@@ -9,6 +9,7 @@ failed trial. Nothing here runs at import time: Ray workers import this module.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -19,10 +20,12 @@ import torch
 from torch import nn
 
 from raytune_hpo.train.cnn import OPTIMIZERS, defaults
-from raytune_hpo.train.data import ImageData, batches, load_dataset, make_splits
+from raytune_hpo.train.data import ImageData, batches, load_dataset, make_splits, normalised
 from raytune_hpo.train.models import build_model
+from raytune_hpo.train.perf import PerfOptions, TrainStep, autocast, resolve_options
 
 _CHECKPOINT_FILE = "state.pt"
+_log = logging.getLogger("raytune_hpo.train")
 
 
 class DivergedError(RuntimeError):
@@ -38,14 +41,23 @@ def _device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def _optimizer(params, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+def _optimizer(
+    params, cfg: dict[str, Any], *, cuda: bool = False, capturable: bool = False
+) -> torch.optim.Optimizer:
+    """The configured optimizer; on CUDA the fused (one-kernel) implementation, or the
+    capturable one when steps are replayed from a CUDA graph."""
     name, lr, wd = cfg["optimizer"], float(cfg["lr"]), float(cfg["weight_decay"])
+    fast: dict[str, Any] = {"capturable": True} if capturable else {"fused": True} if cuda else {}
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, **fast)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(cfg["momentum"]), weight_decay=wd)
+        fast.pop("capturable", None)  # SGD keeps no step count: graph-safe as it is
+        return torch.optim.SGD(
+            params, lr=lr, momentum=float(cfg["momentum"]), weight_decay=wd, **fast
+        )
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+        fast.pop("fused", None)
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, **fast)
     raise ValueError(f"optimizer: unknown {name!r}; allowed: {', '.join(OPTIMIZERS)}")
 
 
@@ -54,42 +66,62 @@ def _load(cfg: dict[str, Any]) -> ImageData:
     return load_dataset(cfg["dataset"], seed=int(cfg["seed"]), **opts)
 
 
-def _evaluate(model: nn.Module, data: ImageData, index: torch.Tensor) -> tuple[float, float]:
+def _forward(model: nn.Module, opts: PerfOptions) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` in the memory format and compilation ``opts`` ask for, as a function."""
+    if opts.channels_last:
+        model.to(memory_format=torch.channels_last)
+    run = torch.compile(model, mode=opts.compile_mode) if opts.compile_mode else model
+    if opts.channels_last:
+        return lambda x: run(x.contiguous(memory_format=torch.channels_last))
+    return run
+
+
+def _evaluate(
+    model: nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    data: ImageData,
+    index: torch.Tensor,
+    opts: PerfOptions,
+    images: torch.Tensor | None,
+) -> tuple[float, float]:
     model.eval()
     loss = torch.zeros((), device=data.images.device)
     correct = torch.zeros((), device=data.images.device)
-    with torch.no_grad():
-        for x, y in batches(data, index, batch_size=1024):
-            out = model(x)
-            loss += nn.functional.cross_entropy(out, y, reduction="sum")
+    with torch.no_grad(), autocast(opts, data.images.device):
+        for x, y in batches(data, index, batch_size=1024, images=images):
+            out = forward(x)
+            loss += nn.functional.cross_entropy(out.float(), y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
     n = len(index)
     return float(loss) / n, float(correct) / n
 
 
 def _train_epoch(
+    step: TrainStep,
     model: nn.Module,
-    opt: torch.optim.Optimizer,
     data: ImageData,
     index: torch.Tensor,
     cfg: dict[str, Any],
     gen: torch.Generator,
+    images: torch.Tensor | None,
 ) -> tuple[float, float]:
     model.train()
-    loss_sum = torch.zeros((), device=data.images.device)
-    correct = torch.zeros((), device=data.images.device)
     for x, y in batches(
-        data, index, batch_size=int(cfg["batch_size"]), gen=gen, augmentation=bool(cfg["augment"])
+        data,
+        index,
+        batch_size=int(cfg["batch_size"]),
+        gen=gen,
+        augmentation=bool(cfg["augment"]),
+        images=images,
     ):
-        out = model(x)
-        loss = nn.functional.cross_entropy(out, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.detach() * len(y)  # one host sync per epoch, not per batch
-        correct += (out.detach().argmax(1) == y).sum()
-    n = len(index)
+        step(x, y)
+    loss_sum, correct, n = step.epoch_metrics()  # the epoch's one host sync
     return float(loss_sum) / n, float(correct) / n
+
+
+def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    loss = nn.functional.cross_entropy(out, y)
+    return loss, loss
 
 
 def fit(config: dict[str, Any], *, report: Report, state: dict[str, Any] | None = None) -> None:
@@ -98,6 +130,9 @@ def fit(config: dict[str, Any], *, report: Report, state: dict[str, Any] | None 
     cfg = {**defaults(), **config}
     seed = int(cfg["seed"])
     device = _device(str(cfg["device"]))
+    opts, notices = resolve_options(cfg, device)
+    for notice in notices:
+        _log.warning(notice)
     torch.manual_seed(seed)  # dropout / DropBlock masks in this trial's process
     data = _load(cfg)
     splits = make_splits(
@@ -107,6 +142,7 @@ def fit(config: dict[str, Any], *, report: Report, state: dict[str, Any] | None 
         seed=seed,
     )
     data = data.to(device)
+    images = normalised(data)
     folds = []
     for i, (tr, va) in enumerate(splits):
         with torch.random.fork_rng(devices=[]):
@@ -114,14 +150,25 @@ def fit(config: dict[str, Any], *, report: Report, state: dict[str, Any] | None 
             model = build_model(
                 cfg["model"], in_shape=data.shape, num_classes=data.num_classes, options=cfg
             ).to(device)
-        opt = _optimizer(model.parameters(), cfg)
+        forward = _forward(model, opts)  # memory format first: the optimizer's state follows
+        opt = _optimizer(
+            model.parameters(), cfg, cuda=device.type == "cuda", capturable=opts.cuda_graphs
+        )
+        step = TrainStep(
+            forward=forward,
+            objective=_cross_entropy,
+            opt_step=opt.step,
+            zero_grad=lambda opt=opt: opt.zero_grad(set_to_none=True),
+            opts=opts,
+            device=device,
+        )
         idx = (torch.as_tensor(tr, device=device), torch.as_tensor(va, device=device))
-        folds.append((model, opt, *idx))
+        folds.append((model, opt, *idx, forward, step))
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     start = 1
     if state is not None:
-        for (model, opt, _, _), ms, os_ in zip(
+        for (model, opt, *_), ms, os_ in zip(
             folds, state["models"], state["optimizers"], strict=True
         ):
             model.load_state_dict(ms)
@@ -134,9 +181,9 @@ def fit(config: dict[str, Any], *, report: Report, state: dict[str, Any] | None 
 
     for epoch in range(start, int(cfg["epochs"]) + 1):
         per_fold = []
-        for model, opt, tr, va in folds:
-            train_loss, train_acc = _train_epoch(model, opt, data, tr, cfg, gen)
-            val_loss, val_acc = _evaluate(model, data, va)
+        for model, _, tr, va, forward, step in folds:
+            train_loss, train_acc = _train_epoch(step, model, data, tr, cfg, gen, images)
+            val_loss, val_acc = _evaluate(model, forward, data, va, opts, images)
             per_fold.append((train_loss, train_acc, val_loss, val_acc))
         arr = np.asarray(per_fold)
         if not np.isfinite(arr[:, [0, 2]]).all():

@@ -1,0 +1,257 @@
+"""Fused trials under Ray Tune: each Tune trial is one member of a fused group.
+
+``train_fused(config)`` is a function trainable like ``train_cnn``. A trial holds its usual
+resources (e.g. 1/16 GPU) but does not train: it joins the group of the trials that share its
+device (same node and GPU), its ``group_key`` and its start epoch. The group is a named Ray actor
+(``FusedGroup``) on that node and GPU, created by the first member with no resources of its own:
+its members' shares pay for it. It waits up to ``fused_wait_s`` for ``fused`` members, then
+trains them with ``FusedTrainer`` in lockstep epochs: epoch e starts when every member still in
+the group has asked for epoch e - ``fused_lookahead``. A trial asks for epoch e + 1 once Tune
+has let it continue after epoch e, so with lookahead 0 the group waits for Tune's decisions on
+epoch e - 1, and with lookahead 1 (the default) it trains epoch e while the trials report epoch
+e - 1, hiding Tune's per-report work; a trial stopped after epoch e - 1 was then trained one
+epoch in vain. Each trial reports its member's metrics and checkpoint (``fit``'s format) per
+epoch, so searchers and schedulers see N ordinary trials. A trial the scheduler stops (or
+pauses) leaves the group on its way out (``tune.report`` ends the trial's thread with
+``SystemExit``); the others go on, and the group shrinks its stacked tensors. A paused trial
+resumes from its checkpoint in a new group with the trials resuming at the same epoch (or
+alone). A member that neither asks nor leaves within ``MEMBER_TIMEOUT_S`` is dropped, so a
+killed trial cannot stall its group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import tempfile
+import threading
+import time
+import traceback
+from typing import Any
+
+import torch
+
+from raytune_hpo.train.cnn import defaults
+from raytune_hpo.train.trainable import _CHECKPOINT_FILE, DivergedError
+
+NAMESPACE = "raytune_hpo_fused"
+MEMBER_TIMEOUT_S = 600.0
+_MAX_CONCURRENCY = 256
+
+
+class FusedGroup:
+    """The actor that trains one group (use through ``train_fused``)."""
+
+    def __init__(self, size: int, wait_s: float, lookahead: int) -> None:
+        self.size, self.wait_s, self.lookahead = size, wait_s, lookahead
+        self.cond = threading.Condition()
+        self.members: dict[str, tuple[dict, dict | None, float]] = {}
+        self.asked: dict[str, int] = {}  # member -> epoch it waits for
+        self.results: dict[str, dict[int, Any]] = {}  # member -> epoch -> payload
+        self.final: dict[str, int] = {}  # member -> its last epoch (done or failed)
+        self.left: set[str] = set()
+        self.closed = False
+        self.failure: str | None = None
+        self.finished = False
+        self.delivered_at = time.monotonic()
+        self.thread: threading.Thread | None = None
+
+    def join(self, member: str, config: dict, state: dict | None, cpus: float) -> bool:
+        with self.cond:
+            if self.closed or len(self.members) >= self.size:
+                return False
+            self.members[member] = (config, state, cpus)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, daemon=True)
+                self.thread.start()
+            self.cond.notify_all()
+            return True
+
+    def next(self, member: str, epoch: int) -> tuple[str, Any]:
+        """Block until ``member``'s result for ``epoch``: ("ok", (metrics, state)),
+        ("error", exception) or ("done", None)."""
+        with self.cond:
+            self.asked[member] = epoch
+            self.cond.notify_all()
+            while True:
+                got = self.results.get(member, {})
+                if epoch in got:
+                    return got.pop(epoch)
+                if self.failure is not None:
+                    return ("error", f"fused group failed: {self.failure}")
+                if self.finished or member in self.left:
+                    return ("error", f"fused group trains no epoch {epoch} for this trial")
+                self.cond.wait(1.0)
+
+    def leave(self, member: str) -> None:
+        with self.cond:
+            self.left.add(member)
+            self.cond.notify_all()
+
+    def _wait_for_members(self) -> list[str]:
+        deadline = time.monotonic() + self.wait_s
+        with self.cond:
+            while len(self.members) < self.size and time.monotonic() < deadline:
+                self.cond.wait(max(0.0, deadline - time.monotonic()))
+            self.closed = True
+            return list(self.members)
+
+    def _barrier(self, active: list[str], epoch: int) -> list[str]:
+        """Wait until each active member asked for ``epoch - lookahead`` or left; the ones
+        who left. With lookahead 1, epoch e trains while the members report epoch e - 1."""
+        with self.cond:
+            while True:
+                gone = [m for m in active if m in self.left]
+                waiting = [
+                    m
+                    for m in active
+                    if m not in gone and self.asked.get(m, 0) < epoch - self.lookahead
+                ]
+                if not waiting:
+                    return gone
+                if time.monotonic() - self.delivered_at > MEMBER_TIMEOUT_S:
+                    self.left.update(waiting)
+                    continue
+                self.cond.wait(1.0)
+
+    def _run(self) -> None:
+        try:
+            self._train()
+        except Exception:  # the whole group failed (e.g. out of memory): tell every member
+            with self.cond:
+                self.failure = traceback.format_exc(limit=5)
+                self.cond.notify_all()
+        with self.cond:
+            self.finished = True
+            self.cond.notify_all()
+        self._exit_when_left()
+
+    def _train(self) -> None:
+        from raytune_hpo.train.fused import FusedTrainer
+
+        ids = self._wait_for_members()
+        configs = [self.members[m][0] for m in ids]
+        states = [self.members[m][1] for m in ids]
+        if configs and str(configs[0].get("device", "auto")) != "cuda":
+            # The members' whole CPUs, as Ray sets OMP_NUM_THREADS for a trial: more threads
+            # than cores makes a loaded CPU ten times slower, not faster.
+            cpus = int(sum(self.members[m][2] for m in ids))
+            torch.set_num_threads(max(1, min(cpus, os.cpu_count() or 1)))
+        trainer = FusedTrainer(configs, states)
+        while trainer.members:
+            active = [ids[i] for i in trainer.members]
+            gone = self._barrier(active, trainer.epoch + 1)
+            trainer.remove([ids.index(m) for m in gone])
+            if not trainer.members:
+                break
+            out = trainer.train_epoch()
+            with self.cond:
+                for i, r in out.items():
+                    payload = ("error", r) if isinstance(r, Exception) else ("ok", r)
+                    self.results.setdefault(ids[i], {})[trainer.epoch] = payload
+                    if ids[i] not in [ids[j] for j in trainer.members]:
+                        self.final[ids[i]] = trainer.epoch
+                self.delivered_at = time.monotonic()
+                self.cond.notify_all()
+
+    def _exit_when_left(self) -> None:
+        import ray
+
+        with self.cond:
+            while not set(self.members) <= self.left | set(self.final):
+                if time.monotonic() - self.delivered_at > MEMBER_TIMEOUT_S:
+                    break
+                self.cond.wait(1.0)
+        time.sleep(1.0)  # let the last replies go out
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+
+def _group_name(config: dict, start_epoch: int, k: int) -> str:
+    import ray
+
+    from raytune_hpo.train.fused import group_key
+
+    ctx = ray.get_runtime_context()
+    where = f"{ctx.get_job_id()}|{ctx.get_node_id()}|{ray.get_gpu_ids()}|{start_epoch}"
+    digest = hashlib.sha1((where + group_key(config)).encode()).hexdigest()[:16]
+    return f"fused-{digest}-{k}"
+
+
+@functools.lru_cache(maxsize=1)
+def _actor_class():
+    import ray
+
+    return ray.remote(FusedGroup)
+
+
+def _join(member: str, config: dict, state: dict | None):
+    """The handle of the open group for this trial, created if need be."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ctx = ray.get_runtime_context()
+    size = int(config.get("fused", defaults()["fused"]))
+    wait_s = float(config.get("fused_wait_s", defaults()["fused_wait_s"]))
+    lookahead = int(config.get("fused_lookahead", defaults()["fused_lookahead"]))
+    start = 0 if state is None else int(state["epoch"])
+    cpus = float(ctx.get_assigned_resources().get("CPU", 1.0))
+    gpus = [str(g) for g in ray.get_gpu_ids()]
+    options: dict[str, Any] = {
+        "namespace": NAMESPACE,
+        "lifetime": "detached",  # outlives the trial that created it; exits when all left
+        "get_if_exists": True,
+        "num_cpus": 0,
+        "num_gpus": 0,
+        "max_concurrency": _MAX_CONCURRENCY,
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(ctx.get_node_id(), soft=False),
+    }
+    if gpus:  # the group uses the GPU its members were given
+        options["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ",".join(gpus)}}
+    actor = _actor_class()
+    for k in range(10_000):
+        for _attempt in range(3):  # a group that just finished may still hold its name
+            group = actor.options(name=_group_name(config, start, k), **options).remote(
+                size, wait_s, lookahead
+            )
+            try:
+                joined = ray.get(group.join.remote(member, config, state, cpus))
+                break
+            except ray.exceptions.RayActorError:
+                time.sleep(0.5)
+        else:
+            continue
+        if joined:
+            return group
+    raise RuntimeError("fused: found no group to join")
+
+
+def train_fused(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: this trial's member of a fused group; reports like
+    ``train_cnn`` (plus ``fused_members``, the group's size that epoch)."""
+    import ray
+    from ray import tune
+
+    state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = torch.load(os.path.join(d, _CHECKPOINT_FILE), weights_only=False)
+    member = tune.get_context().get_trial_id()
+    group = _join(member, config, state)
+    epoch = 1 if state is None else int(state["epoch"]) + 1
+    last = int({**defaults(), **config}["epochs"])
+    try:
+        while epoch <= last:
+            kind, payload = ray.get(group.next.remote(member, epoch))
+            if kind == "error":
+                raise payload if isinstance(payload, DivergedError) else RuntimeError(payload)
+            metrics, new_state = payload
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(new_state, os.path.join(d, _CHECKPOINT_FILE))
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            epoch += 1
+    finally:
+        with contextlib.suppress(Exception):  # a group that is gone has no one to leave
+            ray.get(group.leave.remote(member), timeout=10)
