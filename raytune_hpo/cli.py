@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def _fail(msg: str) -> int:
@@ -92,7 +94,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         os.chdir(tempfile.gettempdir())
     _announce(plan)
     name = experiment_name(spec)
-    print(f"Sweep directory (for `raytune-hpo resume`): {experiment_dir(spec, name)}")
+    args._sweep_dir = experiment_dir(spec, name)
+    print(f"Sweep directory (for `raytune-hpo resume`): {args._sweep_dir}")
     start = time.perf_counter()
     result = run_sweep(spec, address=args.address, name=name, plan=plan)
     return _summarise(result, spec, time.perf_counter() - start, args.top)
@@ -104,6 +107,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from raytune_hpo.run import resume
 
     spec = read_spec_copy(args.dir)
+    args._sweep_dir = args.dir
     _announce(assemble(spec), verb="resuming")
     start = time.perf_counter()
     result = resume(args.dir, address=args.address)
@@ -327,6 +331,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except UserError as e:  # a user mistake: one line, exit 2, nothing started
         return _fail(" ".join(str(e).split()))
+    except KeyboardInterrupt as e:  # Ctrl-C: Ray Tune saved the state (the 2nd stops at once)
+        from raytune_hpo.run import Interrupted
+
+        where = e.path if isinstance(e, Interrupted) else getattr(args, "_sweep_dir", None)
+        how = f"; continue it with: raytune-hpo resume {where}" if where else ""
+        print(f"raytune-hpo: interrupted{how}", file=sys.stderr, flush=True)
+        # Shutting Ray down takes a moment; another Ctrl-C ends the process at once.
+        signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

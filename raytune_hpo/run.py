@@ -9,6 +9,8 @@ Results land in ``<storage>/<name>-<time>/`` next to Ray's experiment files: ``r
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -122,8 +124,8 @@ def run_sweep(
     from raytune_hpo.metric_check import MetricCheck
 
     check = MetricCheck(spec.metric)
-    grid = build_tuner(plan, name, stopper=check).fit()
-    return _finish(grid, plan, check)
+    grid, interrupted = _fit(build_tuner(plan, name, stopper=check))
+    return _finish(grid, plan, check, interrupted)
 
 
 def resume(
@@ -148,7 +150,8 @@ def resume(
     check_searcher_state(Path(where))
     init_ray(address, num_cpus, (spec.runtime_env or {}).get("env_vars"))
     tuner = tune.Tuner.restore(where, trainable=plan.tune_trainable(), resume_errored=False)
-    return _finish(tuner.fit(), plan, None)
+    grid, interrupted = _fit(tuner)
+    return _finish(grid, plan, None, interrupted)
 
 
 # What Ray's search algorithms save next to the experiment state (their CKPT_FILE_TMPL).
@@ -186,7 +189,35 @@ def check_searcher_state(exp: Path) -> None:
         ) from None
 
 
-def _finish(grid, plan: Plan, check) -> SweepResult:
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C ended the sweep; Ray saved its state, so ``resume(path)`` continues it."""
+
+    def __init__(self, path: str, result: SweepResult | None = None) -> None:
+        super().__init__(path)
+        self.path, self.result = path, result
+
+
+def _fit(tuner) -> tuple[Any, bool]:
+    """``tuner.fit()`` and whether a Ctrl-C ended it. Ray Tune catches the first SIGINT itself
+    (it saves the experiment state and returns normally) and then puts back the handler it
+    found: ours, which turns a second Ctrl-C into KeyboardInterrupt at once. So the handler in
+    place after fit tells whether Tune saw a SIGINT."""
+    if threading.current_thread() is not threading.main_thread():
+        return tuner.fit(), False
+
+    def second(sig, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, second)
+    try:
+        grid = tuner.fit()
+    finally:
+        interrupted = signal.getsignal(signal.SIGINT) is second
+        signal.signal(signal.SIGINT, previous)
+    return grid, interrupted
+
+
+def _finish(grid, plan: Plan, check, interrupted: bool = False) -> SweepResult:
     if check is not None and (error := check.error(plan)) is not None:
         raise error
     spec = plan.spec
@@ -195,10 +226,14 @@ def _finish(grid, plan: Plan, check) -> SweepResult:
     if "://" not in str(path):
         path.mkdir(parents=True, exist_ok=True)
         table.to_csv(path / RESULTS_CSV, index=False)
-    return SweepResult(str(path), table, spec.metric, spec.mode)
+    result = SweepResult(str(path), table, spec.metric, spec.mode)
+    if interrupted:
+        raise Interrupted(str(path), result)
+    return result
 
 
 __all__ = [
+    "Interrupted",
     "build_tuner",
     "experiment_dir",
     "experiment_name",

@@ -30,10 +30,27 @@ def start_run(sweep: Path, storage: Path, tmp: Path, *extra: str) -> subprocess.
     )
 
 
-def results_reported(exp: Path) -> int:
-    """Epoch results written so far, over all trials of the experiment."""
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 240):
+    """Poll ``condition()`` until it is truthy (its value is returned); fail if ``proc`` ends
+    first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended first (rc {proc.returncode})")
+        time.sleep(0.2)
+    raise AssertionError("the sweep made no progress in time")
+
+
+def results_reported(where: Path) -> int:
+    """Epoch results written so far, over all trials of the experiment (or of every
+    experiment under a storage path)."""
     n = 0
-    for f in glob.glob(str(exp / "*" / "result.json")):
+    files = glob.glob(str(where / "*" / "result.json"))
+    files += glob.glob(str(where / "*" / "*" / "result.json"))
+    for f in files:
         with open(f) as fh:
             n += sum(1 for line in fh if line.strip())
     return n

@@ -100,3 +100,61 @@ def test_resume_without_the_searchers_state_stops_with_one_line(
     msg = str(err.value)
     assert "\n" not in msg and "searcher's saved state" in msg and "raytune-hpo run" in msg
     assert time.monotonic() - start < 30  # no restart, no hang
+
+
+SLOW_SWEEP = {
+    "name": "ctrlc",
+    "num_samples": 6,
+    "max_concurrent": 2,
+    "searcher": {"name": "sobol"},
+    "space": {"lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}},
+    "trainable": {"model": "mlp", "epochs": 6},
+}
+
+
+def test_ctrl_c_saves_the_sweep_and_says_how_to_resume(ray_session, tmp_path):
+    import signal
+
+    import yaml
+    from sweep_procs import results_reported, start_run, wait_for
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(SLOW_SWEEP))
+    storage = tmp_path / "out"
+    proc = start_run(path, storage, tmp_path)
+    exp = wait_for(lambda: results_reported(storage) >= 4 and storage, proc)
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait(timeout=300)
+    log = (tmp_path / "driver.log").read_text()
+    (exp,) = storage.iterdir()
+    assert rc == 130, log[-3000:]
+    assert f"raytune-hpo: interrupted; continue it with: raytune-hpo resume {exp}" in log
+    assert "Traceback" not in log
+    result = resume(exp)  # the saved state continues: every trial ends, none twice
+    assert len(result.table) == 6 and (result.table["epochs"] == 6).all()
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    import signal
+
+    import yaml
+    from sweep_procs import kill_group, results_reported, start_run, wait_for
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(SLOW_SWEEP))
+    storage = tmp_path / "out"
+    proc = start_run(path, storage, tmp_path)
+    try:
+        wait_for(lambda: results_reported(storage) >= 1, proc)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # the second Ctrl-C of an impatient user
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        rc = proc.wait(timeout=120)
+        took = time.monotonic() - start
+    finally:
+        kill_group(proc)
+    log = (tmp_path / "driver.log").read_text()
+    assert rc == 130, log[-3000:]
+    assert "raytune-hpo: interrupted" in log and "Traceback" not in log
+    assert took < 60, f"{took:.0f} s after the second Ctrl-C"
