@@ -213,6 +213,8 @@ def _check_built(plan: Plan) -> None:
             msg = str(e)
             sep = ": " if msg.startswith("unknown") else "."
             raise ValueError(f"{section}{sep}{msg}") from None
+        except (AssertionError, TypeError) as e:  # a library's own check of its arguments
+            raise ValueError(f"{section}: {plan.spec.model_dump()[section]} refused: {e}") from None
     if plan.max_t is None and "max_t" in SCHEDULERS[plan.scheduler_name].option_names():
         options = plan.spec.scheduler.options if plan.spec.scheduler else {}
         if "max_t" not in options:

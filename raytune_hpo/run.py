@@ -8,6 +8,7 @@ Results land in ``<storage>/<name>-<time>/`` next to Ray's experiment files: ``r
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -35,6 +36,7 @@ def init_ray(
     # Every epoch checkpoints (num_to_keep=2 forces a state snapshot, which is what makes a
     # sweep resumable at any moment); Ray warns about that on every fast epoch otherwise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    quiet()
     if ray.is_initialized():
         return
     if address:
@@ -47,6 +49,20 @@ def init_ray(
             log_to_driver=False,
             runtime_env=runtime_env,
         )
+
+
+# Ray's lines that tell our user nothing on every local run: the notice that token
+# authentication is on (it is, and stays on), and where the result files were written (the
+# summary says). Ray's warnings stay.
+_QUIET = {
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,
+    "ray.tune.tune": logging.WARNING,
+}
+
+
+def quiet() -> None:
+    for name, level in _QUIET.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def experiment_name(spec: SweepSpec) -> str:

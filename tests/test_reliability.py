@@ -158,3 +158,35 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
     assert rc == 130, log[-3000:]
     assert "raytune-hpo: interrupted" in log and "Traceback" not in log
     assert took < 60, f"{took:.0f} s after the second Ctrl-C"
+
+
+def test_a_local_run_says_what_matters_and_no_more(tmp_path):
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    sweep = {
+        "num_samples": 1,
+        "searcher": {"name": "pso"},
+        "scheduler": {"name": "asha"},  # a real warning: mixed budgets
+        "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
+        "trainable": {"model": "mlp", "epochs": 1},
+        "storage_path": str(tmp_path / "out"),
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="rq", dir="/tmp")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "raytune_hpo.cli", "run", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Token authentication is enabled" not in proc.stderr
+    assert "Wrote the latest version of all result files" not in proc.stderr
+    assert "raytune-hpo: warning: searcher pso under scheduler asha" in proc.stderr
+    assert "Best configuration" in proc.stdout

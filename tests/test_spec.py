@@ -249,6 +249,7 @@ def test_custom_searcher_under_asha_warns_about_mixed_budgets():
     "scheduler, message",
     [
         ({"name": "hyperband", "reduction_factor": 1}, "reduction_factor: must be > 1"),
+        ({"name": "asha", "grace_period": 20}, "grace_period: 20 is more than max_t 10"),
         ({"name": "median", "threshold": "high"}, "threshold: must be a number"),
         ({"name": "median", "threshold_metric": "val_accuracy"}, "allowed: val_loss, train_loss"),
         ({"name": "median", "window": 0}, "window: must be a number >= 1"),

@@ -28,6 +28,11 @@ def _asha(metric=None, mode=None, *, grace_period=1, reduction_factor=2, bracket
     _positive("grace_period", grace_period)
     _reduction("reduction_factor", reduction_factor)
     _budget(max_t)
+    if max_t is not None and grace_period > max_t:
+        raise ValueError(
+            f"grace_period: {grace_period} is more than max_t {max_t} (the epochs a trial "
+            "runs); lower it, or raise the epochs"
+        )
     return ASHAScheduler(
         time_attr=TIME_ATTR,
         metric=metric,
