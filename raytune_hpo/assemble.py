@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from raytune_hpo import bohb
+import raytune_hpo.bohb as bohb
 from raytune_hpo.spec import SpecError, SweepSpec
 from raytune_hpo.train.contract import TrainableContract
 

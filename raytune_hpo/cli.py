@@ -156,7 +156,7 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from raytune_hpo import jobs
+    import raytune_hpo.jobs as jobs
     from raytune_hpo.assemble import assemble
 
     spec = load_spec(args)
@@ -172,14 +172,14 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from raytune_hpo import jobs
+    import raytune_hpo.jobs as jobs
 
     print(json.dumps(jobs.status(args.job, address=args.address), indent=2))
     return 0
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    from raytune_hpo import jobs
+    import raytune_hpo.jobs as jobs
 
     if args.follow:
         info = jobs.follow(args.job, address=args.address)
@@ -190,7 +190,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    from raytune_hpo import jobs
+    import raytune_hpo.jobs as jobs
 
     stopped = jobs.stop(args.job, address=args.address)
     print(f"job {args.job}: {'stopping' if stopped else 'already finished'}")
@@ -198,7 +198,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from raytune_hpo import jobs
+    import raytune_hpo.jobs as jobs
 
     rows = jobs.list_jobs(address=args.address)
     print(format_table(pd.DataFrame(rows)) if rows else "(no jobs)")
@@ -206,9 +206,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from raytune_hpo.study import StudySpec, compare
+    from raytune_hpo.study import StudySpec, check, compare
 
-    study = StudySpec.from_yaml(args.study)
+    study = check(StudySpec.from_yaml(args.study))
     out = args.out or f"{study.name}-study"
     runs = len(study.problems) * len(study.methods) * study.repetitions
     print(f"study {study.name!r}: {runs} runs of {study.budget} trials -> {out}")
@@ -226,7 +226,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_searchers(args: argparse.Namespace) -> int:
-    from raytune_hpo import load
+    import raytune_hpo.load as load
     from raytune_hpo.schedulers import SCHEDULERS
     from raytune_hpo.searchers import SEARCHERS, plugin_entry
 

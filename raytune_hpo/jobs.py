@@ -70,12 +70,10 @@ def runtime_env(spec: SweepSpec) -> dict:
     in an environment variable and, when it names user code by file, the sweep file's
     directory as ``working_dir`` (Ray leaves out what ``.gitignore``/``.rayignore`` and
     ``runtime_env.excludes`` exclude), so every node imports the same code."""
-    import raytune_hpo
-
     env = dict(spec.runtime_env or {})
     data = yaml.safe_load(spec.to_yaml())
     data.pop("code_dir", None)  # on the cluster the code is the job's working_dir
-    env["py_modules"] = [str(Path(raytune_hpo.__file__).parent)]
+    env["py_modules"] = [str(Path(__file__).parent)]  # this package
     env["env_vars"] = {
         **env.get("env_vars", {}),
         "PYTHONUNBUFFERED": "1",

@@ -169,7 +169,7 @@ class ResourcesSpec(Strict):
 
 class SweepSpec(Strict):
     """A sweep file. ``trainable`` is the trainable's section: the built-in CNN's settings
-    (see ``raytune_hpo.train.cnn``), or ``function`` + ``config`` for a user's trainable;
+    (see ``raytune_hpo.train.settings``), or ``function`` + ``config`` for a user's trainable;
     ``scheduler`` None means FIFO, or BOHB's own for searcher ``bohb`` (``raytune_hpo.bohb``)."""
 
     name: str = Field(default="sweep", pattern=r"^[A-Za-z0-9_.-]+$")

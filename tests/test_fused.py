@@ -10,9 +10,9 @@ import pytest
 import torch
 from torchvision.ops import DropBlock2d
 
-from raytune_hpo.train.cnn import defaults
 from raytune_hpo.train.fused import FusedTrainer, MemberDropBlock, MemberDropout
 from raytune_hpo.train.fused_optim import FusedOptimizer
+from raytune_hpo.train.settings import defaults
 from raytune_hpo.train.trainable import DivergedError, _optimizer, fit
 
 # No dropout: without random masks a member must match its lone run up to float rounding.

@@ -50,15 +50,15 @@ def test_the_shipped_quickstart_equals_the_example_copy():
 
 @pytest.mark.parametrize("name", sorted(os.listdir(STUDIES)))
 def test_every_shipped_study_is_valid(name):
-    from raytune_hpo.study import StudySpec
+    from raytune_hpo.study import StudySpec, check
 
-    study = StudySpec.from_yaml(os.path.join(STUDIES, name))
+    study = check(StudySpec.from_yaml(os.path.join(STUDIES, name)))
     assert study.repetitions >= 1 and study.methods
 
 
 @pytest.mark.parametrize("name", sorted(os.listdir(SPECS)))
 def test_every_shipped_spec_is_valid_when_its_data_is_present(tmp_path, name):
-    from raytune_hpo.train.cnn import TORCHVISION
+    from raytune_hpo.train.settings import TORCHVISION
 
     data = load(name)
     dataset = data.get("trainable", {}).get("dataset")
@@ -276,7 +276,7 @@ def test_bad_model_based_searcher_options_name_the_field(searcher, message):
 
 
 def test_the_readme_documents_every_setting_of_the_builtin_trainable():
-    from raytune_hpo.train.cnn import CNNSettings, DataSettings
+    from raytune_hpo.train.settings import CNNSettings, DataSettings
 
     with open(os.path.join(os.path.dirname(__file__), "..", "README.md")) as f:
         readme = f.read()

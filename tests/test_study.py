@@ -12,7 +12,7 @@ from scipy import stats
 
 from raytune_hpo.cli import main
 from raytune_hpo.spec import SpecError
-from raytune_hpo.study import StudySpec, analysis, compare, load_study
+from raytune_hpo.study import StudySpec, analysis, check, compare, load_study
 from raytune_hpo.study.functions import make_problem
 
 METHODS = [
@@ -29,7 +29,7 @@ def study(**over):
         "repetitions": 3,
         "budget": 30,
     }
-    return StudySpec.from_dict({**base, **over})
+    return check(StudySpec.from_dict({**base, **over}))
 
 
 @pytest.mark.parametrize(

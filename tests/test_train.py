@@ -166,3 +166,9 @@ def test_resume_from_state_continues_exactly():
 def test_diverging_trial_raises_diverged():
     with pytest.raises(DivergedError, match="diverged at epoch 1"):
         run_fit({"epochs": 3, "lr": 1e6, "optimizer": "sgd", "model": "mlp"})
+
+
+def test_model_names_of_the_settings_are_the_models_built():
+    from raytune_hpo.train.settings import MODEL_NAMES
+
+    assert tuple(MODELS) == MODEL_NAMES

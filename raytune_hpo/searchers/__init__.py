@@ -111,7 +111,7 @@ GRID_SEARCHERS = frozenset({"grid"})
 def searcher_entry(name: str, *, base_dir: str | None = None) -> Entry:
     """The registry entry of a built-in name, a ``FILE.py:Class`` / ``module:Class`` reference
     or an entry-point name; ValueError (naming ``searcher``) when there is none."""
-    from raytune_hpo import load
+    import raytune_hpo.load as load
 
     if isinstance(name, str) and name in SEARCHERS:
         return SEARCHERS[name]

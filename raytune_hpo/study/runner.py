@@ -23,11 +23,25 @@ import pandas as pd
 import yaml
 
 from raytune_hpo.assemble import Plan, assemble
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.spec import SpecError, SweepSpec
 from raytune_hpo.study.spec import STUDY_COPY, MethodSpec, ProblemSpec, Recorded, StudySpec
 from raytune_hpo.train.user import UserTrainable
 
 TRIALS_CSV = "trials.csv"
+
+
+def check(study: StudySpec) -> StudySpec:
+    """Assemble every problem x method once: a method that cannot run is a one-line
+    SpecError naming it, before anything starts."""
+    for q in study.problems:
+        for i, m in enumerate(study.methods):
+            try:
+                plan_for(study, q, m, 0)
+            except ValueError as e:
+                msg = str(e)
+                msg = msg.split(": ", 1)[1] if msg.startswith("methods ") else msg
+                raise SpecError(f"{study._source}: methods.{i} ({m.name}): {msg}") from None
+    return study
 
 
 def plan_for(study: StudySpec, problem: ProblemSpec, method: MethodSpec, rep: int) -> Plan:
@@ -252,4 +266,4 @@ def load_study(out: str | os.PathLike[str]) -> tuple[StudySpec, pd.DataFrame]:
     return study, pd.read_csv(out / TRIALS_CSV)
 
 
-__all__ = ["compare", "load_study", "plan_for", "record", "run_direct", "run_tune"]
+__all__ = ["check", "compare", "load_study", "plan_for", "record", "run_direct", "run_tune"]

@@ -1,5 +1,6 @@
 """The study file (``raytune-hpo compare STUDY.yaml``): problems x methods x repetitions with
-the same budget, the way the design papers compared search methods."""
+the same budget, the way the design papers compared search methods. Data only: whether each
+method can run on each problem is checked by ``study.runner.check`` (it assembles the runs)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from raytune_hpo.spec import (
     SchedulerSpec,
@@ -73,6 +74,7 @@ class StudySpec(Strict):
     max_concurrent: int = Field(default=1, ge=1)
     seed: int = 0  # repetition r runs with seed + r (trainables: a new data split too)
     recorded: dict[str, Recorded] = Field(default_factory=dict)  # written by compare
+    _source: str = PrivateAttr(default="study")
 
     @model_validator(mode="before")
     @classmethod
@@ -101,14 +103,7 @@ class StudySpec(Strict):
         labels = [q.label for q in spec.problems]
         if len(set(labels)) != len(labels):
             raise SpecError(f"{source}: problems: each must differ, got {labels}")
-        from raytune_hpo.study.runner import plan_for
-
-        for q in spec.problems:
-            for i, m in enumerate(spec.methods):
-                try:
-                    plan_for(spec, q, m, 0)  # validates searcher/scheduler and the problem
-                except (SpecError, ValueError) as e:
-                    raise SpecError(f"{source}: methods.{i} ({m.name}): {_tail(e)}") from None
+        spec._source = source
         return spec
 
     def sweep_for(self, problem: ProblemSpec, method: MethodSpec, rep: int) -> SweepSpec:
@@ -143,11 +138,6 @@ def _relative_sweep(problem: Any, base: Path) -> Any:
         if not os.path.isabs(sweep):
             return {**problem, "sweep": str(base / sweep)}
     return problem
-
-
-def _tail(e: Exception) -> str:
-    msg = str(e)
-    return msg.split(": ", 1)[1] if msg.startswith("methods ") else msg
 
 
 __all__ = ["STUDY_COPY", "MethodSpec", "ProblemSpec", "Recorded", "StudySpec"]

@@ -25,11 +25,11 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torchvision.ops import DropBlock2d
 
-from raytune_hpo.train.cnn import defaults
 from raytune_hpo.train.data import batches, make_splits, normalised
 from raytune_hpo.train.fused_optim import FusedOptimizer
 from raytune_hpo.train.models import build_model
 from raytune_hpo.train.perf import TrainStep, autocast, resolve_options
+from raytune_hpo.train.settings import defaults
 from raytune_hpo.train.trainable import DivergedError, _device, _load, _optimizer
 
 MEMBER_KEYS = ("lr", "weight_decay", "momentum", "dropout", "dropblock", "epochs")

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from raytune_hpo.train.cnn import defaults
+from raytune_hpo.train.settings import defaults
 from raytune_hpo.train.trainable import _CHECKPOINT_FILE, DivergedError
 
 NAMESPACE = "raytune_hpo_fused"

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from raytune_hpo.train.cnn import OPTIMIZERS, defaults
 from raytune_hpo.train.data import ImageData, batches, load_dataset, make_splits, normalised
 from raytune_hpo.train.models import build_model
 from raytune_hpo.train.perf import PerfOptions, TrainStep, autocast, resolve_options
+from raytune_hpo.train.settings import OPTIMIZERS, defaults
 
 _CHECKPOINT_FILE = "state.pt"
 _log = logging.getLogger("raytune_hpo.train")
