@@ -1,20 +1,52 @@
-"""Every config under cluster/ parses, and none opens Ray's dashboard (8265), GCS (6379) or
-client (10001) ports to the world (Ray's docs: a cluster must not face untrusted networks)."""
+"""Every config under cluster/ parses, none opens Ray's dashboard (8265), GCS (6379) or client
+(10001) ports to the world (Ray's docs: a cluster must not face untrusted networks), and every
+node gets raytune-hpo from what exists: the wheel built from the checkout, shipped by the
+launcher's file_mounts or baked into the image of cluster/Dockerfile, never from the package
+index, which has no raytune-hpo.
 
+The install lines are run as written, through pip's dry run against the wheel built here with
+the README's command: `--no-index` (nothing can come from an index), `--no-deps` and
+`--ignore-installed` (pip's report then names what the line itself installs, whatever this
+environment holds), so nothing is downloaded. The dependencies the nodes need are checked on
+the wheel's metadata, and resolved once against this environment, offline."""
+
+import email.parser
+import json
 import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
-CLUSTER = os.path.join(os.path.dirname(__file__), "..", "cluster")
-CONFIGS = sorted(f for f in os.listdir(CLUSTER) if f.endswith(".yaml"))
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER = ROOT / "cluster"
+CONFIGS = sorted(f.name for f in CLUSTER.glob("*.yaml"))
+LAUNCHERS = ("aws-gpu.yaml", "gcp-gpu.yaml")
+KUBERAY = ("kuberay-raycluster.yaml", "kuberay-rayjob.yaml")
 RAY_PORTS = {8265, 6379, 10001}
 WORLD = ("0.0.0.0/0", "::/0")
+BUILD = "python -m pip wheel --no-deps -w dist ."  # the README's command, in the repo root
+PIP = re.compile(r"^(?:python3? -m )?pip3? install\s+")
+# pip install options that take a value (the value is not a requirement).
+PIP_VALUE_OPTIONS = {
+    "-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-i", "--index-url",
+    "--extra-index-url", "-f", "--find-links", "-t", "--target", "--prefix", "--root",
+    "--report", "--platform", "--python-version", "--implementation", "--abi", "--src",
+    "--upgrade-strategy", "--progress-bar", "--log", "--cache-dir", "--trusted-host",
+    "--proxy", "--timeout", "--retries", "--cert", "--client-cert", "--config-settings",
+}  # fmt: skip
 
 
 def docs(name):
-    with open(os.path.join(CLUSTER, name)) as f:
+    with open(CLUSTER / name) as f:
         return [d for d in yaml.safe_load_all(f) if d]
 
 
@@ -28,6 +60,99 @@ def walk(node, path=()):
             yield from walk(v, (*path, str(i)))
     else:
         yield path, node
+
+
+def pip_lines(text):
+    """The `pip install` commands of a shell string (split at &&, ||, ;, | and newlines)."""
+    segments = re.split(r"\s*(?:&&|\|\||;|\||\n)\s*", str(text))
+    return [s.strip() for s in segments if re.search(r"\bpip3? install\b", s)]
+
+
+def index_requirements(line):
+    """The requirements of a pip line that name raytune-hpo instead of a wheel file, i.e. that
+    pip would look up on a package index."""
+    tokens = shlex.split(PIP.sub("", line.strip(), count=1))
+    found, skip = [], False
+    for token in tokens:
+        if skip or token.startswith("-"):
+            skip = not skip and token in PIP_VALUE_OPTIONS
+            continue
+        if re.sub(r"\[[^\]]*\]$", "", token).endswith(".whl"):
+            continue
+        try:
+            name = Requirement(token).name
+        except ValueError:
+            continue  # a path or URL, not a name
+        if canonicalize_name(name) == "raytune-hpo":
+            found.append(token)
+    return found
+
+
+def dry_run(line, tmp_path, *, home=None):
+    """Runs one pip line as written, in pip's dry run: returns (process, pip's report)."""
+    assert PIP.match(line), f"not a pip install command: {line}"
+    report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}.json"
+    flags = f"--dry-run --no-index --no-deps --ignore-installed --report {report} "
+    command = PIP.sub(f"{shlex.quote(sys.executable)} -m pip install {flags}", line, count=1)
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    if home is not None:
+        env["HOME"] = str(home)
+    proc = subprocess.run(
+        ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=300
+    )
+    return proc, (json.loads(report.read_text()) if proc.returncode == 0 else None)
+
+
+def installs_the_wheel(line, report, wheel, placed):
+    """The one distribution the line installs is the wheel at `placed`; returns its extras."""
+    items = report["install"]
+    assert len(items) == 1, f"{line}: installs {[i['metadata']['name'] for i in items]}"
+    (item,) = items
+    assert canonicalize_name(item["metadata"]["name"]) == "raytune-hpo", line
+    assert item["download_info"]["url"] == Path(placed).as_uri(), f"{line}: not the wheel"
+    assert wheel.name.split("-")[1] == item["metadata"]["version"]
+    return set(item.get("requested_extras") or [])
+
+
+def dockerfile():
+    """(INSTRUCTION, arguments) of cluster/Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (CLUSTER / "Dockerfile").read_text())
+    lines = [ln.strip() for ln in text.splitlines()]
+    return [tuple(ln.split(None, 1)) for ln in lines if ln and not ln.startswith("#")]
+
+
+def kuberay_ray_version():
+    versions = set()
+    for name in KUBERAY:
+        for doc in docs(name):
+            spec = doc["spec"].get("rayClusterSpec", doc["spec"])
+            versions.add(spec["rayVersion"])
+    (version,) = versions
+    return version
+
+
+def readme_image():
+    """The image name the README builds and pushes."""
+    readme = (CLUSTER / "README.md").read_text()
+    build = re.search(r"docker build -f cluster/Dockerfile -t (\S+) dist\b", readme)
+    assert build, "cluster/README.md: no `docker build -f cluster/Dockerfile -t IMAGE dist`"
+    assert f"docker push {build.group(1)}" in readme
+    return build.group(1)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """The wheel built with the README's command in a copy of the checkout (a build writes
+    build/ and *.egg-info next to the sources; the copy keeps them out of the worktree)."""
+    assert BUILD in (CLUSTER / "README.md").read_text(), "the README builds the wheel otherwise"
+    src = tmp_path_factory.mktemp("checkout") / "raytune-hpo"
+    skip = (".git", "build", "dist", "*.egg-info", "__pycache__", ".*cache", "*venv", ".devbundle")
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*skip))
+    command = [sys.executable, *shlex.split(BUILD)[1:]]
+    proc = subprocess.run(command, cwd=src, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (built,) = (src / "dist").glob("*.whl")
+    return built
 
 
 def test_there_are_configs_for_aws_gcp_and_kuberay():
@@ -70,10 +195,124 @@ def test_kuberay_head_service_is_cluster_internal(name):
 
 
 def test_launcher_workers_autoscale_with_gpus():
-    for name in ("aws-gpu.yaml", "gcp-gpu.yaml"):
+    for name in LAUNCHERS:
         (doc,) = docs(name)
         workers = {
             k: v for k, v in doc["available_node_types"].items() if k != doc["head_node_type"]
         }
         assert workers and all(w["min_workers"] == 0 < w["max_workers"] for w in workers.values())
         assert doc["available_node_types"][doc["head_node_type"]]["resources"] == {"CPU": 0}
+
+
+def test_nothing_installs_raytune_hpo_from_the_package_index():
+    lines = [(n, ln) for n in CONFIGS for d in docs(n) for _, v in walk(d) for ln in pip_lines(v)]
+    lines += [("Dockerfile", ln) for k, a in dockerfile() if k == "RUN" for ln in pip_lines(a)]
+    assert lines
+    for where, line in lines:
+        assert not index_requirements(line), f"{where}: `{line}` asks the package index"
+
+
+def test_the_checks_catch_the_old_install_line(tmp_path):
+    old = 'pip install -U "raytune-hpo[bohb]"'
+    assert index_requirements(old) == ["raytune-hpo[bohb]"]
+    assert index_requirements("pip install -f dist raytune_hpo==0.1.0") == ["raytune_hpo==0.1.0"]
+    assert not index_requirements('pip install --no-deps "/w/raytune_hpo-1-py3-none-any.whl[x]"')
+    proc, _ = dry_run(old, tmp_path)
+    assert proc.returncode != 0 and "raytune-hpo" in proc.stderr.lower()
+
+
+def test_wheel_declares_the_bohb_extra_and_what_the_nodes_need(wheel):
+    with zipfile.ZipFile(wheel) as z:
+        (meta_name,) = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
+        meta = email.parser.Parser().parsestr(z.read(meta_name).decode())
+    assert canonicalize_name(meta["Name"]) == "raytune-hpo"
+    assert "bohb" in meta.get_all("Provides-Extra")
+    reqs = [Requirement(r) for r in meta.get_all("Requires-Dist")]
+    core = {canonicalize_name(r.name): r for r in reqs if r.marker is None}
+    bohb = {
+        canonicalize_name(r.name)
+        for r in reqs
+        if r.marker is not None
+        and r.marker.evaluate({"extra": "bohb"})
+        and not r.marker.evaluate({"extra": ""})
+    }
+    assert {"hpbandster", "configspace"} <= bohb
+    assert {"ray", "torch", "optuna", "scikit-learn"} <= set(core)
+    assert {"tune", "default"} <= core["ray"].extras  # Tune, and the Job Submission server
+
+
+def test_wheel_with_bohb_resolves_offline_against_this_environment(wheel):
+    """All the wheel's requirements, the bohb extra's included, are met by the versions this
+    project is tested with (no index: pip may only use what is installed here)."""
+    pytest.importorskip("hpbandster")
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index"]
+    proc = subprocess.run([*command, f"{wheel}[bohb]"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Would install raytune-hpo-" in proc.stdout
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_launcher_nodes_install_the_shipped_wheel_with_bohb(name, wheel, tmp_path):
+    (doc,) = docs(name)
+    home = tmp_path / "home"  # the node's home: file_mounts' `~/...` land here
+    placed = {}
+    for remote, local in doc.get("file_mounts", {}).items():
+        if local.endswith(".whl"):
+            # relative to the repository root, where the README runs `ray up`
+            assert local == f"dist/{wheel.name}", f"{name}: ships {local}, the build writes it"
+            assert remote.startswith("~/"), f"{name}: {remote}"
+            placed[remote] = home / remote[2:]
+            placed[remote].parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(wheel, placed[remote])
+    assert len(placed) == 1, f"{name}: file_mounts ship {len(placed)} wheels"
+    (node_wheel,) = placed.values()
+    lines = [ln for cmd in doc["setup_commands"] for ln in pip_lines(cmd)]
+    assert lines, f"{name}: setup_commands install nothing"
+    extras = set()
+    for line in lines:
+        proc, report = dry_run(line, tmp_path, home=home)
+        assert proc.returncode == 0, f"{name}: `{line}`\n{proc.stderr[-3000:]}"
+        extras |= installs_the_wheel(line, report, wheel, node_wheel)
+    assert "bohb" in extras, f"{name}: no setup command installs the bohb extra"
+    # pip skips a wheel whose version is installed: a rebuilt wheel must still replace it
+    assert any("--force-reinstall" in ln and "--no-deps" in ln for ln in lines), name
+
+
+def test_dockerfile_installs_the_wheel_with_bohb_on_the_manifests_ray(wheel, tmp_path):
+    instructions = dockerfile()
+    defaults = dict(a.split("=", 1) for k, a in instructions if k == "ARG" and "=" in a)
+    froms = [a for k, a in instructions if k == "FROM"]
+    assert len(froms) == 1, "one stage"
+    image = re.sub(r"\$\{?(\w+)\}?", lambda m: defaults[m.group(1)], froms[0].split()[0])
+    repo, tag = image.rsplit(":", 1)
+    assert repo in ("rayproject/ray", "rayproject/ray-ml"), image
+    assert tag.split("-")[0] == kuberay_ray_version(), f"{image}: not the manifests' Ray"
+    assert tag.endswith("-gpu"), f"{image}: the workers have GPUs"
+    copies = [shlex.split(a) for k, a in instructions if k in ("COPY", "ADD")]
+    # The README's build context is dist/: the wheel is copied by its file name.
+    dests = [c[-1] for c in copies if c[:-1] == [wheel.name]]
+    assert len(dests) == 1, f"Dockerfile: no COPY of {wheel.name}"
+    dest = dests[0] if not dests[0].endswith("/") else dests[0] + wheel.name
+    node_wheel = tmp_path / "image" / dest.lstrip("/")
+    node_wheel.parent.mkdir(parents=True)
+    shutil.copy(wheel, node_wheel)
+    lines = [ln for k, a in instructions if k == "RUN" for ln in pip_lines(a)]
+    assert lines, "Dockerfile: no pip install"
+    extras = set()
+    for line in lines:
+        assert dest in line, f"Dockerfile: `{line}` does not install the copied wheel"
+        proc, report = dry_run(line.replace(dest, str(node_wheel)), tmp_path)
+        assert proc.returncode == 0, f"Dockerfile: `{line}`\n{proc.stderr[-3000:]}"
+        extras |= installs_the_wheel(line, report, wheel, node_wheel)
+    assert "bohb" in extras, "Dockerfile: the wheel is installed without the bohb extra"
+
+
+def test_kuberay_pods_run_the_image_the_readme_builds(wheel):
+    image = readme_image()
+    assert image.endswith(f"/raytune-hpo:{wheel.name.split('-')[1]}"), image
+    for name in KUBERAY:
+        leaves = [(p, v) for d in docs(name) for p, v in walk(d)]
+        images = {v for p, v in leaves if p[-1] == "image"}
+        assert images == {image}, f"{name}: runs {images}"
+        starts = [v for p, v in leaves if {"command", "args"} & set(p)]
+        assert not [ln for v in starts for ln in pip_lines(v)], f"{name}: installs at start"
