@@ -365,7 +365,9 @@ class SearchSpace:
         try:
             import ConfigSpace as CS
         except ImportError as e:
-            raise ValueError("ConfigSpace is not installed: pip install 'raytune-hpo[bohb]'") from e
+            raise ValueError(
+                "ConfigSpace is not installed: pip install -e '.[bohb]' in the checkout"
+            ) from e
         cs = CS.ConfigurationSpace(seed=seed)
         for path, p in self.params.items():
             cs.add(p.to_configspace(_dotted(path)))

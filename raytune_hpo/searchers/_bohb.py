@@ -25,7 +25,7 @@ from raytune_hpo.searchers._contract import loss_of
 from raytune_hpo.searchers._library import LibraryAdapter
 from raytune_hpo.space import SearchSpace
 
-INSTALL_HINT = "searcher 'bohb' needs HpBandSter: pip install 'raytune-hpo[bohb]'"
+INSTALL_HINT = "searcher 'bohb' needs HpBandSter: pip install -e '.[bohb]' in the checkout"
 
 
 class BOHBSearch(LibraryAdapter, TuneBOHB):
