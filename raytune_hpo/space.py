@@ -8,272 +8,27 @@ the learning rate, ``../shared/seeds/tinyvgg-grid-random-search.md`` section 2.7
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-Path = tuple[str, ...]
+from raytune_hpo.params import (  # noqa: F401 - the params are public names of this module too
+    PARAM_TYPES,
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    Param,
+    from_tune_domain,
+    parse_param,
+)
 
-PARAM_TYPES = ("float", "int", "categorical")
-_PARAM_KEYS = {"type", "low", "high", "log", "choices", "grid"}
-# Integer ranges this small are enumerated for grid search without explicit `grid` values.
-_MAX_IMPLICIT_INT_GRID = 32
+Path = tuple[str, ...]
 
 
 def _dotted(path: Path) -> str:
     return ".".join(path)
-
-
-@dataclass(frozen=True)
-class FloatParam:
-    low: float
-    high: float
-    log: bool = False
-    grid: tuple[float, ...] | None = None
-
-    @property
-    def dims(self) -> int:
-        return 1
-
-    def from_unit(self, u: float) -> float:
-        u = min(max(float(u), 0.0), 1.0)
-        if self.log:
-            lo, hi = math.log(self.low), math.log(self.high)
-            return float(min(max(math.exp(lo + u * (hi - lo)), self.low), self.high))
-        return float(self.low + u * (self.high - self.low))
-
-    def to_unit(self, x: Any) -> float:
-        x = float(x)
-        if self.log:
-            lo, hi = math.log(self.low), math.log(self.high)
-            return (math.log(x) - lo) / (hi - lo)
-        return (x - self.low) / (self.high - self.low)
-
-    def grid_values(self, where: str) -> list[Any]:
-        if self.grid is None:
-            raise ValueError(f"{where}: grid search needs explicit `grid` values for a float")
-        return list(self.grid)
-
-    def to_tune(self) -> Any:
-        from ray import tune
-
-        return (tune.loguniform if self.log else tune.uniform)(self.low, self.high)
-
-    def to_optuna(self) -> Any:
-        import optuna.distributions as od
-
-        return od.FloatDistribution(self.low, self.high, log=self.log)
-
-    def to_configspace(self, name: str) -> Any:
-        import ConfigSpace as CS
-
-        return CS.UniformFloatHyperparameter(name, self.low, self.high, log=self.log)
-
-    def to_library(self, value: Any) -> Any:
-        return value
-
-    def from_library(self, value: Any) -> float:
-        return float(min(max(float(value), self.low), self.high))
-
-
-@dataclass(frozen=True)
-class IntParam:
-    """Integer in [low, high], both inclusive. The unit interval is cut into equal cells
-    (equal in log space when ``log``), one per integer."""
-
-    low: int
-    high: int
-    log: bool = False
-    grid: tuple[int, ...] | None = None
-
-    @property
-    def dims(self) -> int:
-        return 1
-
-    def _edges(self) -> tuple[float, float]:
-        if self.log:
-            return math.log(self.low), math.log(self.high + 1)
-        return float(self.low), float(self.high + 1)
-
-    def from_unit(self, u: float) -> int:
-        u = min(max(float(u), 0.0), 1.0)
-        lo, hi = self._edges()
-        v = lo + u * (hi - lo)
-        v = math.exp(v) if self.log else v
-        return int(min(max(math.floor(v), self.low), self.high))
-
-    def to_unit(self, x: Any) -> float:
-        lo, hi = self._edges()
-        mid = float(x) + 0.5
-        v = math.log(mid) if self.log else mid
-        return (v - lo) / (hi - lo)
-
-    def grid_values(self, where: str) -> list[Any]:
-        if self.grid is not None:
-            return list(self.grid)
-        if self.high - self.low + 1 > _MAX_IMPLICIT_INT_GRID:
-            raise ValueError(
-                f"{where}: grid search over {self.high - self.low + 1} integers; "
-                f"give explicit `grid` values"
-            )
-        return list(range(self.low, self.high + 1))
-
-    def to_tune(self) -> Any:
-        from ray import tune
-
-        return (tune.lograndint if self.log else tune.randint)(self.low, self.high + 1)
-
-    def to_optuna(self) -> Any:
-        import optuna.distributions as od
-
-        return od.IntDistribution(self.low, self.high, log=self.log)
-
-    def to_configspace(self, name: str) -> Any:
-        import ConfigSpace as CS
-
-        return CS.UniformIntegerHyperparameter(name, self.low, self.high, log=self.log)
-
-    def to_library(self, value: Any) -> Any:
-        return value
-
-    def from_library(self, value: Any) -> int:
-        return int(min(max(round(float(value)), self.low), self.high))
-
-
-@dataclass(frozen=True)
-class CategoricalParam:
-    choices: tuple[Any, ...]
-    grid: tuple[Any, ...] | None = None
-
-    @property
-    def dims(self) -> int:
-        return 1
-
-    def from_unit(self, u: float) -> Any:
-        u = min(max(float(u), 0.0), 1.0)
-        n = len(self.choices)
-        return self.choices[min(int(u * n), n - 1)]
-
-    def to_unit(self, x: Any) -> float:
-        return (self.index(x) + 0.5) / len(self.choices)
-
-    def grid_values(self, where: str) -> list[Any]:
-        return list(self.grid if self.grid is not None else self.choices)
-
-    # Libraries see a categorical as the index of its choice, so any object can be a choice.
-    def to_tune(self) -> Any:
-        from ray import tune
-
-        return tune.choice(list(self.choices))
-
-    def to_optuna(self) -> Any:
-        import optuna.distributions as od
-
-        return od.CategoricalDistribution(list(range(len(self.choices))))
-
-    def to_configspace(self, name: str) -> Any:
-        import ConfigSpace as CS
-
-        return CS.CategoricalHyperparameter(name, list(range(len(self.choices))))
-
-    def index(self, value: Any) -> int:
-        for i, c in enumerate(self.choices):
-            if c is value or c == value:
-                return i
-        raise ValueError(f"{value!r} is not one of the choices {list(self.choices)}")
-
-    def to_library(self, value: Any) -> int:
-        return self.index(value)
-
-    def from_library(self, value: Any) -> Any:
-        return self.choices[int(value)]
-
-
-Param = FloatParam | IntParam | CategoricalParam
-
-
-def _number(where: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where}.{key}: must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{where}.{key}: must be finite, got {value!r}")
-    return value
-
-
-def _parse_param(where: str, d: Mapping[str, Any]) -> Param:
-    unknown = set(d) - _PARAM_KEYS
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(_PARAM_KEYS))}"
-        )
-    kind = d.get("type")
-    if kind not in PARAM_TYPES:
-        raise ValueError(f"{where}.type: got {kind!r}; allowed: {', '.join(PARAM_TYPES)}")
-    grid = d.get("grid")
-    if grid is not None and (not isinstance(grid, Sequence) or isinstance(grid, str) or not grid):
-        raise ValueError(f"{where}.grid: must be a non-empty list")
-    if kind == "categorical":
-        choices = d.get("choices")
-        if not isinstance(choices, Sequence) or isinstance(choices, str) or len(choices) == 0:
-            raise ValueError(f"{where}.choices: must be a non-empty list")
-        extra = {"low", "high", "log"} & set(d)
-        if extra:
-            raise ValueError(f"{where}: {sorted(extra)} do not apply to a categorical")
-        if grid is not None:
-            bad = [g for g in grid if g not in choices]
-            if bad:
-                raise ValueError(f"{where}.grid: {bad} are not among the choices")
-        return CategoricalParam(tuple(choices), tuple(grid) if grid is not None else None)
-    if "low" not in d or "high" not in d:
-        raise ValueError(f"{where}: a {kind} parameter needs `low` and `high`")
-    if "choices" in d:
-        raise ValueError(f"{where}.choices: only a categorical takes choices")
-    low, high = _number(where, "low", d["low"]), _number(where, "high", d["high"])
-    log = d.get("log", False)
-    if not isinstance(log, bool):
-        raise ValueError(f"{where}.log: must be true or false")
-    if low >= high:
-        raise ValueError(f"{where}: empty or inverted range, low={low} must be < high={high}")
-    if log and low <= 0:
-        raise ValueError(f"{where}.low: log: true needs low > 0, got {low}")
-    if kind == "int":
-        if int(low) != low or int(high) != high:
-            raise ValueError(f"{where}: int bounds must be whole numbers, got {low}..{high}")
-        low, high = int(low), int(high)
-    if grid is not None:
-        for g in grid:
-            _number(where, "grid", g)
-            if not low <= g <= high:
-                raise ValueError(f"{where}.grid: {g} lies outside [{low}, {high}]")
-            if kind == "int" and int(g) != g:
-                raise ValueError(f"{where}.grid: {g} is not an integer")
-    if kind == "int":
-        return IntParam(low, high, log, tuple(int(g) for g in grid) if grid else None)
-    return FloatParam(float(low), float(high), log, tuple(float(g) for g in grid) if grid else None)
-
-
-def _from_tune_domain(where: str, dom: Any) -> Param:
-    from ray.tune.search import sample
-
-    if isinstance(dom, sample.Categorical):
-        return CategoricalParam(tuple(dom.categories))
-    sampler = dom.get_sampler()
-    if isinstance(sampler, sample.Quantized):
-        raise ValueError(f"{where}: quantized Tune domains are not supported; use int or grid")
-    if not isinstance(sampler, (sample.Uniform, sample.LogUniform)):
-        raise ValueError(
-            f"{where}: only uniform and log-uniform Tune domains are supported, "
-            f"got {type(sampler).__name__}"
-        )
-    log = isinstance(sampler, sample.LogUniform)
-    if isinstance(dom, sample.Integer):  # Tune's integer upper bound is exclusive
-        return IntParam(int(dom.lower), int(dom.upper) - 1, log)
-    if isinstance(dom, sample.Float):
-        return FloatParam(float(dom.lower), float(dom.upper), log)
-    raise ValueError(f"{where}: unsupported Tune domain {type(dom).__name__}")
 
 
 @dataclass
@@ -307,7 +62,7 @@ class SearchSpace:
                     raise ValueError(f"{here}.grid_search: must be a non-empty list")
                 self.params[path] = CategoricalParam(tuple(values))
             elif isinstance(value, Mapping) and "type" in value:
-                self.params[path] = _parse_param(here, value)
+                self.params[path] = parse_param(here, value)
             elif isinstance(value, Mapping) and {"low", "high", "choices"} & set(value):
                 # Without `type` this would be a nested constant: surely a slip.
                 raise ValueError(f"{here}.type: missing; allowed: {', '.join(PARAM_TYPES)}")
@@ -316,7 +71,7 @@ class SearchSpace:
                     self.constants[path] = {}
                 self._add(value, path, here)
             elif from_tune and isinstance(value, from_tune):
-                self.params[path] = _from_tune_domain(here, value)
+                self.params[path] = from_tune_domain(here, value)
             else:
                 self.constants[path] = value
 

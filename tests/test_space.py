@@ -90,7 +90,7 @@ def test_from_tune_domains_round_trip():
             "g": tune.grid_search([1, 2]),
         }
     )
-    assert s.params[("lr",)] == FloatParam(1e-4, 1e-1, True)
+    assert s.params[("lr",)] == FloatParam(1e-4, 1e-1, True, open_high=True)  # [low, high)
     assert s.params[("units",)] == IntParam(8, 64)
     assert s.params[("act",)] == CategoricalParam(("relu", "tanh"))
     assert s.params[("g",)] == CategoricalParam((1, 2))
@@ -164,3 +164,54 @@ def test_to_configspace_matches_types():
     config = space.from_unit([0.5] * space.dims)
     assert space.from_library(space.to_library(config)) == config
     assert not math.isnan(hp["lr"].lower)
+
+
+def test_half_open_tune_ranges_never_return_their_upper_bound():
+    s = SearchSpace.from_dict({"x": tune.uniform(-5, -1), "y": tune.loguniform(1e-3, 1.0)})
+    top = s.from_unit([1.0, 1.0])
+    assert -5 <= top["x"] < -1 and 1e-3 <= top["y"] < 1.0
+    assert s.from_library({"x": -1.0, "y": 1.0})["x"] < -1  # a library's upper edge too
+    # The YAML form is closed: its high is reachable.
+    closed = SearchSpace.from_dict({"x": {"type": "float", "low": -5, "high": -1}})
+    assert closed.from_unit([1.0])["x"] == -1
+
+
+@pytest.mark.parametrize(
+    "domain, q, low, high",
+    [
+        (tune.quniform(-2.0, 2.0, 0.2), 0.2, -2.0, 2.0),
+        (tune.qloguniform(1e-4, 1e-1, 5e-5), 5e-5, 1e-4, 1e-1),
+        (tune.qrandint(-21, 12, 3), 3, -21, 12),
+        (tune.qlograndint(2, 64, 2), 2, 2, 64),
+    ],
+)
+def test_quantized_tune_domains_give_multiples_of_q_inside_the_bounds(domain, q, low, high):
+    s = SearchSpace.from_dict({"x": domain})
+    rng = np.random.default_rng(0)
+    values = [s.from_unit([u])["x"] for u in [0.0, 1.0, *rng.random(200)]]
+    for v in values:
+        assert low - 1e-12 <= v <= high + 1e-12
+        assert abs(v / q - round(v / q)) < 1e-6, v
+    assert len(set(values)) > 3
+    # It converts back to the same kind of Tune domain, and to a stepped Optuna distribution.
+    again = SearchSpace.from_dict(s.to_tune())
+    assert again.params == s.params
+    dist = s.to_optuna()["x"]
+    assert dist.low >= low - 1e-12 and dist.high <= high + 1e-12
+
+
+def test_yaml_q_and_its_errors():
+    s = SearchSpace.from_dict({"bs": {"type": "int", "low": 16, "high": 256, "q": 16}})
+    assert {s.from_unit([u])["bs"] % 16 for u in np.linspace(0, 1, 50)} == {0}
+    for entry, message in [
+        ({"type": "int", "low": 1, "high": 9, "q": 0.5}, r"space\.x\.q: must be a positive int"),
+        ({"type": "float", "low": 0.1, "high": 0.2, "q": 1.0}, r"no multiple of 1\.0 lies in"),
+        ({"type": "float", "low": 0, "high": 1, "q": -1}, r"space\.x\.q: must be a positive"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            SearchSpace.from_dict({"x": entry})
+
+
+def test_unbounded_tune_domains_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match=r"space\.x: only uniform and log-uniform .*bounds"):
+        SearchSpace.from_dict({"x": tune.randn(0, 1)})

@@ -1,0 +1,137 @@
+"""What Ray Tune's own generic searcher tests (test_searchers.py, test_searcher_utils.py,
+test_sample.py of Ray 2.60) ask of a search algorithm, asked of every searcher of ours: Tune
+domains from the Tuner's param_space (quantized ones too), half-open ranges, Ray's
+save/restore-into-a-fresh-instance pattern, Repeater, ConcurrencyLimiter, invalid values and
+constants that must survive. Written for this project; the patterns are Ray's."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter, Repeater, Searcher
+
+from raytune_hpo.searchers import SEARCHERS, create_searcher
+
+NAMES = [n for n in SEARCHERS if isinstance(create_searcher(n, budget=40), Searcher)]
+DOMAINS = {
+    "u": tune.uniform(-5, -1),
+    "lu": tune.loguniform(1e-4, 1e-1),
+    "qu": tune.quniform(-2.0, 2.0, 0.5),
+    "qlu": tune.qloguniform(1e-4, 1e-1, 5e-5),
+    "ri": tune.randint(-9, 15),
+    "qri": tune.qrandint(-21, 12, 3),
+    "c": tune.choice(["a", "b", "c"]),
+    "list": [1, 2, 3],
+    "num": 4,
+}
+
+
+def fresh(name, **kw):
+    """A searcher as a Tuner builds it: no space, metric or mode of its own."""
+    return create_searcher(name, seed=kw.pop("seed", 0), budget=40, **kw)
+
+
+def loss(cfg):
+    return (cfg["u"] + 3) ** 2 + math.log10(cfg["lu"]) ** 2 + abs(cfg["qu"]) + cfg["ri"] ** 2 / 50
+
+
+def drive(s, n, start=0, complete=True, prefix="t"):
+    out = []
+    for i in range(start, start + n):
+        cfg = s.suggest(f"{prefix}{i}")
+        if cfg is None or cfg == Searcher.FINISHED:
+            break
+        out.append(cfg)
+        if complete:
+            s.on_trial_complete(f"{prefix}{i}", {"metric": loss(cfg), "training_iteration": 1})
+    return out
+
+
+def check(cfg):
+    assert -5 <= cfg["u"] < -1, cfg["u"]  # Ray samples [low, high)
+    assert 1e-4 <= cfg["lu"] < 1e-1
+    assert -2.0 <= cfg["qu"] <= 2.0 and cfg["qu"] / 0.5 == round(cfg["qu"] / 0.5)
+    assert 1e-4 - 1e-12 <= cfg["qlu"] <= 1e-1 + 1e-12
+    assert abs(cfg["qlu"] / 5e-5 - round(cfg["qlu"] / 5e-5)) < 1e-6
+    assert isinstance(cfg["ri"], int) and -9 <= cfg["ri"] < 15
+    assert isinstance(cfg["qri"], int) and -21 <= cfg["qri"] <= 12 and cfg["qri"] % 3 == 0
+    assert cfg["c"] in ("a", "b", "c")
+    assert cfg["list"] == [1, 2, 3] and cfg["num"] == 4  # constants survive
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tune_domains_from_param_space_quantized_and_half_open(name):
+    s = fresh(name)
+    assert s.set_search_properties("metric", "min", DOMAINS)
+    cfgs = drive(s, 40)
+    assert len(cfgs) >= 20
+    for cfg in cfgs:
+        check(cfg)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_then_restore_into_a_fresh_instance(name, tmp_path):
+    """Ray's SaveRestoreCheckpointTest: the restored searcher needs no set_search_properties,
+    keeps the suggested-but-unfinished trial, and goes on exactly like the saved one."""
+    path = os.path.join(tmp_path, "checkpoint.pkl")
+    s = fresh(name)
+    s.set_search_properties("metric", "max", DOMAINS)
+    first = [s.suggest(t) for t in ("1", "2", "not_completed")]
+    assert all(isinstance(c, dict) for c in first[:2]), first
+    s.on_trial_result("1", {"training_iteration": 1, "metric": 1.0})
+    s.on_trial_complete("1", {"training_iteration": 1, "metric": 1.0})
+    s.save(path)
+    restored = fresh(name, seed=123)  # nothing but the file
+    restored.restore(path)
+    for searcher in (s, restored):
+        searcher.on_trial_complete("2", {"training_iteration": 1, "metric": 2.0})
+    assert drive(restored, 6, prefix="r") == drive(s, 6, prefix="r")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_under_repeater(name):
+    s = fresh(name)
+    rep = Repeater(s, repeat=3, set_index=True)
+    assert rep.set_search_properties("metric", "min", DOMAINS)
+    seen = []
+    for i in range(18):
+        cfg = rep.suggest(f"t{i}")
+        if cfg is None or cfg == Searcher.FINISHED:
+            break
+        seen.append(cfg)
+        rep.on_trial_complete(f"t{i}", {"metric": loss(cfg)})
+    assert len(seen) >= 9
+    for i in range(0, len(seen) - len(seen) % 3, 3):  # each configuration three times
+        group = [{k: v for k, v in c.items() if k != "__trial_index__"} for c in seen[i : i + 3]]
+        assert group[0] == group[1] == group[2]
+        check(group[0])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_under_concurrency_limiter(name):
+    s = ConcurrencyLimiter(fresh(name), max_concurrent=2)
+    assert s.set_search_properties("metric", "min", DOMAINS)
+    live = [s.suggest(f"t{i}") for i in range(4)]
+    assert [c is not None for c in live] == [True, True, False, False], live
+    s.on_trial_complete("t0", {"metric": loss(live[0])})
+    assert s.suggest("t4") is not None and s.suggest("t5") is None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_invalid_values_and_mode_max(name):
+    """Ray's InvalidValuesTest: inf, -inf and NaN results never crash, are never the best."""
+    s = fresh(name)
+    s.set_search_properties("metric", "max", DOMAINS)
+    for i, value in enumerate([math.inf, -math.inf, math.nan, 0.5, math.nan, 0.2] * 3):
+        cfg = s.suggest(f"t{i}")
+        if not isinstance(cfg, dict):
+            break
+        check(cfg)
+        s.on_trial_complete(f"t{i}", {"metric": value})
+    if hasattr(s, "observations"):
+        _, losses = s.observations
+        finite = losses[np.isfinite(losses)]
+        assert len(finite) and (finite == -0.5).any()  # 0.5 (max) is the best finite loss
+        assert np.isinf(losses[~np.isfinite(losses)]).all() and (losses == math.inf).sum() >= 3
