@@ -129,9 +129,8 @@ def _alive_nodes(env: dict, gcs: int) -> int:
         return 0
 
 
-def job_trial_nodes(cluster: dict, submission_id: str) -> set[str]:
-    """Ray node ids where the job's trial actors ran (both nodes share this host's IP, so a
-    result's node_ip cannot tell them apart)."""
+def job_trial_actors(cluster: dict, submission_id: str) -> list[dict]:
+    """The job's trial actors as Ray's state API lists them (node_id, pid, ...)."""
     job = jobs.status(submission_id, address=cluster["address"])["ray_job_id"]
     out = subprocess.run(
         [
@@ -148,13 +147,29 @@ def job_trial_nodes(cluster: dict, submission_id: str) -> set[str]:
         text=True,
         timeout=60,
     )
-    return {
-        a["node_id"]
+    return [
+        a
         for a in json.loads(out.stdout)
         if a.get("job_id") == job
         and "ImplicitFunc" in a.get("class_name", "")
         and a.get("node_id")  # an actor Tune made and dropped before placing it has none
-    }
+    ]
+
+
+def job_trial_nodes(cluster: dict, submission_id: str) -> set[str]:
+    """Ray node ids where the job's trial actors ran (both nodes share this host's IP, so a
+    result's node_ip cannot tell them apart)."""
+    return {a["node_id"] for a in job_trial_actors(cluster, submission_id)}
+
+
+def epochs_on_node(cluster: dict, submission_id: str, node_id: str, exp: Path | None) -> int:
+    """The most results any trial has reported from an actor on ``node_id`` (matched by the
+    process id each result carries)."""
+    if exp is None:
+        return 0
+    pids = {a["pid"] for a in job_trial_actors(cluster, submission_id) if a["node_id"] == node_id}
+    rows = [r for rs in trial_histories(exp).values() for r in rs if r.get("pid") in pids]
+    return max((r["training_iteration"] for r in rows), default=0)
 
 
 def worker_node_id(cluster: dict) -> str:
@@ -330,11 +345,16 @@ def test_sweep_survives_losing_the_worker_node(cluster, tmp_path):
     job = jobs.submit(spec, address=cluster["address"])
     storage = tmp_path / "shared"
     worker_id = worker_node_id(cluster)
-    deadline = time.monotonic() + 180
-    while worker_id not in job_trial_nodes(cluster, job):  # a trial trains there
+    deadline = time.monotonic() + 240
+
+    def exp_dir():
+        dirs = list(storage.iterdir()) if storage.exists() else []
+        return dirs[0] if len(dirs) == 1 else None
+
+    # Wait (on a condition, not a clock) until a trial on the worker has checkpointed twice.
+    while epochs_on_node(cluster, job, worker_id, exp_dir()) < 2:
         assert time.monotonic() < deadline, jobs.logs(job, address=cluster["address"])[-3000:]
-        time.sleep(1)
-    time.sleep(3)  # let it checkpoint an epoch or two
+        time.sleep(0.5)
     kill_group(cluster["worker"])  # the node dies with its trials
     info = jobs.follow(job, address=cluster["address"], out=lambda s: None)
     log = jobs.logs(job, address=cluster["address"])
