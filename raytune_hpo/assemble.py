@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from raytune_hpo import bohb, loggers, warm_start
+from raytune_hpo import bohb, warm_start
+from raytune_hpo import loggers as sweep_loggers
 from raytune_hpo.spec import SpecError, SweepSpec
 from raytune_hpo.train.contract import TrainableContract
 
@@ -32,7 +33,7 @@ class Plan:
     samples: int
     max_t: int | None
     warnings: tuple[str, ...] = field(default=())
-    loggers: tuple[loggers.LoggerSpec, ...] = field(default=())
+    loggers: tuple[sweep_loggers.LoggerSpec, ...] = field(default=())
     warm: tuple[warm_start.WarmPoint, ...] = field(default=())  # earlier results
 
     @property
@@ -94,7 +95,7 @@ class Plan:
 
     def callbacks(self, experiment: str, exp_dir: str) -> list[Any]:
         """Ray Tune callbacks of the sweep's ``loggers`` for the run ``experiment``."""
-        return loggers.callbacks(
+        return sweep_loggers.callbacks(
             self.loggers, experiment=experiment, exp_dir=exp_dir, sweep_name=self.spec.name
         )
 
@@ -156,8 +157,8 @@ def _assemble(spec: SweepSpec, trainable: Any, local_data: bool) -> Plan:
         )
     contract.check_data(local=local_data)
     check_runtime_env(spec.runtime_env)
-    logger_specs = loggers.parse(spec.loggers)
-    loggers.check(logger_specs, remote_storage="://" in spec.storage_path)
+    logger_specs = sweep_loggers.parse(spec.loggers)
+    sweep_loggers.check(logger_specs, remote_storage="://" in spec.storage_path)
     searcher = spec.searcher.name
     scheduler, warnings = bohb.pair(searcher, spec.scheduler.name if spec.scheduler else None)
     warnings = [*warnings, *contract.warnings(space)]

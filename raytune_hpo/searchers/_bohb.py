@@ -157,14 +157,15 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
         _, loss = self._prior_point(parameters, value, error)
         flat = self._ours.to_library(parameters)
         if budget is None and intermediate_values:
-            told = [{self._metric: v} for v in intermediate_values]
-            for epoch, result in enumerate(told, start=1):
-                with self._own_rng():
-                    l_epoch = loss_of(result, self._metric, self._mode, error)
-                    self.bohber.new_result(_BOHBJobWrapper(l_epoch, epoch, flat))
-            return
+            told = [
+                (loss_of({self._metric: v}, self._metric, self._mode, error), float(epoch))
+                for epoch, v in enumerate(intermediate_values, start=1)
+            ]
+        else:
+            told = [(loss, float(budget or 1))]
         with self._own_rng():
-            self.bohber.new_result(_BOHBJobWrapper(loss, float(budget or 1), flat))
+            for at_loss, at_budget in told:
+                self.bohber.new_result(_BOHBJobWrapper(at_loss, at_budget, flat))
 
     def restore(self, checkpoint_path: str) -> None:
         self._keep_own_space(lambda: TuneBOHB.restore(self, checkpoint_path))
