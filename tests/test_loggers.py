@@ -127,3 +127,23 @@ def test_tensorboard_and_mlflow_on_a_real_sweep(ray_session, tmp_path, monkeypat
     # Its artifacts would go there too, not under ./mlruns of the current directory.
     artifacts = mlflow.get_experiment_by_name("logged").artifact_location
     assert artifacts == (exp / loggers.MLFLOW_ARTIFACTS).as_uri()
+
+
+@pytest.mark.integration
+def test_wandb_writes_offline_runs_per_trial(ray_session, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    # Unset: offline by default. (The driver sets it; monkeypatch restores it afterwards.)
+    monkeypatch.setenv("WANDB_MODE", "")
+    spec = SweepSpec.from_dict(
+        {
+            "name": "wb",
+            "storage_path": str(tmp_path),
+            "num_samples": 2,
+            "loggers": ["wandb"],
+            "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
+            "trainable": {"model": "mlp", "epochs": 1},
+        }
+    )
+    result = run_sweep(spec)
+    runs = sorted(Path(result.path).glob("*/wandb/offline-run-*"))
+    assert sorted(r.name.rsplit("-", 1)[-1] for r in runs) == sorted(result.table["trial_id"])
