@@ -2,8 +2,9 @@
 
 ``assemble(spec)`` checks the spec against the registries and the trainable's contract and
 returns a :class:`Plan`: the trainable (built-in CNN or the user's), the searcher (with its
-budget), the scheduler (BOHB's pairing rule from ``raytune_hpo.bohb``), the number of trials,
-the param space and the warnings. Every problem is a one-line ``SpecError``.
+budget, told the earlier results of ``warm_start``), the scheduler (BOHB's pairing rule from
+``raytune_hpo.bohb``), the number of trials, the param space, the logger callbacks and the
+warnings. Every problem is a one-line ``SpecError``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import raytune_hpo.bohb as bohb
+import raytune_hpo.loggers as sweep_loggers
+import raytune_hpo.warm_start as warm_start
 from raytune_hpo.spec import SpecError, SweepSpec
 from raytune_hpo.train.contract import TrainableContract
 
@@ -31,6 +34,8 @@ class Plan:
     samples: int
     max_t: int | None
     warnings: tuple[str, ...] = field(default=())
+    loggers: tuple[sweep_loggers.LoggerSpec, ...] = field(default=())
+    warm: tuple[warm_start.WarmPoint, ...] = field(default=())  # earlier results
 
     @property
     def metric(self) -> str:
@@ -61,18 +66,38 @@ class Plan:
             return fixed
         return {**fixed, **self.spec.search_space.to_tune(grid=self.grid)}
 
-    def searcher(self):
-        """A new searcher for this sweep (metric and mode come from the Tuner)."""
+    def searcher(self, experiment: str | None = None):
+        """A new searcher for this sweep (metric and mode come from the Tuner). With
+        ``experiment`` (the run's name) it is the run's own: told the earlier results of
+        ``warm_start`` (it is given metric and mode for them), and an Optuna study kept in a
+        database (``storage``) is named after the run unless ``study_name`` says otherwise."""
         from raytune_hpo.searchers import create_searcher
 
-        return create_searcher(
+        options = dict(self.spec.searcher.options)
+        known: dict[str, Any] = {}
+        if experiment is not None:
+            if options.get("storage"):
+                options.setdefault("study_name", experiment)
+            if self.warm:
+                known = {"metric": self.metric, "mode": self.mode}
+        searcher = create_searcher(
             self.searcher_name,
             space=self.spec.search_space,
             seed=self.spec.seed,
             budget=self.samples,
             max_concurrent=self.spec.max_concurrent,
             base_dir=self.spec.base_dir,
-            **self.spec.searcher.options,
+            **known,
+            **options,
+        )
+        if experiment is not None:
+            warm_start.tell(searcher, self.warm)
+        return searcher
+
+    def callbacks(self, experiment: str, exp_dir: str) -> list[Any]:
+        """Ray Tune callbacks of the sweep's ``loggers`` for the run ``experiment``."""
+        return sweep_loggers.callbacks(
+            self.loggers, experiment=experiment, exp_dir=exp_dir, sweep_name=self.spec.name
         )
 
     def scheduler(self):
@@ -133,6 +158,8 @@ def _assemble(spec: SweepSpec, trainable: Any, local_data: bool) -> Plan:
         )
     contract.check_data(local=local_data)
     check_runtime_env(spec.runtime_env)
+    logger_specs = sweep_loggers.parse(spec.loggers)
+    sweep_loggers.check(logger_specs, remote_storage="://" in spec.storage_path)
     searcher = spec.searcher.name
     scheduler, warnings = bohb.pair(searcher, spec.scheduler.name if spec.scheduler else None)
     warnings = [*warnings, *contract.warnings(space)]
@@ -150,8 +177,21 @@ def _assemble(spec: SweepSpec, trainable: Any, local_data: bool) -> Plan:
         scheduler_name=scheduler,
         samples=1 if grid else (spec.num_samples or DEFAULT_SAMPLES),  # grid: its grid once
         max_t=contract.max_budget(space),
+        loggers=logger_specs,
     )
     _check_built(plan)
+    if spec.warm_start:
+        warm, notes = warm_start.load(spec)
+        warnings.extend(notes)
+        from raytune_hpo.searchers import searcher_entry
+
+        if not warm_start.can_learn(searcher_entry(searcher, base_dir=spec.base_dir).factory):
+            warnings.append(
+                f"warm_start: searcher {searcher} cannot learn from earlier results (Ray's "
+                "BasicVariantGenerator, or a plug-in without add_evaluated_point); they are "
+                "left out"
+            )
+        plan = Plan(**{**plan.__dict__, "warm": warm})
     if grid:
         space.to_tune(grid=True)  # raises naming a parameter that has no grid values
     # BOHB's searcher counts only running trials; other searchers count paused ones too.

@@ -92,7 +92,7 @@ def build_tuner(plan: Plan, name: str, *, stopper=None):
     from ray.tune.search import BasicVariantGenerator
 
     spec = plan.spec
-    searcher = plan.searcher()
+    searcher = plan.searcher(name)
     # Ray's generator limits itself (the Tuner's limit is ignored for it, with a warning).
     limit = None if isinstance(searcher, BasicVariantGenerator) else spec.max_concurrent
     return tune.Tuner(
@@ -116,6 +116,7 @@ def build_tuner(plan: Plan, name: str, *, stopper=None):
             # A class trainable without save_checkpoint must not be asked for one at its end.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=False),
             verbose=1,
+            callbacks=plan.callbacks(name, experiment_dir(spec, name)),
         ),
     )
 

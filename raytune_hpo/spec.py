@@ -194,9 +194,27 @@ class SweepSpec(Strict):
     # Where FILE.py references (trainable.function, a plug-in searcher) are found; default:
     # the sweep file's directory. The copy in a sweep directory records it absolute.
     code_dir: str | None = None
+    # Ray Tune logger callbacks: names (tensorboard, mlflow, wandb) or {name: {options}};
+    # checked against raytune_hpo.loggers when the run is assembled.
+    loggers: list[Any] | None = None
+    # Earlier sweep directories whose results the searcher is told before it suggests
+    # (raytune_hpo.warm_start); relative to the sweep file, recorded absolute in its copy.
+    warm_start: list[str] | None = None
     # Where the spec came from (for messages) and the directory user code is found in.
     _source: str = PrivateAttr(default="sweep")
     _base_dir: str | None = PrivateAttr(default=None)
+
+    @field_validator("warm_start", mode="before")
+    @classmethod
+    def _one_or_more_dirs(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("warm_start")
+    @classmethod
+    def _no_empty_dirs(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or not all(v.strip() for v in value)):
+            raise ValueError("give one or more earlier sweep directories")
+        return value
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> SweepSpec:
@@ -250,6 +268,12 @@ class SweepSpec(Strict):
         return SweepSpec.from_dict(data, source=self.source, base_dir=self._base_dir)
 
     @property
+    def warm_start_paths(self) -> list[Path]:
+        """``warm_start`` as absolute paths (relative ones: to the sweep file's directory)."""
+        here = Path(self._base_dir or os.getcwd())
+        return [(here / Path(p).expanduser()).resolve() for p in self.warm_start or []]
+
+    @property
     def uses_code(self) -> bool:
         """Whether the sweep names user code by file (a trainable or a plug-in searcher)."""
         return "function" in self.trainable or ":" in self.searcher.name
@@ -260,6 +284,8 @@ class SweepSpec(Strict):
         data = self.model_dump(exclude_none=True)
         if absolute_code_dir:
             data["code_dir"] = self.base_dir
+        if self.warm_start:  # the copy in a sweep directory is read from elsewhere
+            data["warm_start"] = [str(p) for p in self.warm_start_paths]
         return yaml.safe_dump(data, sort_keys=False)
 
 

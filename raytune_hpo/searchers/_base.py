@@ -2,9 +2,11 @@
 
 A subclass proposes points of the unit cube [0, 1]^d (``_propose``) and learns from finished
 trials (``_observe``); this base maps points to configurations through the ``SearchSpace``,
-serves ``points_to_evaluate`` first and saves/restores its whole state (one seeded
-``numpy.random.Generator``, no global RNG). The rest of the contract (metric/mode, the space,
-scoring, unknown ids) is ``SearcherContract``, shared with the library adapters.
+serves ``points_to_evaluate`` first, tells earlier results (``add_evaluated_point``, a warm
+start) to the algorithm before its first proposal (``_warm``) and saves/restores its whole
+state (one seeded ``numpy.random.Generator``, no global RNG). The rest of the contract
+(metric/mode, the space, scoring, unknown ids) is ``SearcherContract``, shared with the
+library adapters.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from raytune_hpo.searchers._contract import Rows, SearcherContract, as_space, lo
 from raytune_hpo.space import SearchSpace
 
 _Rows = Rows  # the name our algorithms import
+# The trial id under which earlier results (warm start) reach ``_observe``.
+WARM_TRIAL = "warm-start"
 
 
 class UnitCubeSearcher(SearcherContract, Searcher):
@@ -60,6 +64,8 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         if not self._ready:
             self._setup()
             self._ready = True
+            for u, loss in zip(*self.prior, strict=True):
+                self._warm(u, loss)
         if self._user_points:
             point = self._user_points.pop(0)
             self._track(trial_id, space.to_unit(point))
@@ -78,6 +84,21 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         if loss is not None:
             self._observe(trial_id, u, loss)
 
+    def add_evaluated_point(
+        self,
+        parameters: dict[str, Any],
+        value: float | None,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+    ) -> None:
+        """An earlier result (Ray's warm-start API): recorded in ``prior`` and told to the
+        algorithm (``_warm``) before it proposes, or at once if it has started. A pruned
+        trial's ``value`` counts as its result, as a trial stopped early by a scheduler does."""
+        u, loss = self._prior_point(parameters, value, error)
+        if self._ready:
+            self._warm(u, loss)
+
     # ------------------------------------------------------------------ subclass API
     def _setup(self) -> None:
         """Called once the space is known, before the first proposal."""
@@ -87,6 +108,12 @@ class UnitCubeSearcher(SearcherContract, Searcher):
 
     def _observe(self, trial_id: str, u: np.ndarray, loss: float) -> None:
         """``loss``: the metric turned into a value to minimise; +inf for failed/NaN."""
+
+    def _warm(self, u: np.ndarray, loss: float) -> None:
+        """An earlier result, after ``_setup`` (``self.prior`` holds them all already then).
+        By default it is observed as a finished trial the algorithm did not propose, as a
+        ``points_to_evaluate`` trial is (PSO: it may become the swarm's best)."""
+        self._observe(WARM_TRIAL, u, loss)
 
     def _config_for(self, trial_id: str, u: np.ndarray) -> dict[str, Any]:
         return self._space.from_unit(u)

@@ -9,7 +9,10 @@ with our contract on top:
   continues it, and the caller's global RNG is left untouched;
 - unknown or repeated trial ids are ignored (TuneBOHB raises ``KeyError``);
 - without ``HyperBandForBOHB`` (under ``asha``, ``median`` or ``fifo``) the model learns from
-  each trial's final result at the epoch it reached, instead of from bracket milestones.
+  each trial's final result at the epoch it reached, instead of from bracket milestones;
+- earlier results (warm start; TuneBOHB has no ``add_evaluated_point``) are told to the model
+  at the budget they reached (``budget``, else one result per epoch of
+  ``intermediate_values``, else budget 1), so its model of that budget starts with them.
 """
 
 from __future__ import annotations
@@ -139,6 +142,30 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
         self._last_budget.pop(trial_id, None)
         self.paused.discard(trial_id)
         self.running.discard(trial_id)
+
+    def add_evaluated_point(
+        self,
+        parameters: dict,
+        value: float | None,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+        *,
+        budget: float | None = None,
+    ) -> None:
+        """An earlier result (warm start) for the model at ``budget`` (epochs trained)."""
+        _, loss = self._prior_point(parameters, value, error)
+        flat = self._ours.to_library(parameters)
+        if budget is None and intermediate_values:
+            told = [
+                (loss_of({self._metric: v}, self._metric, self._mode, error), float(epoch))
+                for epoch, v in enumerate(intermediate_values, start=1)
+            ]
+        else:
+            told = [(loss, float(budget or 1))]
+        with self._own_rng():
+            for at_loss, at_budget in told:
+                self.bohber.new_result(_BOHBJobWrapper(at_loss, at_budget, flat))
 
     def restore(self, checkpoint_path: str) -> None:
         self._keep_own_space(lambda: TuneBOHB.restore(self, checkpoint_path))

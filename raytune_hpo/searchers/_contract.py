@@ -3,8 +3,9 @@ whether it is our own algorithm (``UnitCubeSearcher``) or an adapter over a libr
 HpBandSter): metric and mode checked once, the space given or taken from the Tuner's
 ``param_space``, suggested-but-unfinished trials, NaN/inf/failed results scored as the worst
 value, unknown or repeated trial ids ignored, ``points_to_evaluate`` kept, observations for
-the contract tests, and a searcher's own space kept across ``restore`` (its categorical values
-stay the very objects the user gave).
+the contract tests, a searcher's own space kept across ``restore`` (its categorical values
+stay the very objects the user gave), and earlier results told through Ray's
+``add_evaluated_point`` (warm start) recorded as ``prior``.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ class SearcherContract:
         self._live_units: dict[str, np.ndarray] = {}
         self._obs_x: Rows | None = None
         self._obs_y: list[float] = []
+        self._prior_x: Rows | None = None
+        self._prior_y: list[float] = []
         return self._ours
 
     def _merge_properties(self, metric: str | None, mode: str | None, config: Mapping) -> bool:
@@ -121,8 +124,36 @@ class SearcherContract:
         self._obs_y.append(loss)
         return loss
 
+    def _prior_point(
+        self, parameters: Mapping, value: float | None, error: bool
+    ) -> tuple[np.ndarray, float]:
+        """An earlier result (``add_evaluated_point``) as a unit point and a loss, recorded
+        in ``prior``. Like Ray's own searchers, this needs the space, metric and mode."""
+        space = self._require_space()
+        if not self._metric or not self._mode:
+            raise RuntimeError(
+                f"{type(self).__name__}: metric and mode must be set before add_evaluated_point"
+            )
+        u = space.to_unit(parameters)
+        result = None if value is None else {self._metric: value}
+        loss = loss_of(result, self._metric, self._mode, error)
+        if self._prior_x is None:
+            self._prior_x = Rows(len(u))
+        self._prior_x.append(u)
+        self._prior_y.append(loss)
+        return u, loss
+
+    @property
+    def prior(self) -> tuple[np.ndarray, np.ndarray]:
+        """Unit points and losses of earlier results told through ``add_evaluated_point``."""
+        rows = getattr(self, "_prior_x", None)  # a state saved before warm start existed
+        if rows is None:
+            return np.empty((0, 0)), np.empty(0)
+        return rows.rows, np.asarray(self._prior_y)
+
     def _worst_finite(self) -> float | None:
-        finite = [y for y in self._obs_y if math.isfinite(y)]
+        seen = [*self._obs_y, *getattr(self, "_prior_y", ())]
+        finite = [y for y in seen if math.isfinite(y)]
         return max(finite) if finite else None
 
     @property

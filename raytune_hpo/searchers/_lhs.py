@@ -1,6 +1,8 @@
 """Latin hypercube sampling (McKay et al., 1979) through scipy.stats.qmc, one of the
 space-filling designs of ``../shared/seeds/rsa-lhs-hypertiling.md``: with a budget of n
-points every dimension has exactly one point in each of its n equal strata."""
+points every dimension has exactly one point in each of its n equal strata. With m earlier
+results (warm start) the design has n + m points and each earlier point takes the place of the
+design point nearest to it; the n left are suggested."""
 
 from __future__ import annotations
 
@@ -33,8 +35,12 @@ class LatinHypercubeSearch(UnitCubeSearcher):
         self._next = 0
 
     def _setup(self) -> None:
+        earlier = self.prior[0]
         engine = qmc.LatinHypercube(self._space.dims, seed=self._rng)
-        self._design = engine.random(self._budget)
+        design = engine.random(self._budget + len(earlier))
+        for u in earlier:  # each earlier point replaces the nearest design point
+            design = np.delete(design, np.argmin(((design - u) ** 2).sum(1)), axis=0)
+        self._design = design
 
     def _propose(self, trial_id: str) -> np.ndarray | str:
         if self._next >= self._budget:

@@ -7,7 +7,13 @@
 - ``TPESearch`` (``tpe``): the tree-structured Parzen estimator (Bergstra et al., NeurIPS 2011).
 
 NaN, failed and junk results are told to Optuna as the worst finite value seen so far (as a
-failed trial while there is none), so the model learns to avoid them.
+failed trial while there is none), so the model learns to avoid them; so are earlier results
+told through ``add_evaluated_point`` (warm start), which join the study as finished trials.
+
+``storage`` (an RDB URL such as ``sqlite:///sweep.db``) keeps the study in a database, where
+``optuna-dashboard sqlite:///sweep.db`` can watch it live; ``study_name`` names it (a sweep
+names it after its run). A study of that name that exists already is continued: its trials
+inform the sampler too.
 """
 
 from __future__ import annotations
@@ -23,21 +29,61 @@ from raytune_hpo.space import SearchSpace
 class _OptunaAdapter(LibraryAdapter, OptunaSearch):
     """``OptunaSearch`` over our ``SearchSpace`` with the searcher contract on top."""
 
-    def __init__(self, space, metric, mode, *, points_to_evaluate, sampler) -> None:
+    def __init__(
+        self, space, metric, mode, *, points_to_evaluate, sampler, storage, study_name
+    ) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial else
+        _check_storage(storage, study_name)
         self._contract_init(space, mode, points_to_evaluate)
         # The study's direction is fixed when it is created, so it waits for the mode (which
-        # the Tuner may only give through set_search_properties).
-        OptunaSearch.__init__(self, space=None, metric=metric, mode=mode, sampler=sampler)
+        # the Tuner may only give through set_search_properties); so does the database.
+        OptunaSearch.__init__(
+            self, space=None, metric=metric, mode=mode, sampler=sampler, study_name=study_name
+        )
+        self._storage_url = storage
         self._maybe_setup()
 
     def _maybe_setup(self) -> None:
         if self._ot_study is None and self._ours is not None and self._mode:
             self._space = self._ours.to_optuna()
             self._points_to_evaluate = self._encoded_points()
+            if self._storage_url and self._storage is None:
+                from optuna.storages import RDBStorage
+
+                self._storage = RDBStorage(self._storage_url)
             self._setup_study(self._mode)
+
+    def add_evaluated_point(
+        self,
+        parameters: dict,
+        value: float | None,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+    ) -> None:
+        """An earlier result (warm start) joins the study as a finished trial; NaN or a
+        failed one counts as the worst value seen (a failed trial while there is none)."""
+        self._maybe_setup()
+        worst = self._worst_finite()
+        _, loss = self._prior_point(parameters, value, error)
+        if self._ot_study is None:
+            raise RuntimeError(f"{type(self).__name__}: the study needs space, metric and mode")
+        if math.isfinite(loss):
+            value = loss if self._mode != "max" else -loss
+        elif worst is not None:
+            value = worst if self._mode != "max" else -worst
+        else:
+            value = None
+        OptunaSearch.add_evaluated_point(
+            self,
+            self._ours.to_library(parameters),
+            value,
+            error=value is None,
+            pruned=pruned and value is not None,
+            intermediate_values=intermediate_values,
+        )
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         adopted = self._merge_properties(metric, mode, config)
@@ -72,6 +118,18 @@ class _OptunaAdapter(LibraryAdapter, OptunaSearch):
         self._keep_own_space(lambda: OptunaSearch.restore(self, checkpoint_path))
 
 
+def _check_storage(storage: object, study_name: object) -> None:
+    if storage is not None and (not isinstance(storage, str) or "://" not in storage):
+        raise ValueError(
+            f"storage: an RDB URL such as sqlite:///sweep.db or postgresql://host/db, "
+            f"got {storage!r}"
+        )
+    if study_name is not None and (not isinstance(study_name, str) or not study_name.strip()):
+        raise ValueError(f"study_name: must be a non-empty string, got {study_name!r}")
+    if study_name is not None and storage is None:
+        raise ValueError("study_name: names a study kept in a database; give storage too")
+
+
 def _check_initial(n: object) -> None:
     if isinstance(n, bool) or not isinstance(n, int):
         raise ValueError(f"n_initial_points: must be an integer, got {n!r}")
@@ -91,13 +149,21 @@ class GPSearch(_OptunaAdapter):
         seed: int | None = None,
         points_to_evaluate: list[dict] | None = None,
         n_initial_points: int = 5,
+        storage: str | None = None,
+        study_name: str | None = None,
     ) -> None:
         import optuna
 
         _check_initial(n_initial_points)
         sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_initial_points)
         super().__init__(
-            space, metric, mode, points_to_evaluate=points_to_evaluate, sampler=sampler
+            space,
+            metric,
+            mode,
+            points_to_evaluate=points_to_evaluate,
+            sampler=sampler,
+            storage=storage,
+            study_name=study_name,
         )
 
 
@@ -114,6 +180,8 @@ class TPESearch(_OptunaAdapter):
         points_to_evaluate: list[dict] | None = None,
         n_initial_points: int = 10,
         multivariate: bool = True,
+        storage: str | None = None,
+        study_name: str | None = None,
     ) -> None:
         import optuna
 
@@ -122,7 +190,13 @@ class TPESearch(_OptunaAdapter):
             seed=seed, n_startup_trials=n_initial_points, multivariate=bool(multivariate)
         )
         super().__init__(
-            space, metric, mode, points_to_evaluate=points_to_evaluate, sampler=sampler
+            space,
+            metric,
+            mode,
+            points_to_evaluate=points_to_evaluate,
+            sampler=sampler,
+            storage=storage,
+            study_name=study_name,
         )
 
 

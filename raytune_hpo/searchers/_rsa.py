@@ -2,7 +2,9 @@
 uniform in the unit cube and accepted only if no earlier point lies closer than a radius
 (``../shared/seeds/rsa-lhs-hypertiling.md``: spheres that may not overlap, the radius maximised
 for the number of samples wanted). The radius follows from the budget at a packing fraction
-below RSA saturation, and shrinks when candidates keep being rejected, so it never stalls."""
+below RSA saturation, and shrinks when candidates keep being rejected, so it never stalls.
+Earlier results (warm start) count as spheres already placed: the radius is sized for them
+plus the budget, and new points keep it from them too."""
 
 from __future__ import annotations
 
@@ -63,8 +65,12 @@ class RSASearch(UnitCubeSearcher):
         self._pts: _Rows | None = None  # accepted points
 
     def _setup(self) -> None:
-        self.radius = radius_for(self._budget, self._space.dims, self._fill)
+        placed = len(self.prior[1])
+        self.radius = radius_for(self._budget + placed, self._space.dims, self._fill)
         self._pts = _Rows(self._space.dims)
+
+    def _warm(self, u: np.ndarray, loss: float) -> None:
+        self._pts.append(u)
 
     def _propose(self, trial_id: str) -> np.ndarray:
         d = self._space.dims

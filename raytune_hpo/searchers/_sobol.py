@@ -1,5 +1,8 @@
 """Scrambled Sobol' sequence (scipy.stats.qmc), as in the Sobol-vs-Bayesian study
-(``../shared/seeds/bayesian-vs-sobol.md``). State: the scramble seed and the count drawn."""
+(``../shared/seeds/bayesian-vs-sobol.md``). State: the scramble seed and the count drawn.
+With earlier results (warm start) the sequence starts past as many points as there are: a
+sweep warm-started from a Sobol' sweep of the same seed continues its sequence instead of
+repeating it."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ class SobolSearch(UnitCubeSearcher):
         self._engine: qmc.Sobol | None = None
 
     def _setup(self) -> None:
+        self._count += len(self.prior[1])
         self._rebuild()
 
     def _rebuild(self) -> None:
