@@ -158,8 +158,8 @@ def read_sweep(path: str | Path) -> SweepRecord:
         has_csv = (d / RESULTS_CSV).is_file()
         if not states and not has_csv and not (d / SPEC_COPY).is_file():
             raise UserError(
-                f"{path}: no {SPEC_COPY}, {RESULTS_CSV} or Ray Tune experiment state here "
-                "(is this a sweep directory?)"
+                f"{path}: no {RESULTS_CSV} here, nor Ray Tune's experiment state or "
+                f"{SPEC_COPY} (is this a sweep directory?)"
             )
         spec = read_spec_copy(d) if (d / SPEC_COPY).is_file() else None
         state = json.loads(states[-1].read_text()) if states else {}
@@ -204,7 +204,8 @@ def _read_trials(d: Path, state: dict, spec: SweepSpec | None):
     trial_rows, hist = [], []
     for n, tid in enumerate(order):
         info = known[tid]
-        lines = rows.get(tid) or ([info["last"]] if info.get("last") else [])
+        last = info.get("last") or {}
+        lines = rows.get(tid) or ([last] if "training_iteration" in last else [])
         row: dict[str, Any] = {"trial_id": tid, "order": n, "ray_status": info["ray_status"]}
         if spec is not None and spec.search_space.params:
             try:

@@ -49,7 +49,8 @@ def kind_of(dirs: list[str]) -> str:
         else:
             raise UserError(
                 f"{d}: neither a sweep directory ({SPEC_COPY}, {RESULTS_CSV} or Ray's "
-                f"experiment state) nor a study directory ({STUDY_COPY} and {TRIALS_CSV})"
+                f"experiment state) nor a study directory ({STUDY_COPY} and {TRIALS_CSV}: "
+                "run compare first)"
             )
     if "study" in kinds and len(dirs) > 1:
         raise UserError("report: give one study directory, or one or more sweep directories")
@@ -238,7 +239,7 @@ def _summary(rec: SweepRecord, table: pd.DataFrame, end: pd.Series) -> dict:
     return {
         "sweep": storage.name(rec.path),
         "searcher": spec.searcher.name if spec else "?",
-        "scheduler": spec.scheduler.name if spec else "?",
+        "scheduler": (spec.scheduler.name if spec.scheduler else "fifo") if spec else "?",
         "trials": len(table),
         **{k: int((end == k).sum()) for k in ENDINGS if (end == k).any()},
         f"best {rec.metric}": float(best[rec.metric]) if best is not None else math.nan,
