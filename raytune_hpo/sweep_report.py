@@ -96,9 +96,11 @@ def _budget(rec: SweepRecord) -> int | None:
 def _curve_by_trials(rec: SweepRecord, table: pd.DataFrame, end: pd.Series):
     """Ended trials in the order they ended, and the best value so far after each."""
     done = table[table["trial_id"].map(end).isin(["finished", "stopped early", "failed"])]
-    if not rec.history.empty and "wall_s" in rec.history:
-        last = rec.history.groupby("trial_id")["wall_s"].max()
-        done = done.assign(_t=done["trial_id"].map(last)).sort_values("_t", kind="stable")
+    created = rec.trials.set_index("trial_id")["order"] if "order" in rec.trials else None
+    keys = {"_o": done["trial_id"].map(created) if created is not None else range(len(done))}
+    if not rec.history.empty and "wall_s" in rec.history:  # whole seconds: ties by creation
+        keys["_t"] = done["trial_id"].map(rec.history.groupby("trial_id")["wall_s"].max())
+    done = done.assign(**keys).sort_values(sorted(keys, reverse=True), kind="stable")
     values = done[rec.metric].to_numpy(dtype=float)
     return np.arange(1, len(values) + 1), plots.best_so_far(values, rec.mode)
 
@@ -306,7 +308,9 @@ def build(dirs: list[str], *, out: str | None = None, by: str = "last") -> dict[
 
 def _top(table: pd.DataFrame, n: int = 10) -> pd.DataFrame:
     t = table.head(n)
-    return t.drop(columns=[c for c in ("error",) if c in t and t[c].isna().all()])
+    if "error" in t:
+        t = t.drop(columns="error") if t["error"].isna().all() else t.fillna({"error": ""})
+    return t
 
 
 def _single(rec: SweepRecord, table: pd.DataFrame, end: pd.Series, out: str, by: str):
@@ -339,7 +343,14 @@ def _single(rec: SweepRecord, table: pd.DataFrame, end: pd.Series, out: str, by:
         ),
     ]
     if par is not None:
-        sections.append(Section("Parallel coordinates", plot="parallel_coordinates.png"))
+        sections.append(
+            Section(
+                "Parallel coordinates",
+                text="One line per trial through its searched values (log ranges on a log "
+                f"scale); grey: no {rec.metric} (failed before its first report).",
+                plot="parallel_coordinates.png",
+            )
+        )
     if imp is not None:
         note = (
             f"{why} ({by} reported epoch of each trial; trials stopped early count with "

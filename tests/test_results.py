@@ -80,9 +80,7 @@ def test_results_while_the_sweep_runs_and_after(tmp_path, capsys):
     assert main(["results", str(exp), "--format", "csv"]) == 0
     out, err = capsys.readouterr()
     assert err == ""  # finished: no note
-    pd.testing.assert_frame_equal(
-        pd.read_csv(io.StringIO(out)), pd.read_csv(exp / RESULTS_CSV)
-    )
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(out)), pd.read_csv(exp / RESULTS_CSV))
     histories = trial_histories(exp)
     assert len(histories) == 4
     assert main(["results", str(exp), "--by", "best", "--format", "json"]) == 0
