@@ -142,14 +142,22 @@ def _summarise(result, spec, took: float, top: int | None) -> int:
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
-    from raytune_hpo.results import load_results
+    from raytune_hpo.results import load_results, to_json
 
-    result = load_results(args.dir)
+    result = load_results(args.dir, by=args.by)
     df = result.table if args.top is None else result.table.head(args.top)
+    if result.live:  # on stderr: stdout stays a clean table, CSV or JSON
+        counts = result.table["status"].value_counts()
+        done = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no trials yet"
+        print(
+            "raytune-hpo: no results.csv yet (running or interrupted); read from Ray's "
+            f"files as they are now: {done}",
+            file=sys.stderr,
+        )
     if args.format == "csv":
         df.to_csv(sys.stdout, index=False)
     elif args.format == "json":
-        print(df.to_json(orient="records", indent=2))
+        print(to_json(df))
     else:
         print(format_table(df))
     return 0
@@ -218,9 +226,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from raytune_hpo.study.report import build
+    import raytune_hpo.sweep_report as sweep_report
+    from raytune_hpo.study import report as study_report
 
-    paths = build(args.dir)
+    kind = sweep_report.kind_of(args.dirs)
+    if kind == "study":
+        paths = study_report.build(args.dirs[0], out=args.out)
+    else:
+        paths = sweep_report.build(args.dirs, out=args.out, by=args.by)
     print(f"{paths['html']}\n{paths['markdown']}")
     return 0
 
@@ -298,15 +311,19 @@ def build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=_cmd_list)
 
     rsm = sub.add_parser("resume", help="continue an interrupted sweep from its directory")
-    rsm.add_argument("dir", help="the experiment directory (printed when the sweep started)")
+    rsm.add_argument(
+        "dir", help="the sweep directory printed when the sweep started (local, s3://, gs://)"
+    )
     rsm.add_argument("--address", help="an existing Ray cluster: auto or ray://HOST:10001")
     rsm.add_argument("--top", type=int, default=10, help="rows of the final table (10)")
     rsm.set_defaults(func=_cmd_resume)
 
-    res = sub.add_parser("results", help="table of a finished sweep's trials")
-    res.add_argument("dir", help="the experiment directory printed at the end of `run`")
+    by_help = "rank each trial by its last reported epoch (default) or its best one"
+    res = sub.add_parser("results", help="table of a sweep's trials (running or finished)")
+    res.add_argument("dir", help="the sweep directory (local, s3:// or gs://)")
     res.add_argument("--format", choices=("table", "csv", "json"), default="table")
     res.add_argument("--top", type=int, help="only the best N trials")
+    res.add_argument("--by", choices=("last", "best"), default="last", help=by_help)
     res.set_defaults(func=_cmd_results)
 
     cmp_ = sub.add_parser("compare", help="run a study: searchers x repetitions on a problem")
@@ -314,8 +331,21 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--out", help="output directory (default: ./<name>-study); resumable")
     cmp_.set_defaults(func=_cmd_compare)
 
-    rep = sub.add_parser("report", help="HTML + Markdown report of a study directory")
-    rep.add_argument("dir", help="the study's output directory")
+    rep = sub.add_parser(
+        "report", help="HTML + Markdown report of a sweep, of sweeps side by side, or a study"
+    )
+    rep.add_argument(
+        "dirs",
+        nargs="+",
+        metavar="DIR",
+        help="sweep directories (local, s3://, gs://), or one study",
+    )
+    rep.add_argument(
+        "--out",
+        help="where the report goes (default: a local sweep's or study's own directory, "
+        "else ./report-<names>)",
+    )
+    rep.add_argument("--by", choices=("last", "best"), default="last", help=by_help)
     rep.set_defaults(func=_cmd_report)
 
     srch = sub.add_parser("searchers", help="list searchers and schedulers with their options")

@@ -1,16 +1,26 @@
 """A sweep's results: one row per trial, best first (``results.csv`` in the sweep directory),
-and the sweep as it was run (``sweep.yaml``)."""
+and the sweep as it was run (``sweep.yaml``).
+
+A sweep still running (or interrupted) has no ``results.csv`` yet: ``read_sweep`` then reads
+what Ray Tune writes as it goes, the newest ``experiment_state-*.json`` (each trial's status,
+config and error file) and each trial's ``result.json`` (one line per reported epoch). The
+sweep directory may be local or remote (``raytune_hpo.storage``).
+"""
 
 from __future__ import annotations
 
+import io
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from raytune_hpo.spec import SweepSpec, UserError
+import raytune_hpo.storage as storage
+from raytune_hpo.spec import SweepSpec, UserError, parse_yaml
 
 RESULTS_CSV = "results.csv"
 SPEC_COPY = "sweep.yaml"
@@ -24,6 +34,7 @@ class SweepResult:
     table: pd.DataFrame  # one row per trial, best first
     metric: str
     mode: str
+    live: bool = False  # read from Ray's files: the sweep runs still (or was interrupted)
 
     @property
     def best(self) -> pd.Series | None:
@@ -79,39 +90,245 @@ def sort_table(df: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     return pd.concat([ok, df[failed]], ignore_index=True)
 
 
-def write_spec_copy(spec: SweepSpec, exp: Path) -> None:
-    """``sweep.yaml`` in the sweep directory; with user code, where that code is."""
-    exp.mkdir(parents=True, exist_ok=True)
-    (exp / SPEC_COPY).write_text(spec.to_yaml(absolute_code_dir=spec.uses_code))
+BY = ("last", "best")  # rank a trial by its last reported epoch, or by its best one
+# What reading a sweep needs of its directory (checkpoints and Ray's pickles stay behind).
+_SMALL = ("sweep.yaml", "results.csv", "experiment_state-*.json", "*/result.json", "*/params.json")
+
+
+def write_spec_copy(spec: SweepSpec, exp: str | Path) -> None:
+    """``sweep.yaml`` in the sweep directory (local or a URI); with user code, where that
+    code is."""
+    storage.write_text(storage.join(exp, SPEC_COPY), spec.to_yaml(absolute_code_dir=spec.uses_code))
+
+
+def write_results_csv(table: pd.DataFrame, exp: str | Path) -> None:
+    storage.write_text(storage.join(exp, RESULTS_CSV), table.to_csv(index=False))
 
 
 def read_spec_copy(where: str | Path) -> SweepSpec:
     """The sweep a sweep directory holds (``sweep.yaml``), with its user code found where
     the original sweep file was."""
-    copy = Path(where).expanduser() / SPEC_COPY
-    if not copy.is_file():
+    copy = storage.join(storage.normalize(where), SPEC_COPY)
+    if not storage.is_file(copy):
         raise UserError(f"{where}: no {SPEC_COPY} here (is this a sweep directory?)")
-    return SweepSpec.from_yaml(copy)
+    if not storage.is_uri(copy):
+        return SweepSpec.from_yaml(copy)
+    return SweepSpec.from_dict(parse_yaml(storage.read_text(copy), copy), source=copy)
 
 
-def load_results(path: str | Path) -> SweepResult:
-    """Read a finished sweep's ``results.csv`` (``path``: the experiment directory)."""
-    p = Path(path).expanduser()
-    csv = p / RESULTS_CSV
-    if not csv.is_file():
-        raise UserError(f"{path}: no {RESULTS_CSV} here (is this a finished sweep dir?)")
-    spec = read_spec_copy(p) if (p / SPEC_COPY).is_file() else None
-    metric = spec.metric if spec else "val_accuracy"
-    mode = spec.mode if spec else "max"
-    return SweepResult(str(p), sort_table(pd.read_csv(csv), metric, mode), metric, mode)
+@dataclass
+class SweepRecord:
+    """Everything a sweep directory tells, finished or not."""
+
+    path: str
+    spec: SweepSpec | None
+    trials: pd.DataFrame  # one row per trial (Ray's status, config.*, error), creation order
+    history: pd.DataFrame  # every reported result: trial_id, training_iteration, wall_s, ...
+    finished: bool  # results.csv is there
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def metric(self) -> str:
+        return self.spec.metric if self.spec else "val_accuracy"
+
+    @property
+    def mode(self) -> str:
+        return self.spec.mode if self.spec else "max"
+
+    def table(self, by: str = "last") -> pd.DataFrame:
+        """One row per trial ranked by its ``last`` or ``best`` reported value, best first."""
+        if by not in BY:
+            raise UserError(f"--by {by}: allowed: {', '.join(BY)}")
+        return trial_table(self.trials, self.history, self.metric, self.mode, by)
+
+
+def _small(rel: str) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatch(rel, pattern) for pattern in _SMALL) or rel.endswith("error.txt")
+
+
+def read_sweep(path: str | Path) -> SweepRecord:
+    """Read a sweep directory (local or a URI) as it is now: running, interrupted or done."""
+    where = storage.normalize(path)
+    if not storage.exists(where):
+        raise UserError(f"{path}: no such sweep directory")
+    with storage.local_copy(where, keep=_small) as d:
+        states = sorted(d.glob("experiment_state-*.json"))  # names carry the session's time
+        has_csv = (d / RESULTS_CSV).is_file()
+        if not states and not has_csv and not (d / SPEC_COPY).is_file():
+            raise UserError(
+                f"{path}: no {RESULTS_CSV} here, nor Ray Tune's experiment state or "
+                f"{SPEC_COPY} (is this a sweep directory?)"
+            )
+        spec = read_spec_copy(d) if (d / SPEC_COPY).is_file() else None
+        state = json.loads(states[-1].read_text()) if states else {}
+        trials, history = _read_trials(d, state, spec)
+        if has_csv and trials.empty:  # only the table was kept
+            trials = pd.read_csv(d / RESULTS_CSV)
+    return SweepRecord(where, spec, trials, history, finished=has_csv)
+
+
+def _read_trials(d: Path, state: dict, spec: SweepSpec | None):
+    """Trials from the experiment state and the trial directories (a trial that started after
+    the state was last written has a directory but no entry yet: it counts as RUNNING)."""
+    known: dict[str, dict] = {}
+    for entry in state.get("trial_data", []):
+        t, meta = json.loads(entry[0]), json.loads(entry[1])
+        known[t["trial_id"]] = {
+            "trial_id": t["trial_id"],
+            "ray_status": t.get("status", "PENDING"),
+            "dir": t.get("relative_logdir"),
+            "config": t.get("config") or {},
+            "start": meta.get("start_time"),
+            "error_file": meta.get("error_filename"),
+            "last": meta.get("last_result") or {},
+        }
+    rows: dict[str, list[dict]] = {}
+    for result in sorted(d.glob("*/result.json")):
+        lines = [json.loads(x) for x in result.read_text().splitlines() if x.strip()]
+        if not lines:
+            continue
+        tid = lines[0]["trial_id"]
+        rows[tid] = lines
+        info = known.setdefault(
+            tid,
+            {"trial_id": tid, "ray_status": "RUNNING", "start": None, "error_file": None},
+        )
+        info["dir"] = result.parent.name
+        params = result.parent / "params.json"
+        if not info.get("config") and params.is_file():
+            info["config"] = json.loads(params.read_text())
+    order = sorted(known, key=lambda k: (known[k]["start"] is None, known[k]["start"] or 0, k))
+    t0 = state.get("stats", {}).get("start_time")
+    trial_rows, hist = [], []
+    for n, tid in enumerate(order):
+        info = known[tid]
+        last = info.get("last") or {}
+        lines = rows.get(tid) or ([last] if "training_iteration" in last else [])
+        row: dict[str, Any] = {"trial_id": tid, "order": n, "ray_status": info["ray_status"]}
+        if spec is not None and spec.search_space.params:
+            try:
+                flat = spec.search_space.flat_config(info.get("config") or {})
+            except KeyError:
+                flat = {}
+            row.update({f"config.{k}": v for k, v in flat.items()})
+        err = _error_line(d, info)
+        if err:
+            row["error"] = err
+        trial_rows.append(row)
+        for r in lines:
+            hist.append({"trial_id": tid, **{k: v for k, v in r.items() if _scalar(v)}})
+    history = pd.DataFrame(hist)
+    if not history.empty:
+        if "timestamp" in history:
+            first = (history["timestamp"] - history.get("time_total_s", 0)).min()
+            t0 = min(t0, first) if t0 else first
+            history["wall_s"] = history["timestamp"] - t0
+        history = history.sort_values(["trial_id", "training_iteration"], kind="stable")
+    return pd.DataFrame(trial_rows), history.reset_index(drop=True)
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, int | float | str | bool) or v is None
+
+
+def _error_line(d: Path, info: dict) -> str | None:
+    if info["ray_status"] != "ERROR" or not info.get("dir"):
+        return None
+    f = d / info["dir"] / (info.get("error_file") or "error.txt")
+    if not f.is_file():
+        return "failed (no error file)"
+    lines = [x for x in f.read_text().strip().splitlines() if x.strip()]
+    return lines[-1][:200] if lines else "failed"
+
+
+_STATUS = {"TERMINATED": "OK", "ERROR": "ERROR"}
+
+
+def trial_table(
+    trials: pd.DataFrame, history: pd.DataFrame, metric: str, mode: str, by: str = "last"
+) -> pd.DataFrame:
+    """The results table (the columns of ``results.csv``) from Ray's files: per trial its last
+    reported result, or with ``by="best"`` the epoch where ``metric`` was best (``best_epoch``)."""
+    if "ray_status" not in trials:  # read from a results.csv
+        return sort_table(trials, metric, mode)
+    sign = 1.0 if mode == "min" else -1.0
+    out = []
+    for _, t in trials.iterrows():
+        h = history[history["trial_id"] == t["trial_id"]] if not history.empty else history
+        row: dict[str, Any] = {
+            "trial_id": t["trial_id"],
+            "status": _STATUS.get(t["ray_status"], t["ray_status"]),
+            "epochs": int(h["training_iteration"].max()) if len(h) else 0,
+        }
+        pick = None
+        if len(h) and metric in h:
+            values = sign * h[metric].astype(float)
+            if by == "best" and values.notna().any():
+                pick = h.loc[values.fillna(np.inf).idxmin()]
+            else:
+                pick = h.iloc[-1]
+        row[metric] = float(pick[metric]) if pick is not None else math.nan
+        if by == "best":
+            row["best_epoch"] = int(pick["training_iteration"]) if pick is not None else 0
+        for col in REPORT_COLUMNS:
+            if col != metric and pick is not None and col in h and pd.notna(pick[col]):
+                row[col] = pick[col]
+        last = h.iloc[-1] if len(h) else {}
+        row["time_s"] = round(float(last.get("time_total_s", math.nan)), 2)
+        row.update({k: v for k, v in t.items() if k.startswith("config.")})
+        if isinstance(t.get("error"), str):
+            row["error"] = t["error"]
+        out.append(row)
+    return sort_table(pd.DataFrame(out), metric, mode)
+
+
+def load_results(path: str | Path, by: str = "last") -> SweepResult:
+    """A sweep's table: a finished sweep's ``results.csv`` (``by="last"``), else read from
+    Ray's files as they are now (a running or interrupted sweep, or ``by="best"``)."""
+    if by not in BY:
+        raise UserError(f"--by {by}: allowed: {', '.join(BY)}")
+    where = storage.normalize(path)
+    csv = storage.join(where, RESULTS_CSV)
+    if by == "last" and storage.is_file(csv):
+        spec = read_spec_copy(where) if storage.is_file(storage.join(where, SPEC_COPY)) else None
+        metric = spec.metric if spec else "val_accuracy"
+        mode = spec.mode if spec else "max"
+        df = pd.read_csv(io.StringIO(storage.read_text(csv)))
+        return SweepResult(where, sort_table(df, metric, mode), metric, mode)
+    rec = read_sweep(where)
+    return SweepResult(where, rec.table(by), rec.metric, rec.mode, live=not rec.finished)
+
+
+def to_json(df: pd.DataFrame) -> str:
+    """Rows as JSON records with every float at full precision (``repr``, which reads back
+    to the same double), NaN as null."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    records = [{k: plain(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+    return json.dumps(records, indent=2, allow_nan=False)
 
 
 __all__ = [
+    "BY",
     "RESULTS_CSV",
     "SPEC_COPY",
+    "SweepRecord",
     "SweepResult",
     "load_results",
     "read_spec_copy",
+    "read_sweep",
     "results_table",
     "sort_table",
+    "to_json",
+    "trial_table",
+    "write_results_csv",
+    "write_spec_copy",
 ]

@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import raytune_hpo.storage as storage
 from raytune_hpo.assemble import Plan, assemble
 from raytune_hpo.results import (
-    RESULTS_CSV,
     SweepResult,
     read_spec_copy,
     results_table,
+    write_results_csv,
     write_spec_copy,
 )
 from raytune_hpo.spec import SweepSpec, UserError
@@ -71,13 +72,11 @@ def experiment_name(spec: SweepSpec) -> str:
 
 def storage_root(spec: SweepSpec) -> str:
     """Absolute local path, or a URI (s3://, gs://) left as it is."""
-    if "://" in spec.storage_path:
-        return spec.storage_path
-    return str(Path(spec.storage_path).expanduser().resolve())
+    return storage.normalize(spec.storage_path)
 
 
 def experiment_dir(spec: SweepSpec, name: str) -> str:
-    return f"{storage_root(spec).rstrip('/')}/{name}"
+    return storage.join(storage_root(spec), name)
 
 
 def build_tuner(plan: Plan, name: str, *, stopper=None):
@@ -134,15 +133,15 @@ def run_sweep(
     function or ``Trainable`` class of yours instead of the sweep file's. The spec is copied
     into the experiment directory first, so ``resume`` can pick the sweep up if interrupted."""
     plan = plan or assemble(spec, trainable=trainable)  # checked before Ray starts
-    init_ray(address, num_cpus, (spec.runtime_env or {}).get("env_vars"))
     name = name or experiment_name(spec)
-    if "://" not in storage_root(spec):
-        write_spec_copy(spec, Path(storage_root(spec)) / name)
+    exp = experiment_dir(spec, name)
+    write_spec_copy(spec, exp)  # also proves the storage is reachable before Ray starts
+    init_ray(address, num_cpus, (spec.runtime_env or {}).get("env_vars"))
     from raytune_hpo.metric_check import MetricCheck
 
     check = MetricCheck(spec.metric)
     grid, interrupted = _fit(build_tuner(plan, name, stopper=check))
-    return _finish(grid, plan, check, interrupted)
+    return _finish(grid, plan, check, exp, interrupted)
 
 
 def resume(
@@ -157,52 +156,57 @@ def resume(
     continue from their saved state."""
     from ray import tune
 
-    where = str(path) if "://" in str(path) else str(Path(path).expanduser().resolve())
-    if "://" in where:
-        raise UserError(f"{where}: resume from a local or mounted path")
+    where = storage.normalize(path)  # a local path or a URI (s3://, gs://)
     spec = read_spec_copy(where)
     plan = assemble(spec, trainable=trainable)
-    if not tune.Tuner.can_restore(where):
+    if not storage.glob(where, "experiment_state-*.json"):
         raise UserError(f"{path}: no Ray Tune experiment state here to resume")
-    check_searcher_state(Path(where))
+    with storage.errors(where):
+        if not tune.Tuner.can_restore(where):
+            raise UserError(f"{path}: no Ray Tune experiment state here to resume")
+    check_searcher_state(where)
     init_ray(address, num_cpus, (spec.runtime_env or {}).get("env_vars"))
     tuner = tune.Tuner.restore(where, trainable=plan.tune_trainable(), resume_errored=False)
     grid, interrupted = _fit(tuner)
-    return _finish(grid, plan, None, interrupted)
+    return _finish(grid, plan, None, where, interrupted)
 
 
 # What Ray's search algorithms save next to the experiment state (their CKPT_FILE_TMPL).
 _SEARCHER_STATES = ("searcher-state-*.pkl", "basic-variant-state-*.json")
 
 
-def check_searcher_state(exp: Path) -> None:
+def check_searcher_state(exp: str | Path) -> None:
     """The searcher's saved state must be there and readable: without it Ray logs "Failed to
-    restore the run state", restarts the experiment and waits for trials that never come."""
+    restore the run state", restarts the experiment and waits for trials that never come.
+    ``exp``: a local path or a URI."""
     import pickle
 
+    exp = storage.normalize(exp)
+    again = f"`raytune-hpo run {storage.join(exp, 'sweep.yaml')}`"
+    # Ray names them by the session's start time: the newest name is the newest state.
     found = sorted(
-        (p for pattern in _SEARCHER_STATES for p in exp.glob(pattern)),
-        key=lambda p: p.stat().st_mtime,
+        (p for pattern in _SEARCHER_STATES for p in storage.glob(exp, pattern)),
+        key=lambda p: storage.name(p).split("-state-", 1)[1],
     )
     if not found:
         raise UserError(
             f"{exp}: the searcher's saved state (searcher-state-*.pkl or "
             "basic-variant-state-*.json) is missing: the sweep stopped before its first "
-            f"checkpoint; start it again with `raytune-hpo run {exp / 'sweep.yaml'}`"
+            f"checkpoint; start it again with {again}"
         )
     newest = found[-1]
     try:
-        if newest.suffix == ".pkl":
-            with open(newest, "rb") as f:
-                pickle.load(f)
+        data = storage.read_bytes(newest)
+        if newest.endswith(".pkl"):
+            pickle.loads(data)
         else:
             import json
 
-            json.loads(newest.read_text())
+            json.loads(data)
     except Exception as e:  # truncated by a kill while Ray copied it to storage
         raise UserError(
             f"{newest}: the searcher's saved state cannot be read ({type(e).__name__}); "
-            f"start the sweep again with `raytune-hpo run {exp / 'sweep.yaml'}`"
+            f"start the sweep again with {again}"
         ) from None
 
 
@@ -234,18 +238,17 @@ def _fit(tuner) -> tuple[Any, bool]:
     return grid, interrupted
 
 
-def _finish(grid, plan: Plan, check, interrupted: bool = False) -> SweepResult:
+def _finish(grid, plan: Plan, check, exp: str, interrupted: bool = False) -> SweepResult:
+    """``exp``: the sweep directory as given (Ray's ``experiment_path`` drops a URI's
+    scheme, so a table written there would land in a relative local folder)."""
     if check is not None and (error := check.error(plan)) is not None:
         raise error
     spec = plan.spec
-    path = Path(grid.experiment_path)
     table = results_table(grid, spec)
-    if "://" not in str(path):
-        path.mkdir(parents=True, exist_ok=True)
-        table.to_csv(path / RESULTS_CSV, index=False)
-    result = SweepResult(str(path), table, spec.metric, spec.mode)
+    write_results_csv(table, exp)
+    result = SweepResult(exp, table, spec.metric, spec.mode)
     if interrupted:
-        raise Interrupted(str(path), result)
+        raise Interrupted(exp, result)
     return result
 
 

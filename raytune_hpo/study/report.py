@@ -1,58 +1,26 @@
 """``raytune-hpo report DIR``: a study as one self-contained HTML page (plots embedded as PNG
-data URIs, no server, no network) and a Markdown twin with the plots as files beside it."""
+data URIs, no server, no network) and a Markdown twin with the plots as files beside it
+(``raytune_hpo.plots``). The study directory may be local or a URI (``raytune_hpo.storage``)."""
 
 from __future__ import annotations
 
-import base64
-import html
-import io
-import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+import raytune_hpo.storage as storage
+from raytune_hpo.plots import Section, colors, figure_grid, fmt, png, write_report
 from raytune_hpo.study import analysis
 from raytune_hpo.study.runner import load_study
 from raytune_hpo.study.spec import StudySpec
 
 
-def _fig_grid(n: int):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = min(n, 2)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    return fig, list(axes.flat[:n])
-
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _colors(methods: list[str]) -> dict[str, tuple]:
-    """One colour per method, the same in every plot."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab10"]
-    return {m: cmap(i % 10) for i, m in enumerate(methods)}
-
-
 def _curves(
     bsf: pd.DataFrame, problems: list[str], x: str, xlabel: str, metric: str, colors: dict
 ) -> bytes:
-    fig, axes = _fig_grid(len(problems))
+    fig, axes = figure_grid(len(problems))
     for ax, problem in zip(axes, problems, strict=True):
         d = bsf[bsf["problem"] == problem]
         for method, g in d.groupby("method", sort=False):
@@ -83,11 +51,11 @@ def _curves(
         ax.set_ylabel(f"best {metric} so far (mean, 95% CI)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def _finals(fb: pd.DataFrame, problems: list[str], metric: str, colors: dict) -> bytes:
-    fig, axes = _fig_grid(len(problems))
+    fig, axes = figure_grid(len(problems))
     for ax, problem in zip(axes, problems, strict=True):
         d = fb[fb["problem"] == problem]
         methods = list(dict.fromkeys(d["method"]))
@@ -98,11 +66,11 @@ def _finals(fb: pd.DataFrame, problems: list[str], metric: str, colors: dict) ->
         ax.set_title(problem)
         ax.set_ylabel(f"final best {metric}")
         ax.tick_params(axis="x", rotation=45)
-    return _png(fig)
+    return png(fig)
 
 
 def _configs(trials: pd.DataFrame, problems: list[str], colors: dict) -> bytes:
-    fig, axes = _fig_grid(len(problems))
+    fig, axes = figure_grid(len(problems))
     for ax, problem in zip(axes, problems, strict=True):
         d = trials[(trials["problem"] == problem) & (trials["rep"] == trials["rep"].min())]
         cols = [c for c in d.columns if c.startswith("config.") and d[c].notna().any()]
@@ -117,17 +85,16 @@ def _configs(trials: pd.DataFrame, problems: list[str], colors: dict) -> bytes:
         ax.set_ylabel(yc.removeprefix("config."))
         ax.set_title(f"{problem}: configurations tried (repetition {d['rep'].min()})")
     axes[0].legend(fontsize=7)
-    return _png(fig)
+    return png(fig)
 
 
-def _fmt(df: pd.DataFrame) -> pd.DataFrame:
-    return df.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
-
-
-def build(out: str | Path) -> dict[str, Path]:
-    """Write ``report.html`` and ``report.md`` (+ PNGs) into the study directory."""
-    out = Path(out).expanduser()
-    study, trials = load_study(out)
+def build(study_dir: str | os.PathLike[str], out: str | None = None) -> dict[str, str]:
+    """Write ``report.html`` and ``report.md`` (+ PNGs) into ``out``: by default the study
+    directory when it is local, else ``./report-<name>``."""
+    study, trials = load_study(study_dir)
+    if out is None:
+        local = not storage.is_uri(study_dir)
+        out = str(study_dir) if local else str(Path.cwd() / f"report-{storage.name(study_dir)}")
     metric, mode = study.direction(study.problems[0])
     minima = {q.label: r.minimum for q in study.problems if (r := study.recorded.get(q.label))}
     minima = {k: v for k, v in minima.items() if v is not None}
@@ -138,20 +105,26 @@ def build(out: str | Path) -> dict[str, Path]:
     pairs = analysis.pairwise(trials, mode, metric, n_eval=_n_eval(study))
     bsf = analysis.best_so_far(trials, mode)
     fb = analysis.final_best(trials, mode)
-    c = _colors([m.name for m in study.methods])
+    c = colors([m.name for m in study.methods])
     plots = {
         "best_vs_evaluations.png": _curves(bsf, problems, "evaluations", "evaluations", metric, c),
         "best_vs_compute.png": _curves(bsf, problems, "compute", "epochs (compute)", metric, c),
         "final_values.png": _finals(fb, problems, metric, c),
         "configurations.png": _configs(trials, problems, c),
     }
-    for name, data in plots.items():
-        (out / name).write_bytes(data)
     texts = _texts(study, summ, pairs, analysis.overall(summ))
-    html_path, md_path = out / "report.html", out / "report.md"
-    html_path.write_text(_html(study, texts, plots))
-    md_path.write_text(_markdown(study, texts, plots))
-    return {"html": html_path, "markdown": md_path}
+    sections = [
+        Section(title, tables=[df], items=_verdict(df) if title.startswith("Paired") else [])
+        for title, df in texts.items()
+    ]
+    sections += [Section(name[:-4].replace("_", " "), plot=name) for name in plots]
+    intro = (
+        f"{study.description or study.name}: {len(study.methods)} methods, "
+        f"{study.repetitions} repetitions, {study.budget} trials per run; problems "
+        f"{', '.join(q.label for q in study.problems)}. Significance: paired Wilcoxon "
+        f"signed-rank over repetitions, Holm-corrected, alpha {analysis.ALPHA}."
+    )
+    return write_report(out, f"Study {study.name}", intro, sections, plots)
 
 
 def _n_eval(study: StudySpec) -> int | None:
@@ -177,7 +150,7 @@ def _texts(study, summ, pairs, over) -> dict[str, pd.DataFrame]:
     out = {"Final best per method": summ[cols], "Over all problems": over}
     if not pairs.empty:
         out["Paired tests against the best-ranked method"] = pairs
-    return {k: _fmt(v) for k, v in out.items()}
+    return {k: fmt(v) for k, v in out.items()}
 
 
 def _verdict(pairs: pd.DataFrame) -> list[str]:
@@ -194,46 +167,6 @@ def _verdict(pairs: pd.DataFrame) -> list[str]:
             f"(Wilcoxon p = {r['wilcoxon_p_holm']}, Holm-corrected, n = {n}{why})"
         )
     return lines
-
-
-def _html(study: StudySpec, texts: dict, plots: dict[str, bytes]) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(study.name)}</title><style>",
-        "body{font-family:sans-serif;margin:2em;max-width:1300px}"
-        "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "img{max-width:100%;border:1px solid #eee;margin:.5em 0}",
-        "</style></head><body>",
-        f"<h1>Study {html.escape(study.name)}</h1>",
-        f"<p>{html.escape(study.description or study.name)}: {len(study.methods)} methods, "
-        f"{study.repetitions} repetitions, {study.budget} trials per run; problems "
-        f"{html.escape(', '.join(q.label for q in study.problems))}. Significance: paired "
-        f"Wilcoxon signed-rank over repetitions, Holm-corrected, alpha {analysis.ALPHA}.</p>",
-    ]
-    for title, df in texts.items():
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.append(df.to_html(index=False, escape=True))
-        if title.startswith("Paired"):
-            parts.append(
-                "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in _verdict(df)) + "</ul>"
-            )
-    for name, data in plots.items():
-        b64 = base64.b64encode(data).decode()
-        parts.append(f"<h2>{html.escape(name[:-4].replace('_', ' '))}</h2>")
-        parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def _markdown(study: StudySpec, texts: dict, plots: dict[str, bytes]) -> str:
-    lines = [f"# Study {study.name}", "", study.description, ""]
-    for title, df in texts.items():
-        lines += [f"## {title}", "", df.to_markdown(index=False), ""]
-        if title.startswith("Paired"):
-            lines += [f"- {x}" for x in _verdict(df)] + [""]
-    lines += [f"![{name}]({name})" for name in plots]
-    return "\n".join(lines) + "\n"
 
 
 __all__ = ["build"]

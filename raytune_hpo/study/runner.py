@@ -257,13 +257,21 @@ def _val_size(sweep: SweepSpec) -> int | None:
 
 
 def load_study(out: str | os.PathLike[str]) -> tuple[StudySpec, pd.DataFrame]:
-    from raytune_hpo.spec import UserError, read_yaml
+    """A study directory's spec and trials (``out``: a local path or a URI)."""
+    import io
 
-    out = Path(out).expanduser()
-    if not (out / TRIALS_CSV).is_file() or not (out / STUDY_COPY).is_file():
+    import raytune_hpo.storage as storage
+    from raytune_hpo.spec import SpecError, UserError, parse_yaml
+
+    out = storage.normalize(out)
+    trials, copy = storage.join(out, TRIALS_CSV), storage.join(out, STUDY_COPY)
+    if not storage.is_file(trials) or not storage.is_file(copy):
         raise UserError(f"{out}: no {TRIALS_CSV}/{STUDY_COPY} here (run compare first)")
-    study = StudySpec.model_validate(read_yaml(out / STUDY_COPY, what="study"))
-    return study, pd.read_csv(out / TRIALS_CSV)
+    data = parse_yaml(storage.read_text(copy), copy)
+    if not isinstance(data, dict):
+        raise SpecError(f"{copy}: the study file must be a YAML mapping of fields")
+    study = StudySpec.model_validate(data)
+    return study, pd.read_csv(io.StringIO(storage.read_text(trials)))
 
 
 __all__ = ["check", "compare", "load_study", "plan_for", "record", "run_direct", "run_tune"]

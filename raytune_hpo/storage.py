@@ -1,0 +1,238 @@
+"""One place for where sweeps live: local paths and ``s3://`` / ``gs://`` URIs, through
+``pyarrow.fs`` (the file systems Ray Tune itself writes with).
+
+A URI may carry pyarrow's options as a query (``s3://bucket/dir?endpoint_override=HOST:PORT&
+scheme=http``); ``join`` keeps the query at the end. Credentials and endpoints otherwise come
+from the usual environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``,
+``AWS_ENDPOINT_URL``; ``GOOGLE_APPLICATION_CREDENTIALS``), as for Ray. A storage error (no
+such bucket, no credentials, no connection) is a one-line ``UserError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import functools
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from raytune_hpo.spec import UserError
+
+
+def is_uri(path: str | os.PathLike[str]) -> bool:
+    return "://" in str(path)
+
+
+def normalize(path: str | os.PathLike[str]) -> str:
+    """A URI as it is (without a trailing slash); a local path made absolute."""
+    if is_uri(path):
+        parts = urlsplit(str(path))
+        return urlunsplit(parts._replace(path=parts.path.rstrip("/")))
+    return str(Path(path).expanduser().resolve())
+
+
+def join(base: str | os.PathLike[str], *parts: str) -> str:
+    """``base/part/...``; a URI's query stays at its end."""
+    if not is_uri(base):
+        return os.path.join(str(base), *parts)
+    split = urlsplit(str(base))
+    path = "/".join([split.path.rstrip("/"), *(p.strip("/") for p in parts)])
+    return urlunsplit(split._replace(path=path))
+
+
+def name(path: str | os.PathLike[str]) -> str:
+    """The last component (a URI's query left out)."""
+    p = urlsplit(str(path)).path if is_uri(path) else str(path)
+    return p.rstrip("/").rsplit("/", 1)[-1]
+
+
+# The environment variables a remote file system is built from (part of the cache key).
+_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_PROFILE")
+
+
+@functools.lru_cache(maxsize=16)
+def _remote(scheme: str, netloc: str, query: str, env: tuple):
+    import pyarrow.fs as pafs
+
+    uri = urlunsplit((scheme, netloc, "/", query, ""))
+    fs, _ = pafs.FileSystem.from_uri(uri)
+    return fs
+
+
+def filesystem(path: str | os.PathLike[str]):
+    """``(pyarrow FileSystem, path on it)`` for a local path or a URI."""
+    import pyarrow.fs as pafs
+
+    if not is_uri(path):
+        return pafs.LocalFileSystem(), normalize(path)
+    split = urlsplit(str(path))
+    with errors(path):
+        fs = _remote(split.scheme, split.netloc, split.query, tuple(map(os.getenv, _ENV)))
+    return fs, f"{split.netloc}{split.path}".rstrip("/")
+
+
+@contextlib.contextmanager
+def errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """A storage failure as one line naming the path (with a hint for remote storage)."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (OSError, ValueError) as e:
+        if not is_uri(path) and isinstance(e, ValueError):
+            raise
+        text = " ".join(str(e).split())[:300]
+        hint = ""
+        if is_uri(path) and any(
+            w in text for w in ("ACCESS_DENIED", "credentials", "NETWORK", "Forbidden", "403")
+        ):
+            hint = (
+                " (check the credentials and endpoint: AWS_ACCESS_KEY_ID, "
+                "AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL or "
+                "GOOGLE_APPLICATION_CREDENTIALS)"
+            )
+        raise UserError(f"{path}: {text}{hint}") from None
+
+
+def _info(path: str | os.PathLike[str]):
+    fs, p = filesystem(path)
+    with errors(path):
+        return fs.get_file_info(p)
+
+
+def exists(path: str | os.PathLike[str]) -> bool:
+    import pyarrow.fs as pafs
+
+    return _info(path).type != pafs.FileType.NotFound
+
+
+def is_file(path: str | os.PathLike[str]) -> bool:
+    import pyarrow.fs as pafs
+
+    return _info(path).type == pafs.FileType.File
+
+
+def is_dir(path: str | os.PathLike[str]) -> bool:
+    """A directory (on object stores: any object below the prefix)."""
+    import pyarrow.fs as pafs
+
+    return _info(path).type == pafs.FileType.Directory
+
+
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    fs, p = filesystem(path)
+    with errors(path), fs.open_input_stream(p) as f:
+        return f.read()
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write a whole file; locally through a temporary file and a rename, so a reader never
+    sees half of it (an object store's PUT is whole by itself)."""
+    if not is_uri(path):
+        p = Path(normalize(path))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(p)
+        return
+    fs, p = filesystem(path)
+    with errors(path), fs.open_output_stream(p) as f:
+        f.write(data)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def listdir(path: str | os.PathLike[str]) -> list[str]:
+    """Names of the entries directly under ``path`` (sorted; none when it does not exist)."""
+    import pyarrow.fs as pafs
+
+    fs, p = filesystem(path)
+    with errors(path):
+        infos = fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
+    return sorted(i.base_name for i in infos)
+
+
+def glob(path: str | os.PathLike[str], pattern: str) -> list[str]:
+    """Paths of the entries directly under ``path`` whose names match ``pattern``."""
+    return [join(path, n) for n in listdir(path) if fnmatch.fnmatch(n, pattern)]
+
+
+def download(
+    path: str | os.PathLike[str], dest: Path, keep: Callable[[str], bool] | None = None
+) -> int:
+    """Copy the tree at ``path`` into the local directory ``dest``; ``keep(relative_path)``
+    selects files (e.g. leave checkpoints behind). Returns the number of files copied."""
+    import pyarrow.fs as pafs
+
+    fs, root = filesystem(path)
+    with errors(path):
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    copied = 0
+    for info in infos:
+        if info.type != pafs.FileType.File:
+            continue
+        rel = info.path[len(root) :].lstrip("/")
+        if keep is not None and not keep(rel):
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with errors(path), fs.open_input_stream(info.path) as f:
+            target.write_bytes(f.read())
+        copied += 1
+    return copied
+
+
+@contextlib.contextmanager
+def local_copy(
+    path: str | os.PathLike[str], keep: Callable[[str], bool] | None = None
+) -> Iterator[Path]:
+    """A local directory holding ``path``'s tree: a local path is yielded as it is; a URI is
+    downloaded (the files ``keep`` selects) into a temporary directory removed afterwards."""
+    if not is_uri(path):
+        yield Path(normalize(path))
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="raytune-hpo-"))
+    try:
+        download(path, tmp, keep)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def upload(src: Path, path: str | os.PathLike[str]) -> None:
+    """Copy the local files directly in ``src`` to the directory ``path`` (local or URI)."""
+    for f in sorted(src.iterdir()):
+        if f.is_file():
+            write_bytes(join(path, f.name), f.read_bytes())
+
+
+__all__ = [
+    "download",
+    "errors",
+    "exists",
+    "filesystem",
+    "glob",
+    "is_dir",
+    "is_file",
+    "is_uri",
+    "join",
+    "listdir",
+    "local_copy",
+    "name",
+    "normalize",
+    "read_bytes",
+    "read_text",
+    "upload",
+    "write_bytes",
+    "write_text",
+]

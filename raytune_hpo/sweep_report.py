@@ -1,0 +1,377 @@
+"""``raytune-hpo report DIR [DIR ...]``: a sweep (running or finished, local or remote) as one
+self-contained HTML page and a Markdown twin: best value so far against trials and time,
+each trial's learning curve coloured by how it ended, the searched values in parallel
+coordinates coloured by the metric, and parameter importance (fANOVA, Hutter et al. 2014,
+through Optuna's ``FanovaImportanceEvaluator``). Several sweeps: side by side (best-so-far
+curves and a final table). A study directory is reported by ``raytune_hpo.study.report``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import raytune_hpo.plots as plots
+import raytune_hpo.storage as storage
+from raytune_hpo.plots import Section
+from raytune_hpo.results import RESULTS_CSV, SPEC_COPY, SweepRecord, read_sweep
+from raytune_hpo.spec import UserError
+
+ENDINGS = {  # how a trial ended -> its colour in the learning curves
+    "finished": "tab:green",
+    "stopped early": "tab:orange",
+    "failed": "tab:red",
+    "running": "tab:blue",
+    "paused": "tab:purple",
+    "pending": "0.6",
+}
+
+
+def kind_of(dirs: list[str]) -> str:
+    """``study`` or ``sweep``, from what the directories hold (one line when neither)."""
+    from raytune_hpo.study.runner import TRIALS_CSV
+    from raytune_hpo.study.spec import STUDY_COPY
+
+    kinds = []
+    for d in dirs:
+        if not storage.exists(d):
+            raise UserError(f"{d}: no such directory")
+        names = set(storage.listdir(d))
+        if {STUDY_COPY, TRIALS_CSV} <= names:
+            kinds.append("study")
+        elif names & {SPEC_COPY, RESULTS_CSV} or any(
+            n.startswith("experiment_state-") for n in names
+        ):
+            kinds.append("sweep")
+        else:
+            raise UserError(
+                f"{d}: neither a sweep directory ({SPEC_COPY}, {RESULTS_CSV} or Ray's "
+                f"experiment state) nor a study directory ({STUDY_COPY} and {TRIALS_CSV}: "
+                "run compare first)"
+            )
+    if "study" in kinds and len(dirs) > 1:
+        raise UserError("report: give one study directory, or one or more sweep directories")
+    return kinds[0]
+
+
+def endings(rec: SweepRecord) -> pd.Series:
+    """Per trial id: finished, stopped early (by the scheduler or the time budget), failed,
+    or still running / paused / pending."""
+    t = rec.trials
+    epochs = (
+        rec.history.groupby("trial_id")["training_iteration"].max()
+        if not rec.history.empty
+        else pd.Series(dtype=float)
+    )
+    budget = _budget(rec) or (epochs.max() if len(epochs) else 0)
+    out = {}
+    for _, row in t.iterrows():
+        status = row.get("ray_status", row.get("status"))
+        if status in ("ERROR",):
+            out[row["trial_id"]] = "failed"
+        elif status in ("TERMINATED", "OK"):
+            n = epochs.get(row["trial_id"], row.get("epochs", 0))
+            out[row["trial_id"]] = "finished" if n >= budget else "stopped early"
+        else:
+            out[row["trial_id"]] = str(status).lower()
+    return pd.Series(out, dtype=object)
+
+
+def _budget(rec: SweepRecord) -> int | None:
+    """The epochs a trial runs when nothing stops it (the trainable's budget), if known."""
+    if rec.spec is None:
+        return None
+    try:
+        from raytune_hpo.assemble import trainable_of
+
+        return trainable_of(rec.spec).max_budget(rec.spec.search_space)
+    except Exception:  # user code not importable here: fall back to the longest trial
+        return None
+
+
+# ---------------------------------------------------------------------- curves
+def _curve_by_trials(rec: SweepRecord, table: pd.DataFrame, end: pd.Series):
+    """Ended trials in the order they ended, and the best value so far after each."""
+    done = table[table["trial_id"].map(end).isin(["finished", "stopped early", "failed"])]
+    created = rec.trials.set_index("trial_id")["order"] if "order" in rec.trials else None
+    keys = {"_o": done["trial_id"].map(created) if created is not None else range(len(done))}
+    if not rec.history.empty and "wall_s" in rec.history:  # whole seconds: ties by creation
+        keys["_t"] = done["trial_id"].map(rec.history.groupby("trial_id")["wall_s"].max())
+    done = done.assign(**keys).sort_values(sorted(keys, reverse=True), kind="stable")
+    values = done[rec.metric].to_numpy(dtype=float)
+    return np.arange(1, len(values) + 1), plots.best_so_far(values, rec.mode)
+
+
+def _curve_by_time(rec: SweepRecord):
+    """Every reported result in time order, and the best value reported so far."""
+    h = rec.history
+    if h.empty or "wall_s" not in h or rec.metric not in h:
+        return np.array([]), np.array([])
+    h = h.sort_values("wall_s", kind="stable")
+    return h["wall_s"].to_numpy(float), plots.best_so_far(h[rec.metric].to_numpy(), rec.mode)
+
+
+def _best_so_far_plot(items: list[tuple[str, SweepRecord, pd.DataFrame, pd.Series]]) -> bytes:
+    fig, (a1, a2) = plots.figure_grid(2)
+    for label, rec, table, end in items:
+        x, y = _curve_by_trials(rec, table, end)
+        a1.step(x, y, where="post", label=label)
+        x, y = _curve_by_time(rec)
+        a2.step(x, y, where="post", label=label)
+    metric = items[0][1].metric
+    a1.xaxis.get_major_locator().set_params(integer=True)
+    a1.set_xlabel("trials ended")
+    a2.set_xlabel("seconds since the sweep started")
+    for ax in (a1, a2):
+        ax.set_ylabel(f"best {metric} so far")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return plots.png(fig)
+
+
+def _learning_curves(rec: SweepRecord, end: pd.Series) -> bytes:
+    fig, (ax,) = plots.figure_grid(1, width=9, height=4.6)
+    h = rec.history
+    seen = set()
+    if not h.empty and rec.metric in h:
+        for tid, g in h.groupby("trial_id", sort=False):
+            how = end.get(tid, "running")
+            label = None if how in seen else how
+            seen.add(how)
+            ax.plot(
+                g["training_iteration"],
+                g[rec.metric],
+                color=ENDINGS[how],
+                label=label,
+                lw=1.3,
+                marker="o",
+                ms=3,
+            )
+            if how == "failed":
+                ax.plot(g["training_iteration"].iloc[-1:], g[rec.metric].iloc[-1:], "x", c="red")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("epoch (training_iteration)")
+    ax.set_ylabel(rec.metric)
+    ax.set_title("learning curves, coloured by how each trial ended")
+    ax.grid(alpha=0.3)
+    if seen:
+        ax.legend(fontsize=8)
+    return plots.png(fig)
+
+
+def _parallel(rec: SweepRecord, table: pd.DataFrame) -> bytes | None:
+    space = rec.spec.search_space if rec.spec else None
+    if space is None or not space.params:
+        return None
+    names = space.names
+    unit, values = [], []
+    for _, row in table.iterrows():
+        try:
+            unit.append(space.to_unit({n: row[f"config.{n}"] for n in names}))
+        except (KeyError, ValueError, TypeError):
+            continue
+        values.append(float(row[rec.metric]))
+    if not unit:
+        return None
+    ticks = {}
+    for n, p in zip(names, space.params.values(), strict=True):
+        if hasattr(p, "choices"):
+            k = len(p.choices)
+            ticks[n] = ([(i + 0.5) / k for i in range(k)], [str(c) for c in p.choices])
+        else:
+            ticks[n] = ([p.to_unit(p.low), p.to_unit(p.high)], [f"{p.low:.3g}", f"{p.high:.3g}"])
+    fig, (ax,) = plots.figure_grid(1, width=max(7, 2.2 * len(names)), height=4.6)
+    plots.parallel_coordinates(ax, np.array(unit), names, np.array(values), rec.metric, ticks)
+    ax.set_title(f"searched values of each trial, coloured by its {rec.metric}")
+    return plots.png(fig)
+
+
+def importance(rec: SweepRecord, table: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
+    """fANOVA importance of each searched parameter for the trials' values (Optuna's
+    evaluator on an in-memory study built from the trials); None and why when it cannot."""
+    space = rec.spec.search_space if rec.spec else None
+    if space is None or not space.params:
+        return None, "no searched parameters"
+    import optuna
+
+    dists = space.to_optuna()
+    trials = []
+    for _, row in table.iterrows():
+        v = float(row[rec.metric])
+        if not math.isfinite(v):
+            continue
+        try:
+            params = space.to_library({n: row[f"config.{n}"] for n in space.names})
+        except (KeyError, ValueError, TypeError):
+            continue
+        params = {k: v.item() if hasattr(v, "item") else v for k, v in params.items()}
+        trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=v))
+    if len(trials) < 3:
+        return None, f"{len(trials)} trial(s) with a value: fANOVA needs at least 3"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize" if rec.mode == "min" else "maximize")
+    study.add_trials(trials)
+    seed = rec.spec.seed if rec.spec and rec.spec.seed is not None else 0
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+    scores = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    df = pd.DataFrame({"parameter": list(scores), "importance": list(scores.values())})
+    return df, f"fANOVA on {len(trials)} trials' values of {rec.metric}"
+
+
+def _importance_plot(df: pd.DataFrame) -> bytes:
+    fig, (ax,) = plots.figure_grid(1, width=7, height=0.5 * len(df) + 1.6)
+    ax.barh(df["parameter"][::-1], df["importance"][::-1], color="tab:blue")
+    ax.set_xlabel("share of the metric's variance (fANOVA)")
+    ax.set_xlim(0, 1)
+    return plots.png(fig)
+
+
+# ---------------------------------------------------------------------- pages
+def _label(rec: SweepRecord) -> str:
+    return rec.spec.name if rec.spec else storage.name(rec.path)
+
+
+def _summary(rec: SweepRecord, table: pd.DataFrame, end: pd.Series) -> dict:
+    ok = table[table["status"] != "ERROR"].dropna(subset=[rec.metric])
+    best = ok.iloc[0] if len(ok) else None
+    spec = rec.spec
+    return {
+        "sweep": storage.name(rec.path),
+        "searcher": spec.searcher.name if spec else "?",
+        "scheduler": (spec.scheduler.name if spec.scheduler else "fifo") if spec else "?",
+        "trials": len(table),
+        **{k: int((end == k).sum()) for k in ENDINGS if (end == k).any()},
+        f"best {rec.metric}": float(best[rec.metric]) if best is not None else math.nan,
+        "best configuration": json.dumps(
+            {k[7:]: _plain(v) for k, v in best.items() if k.startswith("config.")}
+            if best is not None
+            else {},
+            default=str,
+        ),
+        "seconds": float(rec.history["wall_s"].max()) if "wall_s" in rec.history else math.nan,
+        "state": "finished" if rec.finished else "running or interrupted",
+    }
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def _out(dirs: list[str], recs: list[SweepRecord], out: str | None) -> str:
+    if out is not None:
+        return storage.normalize(out)
+    if len(dirs) == 1 and not storage.is_uri(dirs[0]):
+        return storage.normalize(dirs[0])
+    return str(Path.cwd() / ("report-" + "-vs-".join(storage.name(r.path) for r in recs)))
+
+
+def build(dirs: list[str], *, out: str | None = None, by: str = "last") -> dict[str, str]:
+    """Read the sweeps as they are now and write ``report.html``/``report.md`` (+ PNGs)."""
+    recs = [read_sweep(d) for d in dirs]
+    target = _out(dirs, recs, out)
+    tables = [r.table(by) for r in recs]
+    ends = [endings(r) for r in recs]
+    if len(recs) == 1:
+        return _single(recs[0], tables[0], ends[0], target, by)
+    metrics = {(r.metric, r.mode) for r in recs}
+    if len(metrics) > 1:
+        raise UserError(
+            "report: the sweeps optimise different metrics "
+            f"({', '.join(f'{m} {o}' for m, o in sorted(metrics))}); compare sweeps of one"
+        )
+    labels = [_label(r) for r in recs]
+    if len(set(labels)) < len(labels):
+        labels = [storage.name(r.path) for r in recs]
+    items = list(zip(labels, recs, tables, ends, strict=True))
+    fig = {"best_so_far.png": _best_so_far_plot(items)}
+    final = pd.DataFrame([_summary(r, t, e) for r, t, e in zip(recs, tables, ends, strict=True)])
+    rec = recs[0]
+    sections = [
+        Section("Sweeps side by side", tables=[plots.fmt(final)]),
+        Section(
+            "Best so far",
+            text=f"Left: the best {rec.metric} among the trials that had ended (each trial "
+            f"counted by its {by} reported epoch), in the order they ended. Right: the best "
+            f"{rec.metric} any trial had reported, by time since its sweep started.",
+            plot="best_so_far.png",
+        ),
+    ]
+    for label, t in zip(labels, tables, strict=True):
+        sections.append(Section(f"Best trials: {label}", tables=[plots.fmt(_top(t))]))
+    title = "Sweeps " + " vs ".join(labels)
+    intro = f"{len(recs)} sweeps, {rec.mode} {rec.metric}: " + ", ".join(r.path for r in recs)
+    return plots.write_report(target, title, intro, sections, fig)
+
+
+def _top(table: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    t = table.head(n)
+    if "error" in t:
+        t = t.drop(columns="error") if t["error"].isna().all() else t.fillna({"error": ""})
+    return t
+
+
+def _single(rec: SweepRecord, table: pd.DataFrame, end: pd.Series, out: str, by: str):
+    label = _label(rec)
+    figs = {
+        "best_so_far.png": _best_so_far_plot([(label, rec, table, end)]),
+        "learning_curves.png": _learning_curves(rec, end),
+    }
+    par = _parallel(rec, table)
+    if par is not None:
+        figs["parallel_coordinates.png"] = par
+    imp, why = importance(rec, table)
+    if imp is not None:
+        figs["importance.png"] = _importance_plot(imp)
+    summ = _summary(rec, table, end)
+    sections = [
+        Section("Summary", tables=[plots.fmt(pd.DataFrame([summ]))]),
+        Section(f"Best trials (by their {by} reported epoch)", tables=[plots.fmt(_top(table))]),
+        Section(
+            "Best so far",
+            text=f"Left: the best {rec.metric} among the trials that had ended, in the order "
+            f"they ended. Right: the best {rec.metric} any trial had reported, by time.",
+            plot="best_so_far.png",
+        ),
+        Section(
+            "Learning curves",
+            text="finished: ran its full budget; stopped early: stopped by the scheduler "
+            "(or the time budget); failed: raised an error (x: its last report).",
+            plot="learning_curves.png",
+        ),
+    ]
+    if par is not None:
+        sections.append(
+            Section(
+                "Parallel coordinates",
+                text="One line per trial through its searched values (log ranges on a log "
+                f"scale); grey: no {rec.metric} (failed before its first report).",
+                plot="parallel_coordinates.png",
+            )
+        )
+    if imp is not None:
+        note = (
+            f"{why} ({by} reported epoch of each trial; trials stopped early count with "
+            "their value at the epoch where they stopped)."
+        )
+        sections.append(
+            Section(
+                "Parameter importance",
+                text=note,
+                tables=[plots.fmt(imp)],
+                plot="importance.png",
+            )
+        )
+    else:
+        sections.append(Section("Parameter importance", text=f"not computed: {why}"))
+    intro = (
+        f"{rec.path}: {summ['trials']} trials, {rec.mode} {rec.metric}, searcher "
+        f"{summ['searcher']}, scheduler {summ['scheduler']}; {summ['state']}."
+    )
+    return plots.write_report(out, f"Sweep {label}", intro, sections, figs)
+
+
+__all__ = ["ENDINGS", "build", "endings", "importance", "kind_of"]

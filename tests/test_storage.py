@@ -1,0 +1,194 @@
+"""Sweep directories on local disk and on S3: `storage` itself, then a real sweep writing to an
+S3 API on loopback (moto's server), killed, resumed, and read back by `results` and `report`."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+from sweep_procs import kill_group, start_run
+
+from raytune_hpo import storage
+from raytune_hpo.cli import main
+from raytune_hpo.results import RESULTS_CSV, SPEC_COPY
+from raytune_hpo.spec import UserError
+
+BUCKET = "raytune-hpo-test"
+
+
+def test_uris_keep_their_query_at_the_end():
+    uri = "s3://b/sweeps/?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert storage.is_uri(uri) and not storage.is_uri("/tmp/x")
+    assert storage.normalize(uri) == "s3://b/sweeps?endpoint_override=127.0.0.1:9000&scheme=http"
+    joined = storage.join(uri, "exp", "sweep.yaml")
+    assert joined == "s3://b/sweeps/exp/sweep.yaml?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert storage.name(joined) == "sweep.yaml" and storage.name("gs://b/a/") == "a"
+    assert storage.join("/tmp/a", "b", "c") == "/tmp/a/b/c"
+    assert storage.normalize("~/x") == os.path.expanduser("~/x")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """An S3 API on loopback (moto's server) with one bucket; Ray and pyarrow reach it
+    through the AWS_* environment variables, as they would reach AWS."""
+    server_mod = pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
+    import pyarrow.fs as pafs
+
+    port = free_port()
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        mp.delenv("AWS_PROFILE", raising=False)
+        fs = pafs.S3FileSystem(
+            endpoint_override=f"127.0.0.1:{port}", scheme="http", allow_bucket_creation=True
+        )
+        fs.create_dir(BUCKET)
+        yield f"s3://{BUCKET}"
+    server.stop()
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_read_write_list_download(where, request, tmp_path):
+    base = str(tmp_path / "d") if where == "local" else f"{request.getfixturevalue('s3')}/rw"
+    storage.write_text(storage.join(base, "a.txt"), "alpha")
+    storage.write_bytes(storage.join(base, "sub", "b.bin"), b"\x00\x01")
+    storage.write_text(storage.join(base, "sub", "checkpoint_000001", "state.pt"), "big")
+    assert storage.read_text(storage.join(base, "a.txt")) == "alpha"
+    assert storage.exists(base) and storage.is_dir(base) and not storage.is_file(base)
+    assert storage.is_file(storage.join(base, "a.txt"))
+    assert not storage.exists(storage.join(base, "nothing"))
+    assert storage.listdir(base) == ["a.txt", "sub"]
+    assert storage.listdir(storage.join(base, "nothing")) == []
+    assert storage.glob(base, "*.txt") == [storage.join(base, "a.txt")]
+    with storage.local_copy(base, keep=lambda rel: "checkpoint_" not in rel) as d:
+        assert (d / "a.txt").read_text() == "alpha"
+        assert (d / "sub" / "b.bin").read_bytes() == b"\x00\x01"
+        # A local directory is read in place; a download leaves what `keep` rejects behind.
+        assert (d / "sub" / "checkpoint_000001").exists() == (where == "local")
+        copied = d
+    assert copied.exists() == (where == "local")  # a download is removed afterwards
+    with pytest.raises(UserError) as err:
+        storage.read_text(storage.join(base, "nothing"))
+    assert "nothing" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_missing_bucket_is_one_line(s3):
+    with pytest.raises(UserError) as err:
+        storage.write_text("s3://no-such-bucket-here/x/sweep.yaml", "a")
+    msg = str(err.value)
+    assert msg.startswith("s3://no-such-bucket-here/x/sweep.yaml: ") and "\n" not in msg
+    assert main(["results", "s3://no-such-bucket-here/x"]) == 2
+    assert main(["resume", f"{s3}/never-ran"]) == 2
+
+
+SWEEP = (
+    "name: s3sweep\nnum_samples: 8\nmax_concurrent: 1\nseed: 2\n"
+    "searcher: {name: sobol}\n"
+    "space: {lr: {type: float, low: 0.001, high: 0.03, log: true}}\n"
+    "trainable: {model: mlp, epochs: 3}\n"
+)
+
+
+def histories(exp: str) -> dict[str, list[dict]]:
+    """Per trial, the results its result.json in the bucket holds."""
+    out = {}
+    for trial in storage.listdir(exp):
+        f = storage.join(exp, trial, "result.json")
+        if storage.is_file(f):
+            rows = [json.loads(x) for x in storage.read_text(f).splitlines() if x.strip()]
+            if rows:
+                out[rows[0]["trial_id"]] = rows
+    return out
+
+
+def killable(root: str) -> str | None:
+    """The sweep directory once it holds Ray's experiment state, the searcher's state and
+    at least one whole trial's results (what resume needs to have something to keep)."""
+    names = storage.listdir(root)
+    if len(names) != 1:
+        return None
+    exp = storage.join(root, names[0])
+    inside = storage.listdir(exp)
+    if not any(n.startswith("experiment_state-") for n in inside):
+        return None
+    if not any(n.startswith("searcher-state-") for n in inside):
+        return None
+    return exp if sum(len(r) for r in histories(exp).values()) >= 4 else None
+
+
+@pytest.mark.integration
+def test_sweep_on_s3_killed_resumed_and_read(s3, tmp_path, capsys, monkeypatch):
+    sweep = tmp_path / "s3.yaml"
+    sweep.write_text(SWEEP)
+    root = f"{s3}/sweeps"
+    proc = start_run(sweep, root, tmp_path)
+    try:
+        deadline = time.monotonic() + 300
+        while (exp := killable(root)) is None:
+            assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the sweep wrote nothing to the bucket in time"
+            time.sleep(0.3)
+    finally:
+        kill_group(proc)  # SIGKILL: the driver gets no chance to clean up
+    assert storage.is_file(storage.join(exp, SPEC_COPY))  # written before Ray started
+    assert not storage.exists(storage.join(exp, RESULTS_CSV))
+    before = histories(exp)
+
+    # An interrupted sweep on S3 reads as it is.
+    assert main(["results", exp, "--format", "json"]) == 0
+    live = json.loads(capsys.readouterr().out)
+    assert {r["trial_id"] for r in live} >= set(before)
+
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "raytune_hpo.cli", "resume", exp],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
+        start_new_session=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1].endswith(f"Results: {exp}")  # scheme kept
+
+    # Nothing lost: every trial once, the ones started before the kill with their history.
+    assert storage.is_file(storage.join(exp, RESULTS_CSV))
+    assert main(["results", exp, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 8 and len({r["trial_id"] for r in rows}) == 8
+    assert all(r["status"] == "OK" and r["epochs"] == 3 for r in rows)
+    after = histories(exp)
+    assert set(before) <= {r["trial_id"] for r in rows}
+    for tid, old in before.items():
+        assert after[tid][: len(old)] == old
+    assert main(["results", exp, "--by", "best"]) == 0
+    assert "best_epoch" in capsys.readouterr().out
+
+    # The report reads the bucket; by default it lands in ./report-<sweep>.
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", exp]) == 0
+    out = tmp_path / f"report-{storage.name(exp)}"
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4 and "s3sweep" in page
+    assert main(["report", exp, "--out", f"{s3}/reports/one"]) == 0
+    assert storage.is_file(f"{s3}/reports/one/report.html")
