@@ -186,6 +186,8 @@ def test_hypertiling_budget_then_finished_and_small_state():
     assert "_design" not in state  # the points are rebuilt from the seed and the count
     with pytest.raises(ValueError, match="budget: must be an integer >= 1"):
         HypertilingSearch(UNIT2, budget=0)
+    with pytest.raises(ValueError, match="space: hypertiling supports up to 24 dimensions"):
+        HypertilingSearch(cube(25))
 
 
 # ----------------------------------------------------------------------------- PSO

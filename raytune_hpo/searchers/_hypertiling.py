@@ -160,6 +160,8 @@ class HypertilingSearch(UnitCubeSearcher):
         super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise ValueError(f"budget: must be an integer >= 1, got {budget!r}")
+        if self._space is not None and self._space.dims > MAX_DIMS:
+            raise ValueError(f"space: hypertiling supports up to {MAX_DIMS} dimensions")
         self._budget = budget
         self._tiling_seed: int | None = None
         self._design: np.ndarray | None = None
