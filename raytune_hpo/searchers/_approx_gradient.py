@@ -15,8 +15,14 @@ still has an unevaluated point there. No configuration is evaluated twice.
 
 Several walks run at once: when every walk waits for results and Tune asks for another trial,
 a new walk starts, so concurrent trial slots stay busy (``walkers`` caps their number). In a
-sequential run one walk runs at a time. ``FINISHED`` only when nothing is left: every point of a
-finite grid evaluated (explicit grids and categoricals only), or ``max_restarts`` used up.
+sequential run one walk runs at a time. ``FINISHED`` only when nothing is left: every point of
+the grid down to its finest spacing evaluated (in practice explicit grids, categoricals or a small
+``refine``), or ``max_restarts`` used up.
+
+Changes from the earlier grid-only version: it used to end once the coarse grid was used up (25
+points of a 2-D problem with 5 levels) and always started at a random grid point; the options
+``levels`` and ``max_restarts`` keep their meaning (``max_restarts``: walks after the first,
+including the ones started to fill concurrent slots).
 """
 
 from __future__ import annotations
