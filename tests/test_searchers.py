@@ -66,7 +66,7 @@ CONTRACT = contract_names()
 
 
 def test_every_custom_searcher_is_under_contract():
-    assert {"sobol", "lhs", "rsa", "pso", "approx_gradient"} <= set(CONTRACT)
+    assert {"sobol", "lhs", "rsa", "hypertiling", "pso", "approx_gradient"} <= set(CONTRACT)
 
 
 @pytest.mark.parametrize("name", CONTRACT)
@@ -268,9 +268,9 @@ def test_approx_gradient_never_repeats_and_finishes_on_the_grid():
 
 def test_approx_gradient_evaluates_a_neighbourhood_concurrently():
     space = {f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(3)}
-    s = ApproxGradientSearch(space, "loss", "min", seed=1, levels=5)
+    s = ApproxGradientSearch(space, "loss", "min", seed=1, levels=5, walkers=1)
     out = [s.suggest(f"n{i}") for i in range(8)]
-    # The start point and its axis neighbours (up to 2d = 6) go out together.
+    # The start point and its axis neighbours (up to 2d = 6) go out together; one walk waits.
     assert sum(isinstance(c, dict) for c in out) >= 4 and out[-1] is None
 
 

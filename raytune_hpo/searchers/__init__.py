@@ -19,6 +19,7 @@ from raytune_hpo._registry import Entry, build
 from raytune_hpo.searchers._approx_gradient import ApproxGradientSearch
 from raytune_hpo.searchers._base import UnitCubeSearcher
 from raytune_hpo.searchers._bohb import BOHBSearch
+from raytune_hpo.searchers._hypertiling import HypertilingSearch
 from raytune_hpo.searchers._lhs import LatinHypercubeSearch
 from raytune_hpo.searchers._optuna import GPSearch, TPESearch
 from raytune_hpo.searchers._pso import PSOSearch
@@ -69,6 +70,12 @@ SEARCHERS: dict[str, Entry] = {
     "rsa": Entry(
         RSASearch,
         "random sequential addition: random points kept a radius apart",
+        _RESERVED,
+        owns_space=True,
+    ),
+    "hypertiling": Entry(
+        HypertilingSearch,
+        "vertices of an aperiodic (Penrose-type) tiling, `budget` points, then done",
         _RESERVED,
         owns_space=True,
     ),
@@ -163,6 +170,7 @@ __all__ = [
     "ApproxGradientSearch",
     "BOHBSearch",
     "GPSearch",
+    "HypertilingSearch",
     "LatinHypercubeSearch",
     "PSOSearch",
     "RSASearch",
