@@ -47,9 +47,10 @@ class FloatParam:
             x = min(max(math.exp(lo + u * (hi - lo)), self.low), self.high)
         else:
             x = self.low + u * (self.high - self.low)
-        return self._valid(x)
+        return self.nearest(x)
 
-    def _valid(self, x: float) -> float:
+    def nearest(self, x: float) -> float:
+        """The valid value nearest ``x`` (in the range: rounded to q, below an open high)."""
         if self.q is not None:
             return float(_snap(x, self.q, self.low, self.high))
         if self.open_high and x >= self.high:
@@ -94,7 +95,7 @@ class FloatParam:
         return value
 
     def from_library(self, value: Any) -> float:
-        return self._valid(min(max(float(value), self.low), self.high))
+        return self.nearest(min(max(float(value), self.low), self.high))
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ class IntParam:
     def dims(self) -> int:
         return 1
 
-    def _valid(self, v: float) -> int:
+    def nearest(self, v: float) -> int:
+        """The valid integer at or below ``v`` (rounded to q when quantized)."""
         if self.q is not None:
             return int(_snap(v, self.q, self.low, self.high))
         return int(min(max(math.floor(v), self.low), self.high))
@@ -127,7 +129,7 @@ class IntParam:
         lo, hi = self._edges()
         v = lo + u * (hi - lo)
         v = math.exp(v) if self.log else v
-        return self._valid(v if self.q is None else v - 0.5)
+        return self.nearest(v if self.q is None else v - 0.5)
 
     def to_unit(self, x: Any) -> float:
         lo, hi = self._edges()
@@ -139,7 +141,7 @@ class IntParam:
         if self.grid is not None:
             return list(self.grid)
         if self.q is not None:
-            values = sorted({self._valid(v) for v in range(self.low, self.high + 1)})
+            values = sorted({self.nearest(v) for v in range(self.low, self.high + 1)})
             if len(values) <= _MAX_IMPLICIT_INT_GRID:
                 return values
         if self.high - self.low + 1 > _MAX_IMPLICIT_INT_GRID:
@@ -160,7 +162,7 @@ class IntParam:
         import optuna.distributions as od
 
         if self.q is not None and not self.log:
-            low, high = self._valid(self.low), self._valid(self.high)
+            low, high = self.nearest(self.low), self.nearest(self.high)
             return od.IntDistribution(low, high, step=self.q)
         return od.IntDistribution(self.low, self.high, log=self.log)
 
@@ -173,7 +175,7 @@ class IntParam:
         return value
 
     def from_library(self, value: Any) -> int:
-        return self._valid(min(max(round(float(value)), self.low), self.high))
+        return self.nearest(min(max(round(float(value)), self.low), self.high))
 
 
 @dataclass(frozen=True)

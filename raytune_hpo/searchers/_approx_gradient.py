@@ -51,9 +51,10 @@ def axis_values(p: Any, levels: int) -> list[Any]:
     spaced = np.geomspace if p.log else np.linspace
     vals = spaced(p.low, p.high, levels)
     if isinstance(p, IntParam):
-        return sorted({int(round(v)) for v in vals})
+        return sorted({p.nearest(round(v)) for v in vals})
     assert isinstance(p, FloatParam)
-    return [float(v) for v in vals]
+    # A value the parameter can take: rounded to its q, below a half-open high (Ray's uniform).
+    return sorted({p.nearest(float(v)) for v in vals})
 
 
 class Walk:
@@ -130,8 +131,10 @@ class ApproxGradientSearch(UnitCubeSearcher):
             p.grid is None and not isinstance(p, CategoricalParam) and len(ax) > 1
             for p, ax in zip(params, self._axes, strict=True)
         ]
+        # Dimensions whose fine points can coincide once rounded: integers, quantized floats.
         self._ints = [
-            f and isinstance(p, IntParam) for p, f in zip(params, self._fine, strict=True)
+            f and (isinstance(p, IntParam) or p.q is not None)
+            for p, f in zip(params, self._fine, strict=True)
         ]
 
     @property
