@@ -90,6 +90,8 @@ class Plan:
             **known,
             **options,
         )
+        if self.scheduler_name in EARLY_STOPPING and hasattr(searcher, "set_early_stopping"):
+            searcher.set_early_stopping()  # ours learn only from comparable budgets
         if experiment is not None:
             warm_start.tell(searcher, self.warm)
         return searcher
@@ -212,7 +214,14 @@ def _assemble(spec: SweepSpec, trainable: Any, local_data: bool) -> Plan:
                 f"runtime_env.{key} applies to submitted sweeps; a local run uses the "
                 "packages installed here"
             )
-    if scheduler in EARLY_STOPPING and searcher != bohb.BOHB and plan.owns_space:
+    # Ours learn only from comparable budgets; a library's model compares whatever it gets.
+    learns_budgets = hasattr(plan.searcher(), "set_early_stopping")
+    if (
+        scheduler in EARLY_STOPPING
+        and searcher != bohb.BOHB
+        and plan.owns_space
+        and not learns_budgets
+    ):
         warnings.append(
             f"searcher {searcher} under scheduler {scheduler}: trials stopped early report "
             "their last epoch's value, so the searcher compares results of different budgets"

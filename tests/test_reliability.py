@@ -169,8 +169,8 @@ def test_a_local_run_says_what_matters_and_no_more(tmp_path):
 
     sweep = {
         "num_samples": 1,
-        "searcher": {"name": "pso"},
-        "scheduler": {"name": "asha"},  # a real warning: mixed budgets
+        "searcher": {"name": "tpe"},
+        "scheduler": {"name": "asha"},  # a real warning: TPE compares mixed budgets
         "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
         "trainable": {"model": "mlp", "epochs": 1},
         "storage_path": str(tmp_path / "out"),
@@ -188,5 +188,5 @@ def test_a_local_run_says_what_matters_and_no_more(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Token authentication is enabled" not in proc.stderr
     assert "Wrote the latest version of all result files" not in proc.stderr
-    assert "raytune-hpo: warning: searcher pso under scheduler asha" in proc.stderr
+    assert "raytune-hpo: warning: searcher tpe under scheduler asha" in proc.stderr
     assert "Best configuration" in proc.stdout

@@ -273,3 +273,64 @@ def test_bayesopt_suggests_what_optuna_gpsampler_suggests_directly():
         direct.append(cfg)
     ours = drive(create_searcher("bayesopt", space=space, metric="loss", mode="min", seed=5), f, n)
     assert np.allclose(keys(ours), keys(direct))
+
+
+def test_under_early_stopping_a_short_trial_is_no_better_than_those_that_went_further():
+    from raytune_hpo.searchers import PSOSearch
+
+    space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+    seen = []
+
+    class Watch(PSOSearch):
+        def _observe(self, trial_id, u, loss):
+            seen.append(loss)
+            super()._observe(trial_id, u, loss)
+
+    for early in (False, True):
+        seen.clear()
+        s = Watch(space, "loss", "min", seed=0, swarm_size=4)
+        if early:
+            s.set_early_stopping()
+        cfgs = [s.suggest(f"t{i}") for i in range(3)]
+        # Two trials ran the full 9 epochs (losses 0.30 and 0.40); ASHA stopped the third at
+        # epoch 1, where its loss (0.10, measured early) looks best but compares nothing.
+        s.on_trial_complete("t0", {"loss": 0.30, "training_iteration": 9})
+        s.on_trial_complete("t1", {"loss": 0.40, "training_iteration": 9})
+        s.on_trial_complete("t2", {"loss": 0.10, "training_iteration": 1})
+        assert all(isinstance(c, dict) for c in cfgs)
+        if early:
+            assert seen == [0.30, 0.40, 0.40]  # no better than the worst that went further
+            assert s._gbest_loss == 0.30  # the swarm follows a full-budget result
+        else:
+            assert seen == [0.30, 0.40, 0.10]
+
+
+@pytest.mark.integration
+def test_pso_under_asha_learns_only_comparable_results(ray_session, tmp_path):
+    from ray import tune
+
+    from raytune_hpo.assemble import assemble
+    from raytune_hpo.run import run_sweep
+    from raytune_hpo.spec import SweepSpec
+
+    def curve(config):
+        for epoch in range(1, 10):  # good x learns slowly: early it looks worse than it is
+            tune.report({"loss": (config["x"] - 0.7) ** 2 + 1.0 / epoch * (1 - config["x"])})
+
+    spec = SweepSpec.from_dict(
+        {
+            "metric": "loss",
+            "mode": "min",
+            "num_samples": 8,
+            "max_concurrent": 2,
+            "searcher": {"name": "pso", "swarm_size": 4},
+            "scheduler": {"name": "asha", "max_t": 9, "grace_period": 1, "reduction_factor": 3},
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "storage_path": str(tmp_path),
+        }
+    )
+    plan = assemble(spec, trainable=curve)
+    assert not plan.warnings
+    result = run_sweep(spec, trainable=curve, plan=plan)
+    assert len(result.table) == 8 and (result.table["status"] == "OK").all()
+    assert result.table["epochs"].min() < 9  # ASHA did stop some trials early

@@ -240,9 +240,13 @@ def test_bohb_under_another_scheduler_is_allowed_with_a_warning(sched):
     assert f"under scheduler {sched}" in line and "Falkner" in line
 
 
-def test_custom_searcher_under_asha_warns_about_mixed_budgets():
-    plan = plan_of({"searcher": {"name": "pso"}, "scheduler": {"name": "asha"}, "space": LR})
+def test_a_searcher_that_compares_budgets_under_asha_warns_ours_do_not():
+    plan = plan_of({"searcher": {"name": "tpe"}, "scheduler": {"name": "asha"}, "space": LR})
     assert "different budgets" in plan.warnings[0]
+    for name in ("pso", "approx_gradient", "sobol"):
+        plan = plan_of({"searcher": {"name": name}, "scheduler": {"name": "asha"}, "space": LR})
+        assert not plan.warnings
+        assert plan.searcher()._across_budgets  # it learns only from comparable results
 
 
 @pytest.mark.parametrize(

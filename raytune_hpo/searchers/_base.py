@@ -12,6 +12,7 @@ library adapters.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import pickle
 import tempfile
@@ -49,6 +50,8 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         super().__init__(metric=metric, mode=mode)
         self._rng = np.random.default_rng(seed)
         self._ready = False
+        self._across_budgets = False
+        self._budget_losses: list[tuple[float, float]] = []
 
     @property
     def _space(self) -> SearchSpace | None:
@@ -78,11 +81,27 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         self._track(trial_id, u)
         return self._config_for(trial_id, u)
 
+    def set_early_stopping(self, enabled: bool = True) -> None:
+        """Under a scheduler that stops trials early (ASHA, median stopping, HyperBand), a
+        trial's last result is measured at the budget it reached. Then a trial stopped at
+        budget b is learnt as no better than the worst trial that went past b: the scheduler
+        kept those because they were better at b, and their losses at more epochs are no
+        measure to compare a short trial's with (Li et al., 2020, on ASHA's rungs)."""
+        self._across_budgets = enabled
+
+    def _comparable(self, result: dict | None, loss: float) -> float:
+        if not self._across_budgets:
+            return loss
+        budget = float((result or {}).get("training_iteration", 0))
+        further = [x for b, x in self._budget_losses if b > budget and math.isfinite(x)]
+        self._budget_losses.append((budget, loss))
+        return max(loss, max(further)) if further else loss
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         u = self._live_units.get(trial_id)
         loss = self._finish(trial_id, result, error)
         if loss is not None:
-            self._observe(trial_id, u, loss)
+            self._observe(trial_id, u, self._comparable(result, loss))
 
     def add_evaluated_point(
         self,
