@@ -260,6 +260,8 @@ def _check_built(plan: Plan) -> None:
             build()
         except ValueError as e:
             msg = str(e)
+            if msg.startswith((f"{section}.", f"{section}:")):  # it names the field already
+                raise
             sep = ": " if msg.startswith("unknown") else "."
             raise ValueError(f"{section}{sep}{msg}") from None
         except (AssertionError, TypeError) as e:  # a library's own check of its arguments

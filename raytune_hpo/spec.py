@@ -101,12 +101,21 @@ def read_yaml(path: str | os.PathLike[str], *, what: str = "sweep") -> dict[str,
     return data
 
 
-def validate(model: type[BaseModel], data: Any, source: str, *, prefix: str = "") -> Any:
-    """``model.model_validate(data)``; the first error as one line naming its field."""
+def parse_fields(model: type[BaseModel], data: Any, *, prefix: str = "") -> Any:
+    """``model.model_validate(data)``; ValueError with the first error as one line naming
+    its field (``prefix``: where the data sits in the file)."""
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise SpecError(f"{source}: {first_error(e, model, prefix)}") from None
+        raise ValueError(first_error(e, model, prefix)) from None
+
+
+def validate(model: type[BaseModel], data: Any, source: str, *, prefix: str = "") -> Any:
+    """``parse_fields`` for a whole file: a SpecError that names the file too."""
+    try:
+        return parse_fields(model, data, prefix=prefix)
+    except ValueError as e:
+        raise SpecError(f"{source}: {e}") from None
 
 
 def first_error(e: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
@@ -296,6 +305,7 @@ __all__ = [
     "SweepSpec",
     "UserError",
     "first_error",
+    "parse_fields",
     "parse_yaml",
     "read_yaml",
     "validate",

@@ -4,6 +4,7 @@ import math
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -208,3 +209,14 @@ def test_report_renders_with_plots_and_statistics(tmp_path):
     assert pixels.shape[0] >= 2000 and pixels.shape[1] >= 1200
     rows_with_ink = (pixels[..., :3].std(axis=(1, 2)) > 0.01).mean()
     assert rows_with_ink > 0.3  # tables and plots drawn, not a blank page
+
+
+@pytest.mark.parametrize("name", ["study-functions", "study-tinyvgg-digits"])
+def test_committed_study_results_regenerate_their_report(tmp_path, name):
+    results = Path(__file__).parent.parent / "benchmarks" / "results" / name
+    copy = tmp_path / name
+    shutil.copytree(results, copy)
+    assert main(["report", str(copy)]) == 0
+    page = (copy / "report.md").read_text()
+    study, trials = load_study(copy)
+    assert all(m.name in page for m in study.methods) and len(trials) > 0

@@ -23,9 +23,9 @@ class CNNTrainable(TrainableContract):
     epoch, checkpointed every epoch."""
 
     def __init__(self, section: dict[str, Any]) -> None:
-        from raytune_hpo.spec import validate
+        from raytune_hpo.spec import parse_fields
 
-        self.settings: CNNSettings = validate(CNNSettings, section, "sweep", prefix="trainable")
+        self.settings: CNNSettings = parse_fields(CNNSettings, section, prefix="trainable")
 
     def fixed_config(self) -> dict[str, Any]:
         cfg = self.settings.model_dump(exclude_none=True, exclude={"data"})

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from raytune_hpo.space import SearchSpace
-from raytune_hpo.spec import Strict, validate
+from raytune_hpo.spec import Strict, parse_fields
 from raytune_hpo.train.contract import TrainableContract, check_space_against
 
 TYPES: dict[str, Any] = {
@@ -97,7 +97,7 @@ class UserTrainable(TrainableContract):
     def from_section(cls, section: dict[str, Any], *, base_dir: str) -> UserTrainable:
         from raytune_hpo.load import resolve
 
-        s = validate(UserSection, section, "sweep", prefix="trainable")
+        s = parse_fields(UserSection, section, prefix="trainable")
         obj = resolve(s.function, base_dir=base_dir, field="trainable.function")
         return cls(obj, s, ref=s.function)
 
@@ -109,7 +109,7 @@ class UserTrainable(TrainableContract):
         settings (a built-in CNN section is ignored). ``max_budget``: the most results a
         trial reports, when known (else the scheduler's ``max_t``)."""
         user = {k: v for k, v in section.items() if k in UserSection.model_fields}
-        s = validate(UserSection, {**user, "function": None}, "sweep", prefix="trainable")
+        s = parse_fields(UserSection, {**user, "function": None}, prefix="trainable")
         ref = getattr(obj, "__name__", type(obj).__name__)
         return cls(obj, s, ref=ref, max_budget=max_budget)
 
