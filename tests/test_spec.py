@@ -93,7 +93,8 @@ def test_options_reach_the_scheduler():
 BAD = [
     (
         "searcher: {name: bayes}",
-        r"searcher: unknown searcher 'bayes'; allowed: random, grid, sobol, lhs, rsa, pso, ",
+        r"searcher: unknown searcher 'bayes'; allowed: random, grid, sobol, lhs, rsa, hypertiling, "
+        r"pso, approx_gradient, bohb, bayesopt, tpe, or a plug-in FILE\.py:Class",
     ),
     ("scheduler: {name: pbt}", r"scheduler: unknown scheduler 'pbt'; allowed: fifo, asha, median"),
     (
