@@ -36,18 +36,28 @@ def objective(cfg: dict[str, Any]) -> float:
     return (math.log10(cfg["lr"]) + 3) ** 2 + (cfg["units"] - 16) ** 2 / 100 + cfg["opt"]["inner"]
 
 
-def drive(s, n: int, start: int = 0, complete: bool = True, f=objective) -> list[dict]:
-    """Suggest up to ``n`` configs (completing each with ``f``); returns them."""
+def drive(
+    s,
+    n: int,
+    start: int = 0,
+    complete: bool = True,
+    f=objective,
+    *,
+    metric: str = "loss",
+    prefix: str = "t",
+) -> list[dict]:
+    """Suggest up to ``n`` configs with ids ``{prefix}{i}``, completing each with
+    ``{metric: f(cfg), "training_iteration": 1}`` as Tune reports it; returns them."""
     from ray.tune.search import Searcher
 
     out = []
     for i in range(start, start + n):
-        cfg = s.suggest(f"t{i}")
+        cfg = s.suggest(f"{prefix}{i}")
         if cfg is None or cfg == Searcher.FINISHED:
             break
         out.append(cfg)
         if complete:
-            s.on_trial_complete(f"t{i}", {"loss": f(cfg)})
+            s.on_trial_complete(f"{prefix}{i}", {metric: f(cfg), "training_iteration": 1})
     return out
 
 

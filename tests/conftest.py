@@ -35,3 +35,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def one_line_error(capsys):
+    """``one_line_error(argv, expected)``: the CLI exits 2 with one line that holds
+    ``expected`` and no traceback."""
+    from raytune_hpo.cli import main
+
+    def check(argv: list[str], expected: str) -> None:
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert err.count("\n") == 1 and err.startswith("raytune-hpo: error: "), err
+        assert "Traceback" not in err and expected in err, err
+
+    return check

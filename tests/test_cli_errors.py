@@ -5,8 +5,6 @@ import socket
 
 import pytest
 
-from raytune_hpo.cli import main
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -18,55 +16,47 @@ def nowhere() -> str:
     return f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
 
-def one_line_error(capsys, argv, expected: str) -> None:
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert err.count("\n") == 1 and err.startswith("raytune-hpo: error: "), err
-    assert "Traceback" not in err and expected in err, err
-
-
-def test_run(tmp_path, capsys):
-    one_line_error(capsys, ["run", str(tmp_path / "nope.yaml")], "sweep file does not exist")
+def test_run(tmp_path, one_line_error):
+    one_line_error(["run", str(tmp_path / "nope.yaml")], "sweep file does not exist")
     bad = tmp_path / "bad.yaml"
     bad.write_text("searcher: {name: bayes}\n")
-    one_line_error(capsys, ["run", str(bad)], "unknown searcher 'bayes'")
-    one_line_error(capsys, ["run", "--set", "epochs"], "--set 'epochs': expected KEY=VALUE")
+    one_line_error(["run", str(bad)], "unknown searcher 'bayes'")
+    one_line_error(["run", "--set", "epochs"], "--set 'epochs': expected KEY=VALUE")
 
 
-def test_submit_checks_the_sweep_before_the_cluster(tmp_path, capsys):
+def test_submit_checks_the_sweep_before_the_cluster(tmp_path, one_line_error):
     bad = tmp_path / "bad.yaml"
     bad.write_text("space: {lr: {type: float, low: 1, high: 0}}\n")
-    one_line_error(capsys, ["submit", str(bad), "--address", nowhere()], "space.lr: empty")
-    one_line_error(capsys, ["submit", "--address", nowhere()], "no Ray dashboard answers")
+    one_line_error(["submit", str(bad), "--address", nowhere()], "space.lr: empty")
+    one_line_error(["submit", "--address", nowhere()], "no Ray dashboard answers")
 
 
 @pytest.mark.parametrize("command", ["status", "logs", "stop"])
-def test_job_commands_on_an_unreachable_cluster(command, capsys):
-    one_line_error(capsys, [command, "raysubmit_x", "--address", nowhere()], "no Ray dashboard")
+def test_job_commands_on_an_unreachable_cluster(command, one_line_error):
+    one_line_error([command, "raysubmit_x", "--address", nowhere()], "no Ray dashboard")
 
 
-def test_list(capsys):
-    one_line_error(capsys, ["list", "--address", nowhere()], "no Ray dashboard answers")
+def test_list(one_line_error):
+    one_line_error(["list", "--address", nowhere()], "no Ray dashboard answers")
 
 
-def test_resume(tmp_path, capsys):
-    one_line_error(capsys, ["resume", str(tmp_path)], "no sweep.yaml here")
+def test_resume(tmp_path, one_line_error):
+    one_line_error(["resume", str(tmp_path)], "no sweep.yaml here")
 
 
-def test_results(tmp_path, capsys):
-    one_line_error(capsys, ["results", str(tmp_path)], "no results.csv here")
+def test_results(tmp_path, one_line_error):
+    one_line_error(["results", str(tmp_path)], "no results.csv here")
 
 
-def test_compare(tmp_path, capsys):
-    one_line_error(capsys, ["compare", str(tmp_path / "s.yaml")], "study file does not exist")
+def test_compare(tmp_path, one_line_error):
+    one_line_error(["compare", str(tmp_path / "s.yaml")], "study file does not exist")
     bad = tmp_path / "s.yaml"
     bad.write_text("problem: {function: branin}\nmethods: [{name: a, searcher: {name: nope}}]\n")
-    one_line_error(capsys, ["compare", str(bad)], "methods.0 (a): searcher: unknown searcher")
+    one_line_error(["compare", str(bad)], "methods.0 (a): searcher: unknown searcher")
 
 
-def test_report(tmp_path, capsys):
-    one_line_error(capsys, ["report", str(tmp_path)], "run compare first")
+def test_report(tmp_path, one_line_error):
+    one_line_error(["report", str(tmp_path)], "run compare first")
     # A study written before compare recorded its problems, whose sweep file has moved since:
     # the report needs the file and says so in one line.
     (tmp_path / "study.yaml").write_text(
@@ -74,4 +64,4 @@ def test_report(tmp_path, capsys):
         "methods: [{name: r, searcher: {name: random}}]\n"
     )
     (tmp_path / "trials.csv").write_text("problem,method,rep,trial,value,budget\ns,r,0,0,0.5,1\n")
-    one_line_error(capsys, ["report", str(tmp_path)], "/gone/sweep.yaml: sweep file does not")
+    one_line_error(["report", str(tmp_path)], "/gone/sweep.yaml: sweep file does not")

@@ -9,17 +9,8 @@ import pytest
 import yaml
 
 from raytune_hpo import loggers
-from raytune_hpo.cli import main
 from raytune_hpo.run import run_sweep
 from raytune_hpo.spec import SweepSpec
-
-
-def one_line_error(capsys, argv, expected: str) -> None:
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert err.count("\n") == 1 and err.startswith("raytune-hpo: error: "), err
-    assert "Traceback" not in err and expected in err, err
 
 
 def sweep_file(tmp_path, **fields) -> str:
@@ -44,30 +35,29 @@ def sweep_file(tmp_path, **fields) -> str:
         ([3], "loggers.0: a logger name or {name: {options}}"),
     ],
 )
-def test_bad_loggers_are_one_line_errors(tmp_path, capsys, entries, expected):
-    one_line_error(capsys, ["run", sweep_file(tmp_path, loggers=entries)], expected)
+def test_bad_loggers_are_one_line_errors(tmp_path, entries, expected, one_line_error):
+    one_line_error(["run", sweep_file(tmp_path, loggers=entries)], expected)
     assert not (tmp_path / "out").exists()  # nothing started
 
 
-def test_a_missing_package_names_its_pip_line(tmp_path, capsys, monkeypatch):
+def test_a_missing_package_names_its_pip_line(tmp_path, monkeypatch, one_line_error):
     monkeypatch.setitem(loggers.PACKAGES, "mlflow", "no_such_module_here")
     one_line_error(
-        capsys,
         ["run", sweep_file(tmp_path, loggers=["mlflow"])],
         "loggers: mlflow needs the no_such_module_here package: pip install 'raytune-hpo[mlflow]'",
     )
 
 
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed")
-def test_wandb_without_its_package(tmp_path, capsys):
+def test_wandb_without_its_package(tmp_path, one_line_error):
     one_line_error(
-        capsys, ["run", sweep_file(tmp_path, loggers=["wandb"])], "pip install 'raytune-hpo[wandb]'"
+        ["run", sweep_file(tmp_path, loggers=["wandb"])], "pip install 'raytune-hpo[wandb]'"
     )
 
 
-def test_mlflow_default_store_needs_a_local_sweep_directory(tmp_path, capsys):
+def test_mlflow_default_store_needs_a_local_sweep_directory(tmp_path, one_line_error):
     file = sweep_file(tmp_path, loggers=["mlflow"], storage_path="s3://bucket/sweeps")
-    one_line_error(capsys, ["run", file], "loggers.mlflow.tracking_uri: needed when storage_path")
+    one_line_error(["run", file], "loggers.mlflow.tracking_uri: needed when storage_path")
 
 
 def scalars(trial_dir: Path, tag: str) -> list[tuple[int, float]]:

@@ -12,6 +12,7 @@ import pytest
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Repeater, Searcher
 
+from raytune_hpo import testing
 from raytune_hpo.searchers import SEARCHERS, create_searcher
 
 NAMES = [n for n in SEARCHERS if isinstance(create_searcher(n, budget=40), Searcher)]
@@ -38,15 +39,7 @@ def loss(cfg):
 
 
 def drive(s, n, start=0, complete=True, prefix="t"):
-    out = []
-    for i in range(start, start + n):
-        cfg = s.suggest(f"{prefix}{i}")
-        if cfg is None or cfg == Searcher.FINISHED:
-            break
-        out.append(cfg)
-        if complete:
-            s.on_trial_complete(f"{prefix}{i}", {"metric": loss(cfg), "training_iteration": 1})
-    return out
+    return testing.drive(s, n, start, complete, loss, metric="metric", prefix=prefix)
 
 
 def check(cfg):

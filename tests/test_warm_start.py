@@ -14,7 +14,6 @@ import yaml
 
 from raytune_hpo import warm_start
 from raytune_hpo.assemble import assemble
-from raytune_hpo.cli import main
 from raytune_hpo.run import run_sweep
 from raytune_hpo.searchers import create_searcher
 from raytune_hpo.space import SearchSpace
@@ -174,14 +173,6 @@ def test_bad_storage_options(options, expected):
 
 
 # ---------------------------------------------------------------------- sweep directories
-def one_line_error(capsys, argv, expected: str) -> None:
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert err.count("\n") == 1 and err.startswith("raytune-hpo: error: "), err
-    assert "Traceback" not in err and expected in err, err
-
-
 def earlier_dir(tmp_path, space, rows, name="old") -> Path:
     """A finished sweep's directory as run.py leaves it: sweep.yaml and results.csv."""
     d = tmp_path / name
@@ -252,22 +243,14 @@ def test_searchers_that_cannot_learn_are_warned_about(tmp_path):
     assert any("searcher random cannot learn" in w for w in assemble(spec).warnings)
 
 
-def test_bad_warm_start_directories_are_one_line_errors(tmp_path, capsys):
-    one_line_error(
-        capsys, ["run", sweep_file(tmp_path, warm_start="gone")], "/gone: no such directory"
-    )
+def test_bad_warm_start_directories_are_one_line_errors(tmp_path, one_line_error):
+    one_line_error(["run", sweep_file(tmp_path, warm_start="gone")], "/gone: no such directory")
     (tmp_path / "empty").mkdir()
-    one_line_error(
-        capsys, ["run", sweep_file(tmp_path, warm_start=["empty"])], "empty: holds no sweep"
-    )
+    one_line_error(["run", sweep_file(tmp_path, warm_start=["empty"])], "empty: holds no sweep")
     earlier_dir(tmp_path, MIXED, [], name="nothing")
     (tmp_path / "nothing" / "results.csv").unlink()
-    one_line_error(
-        capsys, ["run", sweep_file(tmp_path, warm_start="nothing")], "nothing: holds no results"
-    )
-    one_line_error(
-        capsys, ["run", sweep_file(tmp_path, warm_start=[])], "warm_start: give one or more"
-    )
+    one_line_error(["run", sweep_file(tmp_path, warm_start="nothing")], "nothing: holds no results")
+    one_line_error(["run", sweep_file(tmp_path, warm_start=[])], "warm_start: give one or more")
     assert not (tmp_path / "out").exists()  # nothing started
 
 
@@ -285,16 +268,14 @@ def test_bad_warm_start_directories_are_one_line_errors(tmp_path, capsys):
          "space.optimizer.choices"),
     ],
 )  # fmt: skip
-def test_a_space_that_differs_is_a_one_line_error(tmp_path, capsys, change, expected):
+def test_a_space_that_differs_is_a_one_line_error(tmp_path, change, expected, one_line_error):
     earlier_dir(tmp_path, {**MIXED, **change}, ROWS)
-    one_line_error(capsys, ["run", sweep_file(tmp_path, warm_start="old")], expected)
+    one_line_error(["run", sweep_file(tmp_path, warm_start="old")], expected)
 
 
-def test_a_missing_parameter_is_named(tmp_path, capsys):
+def test_a_missing_parameter_is_named(tmp_path, one_line_error):
     earlier_dir(tmp_path, {k: v for k, v in MIXED.items() if k != "optimizer"}, ROWS)
-    one_line_error(
-        capsys, ["run", sweep_file(tmp_path, warm_start="old")], "optimizer not in its space"
-    )
+    one_line_error(["run", sweep_file(tmp_path, warm_start="old")], "optimizer not in its space")
 
 
 @pytest.mark.integration

@@ -72,12 +72,7 @@ class _OptunaAdapter(LibraryAdapter, OptunaSearch):
         _, loss = self._prior_point(parameters, value, error)
         if self._ot_study is None:
             raise RuntimeError(f"{type(self).__name__}: the study needs space, metric and mode")
-        if math.isfinite(loss):
-            value = loss if self._mode != "max" else -loss
-        elif worst is not None:
-            value = worst if self._mode != "max" else -worst
-        else:
-            value = None
+        value = self._library_value(loss, worst)
         OptunaSearch.add_evaluated_point(
             self,
             self._ours.to_library(parameters),
@@ -86,6 +81,15 @@ class _OptunaAdapter(LibraryAdapter, OptunaSearch):
             pruned=pruned and value is not None,
             intermediate_values=intermediate_values,
         )
+
+    def _library_value(self, loss: float, worst: float | None) -> float | None:
+        """The value Optuna is told, in the study's direction: NaN/inf/failed count as the
+        worst finite loss so far, or as a failed trial while there is none."""
+        if not math.isfinite(loss):
+            if worst is None:
+                return None
+            loss = worst
+        return loss if self._mode != "max" else -loss
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         adopted = self._merge_properties(metric, mode, config)
@@ -106,12 +110,7 @@ class _OptunaAdapter(LibraryAdapter, OptunaSearch):
         loss = self._finish(trial_id, result, error)
         if loss is None or trial_id in self._completed_trials:
             return  # unknown or repeated trial id
-        if math.isfinite(loss):
-            value = loss if self._mode != "max" else -loss
-        elif worst is not None:
-            value = worst if self._mode != "max" else -worst
-        else:
-            value = None
+        value = self._library_value(loss, worst)
         OptunaSearch.on_trial_complete(
             self, trial_id, None if value is None else {self._metric: value}, error=value is None
         )
