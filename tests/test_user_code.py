@@ -2,6 +2,7 @@
 Trainable class), the resumable-state helper, plug-in searchers by file and by entry point,
 and every bad input a user will type, each a one-line error before Ray starts."""
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from raytune_hpo.assemble import assemble
+from raytune_hpo.results import read_sweep
 from raytune_hpo.spec import SpecError, SweepSpec
 
 TRAIN = """
@@ -187,6 +189,12 @@ def test_helper_state_survives_hyperband_pauses(ray_session, tmp_path):
             assert r["score"] == pytest.approx(r["step"] * r["config"]["x"])
         resumed += any(r["iterations_since_restore"] < r["training_iteration"] for r in rows)
     assert resumed >= 1, "no trial was paused and resumed from its state"
+    # Trials HyperBand stopped while paused are recorded as finished in Ray's experiment
+    # state (what `results`, the report and `resume` read), not left as PAUSED.
+    (state,) = Path(result.path).glob("experiment_state-*.json")
+    statuses = [json.loads(t)["status"] for t, _ in json.loads(state.read_text())["trial_data"]]
+    assert statuses == ["TERMINATED"] * 9, statuses
+    assert (read_sweep(result.path).table()["status"] == "OK").all()
 
 
 def _histories(exp: Path) -> list[list[dict]]:

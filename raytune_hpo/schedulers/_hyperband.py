@@ -47,6 +47,12 @@ class _RestoreSafe:
         return super().on_trial_error(tune_controller, trial)
 
     def on_trial_remove(self, tune_controller, trial: Trial):
+        # HyperBand stops a PAUSED trial (no live actor), and Ray 2.60's controller then never
+        # re-snapshots it: the experiment state would keep "PAUSED" for a finished trial, so
+        # `results`, the report and `resume` would take it for unfinished. Ask for a snapshot.
+        mark = getattr(tune_controller, "_mark_trial_to_checkpoint", None)
+        if mark is not None:
+            mark(trial)
         if self._is_restored(trial):
             return None
         return super().on_trial_remove(tune_controller, trial)
