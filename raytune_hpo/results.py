@@ -65,7 +65,8 @@ def results_table(grid, spec: SweepSpec) -> pd.DataFrame:
         m = r.metrics or {}
         row: dict[str, Any] = {
             "trial_id": m.get("trial_id") or Path(r.path).name,
-            "status": "ERROR" if r.error else "OK",
+            # A trial that never reported (still pending when the sweep was interrupted).
+            "status": "ERROR" if r.error else "OK" if "training_iteration" in m else "PENDING",
             "epochs": m.get("training_iteration", 0),
             spec.metric: m.get(spec.metric, math.nan),
         }
@@ -73,13 +74,23 @@ def results_table(grid, spec: SweepSpec) -> pd.DataFrame:
             if col != spec.metric and col in m:
                 row[col] = m[col]
         row["time_s"] = round(float(m.get("time_total_s", math.nan)), 2)
-        cfg = r.config or {}
-        for name, value in searched.flat_config(cfg).items() if searched.params else ():
+        for name, value in _searched_values(searched, r.config).items():
             row[f"config.{name}"] = value
         if r.error:
             row["error"] = str(r.error).strip().splitlines()[-1][:200]
         rows.append(row)
     return sort_table(pd.DataFrame(rows), spec.metric, spec.mode)
+
+
+def _searched_values(searched, config: dict | None) -> dict[str, Any]:
+    """The searched values of a trial's config, flat; none for a trial that never got its
+    config (one still pending when the sweep was interrupted)."""
+    if not searched.params:
+        return {}
+    try:
+        return searched.flat_config(config or {})
+    except KeyError:
+        return {}
 
 
 def sort_table(df: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
@@ -207,11 +218,8 @@ def _read_trials(d: Path, state: dict, spec: SweepSpec | None):
         last = info.get("last") or {}
         lines = rows.get(tid) or ([last] if "training_iteration" in last else [])
         row: dict[str, Any] = {"trial_id": tid, "order": n, "ray_status": info["ray_status"]}
-        if spec is not None and spec.search_space.params:
-            try:
-                flat = spec.search_space.flat_config(info.get("config") or {})
-            except KeyError:
-                flat = {}
+        if spec is not None:
+            flat = _searched_values(spec.search_space, info.get("config"))
             row.update({f"config.{k}": v for k, v in flat.items()})
         err = _error_line(d, info)
         if err:

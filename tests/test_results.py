@@ -129,6 +129,22 @@ def test_json_keeps_full_float_precision(tmp_path, capsys):
     assert json.loads(to_json(pd.DataFrame({"x": [float("inf")]})))[0]["x"] is None
 
 
+def test_a_trial_interrupted_before_it_got_its_config_is_pending():
+    from ray.tune import Result
+
+    from raytune_hpo.results import results_table
+    from raytune_hpo.spec import SweepSpec
+
+    spec = SweepSpec.from_dict({"space": {"lr": {"type": "float", "low": 1e-4, "high": 0.1}}})
+    metrics = {"trial_id": "a", "training_iteration": 2, "val_accuracy": 0.5}
+    metrics["config"] = {"lr": 0.01}
+    ran = Result(metrics=metrics, checkpoint=None, error=None, path="/x/a")
+    pending = Result(metrics={}, checkpoint=None, error=None, path="/x/train_b")  # no config
+    table = results_table([pending, ran], spec).set_index("trial_id")
+    assert table.loc["a", "status"] == "OK" and table.loc["a", "config.lr"] == 0.01
+    assert table.loc["train_b", "status"] == "PENDING" and table.loc["train_b", "epochs"] == 0
+
+
 def test_best_and_last_from_histories_nan_is_worst():
     trials = pd.DataFrame(
         [
