@@ -17,6 +17,13 @@ PARAM_KEYS = {"type", "low", "high", "log", "q", "choices", "grid"}
 _MAX_IMPLICIT_INT_GRID = 32
 
 
+def _multiples(q: float, low: float, high: float) -> tuple[float, float]:
+    """The first and last multiple of ``q`` in [low, high]: the bounds Ray's quantized domains
+    need (``tune.quniform`` refuses bounds that are not multiples of q)."""
+    first, last = math.ceil(low / q - 1e-9), math.floor(high / q + 1e-9)
+    return first * q, last * q
+
+
 def _snap(x: float, q: float, low: float, high: float) -> float:
     """``x`` rounded to a multiple of ``q`` inside [low, high] (Ray's quantized domains)."""
     first, last = math.ceil(low / q - 1e-9), math.floor(high / q + 1e-9)
@@ -73,7 +80,8 @@ class FloatParam:
         from ray import tune
 
         if self.q is not None:
-            return (tune.qloguniform if self.log else tune.quniform)(self.low, self.high, self.q)
+            low, high = _multiples(self.q, self.low, self.high)
+            return (tune.qloguniform if self.log else tune.quniform)(low, high, self.q)
         return (tune.loguniform if self.log else tune.uniform)(self.low, self.high)
 
     def to_optuna(self) -> Any:
@@ -155,7 +163,8 @@ class IntParam:
         from ray import tune
 
         if self.q is not None:  # Tune's quantized integer bounds are both inclusive
-            return (tune.qlograndint if self.log else tune.qrandint)(self.low, self.high, self.q)
+            low, high = (int(b) for b in _multiples(self.q, self.low, self.high))
+            return (tune.qlograndint if self.log else tune.qrandint)(low, high, self.q)
         return (tune.lograndint if self.log else tune.randint)(self.low, self.high + 1)
 
     def to_optuna(self) -> Any:

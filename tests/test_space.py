@@ -212,6 +212,26 @@ def test_yaml_q_and_its_errors():
             SearchSpace.from_dict({"x": entry})
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"type": "float", "low": 0.0, "high": 0.1, "q": 0.03},
+        {"type": "float", "low": 0.001, "high": 0.1, "q": 0.02, "log": True},
+        {"type": "int", "low": 1, "high": 10, "q": 3},
+    ],
+)
+def test_bounds_that_are_not_multiples_of_q_reach_ray_as_the_multiples_inside(entry):
+    """tune.quniform refuses bounds that are not multiples of q; a sweep file need not care."""
+    domain = SearchSpace.from_dict({"x": entry}).to_tune()["x"]
+    rng = np.random.default_rng(1)
+    values = {domain.sample(random_state=rng) for _ in range(300)}
+    q = entry["q"]
+    for v in values:
+        assert entry["low"] - 1e-12 <= v <= entry["high"] + 1e-12, v
+        assert abs(v / q - round(v / q)) < 1e-6, v
+    assert len(values) >= 3
+
+
 def test_unbounded_tune_domains_are_refused_with_the_reason():
     with pytest.raises(ValueError, match=r"space\.x: only uniform and log-uniform .*bounds"):
         SearchSpace.from_dict({"x": tune.randn(0, 1)})
