@@ -97,8 +97,11 @@ def test_fused_optimizers_match_torch_on_the_same_gradients(name):
         for i, opt in enumerate(opts):
             singles[i].grad = g[i].clone()
             opt.step()
+    # float32 rounding differs by a few ulps between the stacked and the single updates and
+    # compounds over 15 steps (5e-6 relative seen for RMSprop); a wrong formula (eps inside the
+    # square root, a missing bias correction) is off by far more than 2e-5.
     for i in range(3):
-        torch.testing.assert_close(stacked["w"][i].detach(), singles[i].detach(), rtol=1e-6, atol=0)
+        torch.testing.assert_close(stacked["w"][i].detach(), singles[i].detach(), rtol=2e-5, atol=0)
 
 
 @pytest.fixture(scope="module")
