@@ -286,7 +286,7 @@ BAD_USER = [
     ({"function": "missing.py:train"}, "trainable.function: file '"),
     ({"function": "train.py:nope"}, "trainable.function: train.py has no 'nope'; it defines:"),
     ({"function": "broken.py:train"}, "importing broken failed: "),
-    ({"function": "train.py:NUMBER"}, "trainable.function: train.py:NUMBER is a int, not callable"),
+    ({"function": "train.py:NUMBER"}, "trainable.function: train.py:NUMBER is 'int', not callable"),
     ({"function": "train.py:NotTrainable"}, "is a class but not a ray.tune.Trainable subclass"),
     ({"function": "no_such_pkg.mod:f"}, "no module named 'no_such_pkg.mod' is installed"),
     ({"function": "train.py"}, "is not FILE.py:NAME or package.module:NAME"),

@@ -58,7 +58,7 @@ def check_callable(obj: Any, field: str, ref: str) -> None:
             )
     elif not callable(obj):
         raise ValueError(
-            f"{field}: {ref} is a {type(obj).__name__}, not callable; "
+            f"{field}: {ref} is {type(obj).__name__!r}, not callable; "
             "give a function f(config) or a Trainable subclass"
         )
 
