@@ -61,12 +61,19 @@ def experiment_dir(storage: Path) -> Path | None:
     return dirs[0] if len(dirs) == 1 else None
 
 
-def kill_after(proc: subprocess.Popen, storage: Path, results: int, timeout: float = 240) -> Path:
-    """SIGKILL the driver once ``results`` epoch results are on disk; returns the sweep dir."""
+def kill_after(
+    proc: subprocess.Popen, storage: Path, results: int, timeout: float = 240, started: int = 0
+) -> Path:
+    """SIGKILL the driver once ``results`` epoch results are on disk and Ray's experiment state
+    knows of ``started`` trials that reported; returns the sweep dir."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         exp = experiment_dir(storage)
-        if exp is not None and results_reported(exp) >= results:
+        if (
+            exp is not None
+            and results_reported(exp) >= results
+            and (started <= 0 or len(_started_or_none(exp)) >= started)
+        ):
             break
         if proc.poll() is not None:
             raise AssertionError(
@@ -101,19 +108,36 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _state_entries(exp: Path) -> list[tuple[dict, dict]]:
+    """(trial, run metadata) of every trial in the newest experiment state."""
+    states = sorted(exp.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return []
+    data = json.loads(states[-1].read_text())
+    return [(json.loads(t), json.loads(meta)) for t, meta in data["trial_data"]]
+
+
 def finished_trials(exp: Path) -> set[str]:
     """Trials Ray recorded as TERMINATED in the newest experiment state (what `resume` keeps
     as finished). Ray 2.60 writes no `done: true` row to result.json, so that is no source."""
-    states = sorted(exp.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
-    if not states:
+    return {t["trial_id"] for t, _ in _state_entries(exp) if t["status"] == "TERMINATED"}
+
+
+def _started_or_none(exp: Path) -> set[str]:
+    try:
+        return started_trials(exp)
+    except (json.JSONDecodeError, OSError):  # Ray is rewriting the state right now
         return set()
-    data = json.loads(states[-1].read_text())
-    out = set()
-    for entry in data["trial_data"]:
-        trial = json.loads(entry[0])
-        if trial["status"] == "TERMINATED":
-            out.add(trial["trial_id"])
-    return out
+
+
+def started_trials(exp: Path) -> set[str]:
+    """Trials the newest experiment state knows to have reported (what `resume` continues). A
+    trial that started after Ray's last snapshot is unknown to it and runs again from its start."""
+    return {
+        t["trial_id"]
+        for t, meta in _state_entries(exp)
+        if (meta.get("last_result") or {}).get("training_iteration", 0) > 0
+    }
 
 
 def searcher_state_readable(exp: Path) -> bool:
