@@ -1,10 +1,9 @@
 """`raytune-hpo report` on sweep directories: one sweep (plots, endings, parameter importance),
 sweeps side by side, and the page as a browser draws it."""
 
-import shutil
-import subprocess
 from pathlib import Path
 
+import browser
 import numpy as np
 import pytest
 
@@ -78,32 +77,7 @@ def test_sweep_report_plots_endings_and_importance(digits_sweep, tmp_path):
 
 
 def screenshot(page, shot):
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("Debian's chromium is not installed: the page was checked without a browser")
-    subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={shot.parent / 'profile'}",
-            "--window-size=1300,3000",
-            f"--screenshot={shot}",
-            page.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    import matplotlib.image
-
-    pixels = matplotlib.image.imread(shot)
+    pixels = browser.screenshot(page, shot, height=3000)
     assert pixels.shape[0] >= 2900 and pixels.shape[1] >= 1200
     rows_with_ink = (pixels[..., :3].std(axis=(1, 2)) > 0.01).mean()
     assert rows_with_ink > 0.4  # tables and plots drawn, not a blank page
