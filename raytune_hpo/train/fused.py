@@ -25,12 +25,12 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torchvision.ops import DropBlock2d
 
-from raytune_hpo.train.data import batches, make_splits, normalised
+from raytune_hpo.train.data import batches
 from raytune_hpo.train.fused_optim import FusedOptimizer
 from raytune_hpo.train.models import build_model
-from raytune_hpo.train.perf import TrainStep, autocast, resolve_options
+from raytune_hpo.train.perf import TrainStep, autocast
 from raytune_hpo.train.settings import defaults
-from raytune_hpo.train.trainable import DivergedError, _device, _load, _optimizer
+from raytune_hpo.train.trainable import DivergedError, _optimizer, prepare
 
 MEMBER_KEYS = ("lr", "weight_decay", "momentum", "dropout", "dropblock", "epochs")
 # Group settings: never part of what members must share.
@@ -204,20 +204,7 @@ class FusedTrainer:
             raise ValueError(f"fused members resume from different epochs: {sorted(epochs)}")
         cfg = self.cfgs[0]
         seed = int(cfg["seed"])
-        self.device = _device(str(cfg["device"]))
-        self.opts, notices = resolve_options(cfg, self.device, fused=True)
-        for notice in notices:
-            _log.warning(notice)
-        torch.manual_seed(seed)
-        data = _load(cfg)
-        splits = make_splits(
-            data.labels.numpy(),
-            k_folds=int(cfg["k_folds"]),
-            val_fraction=float(cfg["val_fraction"]),
-            seed=seed,
-        )
-        self.data = data.to(self.device)
-        self.images = normalised(self.data)
+        self.device, self.opts, self.data, self.images, splits = prepare(cfg, fused=True)
         self.folds = []
         for f, (tr, va) in enumerate(splits):
             models = []

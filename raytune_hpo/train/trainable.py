@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -124,16 +124,24 @@ def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, to
     return loss, loss
 
 
-def fit(config: dict[str, Any], *, report: Report, state: dict[str, Any] | None = None) -> None:
-    """Train ``config`` for its epochs, calling ``report(metrics, state)`` after each one;
-    ``state`` (from an earlier report) resumes at the epoch after it."""
-    cfg = {**defaults(), **config}
+class Prepared(NamedTuple):
+    device: torch.device
+    opts: PerfOptions
+    data: ImageData  # on the device
+    images: torch.Tensor  # normalised, on the device
+    splits: list  # (train, validation) index pairs, one per fold
+
+
+def prepare(cfg: dict[str, Any], *, fused: bool = False) -> Prepared:
+    """What training ``cfg`` needs before its first model: the device, the performance options
+    (one notice per option ignored), the data and its folds. Seeds torch with ``cfg["seed"]``
+    (dropout / DropBlock masks in this process)."""
     seed = int(cfg["seed"])
     device = _device(str(cfg["device"]))
-    opts, notices = resolve_options(cfg, device)
+    opts, notices = resolve_options(cfg, device, fused=fused)
     for notice in notices:
         _log.warning(notice)
-    torch.manual_seed(seed)  # dropout / DropBlock masks in this trial's process
+    torch.manual_seed(seed)
     data = _load(cfg)
     splits = make_splits(
         data.labels.numpy(),
@@ -142,7 +150,15 @@ def fit(config: dict[str, Any], *, report: Report, state: dict[str, Any] | None 
         seed=seed,
     )
     data = data.to(device)
-    images = normalised(data)
+    return Prepared(device, opts, data, normalised(data), splits)
+
+
+def fit(config: dict[str, Any], *, report: Report, state: dict[str, Any] | None = None) -> None:
+    """Train ``config`` for its epochs, calling ``report(metrics, state)`` after each one;
+    ``state`` (from an earlier report) resumes at the epoch after it."""
+    cfg = {**defaults(), **config}
+    seed = int(cfg["seed"])
+    device, opts, data, images, splits = prepare(cfg)
     folds = []
     for i, (tr, va) in enumerate(splits):
         with torch.random.fork_rng(devices=[]):
