@@ -84,7 +84,9 @@ def _configs(trials: pd.DataFrame, problems: list[str], colors: dict) -> bytes:
         ax.set_xlabel(xc.removeprefix("config."))
         ax.set_ylabel(yc.removeprefix("config."))
         ax.set_title(f"{problem}: configurations tried (repetition {d['rep'].min()})")
-    axes[0].legend(fontsize=7)
+    drawn = [ax for ax in axes if ax.get_visible() and ax.collections]
+    if drawn:  # on the first panel drawn (a problem with fewer than 2 numbers has none)
+        drawn[0].legend(fontsize=7)
     return png(fig)
 
 
