@@ -266,6 +266,7 @@ def test_plugin_searcher_by_entry_point(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: halving-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
         "[raytune_hpo.searchers]\nhalving = halving_plugin:Halving\n"
+        "gone = halving_plugin:Gone\n"  # a broken plug-in: listed with its reason
     )
     monkeypatch.syspath_prepend(str(site))
     plan = assemble(plugin_spec(tmp_path, name="halving"))
@@ -280,6 +281,8 @@ def test_plugin_searcher_by_entry_point(tmp_path, monkeypatch):
     )
     assert proc.returncode == 0, proc.stderr
     assert "halving" in proc.stdout and "halving_plugin:Halving" in proc.stdout
+    (gone,) = [line for line in proc.stdout.splitlines() if line.strip().startswith("gone ")]
+    assert "halving_plugin:Gone  (cannot be used: " in gone and "Traceback" not in proc.stderr
 
 
 BAD_USER = [
