@@ -100,10 +100,11 @@ def test_sobol_continues_the_sequence_of_an_earlier_sobol_sweep():
     assert [warm.suggest(f"w{i}") for i in range(3)] == sequence[5:]
 
 
-def test_lhs_earlier_points_take_the_place_of_design_points():
-    design = searcher("lhs", budget=10)
+@pytest.mark.parametrize("name", ["lhs", "hypertiling"])
+def test_designs_put_earlier_points_in_the_place_of_design_points(name):
+    design = searcher(name, budget=10)
     points = [design.suggest(f"t{i}") for i in range(10)]
-    warm = searcher("lhs", budget=6)
+    warm = searcher(name, budget=6)
     for c in points[:4]:  # exactly four points of the 10-point design
         warm.add_evaluated_point(c, 0.1)
     got = [warm.suggest(f"w{i}") for i in range(6)]
@@ -112,7 +113,7 @@ def test_lhs_earlier_points_take_the_place_of_design_points():
     assert warm.suggest("done") == "FINISHED"
 
 
-@pytest.mark.parametrize("name", ["pso", "tpe"])
+@pytest.mark.parametrize("name", ["pso", "tpe", "hypertiling"])
 def test_a_warm_started_searcher_saves_and_restores(tmp_path, name):
     s = searcher(name)
     tell(s, *earlier_points(12))

@@ -176,4 +176,35 @@ class UnitCubeSearcher(SearcherContract, Searcher):
             self.set_state(pickle.load(f))
 
 
-__all__ = ["UnitCubeSearcher", "as_space", "loss_of"]
+class DesignSearcher(UnitCubeSearcher):
+    """Base of the fixed designs (Latin hypercube, hypertiling): ``budget`` points made up
+    front by ``_design_points(n)``, served in order, then ``FINISHED``. With m earlier results
+    (warm start) the design has n + m points and each earlier point takes the place of the
+    design point nearest to it, so the n left fill the space around what was already run."""
+
+    _budget: int
+    _design: np.ndarray | None = None
+    _next: int = 0
+
+    def _design_points(self, n: int) -> np.ndarray:
+        """``n`` points of the unit cube, in the order they are served."""
+        raise NotImplementedError
+
+    def _setup(self) -> None:
+        self._design = self._placed_design()
+
+    def _placed_design(self) -> np.ndarray:
+        earlier = self.prior[0]
+        design = self._design_points(self._budget + len(earlier))
+        for u in earlier:  # each earlier point replaces the nearest design point
+            design = np.delete(design, np.argmin(((design - u) ** 2).sum(1)), axis=0)
+        return design
+
+    def _propose(self, trial_id: str) -> np.ndarray | str:
+        if self._next >= self._budget:
+            return Searcher.FINISHED
+        self._next += 1
+        return self._design[self._next - 1]
+
+
+__all__ = ["DesignSearcher", "UnitCubeSearcher", "as_space", "loss_of"]

@@ -14,8 +14,9 @@ internal space, so the plane holds no lattice vector: the tiling is aperiodic.
 
 The tiling is rotated and offset at random (from the seed), scaled so that ``budget`` vertices
 fall in the unit cube (the vertex density is the window's volume), and ordered greedily
-farthest-point first, so that any prefix is spread out. ``FINISHED`` after the ``budget`` points.
-The state is the seed and the count: the points are rebuilt after ``set_state``.
+farthest-point first, so that any prefix is spread out. ``FINISHED`` after the ``budget`` points;
+earlier results (warm start) take the place of their nearest vertices, as in the Latin
+hypercube. The state is the seed and the count: the points are rebuilt after ``set_state``.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ import itertools
 import math
 
 import numpy as np
-from ray.tune.search import Searcher
 from scipy.linalg import null_space
 
-from raytune_hpo.searchers._base import UnitCubeSearcher
+from raytune_hpo.searchers._base import DesignSearcher
 
 MAX_DIMS = 24  # beyond, the window's facet count grows combinatorially
 _EPS = 1e-9  # a vertex exactly on the window's boundary has measure zero: stay strictly inside
@@ -141,7 +141,7 @@ def maximin_order(u: np.ndarray) -> np.ndarray:
     return np.array(order)
 
 
-class HypertilingSearch(UnitCubeSearcher):
+class HypertilingSearch(DesignSearcher):
     """``budget``: the number of tiling vertices to evaluate (a sweep file passes num_samples);
     returns ``FINISHED`` once they are all suggested."""
 
@@ -164,19 +164,13 @@ class HypertilingSearch(UnitCubeSearcher):
             raise ValueError(f"space: hypertiling supports up to {MAX_DIMS} dimensions")
         self._budget = budget
         self._tiling_seed: int | None = None
-        self._design: np.ndarray | None = None
-        self._next = 0
 
     def _setup(self) -> None:
         self._tiling_seed = int(self._rng.integers(2**63))
-        self._rebuild()
+        super()._setup()
 
     def _rebuild(self) -> None:
-        rng = np.random.default_rng(self._tiling_seed)
-        self._design = tiling_points(self._space.dims, self._budget, rng)
+        self._design = self._placed_design()
 
-    def _propose(self, trial_id: str) -> np.ndarray | str:
-        if self._next >= self._budget:
-            return Searcher.FINISHED
-        self._next += 1
-        return self._design[self._next - 1]
+    def _design_points(self, n: int) -> np.ndarray:
+        return tiling_points(self._space.dims, n, np.random.default_rng(self._tiling_seed))

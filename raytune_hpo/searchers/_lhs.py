@@ -7,13 +7,12 @@ design point nearest to it; the n left are suggested."""
 from __future__ import annotations
 
 import numpy as np
-from ray.tune.search import Searcher
 from scipy.stats import qmc
 
-from raytune_hpo.searchers._base import UnitCubeSearcher
+from raytune_hpo.searchers._base import DesignSearcher
 
 
-class LatinHypercubeSearch(UnitCubeSearcher):
+class LatinHypercubeSearch(DesignSearcher):
     """``budget``: the number of points of the design (a sweep file passes num_samples);
     returns ``FINISHED`` once they are all suggested."""
 
@@ -31,19 +30,6 @@ class LatinHypercubeSearch(UnitCubeSearcher):
         if budget is None or isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise ValueError(f"budget: LatinHypercubeSearch needs an integer >= 1, got {budget!r}")
         self._budget = budget
-        self._design: np.ndarray | None = None
-        self._next = 0
 
-    def _setup(self) -> None:
-        earlier = self.prior[0]
-        engine = qmc.LatinHypercube(self._space.dims, seed=self._rng)
-        design = engine.random(self._budget + len(earlier))
-        for u in earlier:  # each earlier point replaces the nearest design point
-            design = np.delete(design, np.argmin(((design - u) ** 2).sum(1)), axis=0)
-        self._design = design
-
-    def _propose(self, trial_id: str) -> np.ndarray | str:
-        if self._next >= self._budget:
-            return Searcher.FINISHED
-        self._next += 1
-        return self._design[self._next - 1]
+    def _design_points(self, n: int) -> np.ndarray:
+        return qmc.LatinHypercube(self._space.dims, seed=self._rng).random(n)
