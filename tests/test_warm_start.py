@@ -60,6 +60,13 @@ def test_model_based_searchers_start_near_the_earlier_best(name, options):
     assert first_distance(warm) < 0.6 * cold
 
 
+def test_approx_gradient_first_walk_starts_at_the_earlier_best():
+    cold = first_distance(searcher("approx_gradient"), n=5)  # a centre and its 4 neighbours
+    warm = searcher("approx_gradient")
+    tell(warm, *earlier_points())
+    assert first_distance(warm, n=5) < 0.6 * cold
+
+
 def test_pso_swarm_moves_toward_the_earlier_best():
     def second_suggestion(warm: bool) -> np.ndarray:
         s = searcher("pso", swarm_size=1)

@@ -119,7 +119,11 @@ class ApproxGradientSearch(UnitCubeSearcher):
     # ------------------------------------------------------------------ grid
     def _setup(self) -> None:
         self._rebuild()
-        self._starts = qmc.Sobol(self._space.dims, seed=self._rng).random(_STARTS)
+        starts = qmc.Sobol(self._space.dims, seed=self._rng).random(_STARTS)
+        earlier, losses = self.prior
+        if np.isfinite(losses).any():  # warm start: the first walk starts at the earlier best
+            starts = np.vstack([earlier[int(np.argmin(losses))], starts])
+        self._starts = starts
 
     def _rebuild(self) -> None:
         self._params = params = list(self._space.params.values())
