@@ -17,18 +17,16 @@ PARAM_KEYS = {"type", "low", "high", "log", "q", "choices", "grid"}
 _MAX_IMPLICIT_INT_GRID = 32
 
 
-def _multiples(q: float, low: float, high: float) -> tuple[float, float]:
-    """The first and last multiple of ``q`` in [low, high]: the bounds Ray's quantized domains
-    need (``tune.quniform`` refuses bounds that are not multiples of q)."""
-    first, last = math.ceil(low / q - 1e-9), math.floor(high / q + 1e-9)
-    return first * q, last * q
+def _steps(q: float, low: float, high: float) -> tuple[int, int]:
+    """``first, last``: the first and last multiple of ``q`` in [low, high] are first * q and
+    last * q (the bounds Ray's quantized domains need: ``tune.quniform`` refuses others)."""
+    return math.ceil(low / q - 1e-9), math.floor(high / q + 1e-9)
 
 
 def _snap(x: float, q: float, low: float, high: float) -> float:
     """``x`` rounded to a multiple of ``q`` inside [low, high] (Ray's quantized domains)."""
-    first, last = math.ceil(low / q - 1e-9), math.floor(high / q + 1e-9)
-    k = min(max(round(x / q), first), last)
-    return k * q
+    first, last = _steps(q, low, high)
+    return min(max(round(x / q), first), last) * q
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,7 @@ class FloatParam:
         from ray import tune
 
         if self.q is not None:
-            low, high = _multiples(self.q, self.low, self.high)
+            low, high = (k * self.q for k in _steps(self.q, self.low, self.high))
             return (tune.qloguniform if self.log else tune.quniform)(low, high, self.q)
         return (tune.loguniform if self.log else tune.uniform)(self.low, self.high)
 
@@ -163,7 +161,7 @@ class IntParam:
         from ray import tune
 
         if self.q is not None:  # Tune's quantized integer bounds are both inclusive
-            low, high = (int(b) for b in _multiples(self.q, self.low, self.high))
+            low, high = (k * self.q for k in _steps(self.q, self.low, self.high))
             return (tune.qlograndint if self.log else tune.qrandint)(low, high, self.q)
         return (tune.lograndint if self.log else tune.randint)(self.low, self.high + 1)
 
@@ -299,7 +297,8 @@ def parse_param(where: str, d: Mapping[str, Any]) -> Param:
         _number(where, "q", q)
         if q <= 0 or (kind == "int" and int(q) != q):
             raise ValueError(f"{where}.q: must be a positive {kind}, got {q!r}")
-        if math.floor(high / q + 1e-9) < math.ceil(low / q - 1e-9):
+        first, last = _steps(q, low, high)
+        if last < first:
             raise ValueError(f"{where}.q: no multiple of {q} lies in [{low}, {high}]")
     if kind == "int":
         g = tuple(int(v) for v in grid) if grid else None
