@@ -182,12 +182,13 @@ def _assemble(spec: SweepSpec, trainable: Any, local_data: bool) -> Plan:
         loggers=logger_specs,
     )
     _check_built(plan)
+    from raytune_hpo.searchers import searcher_entry
+
+    factory = searcher_entry(searcher, base_dir=spec.base_dir).factory
     if spec.warm_start:
         warm, notes = warm_start.load(spec)
         warnings.extend(notes)
-        from raytune_hpo.searchers import searcher_entry
-
-        if not warm_start.can_learn(searcher_entry(searcher, base_dir=spec.base_dir).factory):
+        if not warm_start.can_learn(factory):
             warnings.append(
                 f"warm_start: searcher {searcher} cannot learn from earlier results (Ray's "
                 "BasicVariantGenerator, or a plug-in without add_evaluated_point); they are "
@@ -215,7 +216,7 @@ def _assemble(spec: SweepSpec, trainable: Any, local_data: bool) -> Plan:
                 "packages installed here"
             )
     # Ours learn only from comparable budgets; a library's model compares whatever it gets.
-    learns_budgets = hasattr(plan.searcher(), "set_early_stopping")
+    learns_budgets = hasattr(factory, "set_early_stopping")
     if (
         scheduler in EARLY_STOPPING
         and searcher != bohb.BOHB
