@@ -15,6 +15,7 @@ from typing import Any
 
 import raytune_hpo.bohb as bohb
 import raytune_hpo.loggers as sweep_loggers
+import raytune_hpo.storage as storage
 import raytune_hpo.warm_start as warm_start
 from raytune_hpo.spec import SpecError, SweepSpec
 from raytune_hpo.train.contract import TrainableContract
@@ -161,7 +162,7 @@ def _assemble(spec: SweepSpec, trainable: Any, local_data: bool) -> Plan:
     contract.check_data(local=local_data)
     check_runtime_env(spec.runtime_env)
     logger_specs = sweep_loggers.parse(spec.loggers)
-    sweep_loggers.check(logger_specs, remote_storage="://" in spec.storage_path)
+    sweep_loggers.check(logger_specs, remote_storage=storage.is_uri(spec.storage_path))
     searcher = spec.searcher.name
     scheduler, warnings = bohb.pair(searcher, spec.scheduler.name if spec.scheduler else None)
     warnings = [*warnings, *contract.warnings(space)]
