@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from raytune_hpo.errors import UserError
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -33,7 +35,7 @@ class Entry:
 
 def lookup(kind: str, registry: dict[str, Entry], name: Any) -> Entry:
     if not isinstance(name, str) or name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; allowed: {', '.join(registry)}")
+        raise UserError(f"unknown {kind} {name!r}; allowed: {', '.join(registry)}")
     return registry[name]
 
 
@@ -42,7 +44,7 @@ def check_options(kind: str, name: str, entry: Entry, options: Iterable[str]) ->
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         listed = ", ".join(allowed) if allowed else "none"
-        raise ValueError(f"unknown option(s) {unknown} for {kind} {name!r}; allowed: {listed}")
+        raise UserError(f"unknown option(s) {unknown} for {kind} {name!r}; allowed: {listed}")
 
 
 def create(kind: str, registry: dict[str, Entry], name: str, **kw: Any) -> Any:

@@ -1,124 +1,41 @@
 """One place turns a sweep spec into the parts of a Ray Tune run, before Ray starts.
 
-``assemble(spec)`` checks the spec against the registries and the trainable's contract and
-returns a :class:`Plan`: the trainable (built-in CNN or the user's), the searcher (with its
-budget, told the earlier results of ``warm_start``), the scheduler (BOHB's pairing rule from
-``raytune_hpo.bohb``), the number of trials, the param space, the logger callbacks and the
-warnings. Every problem is a one-line ``SpecError``.
+``assemble(spec)`` is a short sequence of named steps: the checks of the spec against the
+trainable's contract (``CHECKS``), the plan (searcher and scheduler names with BOHB's pairing
+rule from ``raytune_hpo.bohb``, the number of trials, the trainable's budget, the loggers),
+the searcher and scheduler built once so that their own checks name a bad option, the earlier
+results of ``warm_start``, and the warning rules (``WARNINGS``), each a function of the plan.
+It returns a :class:`~raytune_hpo.plan.Plan`; every problem is a one-line ``SpecError``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import raytune_hpo.bohb as bohb
 import raytune_hpo.loggers as sweep_loggers
 import raytune_hpo.storage as storage
 import raytune_hpo.warm_start as warm_start
-from raytune_hpo.spec import SpecError, SweepSpec
+from raytune_hpo.errors import UserError, user_error
+from raytune_hpo.names import BUDGET_ATTR
+from raytune_hpo.plan import EARLY_STOPPING, Plan
+from raytune_hpo.spec import SweepSpec
 from raytune_hpo.train.contract import TrainableContract
 
 DEFAULT_SAMPLES = 10
-EARLY_STOPPING = ("asha", "median", "hyperband")
+RUNTIME_ENV_KEYS = ("pip", "uv", "conda", "env_vars", "excludes", "config")
 
 
 @dataclass(frozen=True)
-class Plan:
-    """A sweep assembled: what ``run.build_tuner`` hands to Ray Tune."""
+class Draft:
+    """What the steps read: the spec, its trainable's contract and where the data lives."""
 
     spec: SweepSpec
-    trainable: TrainableContract
-    searcher_name: str
-    scheduler_name: str
-    samples: int
-    max_t: int | None
-    warnings: tuple[str, ...] = field(default=())
-    loggers: tuple[sweep_loggers.LoggerSpec, ...] = field(default=())
-    warm: tuple[warm_start.WarmPoint, ...] = field(default=())  # earlier results
-
-    @property
-    def metric(self) -> str:
-        return self.spec.metric
-
-    @property
-    def mode(self) -> str:
-        return self.spec.mode
-
-    @property
-    def grid(self) -> bool:
-        from raytune_hpo.searchers import GRID_SEARCHERS
-
-        return self.searcher_name in GRID_SEARCHERS
-
-    @property
-    def owns_space(self) -> bool:
-        """Whether the searcher takes our SearchSpace (else Tune domains in param_space)."""
-        from raytune_hpo.searchers import owns_space
-
-        return owns_space(self.searcher_name, base_dir=self.spec.base_dir)
-
-    def param_space(self) -> dict[str, Any]:
-        """The Tuner's ``param_space``: the trainable's fixed config plus, for Ray's own
-        searchers, the searched values as Tune domains (ours carry the space themselves)."""
-        fixed = self.trainable.fixed_config()
-        if self.owns_space:
-            return fixed
-        return {**fixed, **self.spec.search_space.to_tune(grid=self.grid)}
-
-    def searcher(self, experiment: str | None = None):
-        """A new searcher for this sweep (metric and mode come from the Tuner). With
-        ``experiment`` (the run's name) it is the run's own: told the earlier results of
-        ``warm_start`` (it is given metric and mode for them), and an Optuna study kept in a
-        database (``storage``) is named after the run unless ``study_name`` says otherwise."""
-        from raytune_hpo.searchers import create_searcher
-
-        options = dict(self.spec.searcher.options)
-        known: dict[str, Any] = {}
-        if experiment is not None:
-            if options.get("storage"):
-                options.setdefault("study_name", experiment)
-            if self.warm:
-                known = {"metric": self.metric, "mode": self.mode}
-        searcher = create_searcher(
-            self.searcher_name,
-            space=self.spec.search_space,
-            seed=self.spec.seed,
-            budget=self.samples,
-            max_concurrent=self.spec.max_concurrent,
-            base_dir=self.spec.base_dir,
-            **known,
-            **options,
-        )
-        if self.scheduler_name in EARLY_STOPPING and hasattr(searcher, "set_early_stopping"):
-            searcher.set_early_stopping()  # ours learn only from comparable budgets
-        if experiment is not None:
-            warm_start.tell(searcher, self.warm)
-        return searcher
-
-    def callbacks(self, experiment: str, exp_dir: str) -> list[Any]:
-        """Ray Tune callbacks of the sweep's ``loggers`` for the run ``experiment``."""
-        return sweep_loggers.callbacks(
-            self.loggers, experiment=experiment, exp_dir=exp_dir, sweep_name=self.spec.name
-        )
-
-    def scheduler(self):
-        from raytune_hpo.schedulers import create_scheduler
-
-        options = dict(self.spec.scheduler.options if self.spec.scheduler else {})
-        max_t = options.pop("max_t", self.max_t)  # the sweep file's max_t wins
-        return create_scheduler(self.scheduler_name, max_t=max_t, **options)
-
-    def tune_trainable(self):
-        """The trainable with the sweep's resources per trial (fractional GPUs allowed)."""
-        from ray import tune
-
-        res = self.spec.resources
-        resources: dict[str, float] = {"cpu": res.cpu, "gpu": res.gpu}
-        if res.memory_gb:
-            resources["memory"] = res.memory_gb * 1024**3
-        return tune.with_resources(self.trainable.function(), resources)
+    contract: TrainableContract
+    local_data: bool  # False: the data lives on a cluster (``submit``)
 
 
 def trainable_of(spec: SweepSpec, trainable: Any = None) -> TrainableContract:
@@ -140,141 +57,207 @@ def assemble(spec: SweepSpec, *, trainable: Any = None, local_data: bool = True)
     """Check ``spec`` and assemble its run; ``SpecError`` (one line) for anything that would
     fail once Ray is up. ``local_data=False``: the data lives on a cluster (``submit``)."""
     try:
-        return _assemble(spec, trainable, local_data)
-    except SpecError:
-        raise
+        draft = Draft(spec, trainable_of(spec, trainable), local_data)
+        for check in CHECKS:
+            check(draft)
+        plan = plan_of(draft)
+        factory = searcher_factory(plan)
+        check_built(plan)
+        plan = with_warm_start(plan, factory)
+        warnings = [w for rule in WARNINGS for w in rule(plan, factory, draft)]
+        return replace(plan, warnings=(*plan.warnings, *warnings))
     except ValueError as e:
-        raise SpecError(f"{spec.source}: {e}") from None
+        raise user_error(e).as_spec_error(spec.source) from None
 
 
-def _assemble(spec: SweepSpec, trainable: Any, local_data: bool) -> Plan:
-    from raytune_hpo.searchers import GRID_SEARCHERS
+# ---------------------------------------------------------------------- checks of the spec
+def check_space(d: Draft) -> None:
+    """Every searched value and constant is one the trainable takes."""
+    d.contract.check_space(d.spec.search_space)
 
-    contract = trainable_of(spec, trainable)
-    space = spec.search_space
-    contract.check_space(space)
-    metrics = contract.metrics(space)
-    if metrics is not None and spec.metric not in metrics:
-        raise ValueError(
-            f"metric: {spec.metric!r} is not reported by the trainable; "
-            f"allowed: {', '.join(metrics)}"
+
+def check_metric(d: Draft) -> None:
+    """The metric is one the trainable reports (where it declares what it reports)."""
+    metrics = d.contract.metrics(d.spec.search_space)
+    if metrics is not None and d.spec.metric not in metrics:
+        raise UserError(
+            f"{d.spec.metric!r} is not reported by the trainable; allowed: {', '.join(metrics)}",
+            field="metric",
         )
-    contract.check_data(local=local_data)
-    check_runtime_env(spec.runtime_env)
-    logger_specs = sweep_loggers.parse(spec.loggers)
-    sweep_loggers.check(logger_specs, remote_storage=storage.is_uri(spec.storage_path))
-    searcher = spec.searcher.name
-    scheduler, warnings = bohb.pair(searcher, spec.scheduler.name if spec.scheduler else None)
-    warnings = [*warnings, *contract.warnings(space)]
-    fused = getattr(getattr(contract, "settings", None), "fused", 1)
-    if fused > 1 and (spec.max_concurrent or fused) < fused:
-        warnings.append(
-            f"trainable.fused {fused} with max_concurrent {spec.max_concurrent}: a group's "
-            "members start together only if max_concurrent is at least fused"
-        )
-    grid = searcher in GRID_SEARCHERS
-    plan = Plan(
-        spec=spec,
-        trainable=contract,
-        searcher_name=searcher,
-        scheduler_name=scheduler,
-        samples=1 if grid else (spec.num_samples or DEFAULT_SAMPLES),  # grid: its grid once
-        max_t=contract.max_budget(space),
-        loggers=logger_specs,
-    )
-    _check_built(plan)
-    from raytune_hpo.searchers import searcher_entry
-
-    factory = searcher_entry(searcher, base_dir=spec.base_dir).factory
-    if spec.warm_start:
-        warm, notes = warm_start.load(spec)
-        warnings.extend(notes)
-        if not warm_start.can_learn(factory):
-            warnings.append(
-                f"warm_start: searcher {searcher} cannot learn from earlier results (Ray's "
-                "BasicVariantGenerator, or a plug-in without add_evaluated_point); they are "
-                "left out"
-            )
-        plan = Plan(**{**plan.__dict__, "warm": warm})
-    if grid:
-        space.to_tune(grid=True)  # raises naming a parameter that has no grid values
-    # BOHB's searcher counts only running trials; other searchers count paused ones too.
-    if scheduler == "hyperband" and searcher != bohb.BOHB and spec.max_concurrent and plan.max_t:
-        options = spec.scheduler.options if spec.scheduler else {}
-        eta = options.get("reduction_factor", 3)
-        bracket = int(eta ** math.floor(math.log(plan.max_t) / math.log(eta) + 1e-9))
-        if spec.max_concurrent < bracket:
-            warnings.append(
-                f"max_concurrent {spec.max_concurrent} under scheduler {scheduler}: paused "
-                f"trials count against it, so HyperBand's largest bracket ({bracket} trials) "
-                "cannot fill and trials run to the end without pausing; leave max_concurrent "
-                "out (the resources bound the trials running at once)"
-            )
-    for key in ("pip", "uv", "conda"):
-        if key in (spec.runtime_env or {}) and local_data:
-            warnings.append(
-                f"runtime_env.{key} applies to submitted sweeps; a local run uses the "
-                "packages installed here"
-            )
-    # Ours learn only from comparable budgets; a library's model compares whatever it gets.
-    learns_budgets = hasattr(factory, "set_early_stopping")
-    if (
-        scheduler in EARLY_STOPPING
-        and searcher != bohb.BOHB
-        and plan.owns_space
-        and not learns_budgets
-    ):
-        warnings.append(
-            f"searcher {searcher} under scheduler {scheduler}: trials stopped early report "
-            "their last epoch's value, so the searcher compares results of different budgets"
-        )
-    return Plan(**{**plan.__dict__, "warnings": tuple(warnings)})
 
 
-RUNTIME_ENV_KEYS = ("pip", "uv", "conda", "env_vars", "excludes", "config")
+def check_data(d: Draft) -> None:
+    d.contract.check_data(local=d.local_data)
 
 
-def check_runtime_env(env: dict[str, Any] | None) -> None:
+def check_runtime_env(d: Draft) -> None:
     """The sweep's ``runtime_env``: keys we pass to Ray (working_dir and py_modules are the
     job's own), each of the type Ray takes."""
+    env = d.spec.runtime_env
     if not env:
         return
     unknown = sorted(set(env) - set(RUNTIME_ENV_KEYS))
     if unknown:
-        raise ValueError(
-            f"runtime_env.{unknown[0]}: not passed to Ray by a sweep; allowed: "
-            f"{', '.join(RUNTIME_ENV_KEYS)} (the sweep's directory is the job's working_dir)"
+        raise UserError(
+            f"not passed to Ray by a sweep; allowed: {', '.join(RUNTIME_ENV_KEYS)} (the "
+            "sweep's directory is the job's working_dir)",
+            field=("runtime_env", unknown[0]),
         )
     from ray.runtime_env import RuntimeEnv
 
     try:
         RuntimeEnv(**env)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"runtime_env: {str(e).strip().splitlines()[0]}") from None
+        raise UserError(str(e).strip().splitlines()[0], field="runtime_env") from None
 
 
-def _check_built(plan: Plan) -> None:
+CHECKS: tuple[Callable[[Draft], None], ...] = (
+    check_space,
+    check_metric,
+    check_data,
+    check_runtime_env,
+)
+
+
+# ---------------------------------------------------------------------- the plan
+def plan_of(d: Draft) -> Plan:
+    """Searcher and scheduler names (BOHB's pairing rule), trials, budget and loggers."""
+    from raytune_hpo.searchers import GRID_SEARCHERS
+
+    spec = d.spec
+    loggers = sweep_loggers.parse(spec.loggers)
+    sweep_loggers.check(loggers, remote_storage=storage.is_uri(spec.storage_path))
+    searcher = spec.searcher.name
+    scheduler, _ = bohb.pair(searcher, spec.scheduler.name if spec.scheduler else None)
+    grid = searcher in GRID_SEARCHERS
+    if grid:
+        spec.search_space.to_tune(grid=True)  # raises naming a parameter without grid values
+    return Plan(
+        spec=spec,
+        trainable=d.contract,
+        searcher_name=searcher,
+        scheduler_name=scheduler,
+        samples=1 if grid else (spec.num_samples or DEFAULT_SAMPLES),  # grid: its grid once
+        max_t=d.contract.max_budget(spec.search_space),
+        loggers=loggers,
+    )
+
+
+def searcher_factory(plan: Plan) -> Any:
+    """The searcher's class (or factory), looked up once: a plug-in is imported here."""
+    from raytune_hpo.searchers import searcher_entry
+
+    try:
+        return searcher_entry(plan.searcher_name, base_dir=plan.spec.base_dir).factory
+    except UserError as e:
+        raise e.within("searcher") from None
+
+
+def check_built(plan: Plan) -> None:
     """Build the searcher and scheduler once: their own checks name a bad option."""
     from raytune_hpo.schedulers import SCHEDULERS
 
     for section, build in (("searcher", plan.searcher), ("scheduler", plan.scheduler)):
         try:
             build()
-        except ValueError as e:
-            msg = str(e)
-            if msg.startswith((f"{section}.", f"{section}:")):  # it names the field already
-                raise
-            sep = ": " if msg.startswith("unknown") else "."
-            raise ValueError(f"{section}{sep}{msg}") from None
+        except UserError as e:  # ours name their option
+            raise e.within(section) from None
+        except ValueError as e:  # a plug-in's own: its section is the field
+            raise user_error(e, field=section) from None
         except (AssertionError, TypeError) as e:  # a library's own check of its arguments
-            raise ValueError(f"{section}: {plan.spec.model_dump()[section]} refused: {e}") from None
+            options = plan.spec.model_dump()[section]
+            raise UserError(f"{options} refused: {e}", field=section) from None
     if plan.max_t is None and "max_t" in SCHEDULERS[plan.scheduler_name].option_names():
         options = plan.spec.scheduler.options if plan.spec.scheduler else {}
         if "max_t" not in options:
-            raise ValueError(
-                f"scheduler.max_t: scheduler {plan.scheduler_name} needs the budget of a trial "
-                "(its largest training_iteration: how many results it reports); give max_t"
+            raise UserError(
+                f"scheduler {plan.scheduler_name} needs the budget of a trial (its largest "
+                f"{BUDGET_ATTR}: how many results it reports); give max_t",
+                field=("scheduler", "max_t"),
             )
 
 
-__all__ = ["Plan", "assemble", "trainable_of"]
+def with_warm_start(plan: Plan, factory: Any) -> Plan:
+    """The plan with the earlier results of ``warm_start`` (and what loading them noted)."""
+    if not plan.spec.warm_start:
+        return plan
+    warm, notes = warm_start.load(plan.spec)
+    return replace(plan, warm=warm, warnings=(*plan.warnings, *notes))
+
+
+# ---------------------------------------------------------------------- warning rules
+Rule = Callable[[Plan, Any, Draft], list[str]]
+
+
+def bohb_pairing(plan: Plan, factory: Any, d: Draft) -> list[str]:
+    spec = plan.spec
+    return bohb.pair(plan.searcher_name, spec.scheduler.name if spec.scheduler else None)[1]
+
+
+def trainable_warnings(plan: Plan, factory: Any, d: Draft) -> list[str]:
+    return d.contract.warnings(plan.spec.search_space, max_concurrent=plan.spec.max_concurrent)
+
+
+def warm_start_unlearnt(plan: Plan, factory: Any, d: Draft) -> list[str]:
+    if not plan.spec.warm_start or warm_start.can_learn(factory):
+        return []
+    return [
+        f"warm_start: searcher {plan.searcher_name} cannot learn from earlier results (Ray's "
+        "BasicVariantGenerator, or a plug-in without add_evaluated_point); they are left out"
+    ]
+
+
+def hyperband_brackets(plan: Plan, factory: Any, d: Draft) -> list[str]:
+    """BOHB's searcher counts only running trials; other searchers count paused ones too."""
+    spec = plan.spec
+    if plan.scheduler_name != "hyperband" or plan.searcher_name == bohb.BOHB:
+        return []
+    if not spec.max_concurrent or not plan.max_t:
+        return []
+    eta = (spec.scheduler.options if spec.scheduler else {}).get("reduction_factor", 3)
+    bracket = int(eta ** math.floor(math.log(plan.max_t) / math.log(eta) + 1e-9))
+    if spec.max_concurrent >= bracket:
+        return []
+    return [
+        f"max_concurrent {spec.max_concurrent} under scheduler hyperband: paused trials count "
+        f"against it, so HyperBand's largest bracket ({bracket} trials) cannot fill and trials "
+        "run to the end without pausing; leave max_concurrent out (the resources bound the "
+        "trials running at once)"
+    ]
+
+
+def local_runtime_env(plan: Plan, factory: Any, d: Draft) -> list[str]:
+    if not d.local_data:
+        return []
+    return [
+        f"runtime_env.{key} applies to submitted sweeps; a local run uses the packages "
+        "installed here"
+        for key in ("pip", "uv", "conda")
+        if key in (plan.spec.runtime_env or {})
+    ]
+
+
+def mixed_budgets(plan: Plan, factory: Any, d: Draft) -> list[str]:
+    """Ours learn only from comparable budgets; a library's model compares whatever it gets."""
+    if plan.scheduler_name not in EARLY_STOPPING or plan.searcher_name == bohb.BOHB:
+        return []
+    if not plan.owns_space or hasattr(factory, "set_early_stopping"):
+        return []
+    return [
+        f"searcher {plan.searcher_name} under scheduler {plan.scheduler_name}: trials stopped "
+        "early report their last epoch's value, so the searcher compares results of different "
+        "budgets"
+    ]
+
+
+WARNINGS: tuple[Rule, ...] = (
+    bohb_pairing,
+    trainable_warnings,
+    warm_start_unlearnt,
+    hyperband_brackets,
+    local_runtime_env,
+    mixed_budgets,
+)
+
+
+__all__ = ["CHECKS", "WARNINGS", "Draft", "Plan", "assemble", "trainable_of"]

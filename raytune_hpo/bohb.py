@@ -10,6 +10,8 @@ to fill its brackets.
 
 from __future__ import annotations
 
+from raytune_hpo.errors import UserError
+
 BOHB = "bohb"
 DEFAULT_SCHEDULER = "fifo"
 
@@ -20,9 +22,10 @@ def pair(searcher: str, scheduler: str | None) -> tuple[str, list[str]]:
     if scheduler is None:
         return (BOHB if searcher == BOHB else DEFAULT_SCHEDULER), []
     if scheduler == BOHB and searcher != BOHB:
-        raise ValueError(
-            f"scheduler.name: 'bohb' (HyperBandForBOHB) works with searcher 'bohb' only, "
-            f"not {searcher!r}; allowed schedulers for it: fifo, asha, median, hyperband"
+        raise UserError(
+            f"'bohb' (HyperBandForBOHB) works with searcher 'bohb' only, not {searcher!r}; "
+            "allowed schedulers for it: fifo, asha, median, hyperband",
+            field=("scheduler", "name"),
         )
     if searcher == BOHB and scheduler != BOHB:
         return scheduler, [

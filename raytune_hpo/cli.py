@@ -37,7 +37,8 @@ def format_table(df: pd.DataFrame, top: int | None = None) -> str:
 
 def apply_override(data: dict, item: str) -> None:
     """Apply ``a.b.c=value`` (value read as YAML) to the sweep dict ``data``."""
-    from raytune_hpo.spec import SpecError, parse_yaml
+    from raytune_hpo.errors import SpecError
+    from raytune_hpo.spec import parse_yaml
 
     key, sep, raw = item.partition("=")
     if not sep or not key:
@@ -54,7 +55,8 @@ def apply_override(data: dict, item: str) -> None:
 
 def load_spec(args: argparse.Namespace):
     """The sweep named by ``args`` with its overrides; raises SpecError on bad input."""
-    from raytune_hpo.spec import SpecError, SweepSpec, parse_yaml
+    from raytune_hpo.errors import SpecError
+    from raytune_hpo.spec import SweepSpec, parse_yaml
 
     if getattr(args, "sweep_env", None):  # a submitted job: the sweep is in the environment
         text = os.environ.get(args.sweep_env)
@@ -354,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from raytune_hpo.spec import UserError
+    from raytune_hpo.errors import UserError
 
     args = build_parser().parse_args(argv)
     try:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from raytune_hpo.spec import SweepSpec, UserError
+from raytune_hpo.errors import UserError
+from raytune_hpo.spec import SweepSpec
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")

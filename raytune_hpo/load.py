@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from raytune_hpo.errors import UserError
+
 SEARCHER_GROUP = "raytune_hpo.searchers"
 
 
@@ -30,9 +32,10 @@ def resolve(ref: str, *, base_dir: str | os.PathLike[str], field: str) -> Any:
     """The object ``ref`` names; ValueError (one line naming ``field``) when it can't be had."""
     target, sep, name = ref.rpartition(":")
     if not sep or not target or not name.isidentifier():
-        raise ValueError(
-            f"{field}: {ref!r} is not FILE.py:NAME or package.module:NAME "
-            "(e.g. train.py:train, mypkg.search:MySearch)"
+        raise UserError(
+            f"{ref!r} is not FILE.py:NAME or package.module:NAME "
+            "(e.g. train.py:train, mypkg.search:MySearch)",
+            field=field,
         )
     if target.endswith(".py"):
         path = Path(target).expanduser()
@@ -47,14 +50,14 @@ def resolve(ref: str, *, base_dir: str | os.PathLike[str], field: str) -> Any:
         return getattr(module, name)
     except AttributeError:
         public = sorted(k for k in vars(module) if not k.startswith("_"))[:12]
-        raise ValueError(
-            f"{field}: {where} has no {name!r}; it defines: {', '.join(public) or 'nothing'}"
+        raise UserError(
+            f"{where} has no {name!r}; it defines: {', '.join(public) or 'nothing'}", field=field
         ) from None
 
 
 def _import_file(path: Path, field: str):
     if not path.is_file():
-        raise ValueError(f"{field}: file {str(path)!r} does not exist")
+        raise UserError(f"file {str(path)!r} does not exist", field=field)
     directory = str(path.parent)
     name = path.stem
     cached = sys.modules.get(name)
@@ -81,10 +84,10 @@ def _import_module(target: str, field: str, user_file: Path | None = None):
         return importlib.import_module(target)
     except ModuleNotFoundError as e:
         if user_file is None and e.name and target.startswith(e.name):
-            raise ValueError(f"{field}: no module named {target!r} is installed here") from None
-        raise ValueError(f"{field}: importing {target} failed: {_where(e, user_file)}") from None
+            raise UserError(f"no module named {target!r} is installed here", field=field) from None
+        raise UserError(f"importing {target} failed: {_where(e, user_file)}", field=field) from None
     except Exception as e:  # the user's code raised while it was imported
-        raise ValueError(f"{field}: importing {target} failed: {_where(e, user_file)}") from None
+        raise UserError(f"importing {target} failed: {_where(e, user_file)}", field=field) from None
 
 
 def _where(e: BaseException, user_file: Path | None) -> str:
@@ -123,8 +126,8 @@ def load_entry_point(name: str, *, group: str = SEARCHER_GROUP, field: str) -> A
     try:
         return ep.load()
     except Exception as e:
-        raise ValueError(
-            f"{field}: entry point {name!r} ({ep.value}) failed to load: {_where(e, None)}"
+        raise UserError(
+            f"entry point {name!r} ({ep.value}) failed to load: {_where(e, None)}", field=field
         ) from None
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raytune_hpo.errors import UserError
+
 OPTIONS: dict[str, tuple[str, ...]] = {
     "tensorboard": (),
     "mlflow": ("tracking_uri", "experiment_name", "tags"),
@@ -52,19 +54,21 @@ def parse(entries: list[Any] | None) -> tuple[LoggerSpec, ...]:
             ((name, options),) = entry.items()
             options = {} if options is None else options
             if not isinstance(options, dict):
-                raise ValueError(f"{where}.{name}: options must be a mapping, got {options!r}")
+                raise UserError(f"options must be a mapping, got {options!r}", field=(where, name))
         elif isinstance(entry, str):
             name, options = entry, {}
         else:
-            raise ValueError(f"{where}: a logger name or {{name: {{options}}}}; allowed: {allowed}")
+            raise UserError(
+                f"a logger name or {{name: {{options}}}}; allowed: {allowed}", field=where
+            )
         if name not in OPTIONS:
-            raise ValueError(f"{where}: unknown logger {name!r}; allowed: {allowed}")
+            raise UserError(f"unknown logger {name!r}; allowed: {allowed}", field=where)
         if any(s.name == name for s in out):
-            raise ValueError(f"{where}: logger {name!r} is listed twice")
+            raise UserError(f"logger {name!r} is listed twice", field=where)
         unknown = sorted(set(options) - set(OPTIONS[name]))
         if unknown:
             listed = ", ".join(OPTIONS[name]) or "none"
-            raise ValueError(f"{where}.{name}.{unknown[0]}: unknown option; allowed: {listed}")
+            raise UserError(f"unknown option; allowed: {listed}", field=(where, name, unknown[0]))
         _check_options(f"{where}.{name}", name, options)
         out.append(LoggerSpec(name, dict(options)))
     return tuple(out)
@@ -74,12 +78,14 @@ def _check_options(where: str, name: str, options: dict[str, Any]) -> None:
     for key, value in options.items():
         if key == "tags":
             if not isinstance(value, dict):
-                raise ValueError(f"{where}.tags: a mapping of tag names to values")
+                raise UserError("a mapping of tag names to values", field=(where, "tags"))
         elif key == "mode":
             if value not in WANDB_MODES:
-                raise ValueError(f"{where}.mode: got {value!r}; allowed: {', '.join(WANDB_MODES)}")
+                raise UserError(
+                    f"got {value!r}; allowed: {', '.join(WANDB_MODES)}", field=(where, "mode")
+                )
         elif not isinstance(value, str) or not value:
-            raise ValueError(f"{where}.{key}: must be a non-empty string, got {value!r}")
+            raise UserError(f"must be a non-empty string, got {value!r}", field=(where, key))
 
 
 def check(specs: tuple[LoggerSpec, ...], *, remote_storage: bool) -> None:
@@ -88,13 +94,15 @@ def check(specs: tuple[LoggerSpec, ...], *, remote_storage: bool) -> None:
     for s in specs:
         module = PACKAGES[s.name]
         if importlib.util.find_spec(module) is None:
-            raise ValueError(
-                f"loggers: {s.name} needs the {module} package: pip install 'raytune-hpo[{s.name}]'"
+            raise UserError(
+                f"{s.name} needs the {module} package: pip install 'raytune-hpo[{s.name}]'",
+                field="loggers",
             )
         if s.name == "mlflow" and remote_storage and "tracking_uri" not in s.options:
-            raise ValueError(
-                "loggers.mlflow.tracking_uri: needed when storage_path is a URI (the default "
-                "store lies in a local sweep directory)"
+            raise UserError(
+                "needed when storage_path is a URI (the default store lies in a local sweep "
+                "directory)",
+                field=("loggers", "mlflow", "tracking_uri"),
             )
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ray.tune import Stopper
 
-from raytune_hpo.spec import UserError
+from raytune_hpo.errors import UserError
 
 
 class MetricCheck(Stopper):
@@ -34,15 +35,22 @@ class MetricCheck(Stopper):
         )
 
 
-_RAY_KEYS = {
-    "trial_id", "experiment_id", "date", "timestamp", "time_this_iter_s", "time_total_s",
-    "pid", "hostname", "node_ip", "config", "time_since_restore", "iterations_since_restore",
-    "checkpoint_dir_name", "done", "training_iteration", "should_checkpoint", "experiment_tag",
-}  # fmt: skip
+@functools.cache
+def _ray_keys() -> frozenset[str]:
+    """The keys Ray Tune adds to every result by itself (``ray.tune.result``)."""
+    from ray.tune import result as r
+
+    return frozenset(
+        (*r.AUTO_RESULT_KEYS, *r.DEBUG_METRICS, *r.DEFAULT_EXPERIMENT_INFO_KEYS)
+        + (r.DONE, r.SHOULD_CHECKPOINT, r.EXPERIMENT_TAG)
+    )
 
 
 def _ray_key(key: str) -> bool:
-    return key in _RAY_KEYS or key.startswith("config/")
+    """Ray's own key, or a flattened config value (``config/lr``)."""
+    from ray.tune.result import CONFIG_PREFIX
+
+    return key in _ray_keys() or key.startswith(f"{CONFIG_PREFIX}/")
 
 
 __all__ = ["MetricCheck"]

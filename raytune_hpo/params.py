@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from raytune_hpo.errors import UserError
+
 PARAM_TYPES = ("float", "int", "categorical")
 PARAM_KEYS = {"type", "low", "high", "log", "q", "choices", "grid"}
 # Integer ranges this small are enumerated for grid search without explicit `grid` values.
@@ -69,9 +71,9 @@ class FloatParam:
             return (math.log(x) - lo) / (hi - lo)
         return (x - self.low) / (self.high - self.low)
 
-    def grid_values(self, where: str) -> list[Any]:
+    def grid_values(self, where: tuple[str, ...]) -> list[Any]:
         if self.grid is None:
-            raise ValueError(f"{where}: grid search needs explicit `grid` values for a float")
+            raise UserError("grid search needs explicit `grid` values for a float", field=where)
         return list(self.grid)
 
     def to_tune(self) -> Any:
@@ -143,7 +145,7 @@ class IntParam:
         v = math.log(mid) if self.log else mid
         return (v - lo) / (hi - lo)
 
-    def grid_values(self, where: str) -> list[Any]:
+    def grid_values(self, where: tuple[str, ...]) -> list[Any]:
         if self.grid is not None:
             return list(self.grid)
         if self.q is not None:
@@ -151,9 +153,10 @@ class IntParam:
             if len(values) <= _MAX_IMPLICIT_INT_GRID:
                 return values
         if self.high - self.low + 1 > _MAX_IMPLICIT_INT_GRID:
-            raise ValueError(
-                f"{where}: grid search over {self.high - self.low + 1} integers; "
-                f"give explicit `grid` values"
+            raise UserError(
+                f"grid search over {self.high - self.low + 1} integers; "
+                "give explicit `grid` values",
+                field=where,
             )
         return list(range(self.low, self.high + 1))
 
@@ -202,7 +205,7 @@ class CategoricalParam:
     def to_unit(self, x: Any) -> float:
         return (self.index(x) + 0.5) / len(self.choices)
 
-    def grid_values(self, where: str) -> list[Any]:
+    def grid_values(self, where: tuple[str, ...]) -> list[Any]:
         return list(self.grid if self.grid is not None else self.choices)
 
     # Libraries see a categorical as the index of its choice, so any object can be a choice.
@@ -237,69 +240,70 @@ class CategoricalParam:
 Param = FloatParam | IntParam | CategoricalParam
 
 
-def _number(where: str, key: str, value: Any) -> float:
+def _number(where: tuple[str, ...], key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where}.{key}: must be a number, got {value!r}")
+        raise UserError(f"must be a number, got {value!r}", field=(*where, key))
     if not math.isfinite(value):
-        raise ValueError(f"{where}.{key}: must be finite, got {value!r}")
+        raise UserError(f"must be finite, got {value!r}", field=(*where, key))
     return value
 
 
-def parse_param(where: str, d: Mapping[str, Any]) -> Param:
+def parse_param(where: tuple[str, ...], d: Mapping[str, Any]) -> Param:
     unknown = set(d) - PARAM_KEYS
     if unknown:
-        raise ValueError(
-            f"{where}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(PARAM_KEYS))}"
+        raise UserError(
+            f"unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(PARAM_KEYS))}",
+            field=where,
         )
     kind = d.get("type")
     if kind not in PARAM_TYPES:
-        raise ValueError(f"{where}.type: got {kind!r}; allowed: {', '.join(PARAM_TYPES)}")
+        raise UserError(f"got {kind!r}; allowed: {', '.join(PARAM_TYPES)}", field=(*where, "type"))
     grid = d.get("grid")
     if grid is not None and (not isinstance(grid, Sequence) or isinstance(grid, str) or not grid):
-        raise ValueError(f"{where}.grid: must be a non-empty list")
+        raise UserError("must be a non-empty list", field=(*where, "grid"))
     if kind == "categorical":
         choices = d.get("choices")
         if not isinstance(choices, Sequence) or isinstance(choices, str) or len(choices) == 0:
-            raise ValueError(f"{where}.choices: must be a non-empty list")
+            raise UserError("must be a non-empty list", field=(*where, "choices"))
         extra = {"low", "high", "log"} & set(d)
         if extra:
-            raise ValueError(f"{where}: {sorted(extra)} do not apply to a categorical")
+            raise UserError(f"{sorted(extra)} do not apply to a categorical", field=where)
         if grid is not None:
             bad = [g for g in grid if g not in choices]
             if bad:
-                raise ValueError(f"{where}.grid: {bad} are not among the choices")
+                raise UserError(f"{bad} are not among the choices", field=(*where, "grid"))
         return CategoricalParam(tuple(choices), tuple(grid) if grid is not None else None)
     if "low" not in d or "high" not in d:
-        raise ValueError(f"{where}: a {kind} parameter needs `low` and `high`")
+        raise UserError(f"a {kind} parameter needs `low` and `high`", field=where)
     if "choices" in d:
-        raise ValueError(f"{where}.choices: only a categorical takes choices")
+        raise UserError("only a categorical takes choices", field=(*where, "choices"))
     low, high = _number(where, "low", d["low"]), _number(where, "high", d["high"])
     log = d.get("log", False)
     if not isinstance(log, bool):
-        raise ValueError(f"{where}.log: must be true or false")
+        raise UserError("must be true or false", field=(*where, "log"))
     if low >= high:
-        raise ValueError(f"{where}: empty or inverted range, low={low} must be < high={high}")
+        raise UserError(f"empty or inverted range, low={low} must be < high={high}", field=where)
     if log and low <= 0:
-        raise ValueError(f"{where}.low: log: true needs low > 0, got {low}")
+        raise UserError(f"log: true needs low > 0, got {low}", field=(*where, "low"))
     if kind == "int":
         if int(low) != low or int(high) != high:
-            raise ValueError(f"{where}: int bounds must be whole numbers, got {low}..{high}")
+            raise UserError(f"int bounds must be whole numbers, got {low}..{high}", field=where)
         low, high = int(low), int(high)
     if grid is not None:
         for g in grid:
             _number(where, "grid", g)
             if not low <= g <= high:
-                raise ValueError(f"{where}.grid: {g} lies outside [{low}, {high}]")
+                raise UserError(f"{g} lies outside [{low}, {high}]", field=(*where, "grid"))
             if kind == "int" and int(g) != g:
-                raise ValueError(f"{where}.grid: {g} is not an integer")
+                raise UserError(f"{g} is not an integer", field=(*where, "grid"))
     q = d.get("q")
     if q is not None:
         _number(where, "q", q)
         if q <= 0 or (kind == "int" and int(q) != q):
-            raise ValueError(f"{where}.q: must be a positive {kind}, got {q!r}")
+            raise UserError(f"must be a positive {kind}, got {q!r}", field=(*where, "q"))
         first, last = _steps(q, low, high)
         if last < first:
-            raise ValueError(f"{where}.q: no multiple of {q} lies in [{low}, {high}]")
+            raise UserError(f"no multiple of {q} lies in [{low}, {high}]", field=(*where, "q"))
     if kind == "int":
         g = tuple(int(v) for v in grid) if grid else None
         return IntParam(low, high, log, g, int(q) if q is not None else None)
@@ -307,7 +311,7 @@ def parse_param(where: str, d: Mapping[str, Any]) -> Param:
     return FloatParam(float(low), float(high), log, g, float(q) if q is not None else None)
 
 
-def from_tune_domain(where: str, dom: Any) -> Param:
+def from_tune_domain(where: tuple[str, ...], dom: Any) -> Param:
     from ray.tune.search import sample
 
     if isinstance(dom, sample.Categorical):
@@ -317,9 +321,10 @@ def from_tune_domain(where: str, dom: Any) -> Param:
     if isinstance(sampler, sample.Quantized):
         q, sampler = sampler.q, sampler.get_sampler()
     if not isinstance(sampler, (sample.Uniform, sample.LogUniform)):
-        raise ValueError(
-            f"{where}: only uniform and log-uniform Tune domains (quantized or not) are "
-            f"supported: a searcher needs bounds; got {type(sampler).__name__}"
+        raise UserError(
+            "only uniform and log-uniform Tune domains (quantized or not) are supported: a "
+            f"searcher needs bounds; got {type(sampler).__name__}",
+            field=where,
         )
     log = isinstance(sampler, sample.LogUniform)
     if isinstance(dom, sample.Integer):
@@ -333,7 +338,7 @@ def from_tune_domain(where: str, dom: Any) -> Param:
         if q is not None:
             return FloatParam(lo, hi, log, q=float(q))
         return FloatParam(lo, hi, log, open_high=True)
-    raise ValueError(f"{where}: unsupported Tune domain {type(dom).__name__}")
+    raise UserError(f"unsupported Tune domain {type(dom).__name__}", field=where)
 
 
 __all__ = [

@@ -20,10 +20,21 @@ import numpy as np
 import pandas as pd
 
 import raytune_hpo.storage as storage
-from raytune_hpo.spec import SweepSpec, UserError, parse_yaml
+from raytune_hpo.errors import UserError
+from raytune_hpo.names import (
+    BUDGET_ATTR,
+    ERROR_FILE,
+    PARAMS_FILE,
+    RESULT_FILE,
+    RESULTS_CSV,
+    SPEC_COPY,
+    TIME_TOTAL_S,
+    TIMESTAMP,
+    config_column,
+    config_name,
+)
+from raytune_hpo.spec import SweepSpec, parse_yaml
 
-RESULTS_CSV = "results.csv"
-SPEC_COPY = "sweep.yaml"
 # Metric columns shown in results tables, besides the sweep's own metric.
 REPORT_COLUMNS = ("val_accuracy", "val_loss", "train_loss", "val_accuracy_std")
 
@@ -47,9 +58,9 @@ class SweepResult:
         if best is None:
             return {}
         return {
-            k[len("config.") :]: v.item() if hasattr(v, "item") else v
+            config_name(k): v.item() if hasattr(v, "item") else v
             for k, v in best.items()
-            if k.startswith("config.")
+            if config_name(k)
         }
 
     @property
@@ -66,16 +77,16 @@ def results_table(grid, spec: SweepSpec) -> pd.DataFrame:
         row: dict[str, Any] = {
             "trial_id": m.get("trial_id") or Path(r.path).name,
             # A trial that never reported (still pending when the sweep was interrupted).
-            "status": "ERROR" if r.error else "OK" if "training_iteration" in m else "PENDING",
-            "epochs": m.get("training_iteration", 0),
+            "status": "ERROR" if r.error else "OK" if BUDGET_ATTR in m else "PENDING",
+            "epochs": m.get(BUDGET_ATTR, 0),
             spec.metric: m.get(spec.metric, math.nan),
         }
         for col in REPORT_COLUMNS:
             if col != spec.metric and col in m:
                 row[col] = m[col]
-        row["time_s"] = round(float(m.get("time_total_s", math.nan)), 2)
+        row["time_s"] = round(float(m.get(TIME_TOTAL_S, math.nan)), 2)
         for name, value in _searched_values(searched, r.config).items():
-            row[f"config.{name}"] = value
+            row[config_column(name)] = value
         if r.error:
             row["error"] = str(r.error).strip().splitlines()[-1][:200]
         rows.append(row)
@@ -103,7 +114,7 @@ def sort_table(df: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
 
 BY = ("last", "best")  # rank a trial by its last reported epoch, or by its best one
 # What reading a sweep needs of its directory (checkpoints and Ray's pickles stay behind).
-_SMALL = ("sweep.yaml", "results.csv", "experiment_state-*.json", "*/result.json", "*/params.json")
+_SMALL = (SPEC_COPY, RESULTS_CSV, "experiment_state-*.json", f"*/{RESULT_FILE}", f"*/{PARAMS_FILE}")
 
 
 def write_spec_copy(spec: SweepSpec, exp: str | Path) -> None:
@@ -121,7 +132,7 @@ def read_spec_copy(where: str | Path) -> SweepSpec:
     the original sweep file was."""
     copy = storage.join(storage.normalize(where), SPEC_COPY)
     if not storage.is_file(copy):
-        raise UserError(f"{where}: no {SPEC_COPY} here (is this a sweep directory?)")
+        raise UserError(f"no {SPEC_COPY} here (is this a sweep directory?)", source=str(where))
     if not storage.is_uri(copy):
         return SweepSpec.from_yaml(copy)
     return SweepSpec.from_dict(parse_yaml(storage.read_text(copy), copy), source=copy)
@@ -156,21 +167,22 @@ class SweepRecord:
 def _small(rel: str) -> bool:
     import fnmatch
 
-    return any(fnmatch.fnmatch(rel, pattern) for pattern in _SMALL) or rel.endswith("error.txt")
+    return any(fnmatch.fnmatch(rel, pattern) for pattern in _SMALL) or rel.endswith(ERROR_FILE)
 
 
 def read_sweep(path: str | Path) -> SweepRecord:
     """Read a sweep directory (local or a URI) as it is now: running, interrupted or done."""
     where = storage.normalize(path)
     if not storage.exists(where):
-        raise UserError(f"{path}: no such sweep directory")
+        raise UserError("no such sweep directory", source=str(path))
     with storage.local_copy(where, keep=_small) as d:
         states = sorted(d.glob("experiment_state-*.json"))  # names carry the session's time
         has_csv = (d / RESULTS_CSV).is_file()
         if not states and not has_csv and not (d / SPEC_COPY).is_file():
             raise UserError(
-                f"{path}: no {RESULTS_CSV} here, nor Ray Tune's experiment state or "
-                f"{SPEC_COPY} (is this a sweep directory?)"
+                f"no {RESULTS_CSV} here, nor Ray Tune's experiment state or "
+                f"{SPEC_COPY} (is this a sweep directory?)",
+                source=str(path),
             )
         spec = read_spec_copy(d) if (d / SPEC_COPY).is_file() else None
         state = json.loads(states[-1].read_text()) if states else {}
@@ -196,7 +208,7 @@ def _read_trials(d: Path, state: dict, spec: SweepSpec | None):
             "last": meta.get("last_result") or {},
         }
     rows: dict[str, list[dict]] = {}
-    for result in sorted(d.glob("*/result.json")):
+    for result in sorted(d.glob(f"*/{RESULT_FILE}")):
         lines = [json.loads(x) for x in result.read_text().splitlines() if x.strip()]
         if not lines:
             continue
@@ -207,7 +219,7 @@ def _read_trials(d: Path, state: dict, spec: SweepSpec | None):
             {"trial_id": tid, "ray_status": "RUNNING", "start": None, "error_file": None},
         )
         info["dir"] = result.parent.name
-        params = result.parent / "params.json"
+        params = result.parent / PARAMS_FILE
         if not info.get("config") and params.is_file():
             info["config"] = json.loads(params.read_text())
     order = sorted(known, key=lambda k: (known[k]["start"] is None, known[k]["start"] or 0, k))
@@ -216,11 +228,11 @@ def _read_trials(d: Path, state: dict, spec: SweepSpec | None):
     for n, tid in enumerate(order):
         info = known[tid]
         last = info.get("last") or {}
-        lines = rows.get(tid) or ([last] if "training_iteration" in last else [])
+        lines = rows.get(tid) or ([last] if BUDGET_ATTR in last else [])
         row: dict[str, Any] = {"trial_id": tid, "order": n, "ray_status": info["ray_status"]}
         if spec is not None:
             flat = _searched_values(spec.search_space, info.get("config"))
-            row.update({f"config.{k}": v for k, v in flat.items()})
+            row.update({config_column(k): v for k, v in flat.items()})
         err = _error_line(d, info)
         if err:
             row["error"] = err
@@ -229,11 +241,11 @@ def _read_trials(d: Path, state: dict, spec: SweepSpec | None):
             hist.append({"trial_id": tid, **{k: v for k, v in r.items() if _scalar(v)}})
     history = pd.DataFrame(hist)
     if not history.empty:
-        if "timestamp" in history:
-            first = (history["timestamp"] - history.get("time_total_s", 0)).min()
+        if TIMESTAMP in history:
+            first = (history[TIMESTAMP] - history.get(TIME_TOTAL_S, 0)).min()
             t0 = min(t0, first) if t0 else first
-            history["wall_s"] = history["timestamp"] - t0
-        history = history.sort_values(["trial_id", "training_iteration"], kind="stable")
+            history["wall_s"] = history[TIMESTAMP] - t0
+        history = history.sort_values(["trial_id", BUDGET_ATTR], kind="stable")
     return pd.DataFrame(trial_rows), history.reset_index(drop=True)
 
 
@@ -244,7 +256,7 @@ def _scalar(v: Any) -> bool:
 def _error_line(d: Path, info: dict) -> str | None:
     if info["ray_status"] != "ERROR" or not info.get("dir"):
         return None
-    f = d / info["dir"] / (info.get("error_file") or "error.txt")
+    f = d / info["dir"] / (info.get("error_file") or ERROR_FILE)
     if not f.is_file():
         return "failed (no error file)"
     lines = [x for x in f.read_text().strip().splitlines() if x.strip()]
@@ -268,7 +280,7 @@ def trial_table(
         row: dict[str, Any] = {
             "trial_id": t["trial_id"],
             "status": _STATUS.get(t["ray_status"], t["ray_status"]),
-            "epochs": int(h["training_iteration"].max()) if len(h) else 0,
+            "epochs": int(h[BUDGET_ATTR].max()) if len(h) else 0,
         }
         pick = None
         if len(h) and metric in h:
@@ -279,13 +291,13 @@ def trial_table(
                 pick = h.iloc[-1]
         row[metric] = float(pick[metric]) if pick is not None else math.nan
         if by == "best":
-            row["best_epoch"] = int(pick["training_iteration"]) if pick is not None else 0
+            row["best_epoch"] = int(pick[BUDGET_ATTR]) if pick is not None else 0
         for col in REPORT_COLUMNS:
             if col != metric and pick is not None and col in h and pd.notna(pick[col]):
                 row[col] = pick[col]
         last = h.iloc[-1] if len(h) else {}
-        row["time_s"] = round(float(last.get("time_total_s", math.nan)), 2)
-        row.update({k: v for k, v in t.items() if k.startswith("config.")})
+        row["time_s"] = round(float(last.get(TIME_TOTAL_S, math.nan)), 2)
+        row.update({k: v for k, v in t.items() if config_name(k)})
         if isinstance(t.get("error"), str):
             row["error"] = t["error"]
         out.append(row)

@@ -18,6 +18,7 @@ from typing import Any
 
 import raytune_hpo.storage as storage
 from raytune_hpo.assemble import Plan, assemble
+from raytune_hpo.errors import UserError
 from raytune_hpo.results import (
     SweepResult,
     read_spec_copy,
@@ -25,7 +26,7 @@ from raytune_hpo.results import (
     write_results_csv,
     write_spec_copy,
 )
-from raytune_hpo.spec import SweepSpec, UserError
+from raytune_hpo.spec import SweepSpec
 
 
 def init_ray(
@@ -160,10 +161,10 @@ def resume(
     spec = read_spec_copy(where)
     plan = assemble(spec, trainable=trainable)
     if not storage.glob(where, "experiment_state-*.json"):
-        raise UserError(f"{path}: no Ray Tune experiment state here to resume")
+        raise UserError("no Ray Tune experiment state here to resume", source=str(path))
     with storage.errors(where):
         if not tune.Tuner.can_restore(where):
-            raise UserError(f"{path}: no Ray Tune experiment state here to resume")
+            raise UserError("no Ray Tune experiment state here to resume", source=str(path))
     check_searcher_state(where)
     init_ray(address, num_cpus, (spec.runtime_env or {}).get("env_vars"))
     tuner = tune.Tuner.restore(where, trainable=plan.tune_trainable(), resume_errored=False)
@@ -190,9 +191,10 @@ def check_searcher_state(exp: str | Path) -> None:
     )
     if not found:
         raise UserError(
-            f"{exp}: the searcher's saved state (searcher-state-*.pkl or "
-            "basic-variant-state-*.json) is missing: the sweep stopped before its first "
-            f"checkpoint; start it again with {again}"
+            "the searcher's saved state (searcher-state-*.pkl or basic-variant-state-*.json) "
+            f"is missing: the sweep stopped before its first checkpoint; start it again with "
+            f"{again}",
+            source=exp,
         )
     newest = found[-1]
     try:
@@ -205,8 +207,9 @@ def check_searcher_state(exp: str | Path) -> None:
             json.loads(data)
     except Exception as e:  # truncated by a kill while Ray copied it to storage
         raise UserError(
-            f"{newest}: the searcher's saved state cannot be read ({type(e).__name__}); "
-            f"start the sweep again with {again}"
+            f"the searcher's saved state cannot be read ({type(e).__name__}); "
+            f"start the sweep again with {again}",
+            source=newest,
         ) from None
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from raytune_hpo.errors import UserError
 from raytune_hpo.params import (  # noqa: F401 - the params are public names of this module too
     PARAM_TYPES,
     CategoricalParam,
@@ -44,28 +45,30 @@ class SearchSpace:
         """Build from the YAML form (``{type: float, low:, high:, log:}`` ...) or from a dict
         of Ray Tune domains; plain values are constants; nested dicts keep their nesting."""
         if not isinstance(d, Mapping):
-            raise ValueError(f"{where}: must be a mapping of parameter names to definitions")
+            raise UserError("must be a mapping of parameter names to definitions", field=where)
         space = cls()
-        space._add(d, (), where)
+        space._add(d, (), (where,))
         return space
 
-    def _add(self, d: Mapping[str, Any], prefix: Path, where: str) -> None:
+    def _add(self, d: Mapping[str, Any], prefix: Path, where: tuple[str, ...]) -> None:
         from_tune = _tune_domain_types()
         for key, value in d.items():
             if not isinstance(key, str) or not key:
-                raise ValueError(f"{where}: parameter names must be non-empty strings")
+                raise UserError("parameter names must be non-empty strings", field=where)
             path = (*prefix, key)
-            here = f"{where}.{key}"
+            here = (*where, key)
             if isinstance(value, Mapping) and "grid_search" in value and len(value) == 1:
                 values = value["grid_search"]
                 if not isinstance(values, Sequence) or isinstance(values, str) or not values:
-                    raise ValueError(f"{here}.grid_search: must be a non-empty list")
+                    raise UserError("must be a non-empty list", field=(*here, "grid_search"))
                 self.params[path] = CategoricalParam(tuple(values))
             elif isinstance(value, Mapping) and "type" in value:
                 self.params[path] = parse_param(here, value)
             elif isinstance(value, Mapping) and {"low", "high", "choices"} & set(value):
                 # Without `type` this would be a nested constant: surely a slip.
-                raise ValueError(f"{here}.type: missing; allowed: {', '.join(PARAM_TYPES)}")
+                raise UserError(
+                    f"missing; allowed: {', '.join(PARAM_TYPES)}", field=(*here, "type")
+                )
             elif isinstance(value, Mapping):
                 if not value:
                     self.constants[path] = {}
@@ -103,9 +106,7 @@ class SearchSpace:
         from ray import tune
 
         flat = {
-            path: (
-                tune.grid_search(p.grid_values(f"space.{_dotted(path)}")) if grid else p.to_tune()
-            )
+            path: (tune.grid_search(p.grid_values(("space", *path))) if grid else p.to_tune())
             for path, p in self.params.items()
         }
         return self.nest(flat)
@@ -120,7 +121,7 @@ class SearchSpace:
         try:
             import ConfigSpace as CS
         except ImportError as e:
-            raise ValueError(
+            raise UserError(
                 "ConfigSpace is not installed: pip install -e '.[bohb]' in the checkout"
             ) from e
         cs = CS.ConfigurationSpace(seed=seed)
@@ -144,7 +145,7 @@ class SearchSpace:
 
     def grid(self) -> list[dict[str, Any]]:
         """Every combination of the parameters' grid values (cartesian product)."""
-        axes = [p.grid_values(f"space.{_dotted(k)}") for k, p in self.params.items()]
+        axes = [p.grid_values(("space", *k)) for k, p in self.params.items()]
         keys = list(self.params)
         return [
             self.nest(dict(zip(keys, combo, strict=True))) for combo in itertools.product(*axes)

@@ -19,20 +19,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from raytune_hpo.errors import SpecError, UserError, user_error
 from raytune_hpo.space import SearchSpace
 
 QUICKSTART = "quickstart.yaml"
 MAX_YAML_BYTES = 1 << 20  # a sweep or study file is a few kB
 MAX_YAML_NODES = 100_000  # values after alias expansion
 MAX_YAML_DEPTH = 32
-
-
-class UserError(ValueError):
-    """A user mistake (bad file, bad name, bad path): one line, exit code 2, nothing started."""
-
-
-class SpecError(UserError):
-    """A sweep or study file that cannot run; the message names the field."""
 
 
 # ---------------------------------------------------------------------- YAML, bounded
@@ -50,15 +43,15 @@ _Loader.add_implicit_resolver(
 def parse_yaml(text: str, source: str) -> Any:
     """YAML text -> data, bounded in size, nesting depth and expanded size."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
-        raise SpecError(f"{source}: larger than {MAX_YAML_BYTES // 1024} kB; not a sweep file")
+        raise SpecError(f"larger than {MAX_YAML_BYTES // 1024} kB; not a sweep file", source=source)
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise SpecError(f"{source}: not valid YAML{where}") from None
+        raise SpecError(f"not valid YAML{where}", source=source) from None
     except RecursionError:
-        raise SpecError(f"{source}: nested deeper than {MAX_YAML_DEPTH} levels") from None
+        raise SpecError(f"nested deeper than {MAX_YAML_DEPTH} levels", source=source) from None
     _check_bounds(data, source)
     return data
 
@@ -72,11 +65,11 @@ def _check_bounds(data: Any, source: str) -> None:
         nodes += 1
         if nodes > MAX_YAML_NODES:
             raise SpecError(
-                f"{source}: more than {MAX_YAML_NODES} values once aliases are expanded "
-                "(a YAML alias bomb?)"
+                f"more than {MAX_YAML_NODES} values once aliases are expanded (a YAML alias bomb?)",
+                source=source,
             )
         if depth > MAX_YAML_DEPTH:
-            raise SpecError(f"{source}: nested deeper than {MAX_YAML_DEPTH} levels")
+            raise SpecError(f"nested deeper than {MAX_YAML_DEPTH} levels", source=source)
         if isinstance(node, dict):
             stack.extend((v, depth + 1) for v in node.values())
             stack.extend((k, depth + 1) for k in node if not isinstance(k, str))
@@ -88,45 +81,47 @@ def read_yaml(path: str | os.PathLike[str], *, what: str = "sweep") -> dict[str,
     """A YAML file that must hold a mapping of fields."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise SpecError(f"{path}: {what} file does not exist")
+        raise SpecError(f"{what} file does not exist", source=str(path))
     if p.stat().st_size > MAX_YAML_BYTES:
-        raise SpecError(f"{path}: larger than {MAX_YAML_BYTES // 1024} kB; not a {what} file")
+        raise SpecError(
+            f"larger than {MAX_YAML_BYTES // 1024} kB; not a {what} file", source=str(path)
+        )
     try:
         text = p.read_text()
     except UnicodeDecodeError:
-        raise SpecError(f"{path}: not a text file") from None
+        raise SpecError("not a text file", source=str(path)) from None
     data = parse_yaml(text, str(path))
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: the {what} file must be a YAML mapping of fields")
+        raise SpecError(f"the {what} file must be a YAML mapping of fields", source=str(path))
     return data
 
 
 def parse_fields(model: type[BaseModel], data: Any, *, prefix: str = "") -> Any:
-    """``model.model_validate(data)``; ValueError with the first error as one line naming
-    its field (``prefix``: where the data sits in the file)."""
+    """``model.model_validate(data)``; a UserError naming the field of the first error
+    (``prefix``: where the data sits in the file)."""
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise ValueError(first_error(e, model, prefix)) from None
+        raise first_error(e, model, prefix) from None
 
 
 def validate(model: type[BaseModel], data: Any, source: str, *, prefix: str = "") -> Any:
     """``parse_fields`` for a whole file: a SpecError that names the file too."""
     try:
         return parse_fields(model, data, prefix=prefix)
-    except ValueError as e:
-        raise SpecError(f"{source}: {e}") from None
+    except UserError as e:
+        raise e.as_spec_error(source) from None
 
 
-def first_error(e: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+def first_error(e: ValidationError, model: type[BaseModel], prefix: str = "") -> UserError:
+    """The first error pydantic found, as a UserError naming its field."""
     err = e.errors()[0]
-    parts = [str(p) for p in err["loc"]]
-    loc = ".".join(([prefix] if prefix else []) + parts) or "sweep"
+    field = ((prefix,) if prefix else ()) + tuple(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         allowed = fields_at(model, err["loc"][:-1])
-        return f"{loc}: unknown field; allowed: {', '.join(allowed)}"
+        return UserError(f"unknown field; allowed: {', '.join(allowed)}", field=field)
     msg = err["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg}"
+    return UserError(msg, field=field or ("sweep",))
 
 
 def fields_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
@@ -243,12 +238,12 @@ class SweepSpec(Strict):
         """``base_dir``: where ``FILE.py:NAME`` user code is found (default: the current
         directory when the run is assembled)."""
         if not isinstance(data, dict):
-            raise SpecError(f"{source}: the sweep file must be a YAML mapping of fields")
+            raise SpecError("the sweep file must be a YAML mapping of fields", source=source)
         spec = validate(cls, data, source)
         try:
             spec.search_space  # noqa: B018 - parse the space now: its errors are the file's
         except ValueError as e:
-            raise SpecError(f"{source}: {e}") from None
+            raise user_error(e).as_spec_error(source) from None
         spec._source, spec._base_dir = source, base_dir
         return spec
 

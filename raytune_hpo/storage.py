@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from raytune_hpo.spec import UserError
+from raytune_hpo.errors import UserError
 
 
 def is_uri(path: str | os.PathLike[str]) -> bool:
@@ -95,7 +95,7 @@ def errors(path: str | os.PathLike[str]) -> Iterator[None]:
                 "AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL or "
                 "GOOGLE_APPLICATION_CREDENTIALS)"
             )
-        raise UserError(f"{path}: {text}{hint}") from None
+        raise UserError(f"{text}{hint}", source=str(path)) from None
 
 
 def _info(path: str | os.PathLike[str]):

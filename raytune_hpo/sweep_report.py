@@ -17,9 +17,10 @@ import pandas as pd
 
 import raytune_hpo.plots as plots
 import raytune_hpo.storage as storage
+from raytune_hpo.errors import UserError
+from raytune_hpo.names import BUDGET_ATTR, config_column, config_name
 from raytune_hpo.plots import Section
 from raytune_hpo.results import RESULTS_CSV, SPEC_COPY, SweepRecord, read_sweep
-from raytune_hpo.spec import UserError
 
 ENDINGS = {  # how a trial ended -> its colour in the learning curves
     "finished": "tab:green",
@@ -39,7 +40,7 @@ def kind_of(dirs: list[str]) -> str:
     kinds = []
     for d in dirs:
         if not storage.exists(d):
-            raise UserError(f"{d}: no such directory")
+            raise UserError("no such directory", source=d)
         names = set(storage.listdir(d))
         if {STUDY_COPY, TRIALS_CSV} <= names:
             kinds.append("study")
@@ -49,9 +50,10 @@ def kind_of(dirs: list[str]) -> str:
             kinds.append("sweep")
         else:
             raise UserError(
-                f"{d}: neither a sweep directory ({SPEC_COPY}, {RESULTS_CSV} or Ray's "
+                f"neither a sweep directory ({SPEC_COPY}, {RESULTS_CSV} or Ray's "
                 f"experiment state) nor a study directory ({STUDY_COPY} and {TRIALS_CSV}: "
-                "run compare first)"
+                "run compare first)",
+                source=d,
             )
     if "study" in kinds and len(dirs) > 1:
         raise UserError("report: give one study directory, or one or more sweep directories")
@@ -63,7 +65,7 @@ def endings(rec: SweepRecord) -> pd.Series:
     or still running / paused / pending."""
     t = rec.trials
     epochs = (
-        rec.history.groupby("trial_id")["training_iteration"].max()
+        rec.history.groupby("trial_id")[BUDGET_ATTR].max()
         if not rec.history.empty
         else pd.Series(dtype=float)
     )
@@ -143,7 +145,7 @@ def _learning_curves(rec: SweepRecord, end: pd.Series) -> bytes:
             label = None if how in seen else how
             seen.add(how)
             ax.plot(
-                g["training_iteration"],
+                g[BUDGET_ATTR],
                 g[rec.metric],
                 color=ENDINGS[how],
                 label=label,
@@ -152,7 +154,7 @@ def _learning_curves(rec: SweepRecord, end: pd.Series) -> bytes:
                 ms=3,
             )
             if how == "failed":
-                ax.plot(g["training_iteration"].iloc[-1:], g[rec.metric].iloc[-1:], "x", c="red")
+                ax.plot(g[BUDGET_ATTR].iloc[-1:], g[rec.metric].iloc[-1:], "x", c="red")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch (training_iteration)")
     ax.set_ylabel(rec.metric)
@@ -171,7 +173,7 @@ def _parallel(rec: SweepRecord, table: pd.DataFrame) -> bytes | None:
     unit, values = [], []
     for _, row in table.iterrows():
         try:
-            unit.append(space.to_unit({n: row[f"config.{n}"] for n in names}))
+            unit.append(space.to_unit({n: row[config_column(n)] for n in names}))
         except (KeyError, ValueError, TypeError):
             continue
         values.append(float(row[rec.metric]))
@@ -205,7 +207,7 @@ def importance(rec: SweepRecord, table: pd.DataFrame) -> tuple[pd.DataFrame | No
         if not math.isfinite(v):
             continue
         try:
-            params = space.to_library({n: row[f"config.{n}"] for n in space.names})
+            params = space.to_library({n: row[config_column(n)] for n in space.names})
         except (KeyError, ValueError, TypeError):
             continue
         params = {k: v.item() if hasattr(v, "item") else v for k, v in params.items()}
@@ -247,7 +249,7 @@ def _summary(rec: SweepRecord, table: pd.DataFrame, end: pd.Series) -> dict:
         **{k: int((end == k).sum()) for k in ENDINGS if (end == k).any()},
         f"best {rec.metric}": float(best[rec.metric]) if best is not None else math.nan,
         "best configuration": json.dumps(
-            {k[7:]: _plain(v) for k, v in best.items() if k.startswith("config.")}
+            {config_name(k): _plain(v) for k, v in best.items() if config_name(k)}
             if best is not None
             else {},
             default=str,

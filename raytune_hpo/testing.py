@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from raytune_hpo.names import BUDGET_ATTR
+
 ACT = object()  # a categorical value must come back as the very object given
 
 MIXED: dict[str, Any] = {
@@ -47,7 +49,7 @@ def drive(
     prefix: str = "t",
 ) -> list[dict]:
     """Suggest up to ``n`` configs with ids ``{prefix}{i}``, completing each with
-    ``{metric: f(cfg), "training_iteration": 1}`` as Tune reports it; returns them."""
+    ``{metric: f(cfg), BUDGET_ATTR: 1}`` as Tune reports it; returns them."""
     from ray.tune.search import Searcher
 
     out = []
@@ -57,7 +59,7 @@ def drive(
             break
         out.append(cfg)
         if complete:
-            s.on_trial_complete(f"{prefix}{i}", {metric: f(cfg), "training_iteration": 1})
+            s.on_trial_complete(f"{prefix}{i}", {metric: f(cfg), BUDGET_ATTR: 1})
     return out
 
 

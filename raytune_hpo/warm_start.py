@@ -17,11 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raytune_hpo.errors import SpecError, UserError
+from raytune_hpo.names import (
+    BUDGET_ATTR,
+    ERROR_FILE,
+    ERROR_PICKLE,
+    PARAMS_FILE,
+    RESULT_FILE,
+    RESULTS_CSV,
+    SPEC_COPY,
+    config_column,
+)
 from raytune_hpo.space import CategoricalParam, IntParam, SearchSpace
-from raytune_hpo.spec import SpecError, SweepSpec
-
-SPEC_COPY = "sweep.yaml"  # as raytune_hpo.results writes them
-RESULTS_CSV = "results.csv"
+from raytune_hpo.spec import SweepSpec
 
 
 @dataclass(frozen=True)
@@ -69,13 +77,13 @@ def load(spec: SweepSpec) -> tuple[tuple[WarmPoint, ...], list[str]]:
 
 def _earlier_sweep(path: Path, where: str) -> SweepSpec:
     if not path.is_dir():
-        raise ValueError(f"{where}: no such directory")
+        raise UserError("no such directory", field=where)
     if not (path / SPEC_COPY).is_file():
-        raise ValueError(f"{where}: holds no sweep (no {SPEC_COPY}; give a sweep directory)")
+        raise UserError(f"holds no sweep (no {SPEC_COPY}; give a sweep directory)", field=where)
     try:
         return SweepSpec.from_yaml(path / SPEC_COPY)
     except SpecError as e:
-        raise ValueError(f"{where}: its {SPEC_COPY} cannot be read ({e})") from None
+        raise UserError(f"its {SPEC_COPY} cannot be read ({e})", field=where) from None
 
 
 def _describe(p: Any) -> dict[str, Any]:
@@ -103,7 +111,7 @@ def check_space(earlier: SearchSpace, now: SearchSpace, where: str) -> None:
                 problems.append(f"space.{name}.{key} is {a.get(key)!r} there, {b.get(key)!r} here")
                 break
     if problems:
-        raise ValueError(f"{where}: its space differs from this sweep's: {'; '.join(problems)}")
+        raise UserError(f"its space differs from this sweep's: {'; '.join(problems)}", field=where)
 
 
 def _csv_rows(path: Path, spec: SweepSpec, where: str) -> list[dict[str, Any]]:
@@ -111,10 +119,12 @@ def _csv_rows(path: Path, spec: SweepSpec, where: str) -> list[dict[str, Any]]:
 
     df = pd.read_csv(path / RESULTS_CSV)
     if spec.metric not in df.columns:
-        raise ValueError(f"{where}: its {RESULTS_CSV} has no column {spec.metric!r} (the metric)")
+        raise UserError(
+            f"its {RESULTS_CSV} has no column {spec.metric!r} (the metric)", field=where
+        )
     rows = []
     for rec in df.to_dict("records"):
-        config = {n: rec.get(f"config.{n}", math.nan) for n in spec.search_space.names}
+        config = {n: rec.get(config_column(n), math.nan) for n in spec.search_space.names}
         rows.append(
             {
                 "config": config,
@@ -129,19 +139,19 @@ def _csv_rows(path: Path, spec: SweepSpec, where: str) -> list[dict[str, Any]]:
 def _ray_rows(path: Path, spec: SweepSpec, where: str) -> list[dict[str, Any]]:
     """An interrupted sweep: each trial directory's ``params.json`` and last reported result."""
     rows = []
-    for trial in sorted(d for d in path.iterdir() if (d / "params.json").is_file()):
+    for trial in sorted(d for d in path.iterdir() if (d / PARAMS_FILE).is_file()):
         try:
-            config = json.loads((trial / "params.json").read_text())
+            config = json.loads((trial / PARAMS_FILE).read_text())
             lines = (
-                (trial / "result.json").read_text().splitlines()
-                if (trial / "result.json").is_file()
+                (trial / RESULT_FILE).read_text().splitlines()
+                if (trial / RESULT_FILE).is_file()
                 else []
             )
             last = json.loads(lines[-1]) if lines and lines[-1].strip() else {}
             flat = spec.search_space.flat_config(config)
         except (OSError, ValueError, KeyError):
             continue  # a trial cut off mid-write: left out
-        failed = (trial / "error.txt").is_file() or (trial / "error.pkl").is_file()
+        failed = (trial / ERROR_FILE).is_file() or (trial / ERROR_PICKLE).is_file()
         if not last and not failed:
             continue  # never reported: nothing to learn
         rows.append(
@@ -149,11 +159,11 @@ def _ray_rows(path: Path, spec: SweepSpec, where: str) -> list[dict[str, Any]]:
                 "config": flat,
                 "value": last.get(spec.metric),
                 "error": failed,
-                "budget": last.get("training_iteration"),
+                "budget": last.get(BUDGET_ATTR),
             }
         )
     if not rows:
-        raise ValueError(f"{where}: holds no results ({RESULTS_CSV} or Ray's trial results)")
+        raise UserError(f"holds no results ({RESULTS_CSV} or Ray's trial results)", field=where)
     return rows
 
 

@@ -52,7 +52,7 @@ def test_compare(tmp_path, one_line_error):
     one_line_error(["compare", str(tmp_path / "s.yaml")], "study file does not exist")
     bad = tmp_path / "s.yaml"
     bad.write_text("problem: {function: branin}\nmethods: [{name: a, searcher: {name: nope}}]\n")
-    one_line_error(["compare", str(bad)], "methods.0 (a): searcher: unknown searcher")
+    one_line_error(["compare", str(bad)], "methods.0.searcher: unknown searcher")
 
 
 def test_report(tmp_path, one_line_error):

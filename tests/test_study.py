@@ -36,7 +36,7 @@ def study(**over):
 @pytest.mark.parametrize(
     "over, message",
     [
-        ({"methods": [{"name": "x", "searcher": {"name": "nope"}}]}, "methods.0 (x): searcher"),
+        ({"methods": [{"name": "x", "searcher": {"name": "nope"}}]}, "methods.0.searcher: unknown"),
         ({"methods": [{"name": "x", "searcher": {"name": "pso", "speed": 1}}]}, "allowed:"),
         ({"methods": METHODS + METHODS[:1]}, "names must be unique"),
         ({"problem": {"function": "branin", "sweep": "a.yaml"}}, "either function"),

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from raytune_hpo._registry import Entry, create, lookup
+from raytune_hpo.errors import UserError
+from raytune_hpo.names import BUDGET_ATTR
 
-TIME_ATTR = "training_iteration"
+TIME_ATTR = BUDGET_ATTR  # the budget of a trial for every scheduler
 LOSS_METRICS = ("val_loss", "train_loss")
 
 
@@ -29,9 +31,10 @@ def _asha(metric=None, mode=None, *, grace_period=1, reduction_factor=2, bracket
     _reduction("reduction_factor", reduction_factor)
     _budget(max_t)
     if max_t is not None and grace_period > max_t:
-        raise ValueError(
-            f"grace_period: {grace_period} is more than max_t {max_t} (the epochs a trial "
-            "runs); lower it, or raise the epochs"
+        raise UserError(
+            f"{grace_period} is more than max_t {max_t} (the epochs a trial runs); lower it, "
+            "or raise the epochs",
+            field="grace_period",
         )
     return ASHAScheduler(
         time_attr=TIME_ATTR,
@@ -63,10 +66,11 @@ def _median(
     if threshold is not None and (
         isinstance(threshold, bool) or not isinstance(threshold, (int, float))
     ):
-        raise ValueError(f"threshold: must be a number, got {threshold!r}")
+        raise UserError(f"must be a number, got {threshold!r}", field="threshold")
     if threshold_metric not in LOSS_METRICS:
-        raise ValueError(
-            f"threshold_metric: got {threshold_metric!r}; allowed: {', '.join(LOSS_METRICS)}"
+        raise UserError(
+            f"got {threshold_metric!r}; allowed: {', '.join(LOSS_METRICS)}",
+            field="threshold_metric",
         )
     return _median_class()(
         time_attr=TIME_ATTR,
@@ -122,17 +126,19 @@ def _hyperband_like(cls, metric, mode, max_t, reduction_factor, stop_last_trials
 
 def _reduction(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 1:
-        raise ValueError(f"{name}: must be > 1, got {value!r}")
+        raise UserError(f"must be > 1, got {value!r}", field=name)
 
 
 def _budget(max_t: Any) -> None:
     if max_t is not None and (isinstance(max_t, bool) or not isinstance(max_t, int) or max_t < 1):
-        raise ValueError(f"max_t: must be an integer >= 1 (results per trial), got {max_t!r}")
+        raise UserError(
+            f"must be an integer >= 1 (results per trial), got {max_t!r}", field="max_t"
+        )
 
 
 def _positive(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
-        raise ValueError(f"{name}: must be a number >= 1, got {value!r}")
+        raise UserError(f"must be a number >= 1, got {value!r}", field=name)
 
 
 _RESERVED = ("metric", "mode")

@@ -13,6 +13,8 @@ from __future__ import annotations
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import HyperBandForBOHB, HyperBandScheduler, TrialScheduler
 
+from raytune_hpo.names import BUDGET_ATTR
+
 
 class _RestoreSafe:
     """Mixin for HyperBand schedulers: restored, already-started trials bypass the brackets."""
@@ -26,7 +28,7 @@ class _RestoreSafe:
         return trial.trial_id in self._restored_set()
 
     def on_trial_add(self, tune_controller, trial: Trial):
-        if (trial.last_result or {}).get("training_iteration", 0) > 0:
+        if (trial.last_result or {}).get(BUDGET_ATTR, 0) > 0:
             self._restored_set().add(trial.trial_id)
             return None
         return super().on_trial_add(tune_controller, trial)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from raytune_hpo._registry import Entry, build
+from raytune_hpo.errors import UserError
 from raytune_hpo.searchers._approx_gradient import ApproxGradientSearch
 from raytune_hpo.searchers._base import UnitCubeSearcher
 from raytune_hpo.searchers._bohb import BOHBSearch
@@ -117,19 +118,20 @@ GRID_SEARCHERS = frozenset({"grid"})
 
 def searcher_entry(name: str, *, base_dir: str | None = None) -> Entry:
     """The registry entry of a built-in name, a ``FILE.py:Class`` / ``module:Class`` reference
-    or an entry-point name; ValueError (naming ``searcher``) when there is none."""
+    or an entry-point name; a UserError (its field relative to the ``searcher`` section) when
+    there is none."""
     import raytune_hpo.load as load
 
     if isinstance(name, str) and name in SEARCHERS:
         return SEARCHERS[name]
     if isinstance(name, str) and load.is_reference(name):
-        obj = load.resolve(name, base_dir=base_dir or ".", field="searcher.name")
+        obj = load.resolve(name, base_dir=base_dir or ".", field="name")
         return plugin_entry(obj, name)
     plugins = load.entry_points()
     if isinstance(name, str) and name in plugins:
-        return plugin_entry(load.load_entry_point(name, field="searcher.name"), name)
+        return plugin_entry(load.load_entry_point(name, field="name"), name)
     allowed = ", ".join([*SEARCHERS, *plugins])
-    raise ValueError(
+    raise UserError(
         f"unknown searcher {name!r}; allowed: {allowed}, or a plug-in FILE.py:Class / "
         "package.module:Class"
     )
@@ -142,7 +144,7 @@ def plugin_entry(obj: Any, name: str) -> Entry:
     from ray.tune.search import Searcher
 
     if not (isinstance(obj, type) and issubclass(obj, Searcher)):
-        raise ValueError(f"searcher.name: {name} is not a ray.tune.search.Searcher subclass")
+        raise UserError(f"{name} is not a ray.tune.search.Searcher subclass", field="name")
     doc = (inspect.getdoc(obj) or f"plug-in {name}").splitlines()[0]
     takes_space = "space" in inspect.signature(obj).parameters
     return Entry(obj, doc, _RESERVED, owns_space=takes_space)

@@ -34,6 +34,7 @@ import numpy as np
 from ray.tune.search import Searcher
 from scipy.stats import qmc
 
+from raytune_hpo.errors import UserError
 from raytune_hpo.searchers._base import UnitCubeSearcher
 from raytune_hpo.space import CategoricalParam, FloatParam, IntParam
 
@@ -91,13 +92,13 @@ class ApproxGradientSearch(UnitCubeSearcher):
     ):
         super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
         if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-            raise ValueError(f"levels: must be an integer >= 2, got {levels!r}")
+            raise UserError(f"must be an integer >= 2, got {levels!r}", field="levels")
         if isinstance(refine, bool) or not isinstance(refine, int) or not 0 <= refine <= 30:
-            raise ValueError(f"refine: must be an integer in [0, 30], got {refine!r}")
+            raise UserError(f"must be an integer in [0, 30], got {refine!r}", field="refine")
         if max_restarts is not None and (not isinstance(max_restarts, int) or max_restarts < 0):
-            raise ValueError(f"max_restarts: must be an integer >= 0, got {max_restarts!r}")
+            raise UserError(f"must be an integer >= 0, got {max_restarts!r}", field="max_restarts")
         if walkers is not None and (not isinstance(walkers, int) or walkers < 1):
-            raise ValueError(f"walkers: must be an integer >= 1, got {walkers!r}")
+            raise UserError(f"must be an integer >= 1, got {walkers!r}", field="walkers")
         self._levels, self._depth = levels, refine
         self._max_restarts, self._max_walkers = max_restarts, walkers
         self._params: list[Any] = []

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from ray.tune.search import Searcher
 
+from raytune_hpo.names import BUDGET_ATTR
 from raytune_hpo.searchers._contract import Rows, SearcherContract, as_space, loss_of
 from raytune_hpo.space import SearchSpace
 
@@ -92,7 +93,7 @@ class UnitCubeSearcher(SearcherContract, Searcher):
     def _comparable(self, result: dict | None, loss: float) -> float:
         if not self._across_budgets:
             return loss
-        budget = float((result or {}).get("training_iteration", 0))
+        budget = float((result or {}).get(BUDGET_ATTR, 0))
         further = [x for b, x in self._budget_losses if b > budget and math.isfinite(x)]
         self._budget_losses.append((budget, loss))
         return max(loss, max(further)) if further else loss

@@ -24,6 +24,8 @@ import numpy as np
 from ray.tune.search.bohb import TuneBOHB
 from ray.tune.search.bohb.bohb_search import _BOHBJobWrapper
 
+from raytune_hpo.errors import UserError
+from raytune_hpo.names import BUDGET_ATTR
 from raytune_hpo.searchers._contract import loss_of
 from raytune_hpo.searchers._library import LibraryAdapter
 from raytune_hpo.space import SearchSpace
@@ -42,7 +44,7 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
         *,
         seed: int | None = None,
         points_to_evaluate: list[dict] | None = None,
-        time_attr: str = "training_iteration",
+        time_attr: str = BUDGET_ATTR,
         min_points_in_model: int | None = None,
         top_n_percent: int = 15,
         num_samples: int = 64,
@@ -53,14 +55,14 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
         try:
             import hpbandster  # noqa: F401
         except ImportError:
-            raise ValueError(INSTALL_HINT) from None
+            raise UserError(INSTALL_HINT) from None
         if not 0 < top_n_percent < 100:
-            raise ValueError(f"top_n_percent: must be in (0, 100), got {top_n_percent}")
+            raise UserError(f"must be in (0, 100), got {top_n_percent}", field="top_n_percent")
         if not 0 <= random_fraction <= 1:
-            raise ValueError(f"random_fraction: must be in [0, 1], got {random_fraction}")
+            raise UserError(f"must be in [0, 1], got {random_fraction}", field="random_fraction")
         for name, v in (("num_samples", num_samples), ("bandwidth_factor", bandwidth_factor)):
             if v <= 0:
-                raise ValueError(f"{name}: must be > 0, got {v}")
+                raise UserError(f"must be > 0, got {v}", field=name)
         ours = self._contract_init(space, mode, points_to_evaluate)
         self._time_attr = time_attr
         self._np_state = np.random.RandomState(seed).get_state()

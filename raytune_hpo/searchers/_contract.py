@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from raytune_hpo.errors import UserError
 from raytune_hpo.space import SearchSpace
 
 MODES = ("min", "max")
@@ -23,7 +24,7 @@ MODES = ("min", "max")
 
 def check_mode(mode: Any) -> None:
     if mode not in (None, *MODES):
-        raise ValueError(f"mode: got {mode!r}; allowed: {', '.join(MODES)}")
+        raise UserError(f"got {mode!r}; allowed: {', '.join(MODES)}", field="mode")
 
 
 def as_space(space: Any, *, where: str = "space") -> SearchSpace | None:
@@ -33,9 +34,11 @@ def as_space(space: Any, *, where: str = "space") -> SearchSpace | None:
     if isinstance(space, Mapping):
         space = SearchSpace.from_dict(space)
     if not isinstance(space, SearchSpace):
-        raise ValueError(f"{where}: expected a SearchSpace or a dict, got {type(space).__name__}")
+        raise UserError(
+            f"expected a SearchSpace or a dict, got {type(space).__name__}", field=where
+        )
     if space.dims == 0:
-        raise ValueError(f"{where}: has no parameter to search")
+        raise UserError("has no parameter to search", field=where)
     return space
 
 

@@ -27,6 +27,7 @@ import math
 import numpy as np
 from scipy.linalg import null_space
 
+from raytune_hpo.errors import UserError
 from raytune_hpo.searchers._base import DesignSearcher
 
 MAX_DIMS = 24  # beyond, the window's facet count grows combinatorially
@@ -80,7 +81,7 @@ class Window:
 def tiling_points(d: int, budget: int, rng: np.random.Generator) -> np.ndarray:
     """``budget`` tiling vertices scaled into [0, 1]^d, in farthest-point order."""
     if d > MAX_DIMS:
-        raise ValueError(f"space: hypertiling supports up to {MAX_DIMS} dimensions, got {d}")
+        raise UserError(f"hypertiling supports up to {MAX_DIMS} dimensions, got {d}", field="space")
     e, f = frame(d)
     q, r = np.linalg.qr(rng.normal(size=(d, d)))
     e = (q * np.sign(np.diag(r))) @ e  # a random rotation of the physical space
@@ -159,9 +160,9 @@ class HypertilingSearch(DesignSearcher):
     ):
         super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-            raise ValueError(f"budget: must be an integer >= 1, got {budget!r}")
+            raise UserError(f"must be an integer >= 1, got {budget!r}", field="budget")
         if self._space is not None and self._space.dims > MAX_DIMS:
-            raise ValueError(f"space: hypertiling supports up to {MAX_DIMS} dimensions")
+            raise UserError(f"hypertiling supports up to {MAX_DIMS} dimensions", field="space")
         self._budget = budget
         self._tiling_seed: int | None = None
 

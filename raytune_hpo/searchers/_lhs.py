@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import qmc
 
+from raytune_hpo.errors import UserError
 from raytune_hpo.searchers._base import DesignSearcher
 
 
@@ -28,7 +29,9 @@ class LatinHypercubeSearch(DesignSearcher):
     ):
         super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
         if budget is None or isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-            raise ValueError(f"budget: LatinHypercubeSearch needs an integer >= 1, got {budget!r}")
+            raise UserError(
+                f"LatinHypercubeSearch needs an integer >= 1, got {budget!r}", field="budget"
+            )
         self._budget = budget
 
     def _design_points(self, n: int) -> np.ndarray:

@@ -24,6 +24,7 @@ import math
 
 from ray.tune.search.optuna import OptunaSearch
 
+from raytune_hpo.errors import UserError
 from raytune_hpo.searchers._library import LibraryAdapter
 from raytune_hpo.space import SearchSpace
 
@@ -121,21 +122,21 @@ class _OptunaAdapter(LibraryAdapter, OptunaSearch):
 
 def _check_storage(storage: object, study_name: object) -> None:
     if storage is not None and (not isinstance(storage, str) or "://" not in storage):
-        raise ValueError(
-            f"storage: an RDB URL such as sqlite:///sweep.db or postgresql://host/db, "
-            f"got {storage!r}"
+        raise UserError(
+            f"an RDB URL such as sqlite:///sweep.db or postgresql://host/db, got {storage!r}",
+            field="storage",
         )
     if study_name is not None and (not isinstance(study_name, str) or not study_name.strip()):
-        raise ValueError(f"study_name: must be a non-empty string, got {study_name!r}")
+        raise UserError(f"must be a non-empty string, got {study_name!r}", field="study_name")
     if study_name is not None and storage is None:
-        raise ValueError("study_name: names a study kept in a database; give storage too")
+        raise UserError("names a study kept in a database; give storage too", field="study_name")
 
 
 def _check_initial(n: object) -> None:
     if isinstance(n, bool) or not isinstance(n, int):
-        raise ValueError(f"n_initial_points: must be an integer, got {n!r}")
+        raise UserError(f"must be an integer, got {n!r}", field="n_initial_points")
     if n < 1:
-        raise ValueError(f"n_initial_points: must be >= 1, got {n}")
+        raise UserError(f"must be >= 1, got {n}", field="n_initial_points")
 
 
 class GPSearch(_OptunaAdapter):

@@ -37,6 +37,7 @@ import numpy as np
 from ray.tune.search import Searcher
 from scipy.stats import qmc
 
+from raytune_hpo.errors import UserError
 from raytune_hpo.searchers._base import UnitCubeSearcher
 
 ATTRACTORS = ("personal", "current")
@@ -46,7 +47,7 @@ INITS = ("random", "sobol", "lhs")
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"{name}: got {value!r}; allowed: {', '.join(allowed)}")
+        raise UserError(f"got {value!r}; allowed: {', '.join(allowed)}", field=name)
 
 
 class PSOSearch(UnitCubeSearcher):
@@ -80,16 +81,17 @@ class PSOSearch(UnitCubeSearcher):
     ):
         super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
         if isinstance(swarm_size, bool) or not isinstance(swarm_size, int) or swarm_size < 1:
-            raise ValueError(f"swarm_size: must be an integer >= 1, got {swarm_size!r}")
+            raise UserError(f"must be an integer >= 1, got {swarm_size!r}", field="swarm_size")
         for name, value in (("w", w), ("phi_l", phi_l), ("phi_g", phi_g)):
             if not 0 <= value < 10:
-                raise ValueError(f"{name}: must lie in [0, 10), got {value!r}")
-        if epsilon <= 0 or max_speed <= 0:
-            raise ValueError("epsilon and max_speed: must be > 0")
+                raise UserError(f"must lie in [0, 10), got {value!r}", field=name)
+        for name, value in (("epsilon", epsilon), ("max_speed", max_speed)):
+            if value <= 0:
+                raise UserError(f"must be > 0, got {value!r}", field=name)
         if not 0 <= init_speed <= 1:
-            raise ValueError(f"init_speed: must lie in [0, 1], got {init_speed!r}")
+            raise UserError(f"must lie in [0, 1], got {init_speed!r}", field="init_speed")
         if isinstance(stall, bool) or not isinstance(stall, int) or stall < 0:
-            raise ValueError(f"stall: must be an integer >= 0, got {stall!r}")
+            raise UserError(f"must be an integer >= 0, got {stall!r}", field="stall")
         _choice("attractor", attractor, ATTRACTORS)
         _choice("topology", topology, TOPOLOGIES)
         _choice("init", init, INITS)

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from raytune_hpo.errors import UserError
 from raytune_hpo.searchers._base import UnitCubeSearcher, _Rows
 
 # RSA saturation packing fractions of hard spheres in d = 1..8 (Torquato et al., 2006).
@@ -52,13 +53,14 @@ class RSASearch(UnitCubeSearcher):
     ):
         super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
         if not isinstance(budget, int) or budget < 1:
-            raise ValueError(f"budget: must be an integer >= 1, got {budget!r}")
+            raise UserError(f"must be an integer >= 1, got {budget!r}", field="budget")
         if not 0 < fill <= 1:
-            raise ValueError(f"fill: must lie in (0, 1], got {fill!r}")
+            raise UserError(f"must lie in (0, 1], got {fill!r}", field="fill")
         if not 0 < shrink < 1:
-            raise ValueError(f"shrink: must lie in (0, 1), got {shrink!r}")
-        if batch < 1 or max_rejections < 1:
-            raise ValueError("batch and max_rejections: must be >= 1")
+            raise UserError(f"must lie in (0, 1), got {shrink!r}", field="shrink")
+        for name, value in (("batch", batch), ("max_rejections", max_rejections)):
+            if value < 1:
+                raise UserError(f"must be >= 1, got {value!r}", field=name)
         self._budget, self._fill, self._batch = budget, fill, batch
         self._max_rejections, self._shrink = max_rejections, shrink
         self.radius = math.nan

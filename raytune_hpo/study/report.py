@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 import raytune_hpo.storage as storage
+from raytune_hpo.names import config_name
 from raytune_hpo.plots import Section, colors, figure_grid, fmt, png, write_report
 from raytune_hpo.study import analysis
 from raytune_hpo.study.runner import load_study
@@ -73,7 +74,7 @@ def _configs(trials: pd.DataFrame, problems: list[str], colors: dict) -> bytes:
     fig, axes = figure_grid(len(problems))
     for ax, problem in zip(axes, problems, strict=True):
         d = trials[(trials["problem"] == problem) & (trials["rep"] == trials["rep"].min())]
-        cols = [c for c in d.columns if c.startswith("config.") and d[c].notna().any()]
+        cols = [c for c in d.columns if config_name(c) is not None and d[c].notna().any()]
         numeric = [c for c in cols if pd.api.types.is_numeric_dtype(d[c])]
         if len(numeric) < 2:
             ax.set_visible(False)
@@ -81,8 +82,8 @@ def _configs(trials: pd.DataFrame, problems: list[str], colors: dict) -> bytes:
         xc, yc = numeric[:2]
         for method, g in d.groupby("method", sort=False):
             ax.scatter(g[xc], g[yc], s=12, alpha=0.7, label=method, color=colors[method])
-        ax.set_xlabel(xc.removeprefix("config."))
-        ax.set_ylabel(yc.removeprefix("config."))
+        ax.set_xlabel(config_name(xc))
+        ax.set_ylabel(config_name(yc))
         ax.set_title(f"{problem}: configurations tried (repetition {d['rep'].min()})")
     drawn = [ax for ax in axes if ax.get_visible() and ax.collections]
     if drawn:  # on the first panel drawn (a problem with fewer than 2 numbers has none)

@@ -10,6 +10,7 @@ and every trainable sweep, runs as a real Ray Tune experiment. Each finished run
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -23,7 +24,9 @@ import pandas as pd
 import yaml
 
 from raytune_hpo.assemble import Plan, assemble
-from raytune_hpo.spec import SpecError, SweepSpec
+from raytune_hpo.errors import SpecError, UserError
+from raytune_hpo.names import BUDGET_ATTR, config_column
+from raytune_hpo.spec import SweepSpec
 from raytune_hpo.study.spec import STUDY_COPY, MethodSpec, ProblemSpec, Recorded, StudySpec
 from raytune_hpo.train.user import UserTrainable
 
@@ -37,10 +40,12 @@ def check(study: StudySpec) -> StudySpec:
         for i, m in enumerate(study.methods):
             try:
                 plan_for(study, q, m, 0)
-            except ValueError as e:
-                msg = str(e)
-                msg = msg.split(": ", 1)[1] if msg.startswith("methods ") else msg
-                raise SpecError(f"{study._source}: methods.{i} ({m.name}): {msg}") from None
+            except UserError as e:  # a sweep's error: its field lies under this method
+                raise SpecError(
+                    f"{e.message} (method {m.name!r}, problem {q.label!r})",
+                    field=("methods", i, *e.field),
+                    source=study._source,
+                ) from None
     return study
 
 
@@ -84,7 +89,7 @@ def run_direct(
             break  # the searcher is done (LHS budget, PSO converged, grid exhausted)
         tid, cfg = live.popleft()
         value = fn.at(cfg, budget, rng)
-        searcher.on_trial_complete(tid, {"loss": value, "training_iteration": budget})
+        searcher.on_trial_complete(tid, {"loss": value, BUDGET_ATTR: budget})
         rows.append({"trial": len(rows), "value": value, "budget": budget, **_flat(cfg)})
     return pd.DataFrame(rows)
 
@@ -131,7 +136,7 @@ def run_tune(
 
     plan = plan_for(study, problem, method, rep)
     sweep = plan.spec.with_fields(storage_path=str(storage))
-    plan = Plan(**{**plan.__dict__, "spec": sweep})
+    plan = dataclasses.replace(plan, spec=sweep)
     grid = build_tuner(plan, experiment_name(sweep)).fit()
     rows, curves = [], []
     for order, r in enumerate(grid):  # a ResultGrid lists trials in the order they were made
@@ -143,7 +148,7 @@ def run_tune(
             {
                 "order": order,
                 "value": float(last.get(sweep.metric, math.nan)),
-                "budget": int(last["training_iteration"]),
+                "budget": int(last[BUDGET_ATTR]),
                 **_flat(r.config, sweep.search_space),
             }
         )
@@ -152,7 +157,7 @@ def run_tune(
                 pd.DataFrame(
                     {
                         "order": order,
-                        "epoch": df["training_iteration"],
+                        "epoch": df[BUDGET_ATTR],
                         "value": df[sweep.metric],
                         "wall": df["wall"],
                     }
@@ -183,8 +188,8 @@ def _function_trainable(problem: ProblemSpec, seed: int):
 
 def _flat(cfg: dict, space=None) -> dict[str, Any]:
     if space is not None:
-        return {f"config.{k}": v for k, v in space.flat_config(cfg).items()}
-    return {f"config.{k}": v for k, v in cfg.items() if not isinstance(v, dict)}
+        return {config_column(k): v for k, v in space.flat_config(cfg).items()}
+    return {config_column(k): v for k, v in cfg.items() if not isinstance(v, dict)}
 
 
 # ---------------------------------------------------------------------- the study
@@ -261,15 +266,15 @@ def load_study(out: str | os.PathLike[str]) -> tuple[StudySpec, pd.DataFrame]:
     import io
 
     import raytune_hpo.storage as storage
-    from raytune_hpo.spec import SpecError, UserError, parse_yaml
+    from raytune_hpo.spec import parse_yaml
 
     out = storage.normalize(out)
     trials, copy = storage.join(out, TRIALS_CSV), storage.join(out, STUDY_COPY)
     if not storage.is_file(trials) or not storage.is_file(copy):
-        raise UserError(f"{out}: no {TRIALS_CSV}/{STUDY_COPY} here (run compare first)")
+        raise UserError(f"no {TRIALS_CSV}/{STUDY_COPY} here (run compare first)", source=out)
     data = parse_yaml(storage.read_text(copy), copy)
     if not isinstance(data, dict):
-        raise SpecError(f"{copy}: the study file must be a YAML mapping of fields")
+        raise SpecError("the study file must be a YAML mapping of fields", source=copy)
     study = StudySpec.model_validate(data)
     return study, pd.read_csv(io.StringIO(storage.read_text(trials)))
 

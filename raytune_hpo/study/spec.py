@@ -99,10 +99,10 @@ class StudySpec(Strict):
         spec = validate(cls, data, source)
         names = [m.name for m in spec.methods]
         if len(set(names)) != len(names):
-            raise SpecError(f"{source}: methods: names must be unique, got {names}")
+            raise SpecError(f"names must be unique, got {names}", field="methods", source=source)
         labels = [q.label for q in spec.problems]
         if len(set(labels)) != len(labels):
-            raise SpecError(f"{source}: problems: each must differ, got {labels}")
+            raise SpecError(f"each must differ, got {labels}", field="problems", source=source)
         spec._source = source
         return spec
 

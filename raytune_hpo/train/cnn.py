@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from raytune_hpo.errors import UserError
 from raytune_hpo.space import CategoricalParam, SearchSpace
 from raytune_hpo.train.contract import TrainableContract, check_space_against
 from raytune_hpo.train.settings import (
@@ -35,20 +36,29 @@ class CNNTrainable(TrainableContract):
     def check_space(self, space: SearchSpace) -> None:
         for path in space.params:
             if path[0] in NOT_SEARCHED:
-                raise ValueError(f"space.{path[0]}: a fixed setting; set it under trainable:")
+                raise UserError(
+                    "a fixed setting; set it under trainable:", field=("space", path[0])
+                )
         check_space_against(CNNSettings, self.fixed_config(), space)
 
-    def warnings(self, space: SearchSpace) -> list[str]:
-        if self.settings.fused <= 1:
+    def warnings(self, space: SearchSpace, *, max_concurrent: int | None = None) -> list[str]:
+        fused = self.settings.fused
+        if fused <= 1:
             return []
+        out = []
         apart = sorted({p[0] for p in space.params} - set(FUSED_MAY_DIFFER))
-        if not apart:
-            return []
-        return [
-            f"trainable.fused {self.settings.fused}: trials that differ in {', '.join(apart)} "
-            "cannot train in one group (only " + ", ".join(FUSED_MAY_DIFFER) + " may differ); "
-            "they form groups of their own"
-        ]
+        if apart:
+            out.append(
+                f"trainable.fused {fused}: trials that differ in {', '.join(apart)} cannot "
+                "train in one group (only " + ", ".join(FUSED_MAY_DIFFER) + " may differ); "
+                "they form groups of their own"
+            )
+        if (max_concurrent or fused) < fused:
+            out.append(
+                f"trainable.fused {fused} with max_concurrent {max_concurrent}: a group's "
+                "members start together only if max_concurrent is at least fused"
+            )
+        return out
 
     def metrics(self, space: SearchSpace) -> tuple[str, ...]:
         kfold = self.settings.k_folds > 1 or ("k_folds",) in space.params
@@ -65,7 +75,7 @@ class CNNTrainable(TrainableContract):
         d = self.settings.data
         problem = dataset_problem(self.settings.dataset, d.root, d.download or not local)
         if problem:
-            raise ValueError(f"trainable.data.root: {problem}")
+            raise UserError(problem, field=("trainable", "data", "root"))
 
     def function(self):
         if self.settings.fused > 1:

@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from raytune_hpo.errors import UserError
+from raytune_hpo.names import BUDGET_ATTR
 from raytune_hpo.space import CategoricalParam, FloatParam, IntParam, Param, SearchSpace
-
-BUDGET_ATTR = "training_iteration"  # one reported result = one unit of budget
 
 
 class TrainableContract(ABC):
@@ -50,8 +50,8 @@ class TrainableContract(ABC):
     def function(self) -> Callable[..., Any] | type:
         """The function or ``Trainable`` class Tune runs."""
 
-    def warnings(self, space: SearchSpace) -> list[str]:
-        """Legal but surprising settings, one line each."""
+    def warnings(self, space: SearchSpace, *, max_concurrent: int | None = None) -> list[str]:
+        """Legal but surprising settings, one line each (``max_concurrent``: the sweep's)."""
         return []
 
     @property
@@ -110,8 +110,9 @@ def check_space_against(
     names = list(settings.model_fields)
     for path in [*space.params, *space.constants]:
         if path[0] not in names:
-            raise ValueError(
-                f"space.{path[0]}: not a setting of the trainable; allowed: {', '.join(names)}"
+            raise UserError(
+                f"not a setting of the trainable; allowed: {', '.join(names)}",
+                field=("space", path[0]),
             )
     for path, p in space.params.items():
         dotted = ".".join(path)
@@ -119,11 +120,14 @@ def check_space_against(
         allowed = literal_values(field.annotation) if len(path) == 1 else None
         if allowed is not None:
             if not isinstance(p, CategoricalParam):
-                raise ValueError(f"space.{dotted}: must be a categorical over {list(allowed)}")
+                raise UserError(
+                    f"must be a categorical over {list(allowed)}", field=("space", dotted)
+                )
             bad = [c for c in p.choices if c not in allowed]
             if bad:
-                raise ValueError(
-                    f"space.{dotted}.choices: {bad} not allowed; allowed: {list(allowed)}"
+                raise UserError(
+                    f"{bad} not allowed; allowed: {list(allowed)}",
+                    field=("space", dotted, "choices"),
                 )
         for value in representatives(p):
             _try(settings, fixed, space.nest({path: value}), f"space.{dotted}", _kind(p), value)
@@ -139,9 +143,9 @@ def _try(settings, fixed, over, where: str, kind: str, value: Any) -> None:
         loc = ".".join(str(x) for x in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if value is None:  # a constant: name it by where pydantic found it
-            raise ValueError(f"space.{loc}: {msg}") from None
-        raise ValueError(
-            f"{where}: {kind} value {value!r} does not fit the trainable's {loc} ({msg})"
+            raise UserError(msg, field=("space", loc)) from None
+        raise UserError(
+            f"{kind} value {value!r} does not fit the trainable's {loc} ({msg})", field=where
         ) from None
 
 

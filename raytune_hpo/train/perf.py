@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from raytune_hpo.errors import UserError
+
 AMP_CHOICES = ("auto", "bf16", "off")
 SWITCH_CHOICES = ("auto", True, False)
 GRAPH_MAX_BATCH = 256
@@ -52,7 +54,7 @@ def _switch(cfg: dict[str, Any], key: str) -> str | bool:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         value = value.lower() == "true"
     if not (isinstance(value, bool) or value == "auto"):
-        raise ValueError(f"{key}: {value!r} not allowed; allowed: auto, true, false")
+        raise UserError(f"{value!r} not allowed; allowed: auto, true, false", field=key)
     return value
 
 
@@ -62,11 +64,11 @@ def resolve_options(
     """The options ``cfg`` asks for on ``device``, and one notice per option ignored."""
     amp = cfg.get("amp", "auto")
     if amp not in AMP_CHOICES:
-        raise ValueError(f"amp: {amp!r} not allowed; allowed: {', '.join(AMP_CHOICES)}")
+        raise UserError(f"{amp!r} not allowed; allowed: {', '.join(AMP_CHOICES)}", field="amp")
     channels_last, graphs = _switch(cfg, "channels_last"), _switch(cfg, "cuda_graphs")
     compile_ = cfg.get("compile", False)
     if not isinstance(compile_, bool):
-        raise ValueError(f"compile: {compile_!r} not allowed; allowed: true, false")
+        raise UserError(f"{compile_!r} not allowed; allowed: true, false", field="compile")
     cuda = device.type == "cuda"
     notices = []
     bf16_ok = cuda and amp != "off" and torch.cuda.is_bf16_supported()

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
+from raytune_hpo.errors import UserError
 from raytune_hpo.space import SearchSpace
 from raytune_hpo.spec import Strict, parse_fields
 from raytune_hpo.train.contract import TrainableContract, check_space_against
@@ -52,14 +53,16 @@ def check_callable(obj: Any, field: str, ref: str) -> None:
 
     if isinstance(obj, type):
         if not issubclass(obj, Trainable):
-            raise ValueError(
-                f"{field}: {ref} is a class but not a ray.tune.Trainable subclass; "
-                "give a function f(config) or a Trainable subclass"
+            raise UserError(
+                f"{ref} is a class but not a ray.tune.Trainable subclass; "
+                "give a function f(config) or a Trainable subclass",
+                field=field,
             )
     elif not callable(obj):
-        raise ValueError(
-            f"{field}: {ref} is {type(obj).__name__!r}, not callable; "
-            "give a function f(config) or a Trainable subclass"
+        raise UserError(
+            f"{ref} is {type(obj).__name__!r}, not callable; "
+            "give a function f(config) or a Trainable subclass",
+            field=field,
         )
 
 
@@ -82,16 +85,16 @@ class UserTrainable(TrainableContract):
             )
             missing = sorted(set(section.config) - set(section.settings))
             if missing:
-                raise ValueError(
-                    f"trainable.config.{missing[0]}: not among the declared settings; "
-                    f"declared: {', '.join(section.settings)}"
+                raise UserError(
+                    f"not among the declared settings; declared: {', '.join(section.settings)}",
+                    field=("trainable", "config", missing[0]),
                 )
             try:
                 self._settings_model.model_validate(self._full_config())
             except ValidationError as e:
                 err = e.errors()[0]
                 loc = ".".join(str(x) for x in err["loc"])
-                raise ValueError(f"trainable.config.{loc}: {err['msg']}") from None
+                raise UserError(err["msg"], field=("trainable", "config", loc)) from None
 
     @classmethod
     def from_section(cls, section: dict[str, Any], *, base_dir: str) -> UserTrainable:
@@ -122,9 +125,10 @@ class UserTrainable(TrainableContract):
         declared = set(self.section.settings)
         for path in [*space.params, *space.constants]:
             if path[0] not in declared:
-                raise ValueError(
-                    f"space.{path[0]}: not among the trainable's declared settings; "
-                    f"declared: {', '.join(self.section.settings)}"
+                raise UserError(
+                    "not among the trainable's declared settings; "
+                    f"declared: {', '.join(self.section.settings)}",
+                    field=("space", path[0]),
                 )
         check_space_against(self._settings_model, self._full_config(), space)
 

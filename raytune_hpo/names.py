@@ -1,0 +1,50 @@
+"""The names raytune-hpo shares with Ray Tune and with itself, each defined once.
+
+Ray's own result keys and file names are Ray's (``ray.tune.result``); they are repeated here
+as plain strings only so that checking a sweep file needs no Ray import, and a test holds them
+equal to Ray's. Nothing here imports anything.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- Ray Tune's (ray.tune.result)
+BUDGET_ATTR = "training_iteration"  # TRAINING_ITERATION: one reported result, one unit of budget
+TRIAL_ID = "trial_id"  # TRIAL_ID
+TIME_TOTAL_S = "time_total_s"  # TIME_TOTAL_S
+TIMESTAMP = "timestamp"  # TIMESTAMP
+RESULT_FILE = "result.json"  # EXPR_RESULT_FILE: one JSON line per reported result
+PARAMS_FILE = "params.json"  # EXPR_PARAM_FILE: the trial's config
+ERROR_FILE = "error.txt"  # EXPR_ERROR_FILE
+ERROR_PICKLE = "error.pkl"  # EXPR_ERROR_PICKLE_FILE
+
+# ---------------------------------------------------------------- ours, in a sweep directory
+SPEC_COPY = "sweep.yaml"  # the sweep as run (``raytune-hpo resume`` reads it)
+RESULTS_CSV = "results.csv"  # one row per trial, best first, written when the sweep ends
+CONFIG_PREFIX = "config."  # a searched value's column in results: ``config.<dotted name>``
+
+
+def config_column(name: str) -> str:
+    """The results column of the searched parameter ``name``."""
+    return f"{CONFIG_PREFIX}{name}"
+
+
+def config_name(column: str) -> str | None:
+    """The parameter a results column holds, or None when it holds none."""
+    return column[len(CONFIG_PREFIX) :] if column.startswith(CONFIG_PREFIX) else None
+
+
+__all__ = [
+    "BUDGET_ATTR",
+    "CONFIG_PREFIX",
+    "ERROR_FILE",
+    "ERROR_PICKLE",
+    "PARAMS_FILE",
+    "RESULTS_CSV",
+    "RESULT_FILE",
+    "SPEC_COPY",
+    "TIMESTAMP",
+    "TIME_TOTAL_S",
+    "TRIAL_ID",
+    "config_column",
+    "config_name",
+]

@@ -1,0 +1,116 @@
+"""A sweep assembled: :class:`Plan` holds what ``raytune_hpo.assemble`` decided and builds the
+parts of the Ray Tune run from it (the searcher, the scheduler, the param space, the trainable
+with its resources, the logger callbacks), each when the run needs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import raytune_hpo.loggers as sweep_loggers
+import raytune_hpo.warm_start as warm_start
+from raytune_hpo.spec import SweepSpec
+from raytune_hpo.train.contract import TrainableContract
+
+# Schedulers that stop trials early: our searchers then learn only from comparable budgets.
+EARLY_STOPPING = ("asha", "median", "hyperband")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A sweep assembled: what ``run.build_tuner`` hands to Ray Tune."""
+
+    spec: SweepSpec
+    trainable: TrainableContract
+    searcher_name: str
+    scheduler_name: str
+    samples: int
+    max_t: int | None
+    warnings: tuple[str, ...] = field(default=())
+    loggers: tuple[sweep_loggers.LoggerSpec, ...] = field(default=())
+    warm: tuple[warm_start.WarmPoint, ...] = field(default=())  # earlier results
+
+    @property
+    def metric(self) -> str:
+        return self.spec.metric
+
+    @property
+    def mode(self) -> str:
+        return self.spec.mode
+
+    @property
+    def grid(self) -> bool:
+        from raytune_hpo.searchers import GRID_SEARCHERS
+
+        return self.searcher_name in GRID_SEARCHERS
+
+    @property
+    def owns_space(self) -> bool:
+        """Whether the searcher takes our SearchSpace (else Tune domains in param_space)."""
+        from raytune_hpo.searchers import owns_space
+
+        return owns_space(self.searcher_name, base_dir=self.spec.base_dir)
+
+    def param_space(self) -> dict[str, Any]:
+        """The Tuner's ``param_space``: the trainable's fixed config plus, for Ray's own
+        searchers, the searched values as Tune domains (ours carry the space themselves)."""
+        fixed = self.trainable.fixed_config()
+        if self.owns_space:
+            return fixed
+        return {**fixed, **self.spec.search_space.to_tune(grid=self.grid)}
+
+    def searcher(self, experiment: str | None = None):
+        """A new searcher for this sweep (metric and mode come from the Tuner). With
+        ``experiment`` (the run's name) it is the run's own: told the earlier results of
+        ``warm_start`` (it is given metric and mode for them), and an Optuna study kept in a
+        database (``storage``) is named after the run unless ``study_name`` says otherwise."""
+        from raytune_hpo.searchers import create_searcher
+
+        options = dict(self.spec.searcher.options)
+        known: dict[str, Any] = {}
+        if experiment is not None:
+            if options.get("storage"):
+                options.setdefault("study_name", experiment)
+            if self.warm:
+                known = {"metric": self.metric, "mode": self.mode}
+        searcher = create_searcher(
+            self.searcher_name,
+            space=self.spec.search_space,
+            seed=self.spec.seed,
+            budget=self.samples,
+            max_concurrent=self.spec.max_concurrent,
+            base_dir=self.spec.base_dir,
+            **known,
+            **options,
+        )
+        if self.scheduler_name in EARLY_STOPPING and hasattr(searcher, "set_early_stopping"):
+            searcher.set_early_stopping()  # ours learn only from comparable budgets
+        if experiment is not None:
+            warm_start.tell(searcher, self.warm)
+        return searcher
+
+    def callbacks(self, experiment: str, exp_dir: str) -> list[Any]:
+        """Ray Tune callbacks of the sweep's ``loggers`` for the run ``experiment``."""
+        return sweep_loggers.callbacks(
+            self.loggers, experiment=experiment, exp_dir=exp_dir, sweep_name=self.spec.name
+        )
+
+    def scheduler(self):
+        from raytune_hpo.schedulers import create_scheduler
+
+        options = dict(self.spec.scheduler.options if self.spec.scheduler else {})
+        max_t = options.pop("max_t", self.max_t)  # the sweep file's max_t wins
+        return create_scheduler(self.scheduler_name, max_t=max_t, **options)
+
+    def tune_trainable(self):
+        """The trainable with the sweep's resources per trial (fractional GPUs allowed)."""
+        from ray import tune
+
+        res = self.spec.resources
+        resources: dict[str, float] = {"cpu": res.cpu, "gpu": res.gpu}
+        if res.memory_gb:
+            resources["memory"] = res.memory_gb * 1024**3
+        return tune.with_resources(self.trainable.function(), resources)
+
+
+__all__ = ["EARLY_STOPPING", "Plan"]
