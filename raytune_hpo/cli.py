@@ -267,35 +267,50 @@ def _cmd_searchers(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="raytune-hpo", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+ADDRESS_HELP = "the cluster's dashboard, e.g. http://HEAD:8265 (default: RAY_ADDRESS or local)"
+RAY_ADDRESS_HELP = "an existing Ray cluster: auto or ray://HOST:10001"
+BY_HELP = "rank each trial by its last reported epoch (default) or its best one"
 
-    run = sub.add_parser("run", help="run a sweep locally (no file: the built-in quickstart)")
-    run.add_argument("sweep", nargs="?", help="sweep YAML file")
-    run.add_argument("--address", help="an existing Ray cluster: auto or ray://HOST:10001")
-    run.add_argument("--num-samples", type=int, help="override num_samples")
-    run.add_argument("--storage-path", help="override storage_path")
-    run.add_argument("--seed", type=int, help="override seed")
-    run.add_argument(
+
+def _overrides(p: argparse.ArgumentParser, storage_help: str = "override storage_path") -> None:
+    """The options that change a sweep file's fields (``run`` and ``submit``)."""
+    p.add_argument("--num-samples", type=int, help="override num_samples")
+    p.add_argument("--storage-path", help=storage_help)
+    p.add_argument("--seed", type=int, help="override seed")
+    p.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
         help="override a field, e.g. --set trainable.data.root=/data/images (repeatable)",
     )
+
+
+def _sweep_commands(sub) -> None:
+    """run, resume."""
+    run = sub.add_parser("run", help="run a sweep locally (no file: the built-in quickstart)")
+    run.add_argument("sweep", nargs="?", help="sweep YAML file")
+    run.add_argument("--address", help=RAY_ADDRESS_HELP)
+    _overrides(run)
     run.add_argument("--top", type=int, default=10, help="rows of the final table (10)")
     run.add_argument("--sweep-env", help=argparse.SUPPRESS)  # set by `submit` for its job
     run.set_defaults(func=_cmd_run)
 
-    address_help = "the cluster's dashboard, e.g. http://HEAD:8265 (default: RAY_ADDRESS or local)"
+    rsm = sub.add_parser("resume", help="continue an interrupted sweep from its directory")
+    rsm.add_argument(
+        "dir", help="the sweep directory printed when the sweep started (local, s3://, gs://)"
+    )
+    rsm.add_argument("--address", help=RAY_ADDRESS_HELP)
+    rsm.add_argument("--top", type=int, default=10, help="rows of the final table (10)")
+    rsm.set_defaults(func=_cmd_resume)
+
+
+def _job_commands(sub) -> None:
+    """submit, status, logs, stop, list: sweeps as Ray jobs on a cluster."""
     smt = sub.add_parser("submit", help="submit a sweep to a Ray cluster as a Ray job")
     smt.add_argument("sweep", nargs="?", help="sweep YAML file (no file: the quickstart)")
-    smt.add_argument("--address", help=address_help)
+    smt.add_argument("--address", help=ADDRESS_HELP)
     smt.add_argument("--wait", action="store_true", help="follow the logs until the job ends")
-    smt.add_argument("--num-samples", type=int, help="override num_samples")
-    smt.add_argument("--storage-path", help="override storage_path (shared: NFS, s3://, gs://)")
-    smt.add_argument("--seed", type=int, help="override seed")
-    smt.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    _overrides(smt, "override storage_path (shared: NFS, s3://, gs://)")
     smt.set_defaults(func=_cmd_submit)
     for name, func, text in (
         ("status", _cmd_status, "a submitted sweep's status"),
@@ -304,28 +319,22 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("job", help="the job id printed by submit")
-        p.add_argument("--address", help=address_help)
+        p.add_argument("--address", help=ADDRESS_HELP)
         if name == "logs":
             p.add_argument("--follow", action="store_true", help="stream until the job ends")
         p.set_defaults(func=func)
     lst = sub.add_parser("list", help="jobs submitted to the cluster")
-    lst.add_argument("--address", help=address_help)
+    lst.add_argument("--address", help=ADDRESS_HELP)
     lst.set_defaults(func=_cmd_list)
 
-    rsm = sub.add_parser("resume", help="continue an interrupted sweep from its directory")
-    rsm.add_argument(
-        "dir", help="the sweep directory printed when the sweep started (local, s3://, gs://)"
-    )
-    rsm.add_argument("--address", help="an existing Ray cluster: auto or ray://HOST:10001")
-    rsm.add_argument("--top", type=int, default=10, help="rows of the final table (10)")
-    rsm.set_defaults(func=_cmd_resume)
 
-    by_help = "rank each trial by its last reported epoch (default) or its best one"
+def _result_commands(sub) -> None:
+    """results, compare, report, searchers."""
     res = sub.add_parser("results", help="table of a sweep's trials (running or finished)")
     res.add_argument("dir", help="the sweep directory (local, s3:// or gs://)")
     res.add_argument("--format", choices=("table", "csv", "json"), default="table")
     res.add_argument("--top", type=int, help="only the best N trials")
-    res.add_argument("--by", choices=("last", "best"), default="last", help=by_help)
+    res.add_argument("--by", choices=("last", "best"), default="last", help=BY_HELP)
     res.set_defaults(func=_cmd_results)
 
     cmp_ = sub.add_parser("compare", help="run a study: searchers x repetitions on a problem")
@@ -347,11 +356,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the report goes (default: a local sweep's or study's own directory, "
         "else ./report-<names>)",
     )
-    rep.add_argument("--by", choices=("last", "best"), default="last", help=by_help)
+    rep.add_argument("--by", choices=("last", "best"), default="last", help=BY_HELP)
     rep.set_defaults(func=_cmd_report)
 
     srch = sub.add_parser("searchers", help="list searchers and schedulers with their options")
     srch.set_defaults(func=_cmd_searchers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raytune-hpo", description=__doc__.splitlines()[0].replace("``", "")
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in (_sweep_commands, _job_commands, _result_commands):
+        group(sub)
     return parser
 
 
