@@ -2,7 +2,7 @@
 the unit cube and an explicit grid.
 
 Log ranges are sampled log-uniformly (the reciprocal distribution the TinyVGG study used for
-the learning rate, ``../shared/seeds/tinyvgg-grid-random-search.md`` section 2.7).
+the learning rate: Glymov & Lorentzen, the TinyVGG study, section 2.7; docs/papers.md).
 """
 
 from __future__ import annotations

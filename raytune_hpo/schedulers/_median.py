@@ -1,6 +1,7 @@
 """The median stopping rule (Golovin et al., KDD 2017) with the TinyVGG study's threshold rule:
 stop a trial once the mean loss of its last ``window`` epochs is above ``threshold``
-(../shared/seeds/tinyvgg-grid-random-search.md, section 1)."""
+(the TinyVGG study, Glymov & Lorentzen 2024, experimental setup section 1;
+docs/papers.md)."""
 
 from __future__ import annotations
 
