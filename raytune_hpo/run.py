@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import raytune_hpo.snapshot as snapshot
 import raytune_hpo.storage as storage
 from raytune_hpo.assemble import Plan, assemble
 from raytune_hpo.errors import UserError
+from raytune_hpo.names import SPEC_COPY
 from raytune_hpo.results import (
     SweepResult,
     read_spec_copy,
@@ -160,12 +162,13 @@ def resume(
     where = storage.normalize(path)  # a local path or a URI (s3://, gs://)
     spec = read_spec_copy(where)
     plan = assemble(spec, trainable=trainable)
-    if not storage.glob(where, "experiment_state-*.json"):
+    if snapshot.newest_state(where) is None:
         raise UserError("no Ray Tune experiment state here to resume", source=str(path))
     with storage.errors(where):
         if not tune.Tuner.can_restore(where):
             raise UserError("no Ray Tune experiment state here to resume", source=str(path))
     check_searcher_state(where)
+    snapshot.mend(where)  # a trial whose recorded checkpoint a kill left deleted
     init_ray(address, num_cpus, (spec.runtime_env or {}).get("env_vars"))
     tuner = tune.Tuner.restore(where, trainable=plan.tune_trainable(), resume_errored=False)
     grid, interrupted = _fit(tuner)
@@ -180,10 +183,8 @@ def check_searcher_state(exp: str | Path) -> None:
     """The searcher's saved state must be there and readable: without it Ray logs "Failed to
     restore the run state", restarts the experiment and waits for trials that never come.
     ``exp``: a local path or a URI."""
-    import pickle
-
     exp = storage.normalize(exp)
-    again = f"`raytune-hpo run {storage.join(exp, 'sweep.yaml')}`"
+    again = f"`raytune-hpo run {storage.join(exp, SPEC_COPY)}`"
     # Ray names them by the session's start time: the newest name is the newest state.
     found = sorted(
         (p for pattern in _SEARCHER_STATES for p in storage.glob(exp, pattern)),
@@ -197,14 +198,10 @@ def check_searcher_state(exp: str | Path) -> None:
             source=exp,
         )
     newest = found[-1]
-    try:
-        data = storage.read_bytes(newest)
-        if newest.endswith(".pkl"):
-            pickle.loads(data)
-        else:
-            import json
+    try:  # both are Ray's cloudpickle (basic-variant-state-*.json too, despite its name)
+        from ray import cloudpickle
 
-            json.loads(data)
+        cloudpickle.loads(storage.read_bytes(newest))
     except Exception as e:  # truncated by a kill while Ray copied it to storage
         raise UserError(
             f"the searcher's saved state cannot be read ({type(e).__name__}); "
