@@ -116,6 +116,18 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return _summarise(result, spec, time.perf_counter() - start, args.top)
 
 
+def _cmd_extend(args: argparse.Namespace) -> int:
+    from raytune_hpo.extend import extend
+    from raytune_hpo.results import read_spec_copy
+
+    spec = read_spec_copy(args.dir)
+    args._sweep_dir = args.dir
+    print(f"extending {spec.name!r} by {args.num_samples} trial(s), searcher {spec.searcher.name}")
+    start = time.perf_counter()
+    result = extend(args.dir, num_samples=args.num_samples, address=args.address)
+    return _summarise(result, spec, time.perf_counter() - start, args.top)
+
+
 def _announce(plan, verb: str = "sweep") -> None:
     spec = plan.spec
     print(
@@ -302,6 +314,13 @@ def _sweep_commands(sub) -> None:
     rsm.add_argument("--address", help=RAY_ADDRESS_HELP)
     rsm.add_argument("--top", type=int, default=10, help="rows of the final table (10)")
     rsm.set_defaults(func=_cmd_resume)
+
+    ext = sub.add_parser("extend", help="run more trials of a finished sweep, same searcher")
+    ext.add_argument("dir", help="the finished sweep's directory (local, s3://, gs://)")
+    ext.add_argument("--num-samples", type=int, required=True, help="how many more trials")
+    ext.add_argument("--address", help=RAY_ADDRESS_HELP)
+    ext.add_argument("--top", type=int, default=10, help="rows of the final table (10)")
+    ext.set_defaults(func=_cmd_extend)
 
 
 def _job_commands(sub) -> None:

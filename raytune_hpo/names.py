@@ -16,10 +16,12 @@ RESULT_FILE = "result.json"  # EXPR_RESULT_FILE: one JSON line per reported resu
 PARAMS_FILE = "params.json"  # EXPR_PARAM_FILE: the trial's config
 ERROR_FILE = "error.txt"  # EXPR_ERROR_FILE
 ERROR_PICKLE = "error.pkl"  # EXPR_ERROR_PICKLE_FILE
+STATE_GLOB = "experiment_state-*.json"  # the experiment state, one file per session
 
 # ---------------------------------------------------------------- ours, in a sweep directory
 SPEC_COPY = "sweep.yaml"  # the sweep as run (``raytune-hpo resume`` reads it)
 RESULTS_CSV = "results.csv"  # one row per trial, best first, written when the sweep ends
+TRIAL_ENDS = "trial_ends.json"  # trials ended by a time limit (raytune_hpo.watch)
 CONFIG_PREFIX = "config."  # a searched value's column in results: ``config.<dotted name>``
 
 
@@ -42,8 +44,10 @@ __all__ = [
     "RESULTS_CSV",
     "RESULT_FILE",
     "SPEC_COPY",
+    "STATE_GLOB",
     "TIMESTAMP",
     "TIME_TOTAL_S",
+    "TRIAL_ENDS",
     "TRIAL_ID",
     "config_column",
     "config_name",

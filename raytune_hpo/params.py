@@ -64,6 +64,16 @@ class FloatParam:
             return float(np.nextafter(self.high, self.low))
         return float(x)
 
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not a value of this parameter (None when it is)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{value!r} is not a number"
+        inside = self.low <= value < self.high if self.open_high else self.low <= value <= self.high
+        if not inside:
+            closing = ")" if self.open_high else "]"
+            return f"{value!r} lies outside [{self.low:g}, {self.high:g}{closing}"
+        return None
+
     def to_unit(self, x: Any) -> float:
         x = float(x)
         if self.log:
@@ -126,6 +136,14 @@ class IntParam:
         if self.q is not None:
             return int(_snap(v, self.q, self.low, self.high))
         return int(min(max(math.floor(v), self.low), self.high))
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not a value of this parameter (None when it is)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            return f"{value!r} is not an integer"
+        if not self.low <= value <= self.high:
+            return f"{value!r} lies outside [{self.low}, {self.high}]"
+        return None
 
     def _edges(self) -> tuple[float, float]:
         if self.log:
@@ -204,6 +222,12 @@ class CategoricalParam:
 
     def to_unit(self, x: Any) -> float:
         return (self.index(x) + 0.5) / len(self.choices)
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not one of the choices (None when it is)."""
+        if any(c is value or c == value for c in self.choices):
+            return None
+        return f"{value!r} is not one of {list(self.choices)}"
 
     def grid_values(self, where: tuple[str, ...]) -> list[Any]:
         return list(self.grid if self.grid is not None else self.choices)

@@ -51,11 +51,22 @@ class Plan:
 
         return owns_space(self.searcher_name, base_dir=self.spec.base_dir)
 
+    @property
+    def proposes_own_values(self) -> bool:
+        """A plug-in that takes no space and no Tune domains (``raytune_hpo.plugin_guard``)."""
+        if self.owns_space or self.searcher_name in ("random", "grid"):
+            return False
+        from raytune_hpo.plugin_guard import proposes_own_values
+        from raytune_hpo.searchers import searcher_entry
+
+        entry = searcher_entry(self.searcher_name, base_dir=self.spec.base_dir)
+        return proposes_own_values(entry.factory)
+
     def param_space(self) -> dict[str, Any]:
         """The Tuner's ``param_space``: the trainable's fixed config plus, for Ray's own
         searchers, the searched values as Tune domains (ours carry the space themselves)."""
         fixed = self.trainable.fixed_config()
-        if self.owns_space:
+        if self.owns_space or self.proposes_own_values:
             return fixed
         return {**fixed, **self.spec.search_space.to_tune(grid=self.grid)}
 
@@ -67,12 +78,15 @@ class Plan:
         from raytune_hpo.searchers import create_searcher
 
         options = dict(self.spec.searcher.options)
+        own_values = self.proposes_own_values
         known: dict[str, Any] = {}
         if experiment is not None:
             if options.get("storage"):
                 options.setdefault("study_name", experiment)
             if self.warm:
                 known = {"metric": self.metric, "mode": self.mode}
+        if own_values:  # as Ray's documented custom searchers take them
+            known = {"metric": self.metric, "mode": self.mode}
         searcher = create_searcher(
             self.searcher_name,
             space=self.spec.search_space,
@@ -87,6 +101,10 @@ class Plan:
             searcher.set_early_stopping()  # ours learn only from comparable budgets
         if experiment is not None:
             warm_start.tell(searcher, self.warm)
+        if own_values:
+            from raytune_hpo.plugin_guard import CheckedSearcher
+
+            searcher = CheckedSearcher(searcher, self.spec.search_space)
         return searcher
 
     def callbacks(self, experiment: str, exp_dir: str) -> list[Any]:
@@ -110,7 +128,12 @@ class Plan:
         resources: dict[str, float] = {"cpu": res.cpu, "gpu": res.gpu}
         if res.memory_gb:
             resources["memory"] = res.memory_gb * 1024**3
-        return tune.with_resources(self.trainable.function(), resources)
+        function = self.trainable.function()
+        if self.proposes_own_values:
+            from raytune_hpo.plugin_guard import guard_trainable
+
+            function = guard_trainable(function)
+        return tune.with_resources(function, resources)
 
 
 __all__ = ["EARLY_STOPPING", "Plan"]

@@ -28,12 +28,15 @@ from raytune_hpo.names import (
     RESULT_FILE,
     RESULTS_CSV,
     SPEC_COPY,
+    STATE_GLOB,
     TIME_TOTAL_S,
     TIMESTAMP,
+    TRIAL_ENDS,
     config_column,
     config_name,
 )
 from raytune_hpo.spec import SweepSpec, parse_yaml
+from raytune_hpo.trial_ends import parse_ends
 
 # Metric columns shown in results tables, besides the sweep's own metric.
 REPORT_COLUMNS = ("val_accuracy", "val_loss", "train_loss", "val_accuracy_std")
@@ -68,8 +71,9 @@ class SweepResult:
         return int((self.table["status"] == "ERROR").sum())
 
 
-def results_table(grid, spec: SweepSpec) -> pd.DataFrame:
-    """One row per trial: status, epochs, final metrics and searched values; best first."""
+def results_table(grid, spec: SweepSpec, ends: dict | None = None) -> pd.DataFrame:
+    """One row per trial: status, epochs, final metrics and searched values; best first.
+    ``ends``: how a time limit ended trials (``raytune_hpo.trial_ends``), trial id -> record."""
     searched = spec.search_space
     rows = []
     for r in grid:
@@ -89,8 +93,17 @@ def results_table(grid, spec: SweepSpec) -> pd.DataFrame:
             row[config_column(name)] = value
         if r.error:
             row["error"] = str(r.error).strip().splitlines()[-1][:200]
+        _apply_end(row, (ends or {}).get(row["trial_id"]))
         rows.append(row)
     return sort_table(pd.DataFrame(rows), spec.metric, spec.mode)
+
+
+def _apply_end(row: dict[str, Any], end: dict | None) -> None:
+    """A trial a time limit ended: its status (ERROR for a timeout, CUT for the sweep's time
+    budget) and the reason, in place of what Ray says (an actor killed; TERMINATED)."""
+    if end:
+        row["status"] = end.get("status", row["status"])
+        row["error"] = end.get("reason", row.get("error"))
 
 
 def _searched_values(searched, config: dict | None) -> dict[str, Any]:
@@ -114,13 +127,34 @@ def sort_table(df: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
 
 BY = ("last", "best")  # rank a trial by its last reported epoch, or by its best one
 # What reading a sweep needs of its directory (checkpoints and Ray's pickles stay behind).
-_SMALL = (SPEC_COPY, RESULTS_CSV, "experiment_state-*.json", f"*/{RESULT_FILE}", f"*/{PARAMS_FILE}")
+_SMALL = (
+    SPEC_COPY,
+    RESULTS_CSV,
+    TRIAL_ENDS,
+    STATE_GLOB,
+    f"*/{RESULT_FILE}",
+    f"*/{PARAMS_FILE}",
+)
 
 
 def write_spec_copy(spec: SweepSpec, exp: str | Path) -> None:
     """``sweep.yaml`` in the sweep directory (local or a URI); with user code, where that
     code is."""
     storage.write_text(storage.join(exp, SPEC_COPY), spec.to_yaml(absolute_code_dir=spec.uses_code))
+
+
+def with_earlier_runs(table: pd.DataFrame, exp: str, spec: SweepSpec) -> pd.DataFrame:
+    """``table`` (the trials of the run that just ended) with the rows of trials that earlier
+    runs in the same directory finished (an extended sweep: ``raytune_hpo.extend``)."""
+    csv = storage.join(exp, RESULTS_CSV)
+    if not storage.is_file(csv):
+        return table
+    earlier = pd.read_csv(io.StringIO(storage.read_text(csv)))
+    if "trial_id" in table:
+        earlier = earlier[~earlier["trial_id"].isin(table["trial_id"])]
+    if earlier.empty:
+        return table
+    return sort_table(pd.concat([earlier, table], ignore_index=True), spec.metric, spec.mode)
 
 
 def write_results_csv(table: pd.DataFrame, exp: str | Path) -> None:
@@ -148,6 +182,7 @@ class SweepRecord:
     history: pd.DataFrame  # every reported result: trial_id, training_iteration, wall_s, ...
     finished: bool  # results.csv is there
     notes: list[str] = field(default_factory=list)
+    ends: dict = field(default_factory=dict)  # trials a time limit ended (trial_ends.json)
 
     @property
     def metric(self) -> str:
@@ -161,7 +196,7 @@ class SweepRecord:
         """One row per trial ranked by its ``last`` or ``best`` reported value, best first."""
         if by not in BY:
             raise UserError(f"--by {by}: allowed: {', '.join(BY)}")
-        return trial_table(self.trials, self.history, self.metric, self.mode, by)
+        return trial_table(self.trials, self.history, self.metric, self.mode, by, self.ends)
 
 
 def _small(rel: str) -> bool:
@@ -176,7 +211,7 @@ def read_sweep(path: str | Path) -> SweepRecord:
     if not storage.exists(where):
         raise UserError("no such sweep directory", source=str(path))
     with storage.local_copy(where, keep=_small) as d:
-        states = sorted(d.glob("experiment_state-*.json"))  # names carry the session's time
+        states = sorted(d.glob(STATE_GLOB))  # names carry the session's time: oldest first
         has_csv = (d / RESULTS_CSV).is_file()
         if not states and not has_csv and not (d / SPEC_COPY).is_file():
             raise UserError(
@@ -185,18 +220,22 @@ def read_sweep(path: str | Path) -> SweepRecord:
                 source=str(path),
             )
         spec = read_spec_copy(d) if (d / SPEC_COPY).is_file() else None
-        state = json.loads(states[-1].read_text()) if states else {}
-        trials, history = _read_trials(d, state, spec)
+        trials, history = _read_trials(d, [json.loads(s.read_text()) for s in states], spec)
         if has_csv and trials.empty:  # only the table was kept
             trials = pd.read_csv(d / RESULTS_CSV)
-    return SweepRecord(where, spec, trials, history, finished=has_csv)
+        ends = parse_ends((d / TRIAL_ENDS).read_text()) if (d / TRIAL_ENDS).is_file() else None
+    return SweepRecord(
+        where, spec, trials, history, finished=has_csv, ends=ends.trials if ends else {}
+    )
 
 
-def _read_trials(d: Path, state: dict, spec: SweepSpec | None):
-    """Trials from the experiment state and the trial directories (a trial that started after
-    the state was last written has a directory but no entry yet: it counts as RUNNING)."""
+def _read_trials(d: Path, states: list[dict], spec: SweepSpec | None):
+    """Trials from the experiment states (several when the sweep was extended; the newest
+    entry of a trial wins) and the trial directories (a trial that started after the state was
+    last written has a directory but no entry yet: it counts as RUNNING)."""
     known: dict[str, dict] = {}
-    for entry in state.get("trial_data", []):
+    entries = [e for state in states for e in state.get("trial_data", [])]
+    for entry in entries:
         t, meta = json.loads(entry[0]), json.loads(entry[1])
         known[t["trial_id"]] = {
             "trial_id": t["trial_id"],
@@ -223,7 +262,8 @@ def _read_trials(d: Path, state: dict, spec: SweepSpec | None):
         if not info.get("config") and params.is_file():
             info["config"] = json.loads(params.read_text())
     order = sorted(known, key=lambda k: (known[k]["start"] is None, known[k]["start"] or 0, k))
-    t0 = state.get("stats", {}).get("start_time")
+    starts = [s.get("stats", {}).get("start_time") for s in states]
+    t0 = min((t for t in starts if t), default=None)
     trial_rows, hist = [], []
     for n, tid in enumerate(order):
         info = known[tid]
@@ -267,16 +307,22 @@ _STATUS = {"TERMINATED": "OK", "ERROR": "ERROR"}
 
 
 def trial_table(
-    trials: pd.DataFrame, history: pd.DataFrame, metric: str, mode: str, by: str = "last"
+    trials: pd.DataFrame,
+    history: pd.DataFrame,
+    metric: str,
+    mode: str,
+    by: str = "last",
+    ends: dict | None = None,
 ) -> pd.DataFrame:
     """The results table (the columns of ``results.csv``) from Ray's files: per trial its last
     reported result, or with ``by="best"`` the epoch where ``metric`` was best (``best_epoch``)."""
     if "ray_status" not in trials:  # read from a results.csv
         return sort_table(trials, metric, mode)
     sign = 1.0 if mode == "min" else -1.0
+    by_trial = dict(tuple(history.groupby("trial_id", sort=False))) if not history.empty else {}
     out = []
-    for _, t in trials.iterrows():
-        h = history[history["trial_id"] == t["trial_id"]] if not history.empty else history
+    for t in trials.to_dict("records"):
+        h = by_trial.get(t["trial_id"], history.iloc[:0])
         row: dict[str, Any] = {
             "trial_id": t["trial_id"],
             "status": _STATUS.get(t["ray_status"], t["ray_status"]),
@@ -300,6 +346,7 @@ def trial_table(
         row.update({k: v for k, v in t.items() if config_name(k)})
         if isinstance(t.get("error"), str):
             row["error"] = t["error"]
+        _apply_end(row, (ends or {}).get(t["trial_id"]))
         out.append(row)
     return sort_table(pd.DataFrame(out), metric, mode)
 

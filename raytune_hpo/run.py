@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import raytune_hpo.resources as resources
 import raytune_hpo.snapshot as snapshot
 import raytune_hpo.storage as storage
 from raytune_hpo.assemble import Plan, assemble
@@ -25,6 +27,7 @@ from raytune_hpo.results import (
     SweepResult,
     read_spec_copy,
     results_table,
+    with_earlier_runs,
     write_results_csv,
     write_spec_copy,
 )
@@ -82,11 +85,50 @@ def experiment_dir(spec: SweepSpec, name: str) -> str:
     return storage.join(storage_root(spec), name)
 
 
-def build_tuner(plan: Plan, name: str, *, stopper=None):
-    """The ``tune.Tuner`` for an assembled sweep (Ray must be importable, not running)."""
-    from ray import tune
+class Guards:
+    """What watches a running sweep: the metric check (a trainable that never reports the
+    sweep's metric stops the sweep with one line) and the trial watch (time limits, pending
+    resources, trials cut by the time budget: ``raytune_hpo.watch``)."""
 
-    from raytune_hpo.metric_check import MetricCheck
+    def __init__(self, plan: Plan, exp: str) -> None:
+        from raytune_hpo.metric_check import MetricCheck
+        from raytune_hpo.watch import Limits, TrialWatch
+
+        spec = plan.spec
+        self.exp = exp
+        self.check = MetricCheck(spec.metric)
+        res = spec.resources
+        wanted = {"CPU": res.cpu, "GPU": res.gpu, "memory GB": res.memory_gb or 0}
+        self.watch = TrialWatch(
+            Limits(
+                trial_timeout_s=spec.trial_timeout_s,
+                stall_timeout_s=spec.stall_timeout_s,
+                pending_timeout_s=spec.pending_timeout_s,
+                time_budget_s=spec.time_budget_s,
+                resources=wanted,
+            ),
+            exp,
+        )
+
+    def stopper(self):
+        from ray.tune.stopper import CombinedStopper
+
+        return CombinedStopper(self.check, self.watch.stopper)
+
+    def error(self, plan: Plan) -> UserError | None:
+        return self.check.error(plan) or ended(self.exp).error()
+
+
+def ended(exp: str):
+    from raytune_hpo.trial_ends import read_ends
+
+    return read_ends(exp)
+
+
+def build_tuner(plan: Plan, name: str, *, guards: Guards | None = None, prepare=None):
+    """The ``tune.Tuner`` for an assembled sweep (Ray must be importable, not running).
+    ``prepare(searcher)``: called on the run's searcher before Tune gets it (``extend``)."""
+    from ray import tune
 
     # A result without the sweep's metric is caught by MetricCheck (one line, the whole sweep
     # stopped) instead of Ray's check, which fails the driver with the whole result dict.
@@ -94,7 +136,11 @@ def build_tuner(plan: Plan, name: str, *, stopper=None):
     from ray.tune.search import BasicVariantGenerator
 
     spec = plan.spec
+    exp = experiment_dir(spec, name)
+    guards = guards or Guards(plan, exp)
     searcher = plan.searcher(name)
+    if prepare is not None:
+        prepare(searcher)
     # Ray's generator limits itself (the Tuner's limit is ignored for it, with a warning).
     limit = None if isinstance(searcher, BasicVariantGenerator) else spec.max_concurrent
     return tune.Tuner(
@@ -113,12 +159,12 @@ def build_tuner(plan: Plan, name: str, *, stopper=None):
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage_root(spec),
-            stop=stopper or MetricCheck(spec.metric),
+            stop=guards.stopper(),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             # A class trainable without save_checkpoint must not be asked for one at its end.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=False),
             verbose=1,
-            callbacks=plan.callbacks(name, experiment_dir(spec, name)),
+            callbacks=[*plan.callbacks(name, exp), guards.watch],
         ),
     )
 
@@ -136,15 +182,19 @@ def run_sweep(
     function or ``Trainable`` class of yours instead of the sweep file's. The spec is copied
     into the experiment directory first, so ``resume`` can pick the sweep up if interrupted."""
     plan = plan or assemble(spec, trainable=trainable)  # checked before Ray starts
+    if address is None:
+        resources.check_local(spec.resources, num_cpus=num_cpus)
     name = name or experiment_name(spec)
     exp = experiment_dir(spec, name)
     write_spec_copy(spec, exp)  # also proves the storage is reachable before Ray starts
     init_ray(address, num_cpus, (spec.runtime_env or {}).get("env_vars"))
-    from raytune_hpo.metric_check import MetricCheck
-
-    check = MetricCheck(spec.metric)
-    grid, interrupted = _fit(build_tuner(plan, name, stopper=check))
-    return _finish(grid, plan, check, exp, interrupted)
+    if address is not None and (
+        short := resources.cluster_shortfall(spec.resources, spec.pending_timeout_s)
+    ):
+        print(f"raytune-hpo: warning: {short}", file=sys.stderr)
+    guards = Guards(plan, exp)
+    grid, interrupted = _fit(build_tuner(plan, name, guards=guards))
+    return _finish(grid, plan, guards, exp, interrupted)
 
 
 def resume(
@@ -167,6 +217,8 @@ def resume(
     with storage.errors(where):
         if not tune.Tuner.can_restore(where):
             raise UserError("no Ray Tune experiment state here to resume", source=str(path))
+    if address is None:
+        resources.check_local(spec.resources, num_cpus=num_cpus)
     check_searcher_state(where)
     snapshot.mend(where)  # a trial whose recorded checkpoint a kill left deleted
     init_ray(address, num_cpus, (spec.runtime_env or {}).get("env_vars"))
@@ -238,13 +290,17 @@ def _fit(tuner) -> tuple[Any, bool]:
     return grid, interrupted
 
 
-def _finish(grid, plan: Plan, check, exp: str, interrupted: bool = False) -> SweepResult:
+def _finish(grid, plan: Plan, guards, exp: str, interrupted: bool = False) -> SweepResult:
     """``exp``: the sweep directory as given (Ray's ``experiment_path`` drops a URI's
-    scheme, so a table written there would land in a relative local folder)."""
-    if check is not None and (error := check.error(plan)) is not None:
+    scheme, so a table written there would land in a relative local folder). ``guards``: the
+    run's own (None after ``resume``: the restored run's watch left its record on storage).
+    Trials of earlier runs in the same directory (an extended sweep) keep their rows."""
+    ends = ended(exp)
+    error = guards.error(plan) if guards is not None else ends.error()
+    if error is not None:
         raise error
     spec = plan.spec
-    table = results_table(grid, spec)
+    table = with_earlier_runs(results_table(grid, spec, ends=ends.trials), exp, spec)
     write_results_csv(table, exp)
     result = SweepResult(exp, table, spec.metric, spec.mode)
     if interrupted:

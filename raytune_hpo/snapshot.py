@@ -19,9 +19,8 @@ import json
 from typing import Any
 
 import raytune_hpo.storage as storage
-from raytune_hpo.names import RESULT_FILE
+from raytune_hpo.names import RESULT_FILE, STATE_GLOB
 
-STATE_GLOB = "experiment_state-*.json"
 CHECKPOINT_GLOB = "checkpoint_*"
 
 

@@ -166,6 +166,21 @@ class SearchSpace:
             out[i] = p.to_unit(_lookup(config, path))
         return np.clip(out, 0.0, 1.0)
 
+    def problems(self, config: Mapping[str, Any]) -> list[str]:
+        """What keeps ``config`` (nested, or flat with dotted keys) out of this space: a
+        searched parameter missing or with a value it cannot take, one line each."""
+        out = []
+        for path, p in self.params.items():
+            try:
+                value = _lookup(config, path)
+            except KeyError:
+                out.append(f"{_dotted(path)} missing")
+                continue
+            why = p.problem(value)
+            if why is not None:
+                out.append(f"{_dotted(path)}: {why}")
+        return out
+
     def flat_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The searched values of ``config`` keyed by dotted names."""
         return {_dotted(path): _lookup(config, path) for path in self.params}

@@ -192,6 +192,13 @@ class SweepSpec(Strict):
     seed: int = 0
     max_failures: int = Field(default=0, ge=0)
     time_budget_s: float | None = Field(default=None, gt=0)
+    # Per trial (raytune_hpo.watch): wall clock while running, and the longest wait for a
+    # result; a trial past either is stopped and counted as failed (timeout / stalled).
+    trial_timeout_s: float | None = Field(default=None, gt=0)
+    stall_timeout_s: float | None = Field(default=None, gt=0)
+    # No trial running and some waiting for resources this long: the sweep stops with one line
+    # (resources that never appear, e.g. a GPU on a cluster whose autoscaler adds none).
+    pending_timeout_s: float = Field(default=600.0, gt=0)
     # Passed to Ray for a submitted sweep (pip, uv, conda, env_vars, excludes, config);
     # locally only env_vars apply.
     runtime_env: dict[str, Any] | None = None

@@ -44,6 +44,14 @@ def join(base: str | os.PathLike[str], *parts: str) -> str:
     return urlunsplit(split._replace(path=path))
 
 
+def parent(path: str | os.PathLike[str]) -> str:
+    """The directory holding ``path`` (a URI keeps its scheme, bucket and query)."""
+    if not is_uri(path):
+        return str(Path(normalize(path)).parent)
+    split = urlsplit(str(path))
+    return urlunsplit(split._replace(path=split.path.rstrip("/").rsplit("/", 1)[0] or "/"))
+
+
 def name(path: str | os.PathLike[str]) -> str:
     """The last component (a URI's query left out)."""
     p = urlsplit(str(path)).path if is_uri(path) else str(path)
@@ -230,6 +238,7 @@ __all__ = [
     "local_copy",
     "name",
     "normalize",
+    "parent",
     "read_bytes",
     "read_text",
     "upload",

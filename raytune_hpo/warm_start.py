@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,21 +46,33 @@ class WarmPoint:
 
 def load(spec: SweepSpec) -> tuple[tuple[WarmPoint, ...], list[str]]:
     """The earlier results of ``spec.warm_start`` and warnings; ValueError (one line naming
-    ``warm_start``) for a missing directory, one without a sweep, or a space that differs."""
+    ``warm_start``) for a missing directory or one without a sweep or results. The earlier
+    space may differ (parameters added or removed, other bounds or choices): each difference
+    is a warning, and trials whose values this sweep's space cannot take are left out with a
+    count."""
     points: list[WarmPoint] = []
     warnings: list[str] = []
     for path in spec.warm_start_paths:
         where = f"warm_start: {path}"
         earlier = _earlier_sweep(path, where)
-        check_space(earlier.search_space, spec.search_space, where)
-        rows = _csv_rows(path, spec, where) if (path / RESULTS_CSV).is_file() else None
+        changes = space_changes(earlier.search_space, spec.search_space)
+        if changes:
+            warnings.append(f"{where}: its space differs from this sweep's: {'; '.join(changes)}")
+        rows = _csv_rows(path, earlier, spec.metric, where)
         if rows is None:
-            rows = _ray_rows(path, spec, where)
-        kept = [p for p in (_point(spec.search_space, r) for r in rows) if p is not None]
-        if len(kept) < len(rows):
+            rows = _ray_rows(path, earlier, spec.metric, where)
+        defaults = _defaults(earlier, spec.search_space)
+        kept, why = [], Counter()
+        for r in rows:
+            point, reason = _point(spec.search_space, r, defaults)
+            if point is None:
+                why[reason] += 1
+            else:
+                kept.append(point)
+        if why:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in why.most_common())
             warnings.append(
-                f"{where}: {len(rows) - len(kept)} of {len(rows)} trials left out (values "
-                "this sweep's space cannot take)"
+                f"{where}: {sum(why.values())} of {len(rows)} trials left out ({reasons})"
             )
         changed = sorted(
             k
@@ -93,42 +106,62 @@ def _describe(p: Any) -> dict[str, Any]:
     return {"type": kind, "low": p.low, "high": p.high, "log": p.log}
 
 
-def check_space(earlier: SearchSpace, now: SearchSpace, where: str) -> None:
-    """ValueError naming what differs between an earlier sweep's space and this one."""
+def space_changes(earlier: SearchSpace, now: SearchSpace) -> list[str]:
+    """What differs between an earlier sweep's space and this one, one phrase each."""
     there, here = (
         dict(zip(earlier.names, earlier.params.values(), strict=True)),
         dict(zip(now.names, now.params.values(), strict=True)),
     )
-    problems = []
+    out = []
     if only_here := [n for n in here if n not in there]:
-        problems.append(f"{', '.join(only_here)} not in its space")
+        out.append(f"{', '.join(only_here)} not in its space (its trials ran with the default)")
     if only_there := [n for n in there if n not in here]:
-        problems.append(f"{', '.join(only_there)} only in its space")
+        out.append(f"{', '.join(only_there)} only in its space (left out)")
     for name in (n for n in here if n in there):
         a, b = _describe(there[name]), _describe(here[name])
         for key in ("type", "low", "high", "log", "choices"):
             if a.get(key) != b.get(key):
-                problems.append(f"space.{name}.{key} is {a.get(key)!r} there, {b.get(key)!r} here")
+                out.append(f"space.{name}.{key} is {a.get(key)!r} there, {b.get(key)!r} here")
                 break
-    if problems:
-        raise UserError(f"its space differs from this sweep's: {'; '.join(problems)}", field=where)
+    return out
 
 
-def _csv_rows(path: Path, spec: SweepSpec, where: str) -> list[dict[str, Any]]:
+def _defaults(earlier: SweepSpec, now: SearchSpace) -> dict[str, Any]:
+    """The values the earlier trials ran with for the parameters it did not search: its
+    trainable's fixed config (the built-in CNN's defaults included)."""
+    from raytune_hpo.assemble import trainable_of
+
+    try:
+        fixed = trainable_of(earlier).fixed_config()
+    except ValueError:  # its user code cannot be loaded here: no defaults known
+        return {}
+    fixed = earlier.search_space.nest({}) | fixed  # its constants too
+    out = {}
+    for path, name in zip(now.params, now.names, strict=True):
+        node: Any = fixed
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            out[name] = node
+    return out
+
+
+def _csv_rows(path: Path, earlier: SweepSpec, metric: str, where: str) -> list[dict] | None:
+    """A finished sweep's trials (``results.csv``), keyed by its own parameter names."""
     import pandas as pd
 
+    if not (path / RESULTS_CSV).is_file():
+        return None
     df = pd.read_csv(path / RESULTS_CSV)
-    if spec.metric not in df.columns:
-        raise UserError(
-            f"its {RESULTS_CSV} has no column {spec.metric!r} (the metric)", field=where
-        )
+    if metric not in df.columns:
+        raise UserError(f"its {RESULTS_CSV} has no column {metric!r} (the metric)", field=where)
     rows = []
     for rec in df.to_dict("records"):
-        config = {n: rec.get(config_column(n), math.nan) for n in spec.search_space.names}
+        config = {n: rec.get(config_column(n), math.nan) for n in earlier.search_space.names}
         rows.append(
             {
                 "config": config,
-                "value": rec.get(spec.metric),
+                "value": rec.get(metric),
                 "error": rec.get("status") == "ERROR",
                 "budget": rec.get("epochs"),
             }
@@ -136,7 +169,7 @@ def _csv_rows(path: Path, spec: SweepSpec, where: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _ray_rows(path: Path, spec: SweepSpec, where: str) -> list[dict[str, Any]]:
+def _ray_rows(path: Path, earlier: SweepSpec, metric: str, where: str) -> list[dict[str, Any]]:
     """An interrupted sweep: each trial directory's ``params.json`` and last reported result."""
     rows = []
     for trial in sorted(d for d in path.iterdir() if (d / PARAMS_FILE).is_file()):
@@ -148,7 +181,7 @@ def _ray_rows(path: Path, spec: SweepSpec, where: str) -> list[dict[str, Any]]:
                 else []
             )
             last = json.loads(lines[-1]) if lines and lines[-1].strip() else {}
-            flat = spec.search_space.flat_config(config)
+            flat = earlier.search_space.flat_config(config)
         except (OSError, ValueError, KeyError):
             continue  # a trial cut off mid-write: left out
         failed = (trial / ERROR_FILE).is_file() or (trial / ERROR_PICKLE).is_file()
@@ -157,7 +190,7 @@ def _ray_rows(path: Path, spec: SweepSpec, where: str) -> list[dict[str, Any]]:
         rows.append(
             {
                 "config": flat,
-                "value": last.get(spec.metric),
+                "value": last.get(metric),
                 "error": failed,
                 "budget": last.get(BUDGET_ATTR),
             }
@@ -183,12 +216,16 @@ def _coerce(p: Any, value: Any) -> Any:
     return int(round(x)) if isinstance(p, IntParam) else x
 
 
-def _point(space: SearchSpace, row: dict[str, Any]) -> WarmPoint | None:
+def _point(space: SearchSpace, row: dict[str, Any], defaults: dict[str, Any]):
+    """``(WarmPoint, None)``, or ``(None, why)`` when this space cannot take the trial."""
     flat = {}
     for path, name, p in zip(space.params, space.names, space.params.values(), strict=True):
-        v = _coerce(p, row["config"].get(name))
+        raw = row["config"].get(name, defaults.get(name))
+        if raw is None:
+            return None, f"without a value for {name}"
+        v = _coerce(p, raw)
         if v is None:
-            return None
+            return None, f"with {name} outside this sweep's space"
         flat[path] = v
     value, error = row["value"], bool(row["error"])
     try:
@@ -202,7 +239,7 @@ def _point(space: SearchSpace, row: dict[str, Any]) -> WarmPoint | None:
         budget = float(budget) if budget is not None and float(budget) > 0 else None
     except (TypeError, ValueError):
         budget = None
-    return WarmPoint(space.nest(flat), value, error or value is None, budget)
+    return WarmPoint(space.nest(flat), value, error or value is None, budget), None
 
 
 def can_learn(factory: Any) -> bool:
@@ -225,4 +262,4 @@ def tell(searcher: Any, points: tuple[WarmPoint, ...]) -> None:
         searcher.add_evaluated_point(p.config, p.value, error=p.error, **kw)
 
 
-__all__ = ["WarmPoint", "can_learn", "check_space", "load", "tell"]
+__all__ = ["WarmPoint", "can_learn", "load", "space_changes", "tell"]

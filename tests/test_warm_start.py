@@ -272,18 +272,39 @@ def test_bad_warm_start_directories_are_one_line_errors(tmp_path, one_line_error
          "space.lr.log is False there, True here"),
         ({"batch_size": {"type": "int", "low": 32, "high": 64}},
          "space.batch_size.type is 'int' there, 'categorical' here"),
-        ({"optimizer": {"type": "categorical", "choices": ["sgd", "rmsprop"]}},
+        ({"optimizer": {"type": "categorical", "choices": ["sgd", "rmsprop", "adam"]}},
          "space.optimizer.choices"),
     ],
 )  # fmt: skip
-def test_a_space_that_differs_is_a_one_line_error(tmp_path, change, expected, one_line_error):
+def test_a_space_that_differs_warns_and_keeps_what_fits(tmp_path, change, expected):
     earlier_dir(tmp_path, {**MIXED, **change}, ROWS)
-    one_line_error(["run", sweep_file(tmp_path, warm_start="old")], expected)
+    points, notes = warm_start.load(SweepSpec.from_yaml(sweep_file(tmp_path, warm_start="old")))
+    assert any("its space differs" in n and expected in n for n in notes), notes
+    assert len(points) == 3, "rows a, b, c fit this space whatever the earlier space was"
+    assert any("1 of 4 trials left out (1 with lr outside this sweep's space)" in n for n in notes)
 
 
-def test_a_missing_parameter_is_named(tmp_path, one_line_error):
+def test_narrower_bounds_drop_the_trials_outside_with_a_count(tmp_path):
+    earlier_dir(tmp_path, MIXED, ROWS)
+    narrow = {**MIXED, "lr": {"type": "float", "low": 5e-3, "high": 1e-1, "log": True}}
+    points, notes = warm_start.load(
+        SweepSpec.from_yaml(sweep_file(tmp_path, warm_start="old", space=narrow))
+    )
+    assert sorted(p.config["lr"] for p in points) == [1e-2, 5e-2]
+    assert any("2 of 4 trials left out (2 with lr outside this sweep's space)" in n for n in notes)
+
+
+def test_a_parameter_the_earlier_sweep_did_not_search_takes_its_default(tmp_path):
     earlier_dir(tmp_path, {k: v for k, v in MIXED.items() if k != "optimizer"}, ROWS)
-    one_line_error(["run", sweep_file(tmp_path, warm_start="old")], "optimizer not in its space")
+    points, notes = warm_start.load(SweepSpec.from_yaml(sweep_file(tmp_path, warm_start="old")))
+    assert {p.config["optimizer"] for p in points} == {"adam"}  # the CNN's default optimizer
+    assert len(points) == 3 and any("optimizer not in its space" in n for n in notes)
+    # A new parameter whose earlier value is unknown (the model's own widths): none can be kept.
+    wider = {**MIXED, "f6": {"type": "int", "low": 8, "high": 64}}
+    points, notes = warm_start.load(
+        SweepSpec.from_yaml(sweep_file(tmp_path, warm_start="old", space=wider))
+    )
+    assert points == () and any("4 of 4 trials left out" in n for n in notes), notes
 
 
 @pytest.mark.integration
