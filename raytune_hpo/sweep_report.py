@@ -15,21 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import raytune_hpo.curves as curves
 import raytune_hpo.plots as plots
 import raytune_hpo.storage as storage
+from raytune_hpo.curves import ENDINGS  # how a trial ended -> its colour
 from raytune_hpo.errors import UserError
 from raytune_hpo.names import BUDGET_ATTR, config_column, config_name
 from raytune_hpo.plots import Section
 from raytune_hpo.results import RESULTS_CSV, SPEC_COPY, SweepRecord, read_sweep
-
-ENDINGS = {  # how a trial ended -> its colour in the learning curves
-    "finished": "tab:green",
-    "stopped early": "tab:orange",
-    "failed": "tab:red",
-    "running": "tab:blue",
-    "paused": "tab:purple",
-    "pending": "0.6",
-}
 
 
 def kind_of(dirs: list[str]) -> str:
@@ -61,8 +54,8 @@ def kind_of(dirs: list[str]) -> str:
 
 
 def endings(rec: SweepRecord) -> pd.Series:
-    """Per trial id: finished, stopped early (by the scheduler or the time budget), failed,
-    or still running / paused / pending."""
+    """Per trial id: finished, stopped early (by the scheduler), cut (by the sweep's time
+    budget), failed (an error or a time limit), or still running / paused / pending."""
     t = rec.trials
     epochs = (
         rec.history.groupby("trial_id")[BUDGET_ATTR].max()
@@ -71,15 +64,18 @@ def endings(rec: SweepRecord) -> pd.Series:
     )
     budget = _budget(rec) or (epochs.max() if len(epochs) else 0)
     out = {}
-    for _, row in t.iterrows():
-        status = row.get("ray_status", row.get("status"))
-        if status in ("ERROR",):
-            out[row["trial_id"]] = "failed"
+    for row in t.to_dict("records"):
+        tid = row["trial_id"]
+        status = (rec.ends.get(tid) or {}).get("status") or row.get("ray_status", row.get("status"))
+        if status == "ERROR":
+            out[tid] = "failed"
+        elif status == "CUT":
+            out[tid] = "cut"
         elif status in ("TERMINATED", "OK"):
-            n = epochs.get(row["trial_id"], row.get("epochs", 0))
-            out[row["trial_id"]] = "finished" if n >= budget else "stopped early"
+            n = epochs.get(tid, row.get("epochs", 0))
+            out[tid] = "finished" if n >= budget else "stopped early"
         else:
-            out[row["trial_id"]] = str(status).lower()
+            out[tid] = str(status).lower()
     return pd.Series(out, dtype=object)
 
 
@@ -132,63 +128,6 @@ def _best_so_far_plot(items: list[tuple[str, SweepRecord, pd.DataFrame, pd.Serie
         ax.set_ylabel(f"best {metric} so far")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    return plots.png(fig)
-
-
-def _learning_curves(rec: SweepRecord, end: pd.Series) -> bytes:
-    fig, (ax,) = plots.figure_grid(1, width=9, height=4.6)
-    h = rec.history
-    seen = set()
-    if not h.empty and rec.metric in h:
-        for tid, g in h.groupby("trial_id", sort=False):
-            how = end.get(tid, "running")
-            label = None if how in seen else how
-            seen.add(how)
-            ax.plot(
-                g[BUDGET_ATTR],
-                g[rec.metric],
-                color=ENDINGS[how],
-                label=label,
-                lw=1.3,
-                marker="o",
-                ms=3,
-            )
-            if how == "failed":
-                ax.plot(g[BUDGET_ATTR].iloc[-1:], g[rec.metric].iloc[-1:], "x", c="red")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlabel("epoch (training_iteration)")
-    ax.set_ylabel(rec.metric)
-    ax.set_title("learning curves, coloured by how each trial ended")
-    ax.grid(alpha=0.3)
-    if seen:
-        ax.legend(fontsize=8)
-    return plots.png(fig)
-
-
-def _parallel(rec: SweepRecord, table: pd.DataFrame) -> bytes | None:
-    space = rec.spec.search_space if rec.spec else None
-    if space is None or not space.params:
-        return None
-    names = space.names
-    unit, values = [], []
-    for _, row in table.iterrows():
-        try:
-            unit.append(space.to_unit({n: row[config_column(n)] for n in names}))
-        except (KeyError, ValueError, TypeError):
-            continue
-        values.append(float(row[rec.metric]))
-    if not unit:
-        return None
-    ticks = {}
-    for n, p in zip(names, space.params.values(), strict=True):
-        if hasattr(p, "choices"):
-            k = len(p.choices)
-            ticks[n] = ([(i + 0.5) / k for i in range(k)], [str(c) for c in p.choices])
-        else:
-            ticks[n] = ([p.to_unit(p.low), p.to_unit(p.high)], [f"{p.low:.3g}", f"{p.high:.3g}"])
-    fig, (ax,) = plots.figure_grid(1, width=max(7, 2.2 * len(names)), height=4.6)
-    plots.parallel_coordinates(ax, np.array(unit), names, np.array(values), rec.metric, ticks)
-    ax.set_title(f"searched values of each trial, coloured by its {rec.metric}")
     return plots.png(fig)
 
 
@@ -320,9 +259,9 @@ def _single(rec: SweepRecord, table: pd.DataFrame, end: pd.Series, out: str, by:
     label = _label(rec)
     figs = {
         "best_so_far.png": _best_so_far_plot([(label, rec, table, end)]),
-        "learning_curves.png": _learning_curves(rec, end),
+        "learning_curves.png": curves.learning_curves(rec.history, rec.metric, end, table),
     }
-    par = _parallel(rec, table)
+    par = curves.parallel(rec.spec, rec.metric, table)
     if par is not None:
         figs["parallel_coordinates.png"] = par
     imp, why = importance(rec, table)
@@ -340,8 +279,9 @@ def _single(rec: SweepRecord, table: pd.DataFrame, end: pd.Series, out: str, by:
         ),
         Section(
             "Learning curves",
-            text="finished: ran its full budget; stopped early: stopped by the scheduler "
-            "(or the time budget); failed: raised an error (x: its last report).",
+            text="finished: ran its full budget; stopped early: stopped by the scheduler; cut: "
+            "cut off by the sweep's time budget; failed: raised an error or ran past a time "
+            "limit (x: its last report). " + curves.curves_note(table),
             plot="learning_curves.png",
         ),
     ]
@@ -350,7 +290,8 @@ def _single(rec: SweepRecord, table: pd.DataFrame, end: pd.Series, out: str, by:
             Section(
                 "Parallel coordinates",
                 text="One line per trial through its searched values (log ranges on a log "
-                f"scale); grey: no {rec.metric} (failed before its first report).",
+                f"scale); grey: no {rec.metric} (failed before its first report). "
+                + curves.parallel_note(table),
                 plot="parallel_coordinates.png",
             )
         )

@@ -1,0 +1,131 @@
+"""A sweep's trials drawn: learning curves coloured by how each trial ended, and the searched
+values in parallel coordinates. Legible and fast at any size: up to ``MAX_CURVES`` trials each
+is one line; beyond, the best ``SHOWN`` trials are drawn one by one and every other trial only
+through the median and the 10-90% band per epoch of the trials that ended the same way; the
+parallel coordinates draw the best trials and a seeded sample of the rest. The report says so."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+import raytune_hpo.plots as plots
+from raytune_hpo.names import BUDGET_ATTR, config_column
+
+ENDINGS = {  # how a trial ended -> its colour
+    "finished": "tab:green",
+    "stopped early": "tab:orange",
+    "cut": "tab:brown",
+    "failed": "tab:red",
+    "running": "tab:blue",
+    "paused": "tab:purple",
+    "pending": "0.6",
+}
+MAX_CURVES = 200  # trials drawn one line each, at most
+SHOWN = 20  # beyond MAX_CURVES: the best trials still drawn one by one
+MAX_PARALLEL = 500  # lines in the parallel coordinates, at most
+
+
+def curves_note(table: pd.DataFrame) -> str:
+    if len(table) <= MAX_CURVES:
+        return ""
+    return (
+        f"With {len(table):,} trials, the best {SHOWN} are drawn one by one; the others appear "
+        "as the median (line) and the 10-90% band (shade) per epoch of the trials that ended "
+        "the same way."
+    )
+
+
+def parallel_note(table: pd.DataFrame) -> str:
+    if len(table) <= MAX_PARALLEL:
+        return ""
+    return (
+        f"With {len(table):,} trials, {MAX_PARALLEL} lines are drawn: the best {MAX_PARALLEL // 5}"
+        f" and a random sample (seed 0) of the rest."
+    )
+
+
+def learning_curves(history: pd.DataFrame, metric: str, end: pd.Series, table) -> bytes:
+    fig, (ax,) = plots.figure_grid(1, width=9, height=4.6)
+    seen: set[str] = set()
+    if not history.empty and metric in history:
+        by_trial = history.groupby("trial_id", sort=False)
+        if by_trial.ngroups <= MAX_CURVES:
+            for tid, g in by_trial:
+                _one_curve(ax, g, metric, end.get(tid, "running"), seen)
+        else:
+            _bands(ax, history, metric, end, seen)
+            best = list(table["trial_id"].head(SHOWN)) if "trial_id" in table else []
+            for tid in best:
+                if tid in by_trial.groups:
+                    _one_curve(ax, by_trial.get_group(tid), metric, end.get(tid, "running"), seen)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel(f"epoch ({BUDGET_ATTR})")
+    ax.set_ylabel(metric)
+    ax.set_title("learning curves, coloured by how each trial ended")
+    ax.grid(alpha=0.3)
+    if seen:
+        ax.legend(fontsize=8)
+    return plots.png(fig)
+
+
+def _one_curve(ax, g: pd.DataFrame, metric: str, how: str, seen: set[str]) -> None:
+    label = None if how in seen else how
+    seen.add(how)
+    ax.plot(g[BUDGET_ATTR], g[metric], color=ENDINGS.get(how, "0.4"), label=label, lw=1.3,
+            marker="o", ms=3)  # fmt: skip
+    if how == "failed":
+        ax.plot(g[BUDGET_ATTR].iloc[-1:], g[metric].iloc[-1:], "x", c="red")
+
+
+def _bands(ax, history: pd.DataFrame, metric: str, end: pd.Series, seen: set[str]) -> None:
+    h = history[["trial_id", BUDGET_ATTR, metric]].copy()
+    h["how"] = h["trial_id"].map(end).fillna("running")
+    q = h.groupby(["how", BUDGET_ATTR])[metric].quantile([0.1, 0.5, 0.9]).unstack()
+    for how, g in q.groupby(level=0):
+        epochs = g.index.get_level_values(1)
+        color = ENDINGS.get(how, "0.4")
+        n = int((end == how).sum())
+        ax.fill_between(epochs, g[0.1], g[0.9], color=color, alpha=0.2, lw=0)
+        ax.plot(epochs, g[0.5], color=color, lw=2, label=f"{how} (median of {n:,})")
+        seen.add(how)
+
+
+def parallel(spec, metric: str, table: pd.DataFrame) -> bytes | None:
+    space = spec.search_space if spec else None
+    if space is None or not space.params:
+        return None
+    names = space.names
+    shown = _sample(table)
+    unit, values = [], []
+    for row in shown.to_dict("records"):
+        try:
+            unit.append(space.to_unit({n: row[config_column(n)] for n in names}))
+        except (KeyError, ValueError, TypeError):
+            continue
+        values.append(float(row[metric]))
+    if not unit:
+        return None
+    ticks = {}
+    for n, p in zip(names, space.params.values(), strict=True):
+        if hasattr(p, "choices"):
+            k = len(p.choices)
+            ticks[n] = ([(i + 0.5) / k for i in range(k)], [str(c) for c in p.choices])
+        else:
+            ticks[n] = ([p.to_unit(p.low), p.to_unit(p.high)], [f"{p.low:.3g}", f"{p.high:.3g}"])
+    fig, (ax,) = plots.figure_grid(1, width=max(7, 2.2 * len(names)), height=4.6)
+    plots.parallel_coordinates(ax, np.array(unit), names, np.array(values), metric, ticks)
+    ax.set_title(f"searched values of each trial, coloured by its {metric}")
+    return plots.png(fig)
+
+
+def _sample(table: pd.DataFrame) -> pd.DataFrame:
+    """At most MAX_PARALLEL rows: the best fifth of them, then a seeded sample of the rest."""
+    if len(table) <= MAX_PARALLEL:
+        return table
+    best = MAX_PARALLEL // 5
+    rest = table.iloc[best:].sample(MAX_PARALLEL - best, random_state=0)
+    return pd.concat([table.iloc[:best], rest])
+
+
+__all__ = ["ENDINGS", "curves_note", "learning_curves", "parallel", "parallel_note"]

@@ -1,0 +1,99 @@
+"""At scale: a 2,000-trial sweep's counts and statuses are exact in every command, running a
+sweep imports only the searcher it names, and the overhead benchmark writes its JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+
+from raytune_hpo.cli import main
+from raytune_hpo.run import run_sweep
+from raytune_hpo.spec import SweepSpec
+
+NOOP = """
+from ray import tune
+
+
+def noop(config):
+    tune.report({"score": config["x"]})
+"""
+N = 2000
+
+
+def test_a_2000_trial_sweep_is_counted_exactly_everywhere(ray_session, tmp_path, capsys):
+    (tmp_path / "noop.py").write_text(NOOP)
+    spec = SweepSpec.from_dict(
+        {
+            "name": "many",
+            "metric": "score",
+            "mode": "max",
+            "num_samples": N,
+            "searcher": {"name": "random"},
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "trainable": {"function": "noop.py:noop"},
+            "resources": {"cpu": 0.5},
+            "storage_path": str(tmp_path / "runs"),
+        },
+        base_dir=str(tmp_path),
+    )
+    exp = run_sweep(spec).path
+    capsys.readouterr()
+    csv = pd.read_csv(Path(exp) / "results.csv")
+    assert len(csv) == N and csv["trial_id"].is_unique and (csv["status"] == "OK").all()
+    assert main(["results", exp, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == N and all(r["status"] == "OK" and r["epochs"] == 1 for r in rows)
+    assert main(["results", exp, "--by", "best", "--format", "json"]) == 0  # Ray's own files
+    live = json.loads(capsys.readouterr().out)
+    assert len(live) == N and {r["trial_id"] for r in live} == set(csv["trial_id"])
+    assert main(["report", exp]) == 0
+    page = (Path(exp) / "report.md").read_text()
+    summary = re.search(r"\| *trials *\| *finished *\|.*\n.*\n(.*)", page).group(1)
+    assert re.search(rf"\| *{N} *\| *{N} *\|", summary), f"not every trial counted: {summary}"
+    assert "the best 20 are drawn one by one" in page and "500 lines are drawn" in page
+
+
+def test_a_sweep_imports_only_the_searcher_it_names(tmp_path):
+    """Assembling and building a sweep's searcher leaves the other searchers unimported."""
+    probe = textwrap.dedent(
+        """
+        import sys
+        from raytune_hpo.assemble import assemble
+        from raytune_hpo.spec import SweepSpec
+        spec = SweepSpec.from_dict({"searcher": {"name": "sobol"},
+                                    "space": {"lr": {"type": "float", "low": 1e-3, "high": 0.1}},
+                                    "trainable": {"model": "mlp"}})
+        assemble(spec).searcher()
+        print(sorted(m for m in sys.modules if m.startswith("raytune_hpo.searchers._")))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own probe's list
+    assert "raytune_hpo.searchers._sobol" in loaded
+    others = [m for m in loaded if m.rsplit("._", 1)[1] not in ("sobol", "base", "contract")]
+    assert not others, f"imported without being named: {others}"
+
+
+def test_the_overhead_benchmark_writes_its_json(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_overhead.py"
+    subprocess.run(
+        [sys.executable, str(script), "--trials", "4", "--pairs", "1", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    doc = json.loads((tmp_path / "overhead.json").read_text())
+    (result,) = doc["results"]
+    assert result["trials"] == 4 and result["pairs"] == 1
+    for variant in ("cli", "run_sweep", "bare"):
+        (run,) = result["runs"][variant]
+        assert run["wall_s"] > 0 and run["cpu_s"] > 0
+    for key in ("cli_wall_s_ratio", "cli_cpu_s_ratio", "run_sweep_wall_s_ratio"):
+        assert set(result[key]) == {"median", "q1", "q3"} and result[key]["median"] > 0
+    assert isinstance(result["cli_wall_s_extra_ms_per_trial"], float)
