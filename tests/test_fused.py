@@ -10,10 +10,12 @@ import pytest
 import torch
 from torchvision.ops import DropBlock2d
 
+from raytune_hpo.train.checkpoint import TrialState
 from raytune_hpo.train.fused import FusedTrainer, MemberDropBlock, MemberDropout
 from raytune_hpo.train.fused_optim import FusedOptimizer
+from raytune_hpo.train.optimizers import make_optimizer
 from raytune_hpo.train.settings import defaults
-from raytune_hpo.train.trainable import DivergedError, _optimizer, fit
+from raytune_hpo.train.trainable import DivergedError, fit
 
 # No dropout: without random masks a member must match its lone run up to float rounding.
 # Synthetic images, not digits: digits' flat backgrounds give exact ties in max pooling, where
@@ -67,7 +69,7 @@ def assert_same_training(a, b, *, rtol=1e-5, atol=1e-6):
             assert ma[k] == pytest.approx(mb[k], rel=rtol, abs=atol), k
         for k in ("train_accuracy", "val_accuracy"):  # a near-tie may flip one sample
             assert ma[k] == pytest.approx(mb[k], abs=0.003), k
-    wa, wb = a[-1][1]["models"][0], b[-1][1]["models"][0]
+    wa, wb = a[-1][1].models[0], b[-1][1].models[0]
     assert wa.keys() == wb.keys()
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=rtol, atol=atol * 10)
@@ -83,7 +85,7 @@ def test_fused_optimizers_match_torch_on_the_same_gradients(name):
     fo = FusedOptimizer(name, stacked, lr=lr, weight_decay=wd, momentum=mom)
     singles = [w[i].clone().requires_grad_() for i in range(3)]
     opts = [
-        _optimizer([p], {**defaults(), "optimizer": name, "lr": h[0], "weight_decay": h[1],
+        make_optimizer([p], {**defaults(), "optimizer": name, "lr": h[0], "weight_decay": h[1],
                          "momentum": h[2]})
         for p, h in zip(singles, hyper, strict=True)
     ]  # fmt: skip
@@ -159,11 +161,17 @@ def test_member_dropout_rates_are_per_member():
     assert float(ours) == pytest.approx(float(theirs), abs=0.02) and float(ours) > 0.1
 
 
+def state_at(epoch):
+    """A trial state after ``epoch`` (nothing else in it is read before the epochs are)."""
+    rng = torch.get_rng_state()
+    return TrialState(epoch=epoch, models=[], optimizers=[], generator=rng, torch_rng=rng)
+
+
 def test_members_must_share_the_architecture_and_data():
     with pytest.raises(ValueError, match="batch_size"):
         FusedTrainer([{"batch_size": 32}, {"batch_size": 64}])
     with pytest.raises(ValueError, match="different epochs"):
-        FusedTrainer([{}, {}], states=[{"epoch": 1}, {"epoch": 2}])
+        FusedTrainer([{}, {}], states=[state_at(1), state_at(2)])
 
 
 def test_a_diverging_member_fails_alone(caplog):
