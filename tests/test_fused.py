@@ -118,6 +118,11 @@ def test_each_member_trains_as_when_alone(lone_runs, opt):
         assert_same_training(out[i], lone_runs[opt][i])
     assert [m["fused_members"] for m, _ in out[0]] == [3, 2]  # member 2 left after epoch 1
     assert out[0][-1][0]["val_accuracy"] > 0.9
+    # The model's size and inference time, measured once for the group, in every result.
+    for i in range(len(HYPER)):
+        assert {m["params_m"] for m, _ in out[i]} == {lone_runs[opt][i][0][0]["params_m"]}
+    latencies = {m["latency_ms"] for i in out for m, _ in out[i]}
+    assert len(latencies) == 1 and 0 < latencies.pop() < 1e3
 
 
 def test_member_checkpoints_resume_under_fit_and_fused_alike(lone_runs):
@@ -130,6 +135,24 @@ def test_member_checkpoints_resume_under_fit_and_fused_alike(lone_runs):
     resumed = fused(cfgs, states=[r[0][1] for r in runs])
     for i in range(2):
         assert_same_training(resumed[i], runs[i][1:])
+
+
+def test_a_member_continued_under_a_new_config_trains_as_fit_continues_it(lone_runs):
+    # Population-based training's step: another trial's state, this trial's rates.
+    donor = lone_runs["sgd"][1][0][1]  # lr 1e-3, weight decay 0.05, momentum 0.5; epoch 1
+    new = [
+        {**BASE, "optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "weight_decay": 0.0},
+        {**BASE, "optimizer": "sgd", "lr": 3e-3, "momentum": 0.0, "weight_decay": 1e-2},
+    ]
+    out = fused(new, states=[donor, donor])
+    for i, cfg in enumerate(new):
+        assert_same_training(out[i], alone(cfg, state=donor))
+        group = out[i][-1][1].optimizers[0]["param_groups"][0]
+        assert [group[k] for k in ("lr", "momentum", "weight_decay")] == [
+            cfg["lr"],
+            cfg["momentum"],
+            cfg["weight_decay"],
+        ]
 
 
 def test_member_dropout_rates_are_per_member():

@@ -1,6 +1,7 @@
 """Datasets, splits, augmentation, models and the training loop, on real data (digits)."""
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from raytune_hpo.train.data import (
     load_dataset,
     make_splits,
 )
+from raytune_hpo.train.measure import latency_ms
 from raytune_hpo.train.models import MODELS, build_model
+from raytune_hpo.train.perf import PLAIN
 from raytune_hpo.train.trainable import DivergedError, fit
 
 
@@ -177,3 +180,44 @@ def test_model_names_of_the_settings_are_the_models_built():
     from raytune_hpo.train.settings import MODEL_NAMES
 
     assert tuple(MODELS) == MODEL_NAMES
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread, as a trial with one CPU has (no spinning threads on a busy CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_result_holds_the_model_size_and_its_inference_time(one_thread):
+    options = {"hidden": [8, 16, 16]}
+    reports = run_fit({"epochs": 2, "lr": 3e-3, **options})
+    model = build_model("tinyvgg", in_shape=(1, 8, 8), num_classes=10, options=options)
+    expected = sum(p.numel() for p in model.parameters()) / 1e6
+    for m, _ in reports:
+        assert m["params_m"] == expected
+        assert math.isfinite(m["latency_ms"]) and m["latency_ms"] > 0
+    assert len({m["latency_ms"] for m, _ in reports}) == 1  # measured once, reported each epoch
+
+
+def test_latency_is_the_models_inference_time(one_thread):
+    x = torch.randn(64, 1, 8, 8)
+    shape = {"in_shape": (1, 8, 8), "num_classes": 10}
+    small = build_model("mlp", **shape, options={"hidden": [8]})
+    large = build_model("mlp", **shape, options={"hidden": [2048, 2048]})  # ~1000x the work
+    cpu = torch.device("cpu")
+    assert latency_ms(large, x, opts=PLAIN, device=cpu) > 5 * latency_ms(
+        small, x, opts=PLAIN, device=cpu
+    )
+    assert large.training  # measured in eval mode, then given back as it was
+
+
+@pytest.mark.parametrize("metric", ["params_m", "latency_ms"])
+def test_a_sweep_may_minimise_the_model_size_or_latency(metric):
+    from raytune_hpo.assemble import assemble
+    from raytune_hpo.spec import SweepSpec
+
+    plan = assemble(SweepSpec.from_dict({"metric": metric, "mode": "min"}))
+    assert metric in plan.trainable.metrics(plan.spec.search_space)
