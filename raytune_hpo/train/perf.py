@@ -100,17 +100,28 @@ class SpeedPath:
 
     def _fail(self, error: Exception, what: str) -> None:
         self.failed = True
-        lines = str(error).strip().splitlines()
-        first = lines[0][:200] if lines else ""
         _log.warning(
-            "speed options (%s) failed in the %s (%s: %s); the trial continues in the plain "
-            "eager path",
+            "speed options (%s) failed in the %s (%s); the trial continues in the plain eager path",
             self.chosen.describe(),
             what,
-            type(error).__name__,
-            first,
+            _summary(error),
         )
         _log.debug("the speed options' failure", exc_info=error)
+
+
+def _summary(error: BaseException) -> str:
+    """``Type: message`` of ``error`` and of its root cause where it has one, on one line (a
+    compile error's first line names only the backend, its cause comes on the next)."""
+
+    def line(e: BaseException) -> str:
+        return f"{type(e).__name__}: " + " ".join(x.strip() for x in str(e).splitlines())
+
+    root, seen = error, {id(error)}
+    while root.__cause__ is not None and id(root.__cause__) not in seen:
+        root = root.__cause__
+        seen.add(id(root))
+    text = line(error) if root is error else f"{line(error)} caused by {line(root)}"
+    return " ".join(text.split())[:300]
 
 
 def _switch(cfg: dict[str, Any], key: str) -> str | bool:
