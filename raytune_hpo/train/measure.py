@@ -16,8 +16,8 @@ from torch import nn
 from raytune_hpo.train.data import ImageData, batches
 from raytune_hpo.train.perf import PLAIN, PerfOptions, SpeedPath, autocast
 
-LATENCY_BATCH = 64
-WARMUP_BATCHES = 3
+LATENCY_BATCH = 32
+WARMUP_BATCHES = 2
 TIMED_BATCHES = 5
 
 
