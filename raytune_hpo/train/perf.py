@@ -57,7 +57,7 @@ class PerfOptions:
     cuda_graphs: bool  # our whole-step capture
 
     def describe(self) -> str:
-        """The options in use, for a notice (e.g. ``bf16 autocast, CUDA graphs``)."""
+        """The options in use, for a notice (e.g. ``bfloat16 autocast, CUDA graphs``)."""
         parts = [
             f"{str(self.amp).removeprefix('torch.')} autocast" if self.amp else "",
             "channels_last" if self.channels_last else "",
