@@ -23,6 +23,7 @@ import time
 import torch
 from torch import nn
 
+from raytune_hpo.train import checkpoint
 from raytune_hpo.train.data import load_dataset, make_splits
 from raytune_hpo.train.models import build_model
 from raytune_hpo.train.trainable import fit
@@ -63,7 +64,7 @@ def fit_epochs(epochs: int, batch_size: int, lr: float, seed: int) -> list[float
 
     def report(metrics, state):
         with tempfile.TemporaryDirectory() as d:
-            torch.save(state, os.path.join(d, "state.pt"))
+            checkpoint.save(state, d)
         now = time.perf_counter()
         times.append(now - last[0])
         last[0] = now

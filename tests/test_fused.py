@@ -10,10 +10,12 @@ import pytest
 import torch
 from torchvision.ops import DropBlock2d
 
+from raytune_hpo.train.checkpoint import TrialState
 from raytune_hpo.train.fused import FusedTrainer, MemberDropBlock, MemberDropout
 from raytune_hpo.train.fused_optim import FusedOptimizer
+from raytune_hpo.train.optimizers import make_optimizer
 from raytune_hpo.train.settings import defaults
-from raytune_hpo.train.trainable import DivergedError, _optimizer, fit
+from raytune_hpo.train.trainable import DivergedError, fit
 
 # No dropout: without random masks a member must match its lone run up to float rounding.
 # Synthetic images, not digits: digits' flat backgrounds give exact ties in max pooling, where
@@ -67,7 +69,7 @@ def assert_same_training(a, b, *, rtol=1e-5, atol=1e-6):
             assert ma[k] == pytest.approx(mb[k], rel=rtol, abs=atol), k
         for k in ("train_accuracy", "val_accuracy"):  # a near-tie may flip one sample
             assert ma[k] == pytest.approx(mb[k], abs=0.003), k
-    wa, wb = a[-1][1]["models"][0], b[-1][1]["models"][0]
+    wa, wb = a[-1][1].models[0], b[-1][1].models[0]
     assert wa.keys() == wb.keys()
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=rtol, atol=atol * 10)
@@ -83,7 +85,7 @@ def test_fused_optimizers_match_torch_on_the_same_gradients(name):
     fo = FusedOptimizer(name, stacked, lr=lr, weight_decay=wd, momentum=mom)
     singles = [w[i].clone().requires_grad_() for i in range(3)]
     opts = [
-        _optimizer([p], {**defaults(), "optimizer": name, "lr": h[0], "weight_decay": h[1],
+        make_optimizer([p], {**defaults(), "optimizer": name, "lr": h[0], "weight_decay": h[1],
                          "momentum": h[2]})
         for p, h in zip(singles, hyper, strict=True)
     ]  # fmt: skip
@@ -116,6 +118,11 @@ def test_each_member_trains_as_when_alone(lone_runs, opt):
         assert_same_training(out[i], lone_runs[opt][i])
     assert [m["fused_members"] for m, _ in out[0]] == [3, 2]  # member 2 left after epoch 1
     assert out[0][-1][0]["val_accuracy"] > 0.9
+    # The model's size and inference time, measured once for the group, in every result.
+    for i in range(len(HYPER)):
+        assert {m["params_m"] for m, _ in out[i]} == {lone_runs[opt][i][0][0]["params_m"]}
+    latencies = {m["latency_ms"] for i in out for m, _ in out[i]}
+    assert len(latencies) == 1 and 0 < latencies.pop() < 1e3
 
 
 def test_member_checkpoints_resume_under_fit_and_fused_alike(lone_runs):
@@ -128,6 +135,24 @@ def test_member_checkpoints_resume_under_fit_and_fused_alike(lone_runs):
     resumed = fused(cfgs, states=[r[0][1] for r in runs])
     for i in range(2):
         assert_same_training(resumed[i], runs[i][1:])
+
+
+def test_a_member_continued_under_a_new_config_trains_as_fit_continues_it(lone_runs):
+    # Population-based training's step: another trial's state, this trial's rates.
+    donor = lone_runs["sgd"][1][0][1]  # lr 1e-3, weight decay 0.05, momentum 0.5; epoch 1
+    new = [
+        {**BASE, "optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "weight_decay": 0.0},
+        {**BASE, "optimizer": "sgd", "lr": 3e-3, "momentum": 0.0, "weight_decay": 1e-2},
+    ]
+    out = fused(new, states=[donor, donor])
+    for i, cfg in enumerate(new):
+        assert_same_training(out[i], alone(cfg, state=donor))
+        group = out[i][-1][1].optimizers[0]["param_groups"][0]
+        assert [group[k] for k in ("lr", "momentum", "weight_decay")] == [
+            cfg["lr"],
+            cfg["momentum"],
+            cfg["weight_decay"],
+        ]
 
 
 def test_member_dropout_rates_are_per_member():
@@ -159,11 +184,17 @@ def test_member_dropout_rates_are_per_member():
     assert float(ours) == pytest.approx(float(theirs), abs=0.02) and float(ours) > 0.1
 
 
+def state_at(epoch):
+    """A trial state after ``epoch`` (nothing else in it is read before the epochs are)."""
+    rng = torch.get_rng_state()
+    return TrialState(epoch=epoch, models=[], optimizers=[], generator=rng, torch_rng=rng)
+
+
 def test_members_must_share_the_architecture_and_data():
     with pytest.raises(ValueError, match="batch_size"):
         FusedTrainer([{"batch_size": 32}, {"batch_size": 64}])
     with pytest.raises(ValueError, match="different epochs"):
-        FusedTrainer([{}, {}], states=[{"epoch": 1}, {"epoch": 2}])
+        FusedTrainer([{}, {}], states=[state_at(1), state_at(2)])
 
 
 def test_a_diverging_member_fails_alone(caplog):

@@ -1,6 +1,7 @@
 """Datasets, splits, augmentation, models and the training loop, on real data (digits)."""
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -14,8 +15,15 @@ from raytune_hpo.train.data import (
     load_dataset,
     make_splits,
 )
+from raytune_hpo.train.measure import latency_ms
 from raytune_hpo.train.models import MODELS, build_model
+from raytune_hpo.train.perf import PLAIN
 from raytune_hpo.train.trainable import DivergedError, fit
+
+
+def untimed(metrics):
+    """A result without its measured inference time (which no two runs share)."""
+    return {k: v for k, v in metrics.items() if k != "latency_ms"}
 
 
 def run_fit(config, state=None):
@@ -150,7 +158,7 @@ def test_fit_learns_digits():
 def test_fit_kfold_reports_mean_and_std():
     reports = run_fit({"epochs": 2, "lr": 3e-3, "k_folds": 3, "model": "mlp"})
     m, state = reports[-1]
-    assert len(state["models"]) == 3
+    assert len(state.models) == 3
     assert 0 < m["val_accuracy_std"] < 0.2 and m["val_accuracy"] > 0.5
 
 
@@ -160,7 +168,7 @@ def test_resume_from_state_continues_exactly():
     resumed = run_fit(cfg, state=full[1][1])  # as if paused after epoch 2
     assert [m["epoch"] for m, _ in resumed] == [3, 4]
     for (a, _), (b, _) in zip(full[2:], resumed, strict=True):
-        assert a == pytest.approx(b, rel=1e-5)
+        assert untimed(a) == pytest.approx(untimed(b), rel=1e-5)
 
 
 def test_diverging_trial_raises_diverged():
@@ -172,3 +180,44 @@ def test_model_names_of_the_settings_are_the_models_built():
     from raytune_hpo.train.settings import MODEL_NAMES
 
     assert tuple(MODELS) == MODEL_NAMES
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread, as a trial with one CPU has (no spinning threads on a busy CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_result_holds_the_model_size_and_its_inference_time(one_thread):
+    options = {"hidden": [8, 16, 16]}
+    reports = run_fit({"epochs": 2, "lr": 3e-3, **options})
+    model = build_model("tinyvgg", in_shape=(1, 8, 8), num_classes=10, options=options)
+    expected = sum(p.numel() for p in model.parameters()) / 1e6
+    for m, _ in reports:
+        assert m["params_m"] == expected
+        assert math.isfinite(m["latency_ms"]) and m["latency_ms"] > 0
+    assert len({m["latency_ms"] for m, _ in reports}) == 1  # measured once, reported each epoch
+
+
+def test_latency_is_the_models_inference_time(one_thread):
+    x = torch.randn(64, 1, 8, 8)
+    shape = {"in_shape": (1, 8, 8), "num_classes": 10}
+    small = build_model("mlp", **shape, options={"hidden": [8]})
+    large = build_model("mlp", **shape, options={"hidden": [2048, 2048]})  # ~1000x the work
+    cpu = torch.device("cpu")
+    assert latency_ms(large, x, opts=PLAIN, device=cpu) > 5 * latency_ms(
+        small, x, opts=PLAIN, device=cpu
+    )
+    assert large.training  # measured in eval mode, then given back as it was
+
+
+@pytest.mark.parametrize("metric", ["params_m", "latency_ms"])
+def test_a_sweep_may_minimise_the_model_size_or_latency(metric):
+    from raytune_hpo.assemble import assemble
+    from raytune_hpo.spec import SweepSpec
+
+    plan = assemble(SweepSpec.from_dict({"metric": metric, "mode": "min"}))
+    assert metric in plan.trainable.metrics(plan.spec.search_space)

@@ -13,6 +13,7 @@ from raytune_hpo.train.settings import (
     BASE_METRICS,
     FUSED_MAY_DIFFER,
     KFOLD_METRICS,
+    MUTABLE,
     NOT_SEARCHED,
     CNNSettings,
     dataset_problem,
@@ -21,7 +22,8 @@ from raytune_hpo.train.settings import (
 
 class CNNTrainable(TrainableContract):
     """``train_cnn``: TinyVGG / LeNet5 / ResNet / MLP on an image dataset, one result per
-    epoch, checkpointed every epoch."""
+    epoch (with the model's ``params_m`` and ``latency_ms``), checkpointed every epoch; a trial
+    continued from another's checkpoint takes its config's ``MUTABLE`` settings."""
 
     def __init__(self, section: dict[str, Any]) -> None:
         from raytune_hpo.spec import parse_fields
@@ -63,6 +65,9 @@ class CNNTrainable(TrainableContract):
     def metrics(self, space: SearchSpace) -> tuple[str, ...]:
         kfold = self.settings.k_folds > 1 or ("k_folds",) in space.params
         return BASE_METRICS + (KFOLD_METRICS if kfold else ())
+
+    def mutable_settings(self) -> tuple[str, ...]:
+        return MUTABLE
 
     def max_budget(self, space: SearchSpace) -> int:
         p = space.params.get(("epochs",))

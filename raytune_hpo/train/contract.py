@@ -38,6 +38,13 @@ class TrainableContract(ABC):
     def metrics(self, space: SearchSpace) -> tuple[str, ...] | None:
         """The metrics every result holds; None when unknown before the first result."""
 
+    def mutable_settings(self) -> tuple[str, ...] | None:
+        """The settings a trial may change mid-run: continued from another trial's
+        checkpoint under a new config (population-based training), it trains on with these
+        taken from the new config. None: the trainable does not say (a user's function reads
+        its config itself)."""
+        return None
+
     @abstractmethod
     def max_budget(self, space: SearchSpace) -> int | None:
         """The largest ``budget_attr`` a trial reaches; None when unknown."""

@@ -3,9 +3,10 @@ model (HFTA, Wang et al., MLSys 2021), with ``torch.func.stack_module_state``, `
 ``functional_call``. Every member sees the same batches (one data pipeline), has its own
 weights, optimizer state, learning rate, weight decay, momentum, dropout and DropBlock rates,
 and reports the metrics and the checkpoint ``fit`` would (a member's state resumes under
-``fit`` and the other way round). Without dropout a member trains to what ``fit`` gives for its
-config alone, up to float rounding; with dropout the masks come from one batched draw, so they
-differ from a lone run's (same distribution).
+``fit`` and the other way round; continued from another trial's state, a member trains with
+its own config's rates, as under ``fit``). Without dropout a member trains to what ``fit``
+gives for its config alone, up to float rounding; with dropout the masks come from one batched
+draw, so they differ from a lone run's (same distribution).
 
 Members must agree on everything but ``MEMBER_KEYS`` (the model's shape, data, batch size,
 seed, optimizer); ``group_key`` is what they share. ``FusedTrainer`` trains one epoch at a time
@@ -25,12 +26,15 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torchvision.ops import DropBlock2d
 
+from raytune_hpo.train.checkpoint import TrialState
 from raytune_hpo.train.data import batches
 from raytune_hpo.train.fused_optim import FusedOptimizer
+from raytune_hpo.train.measure import model_metrics, sample_batch
 from raytune_hpo.train.models import build_model
-from raytune_hpo.train.perf import TrainStep, autocast
+from raytune_hpo.train.optimizers import make_optimizer
+from raytune_hpo.train.perf import PLAIN, SpeedPath, TrainStep, autocast
 from raytune_hpo.train.settings import defaults
-from raytune_hpo.train.trainable import DivergedError, _optimizer, prepare
+from raytune_hpo.train.trainable import DivergedError, prepare
 
 MEMBER_KEYS = ("lr", "weight_decay", "momentum", "dropout", "dropblock", "epochs")
 # Group settings: never part of what members must share.
@@ -132,7 +136,7 @@ class _Fold:
             objective=_objective,
             opt_step=self.opt.step,
             zero_grad=self.opt.zero_grad,
-            opts=self.trainer.opts,
+            path=self.trainer.path,  # shared by the folds: one failure, one fallback
             device=self.trainer.device,
         )
 
@@ -153,7 +157,7 @@ class _Fold:
         """Member ``i``'s model and optimizer state dicts, in ``fit``'s format."""
         tensors = {**self.params, **self.buffers}
         model_state = {k: tensors[k][i].detach().clone() for k in self.keys}
-        opt = _optimizer(self.template.parameters(), cfg)
+        opt = make_optimizer(self.template.parameters(), cfg)
         step, per_param = self.opt.member_state(i)
         counted = self.opt.name in ("adam", "rmsprop")  # the torch optimizers with a step
         for p, fields in zip(self.template.parameters(), per_param.values(), strict=True):
@@ -166,8 +170,8 @@ class _Fold:
             target = self.params[k] if k in self.params else self.buffers[k]
             with torch.no_grad():
                 target[i].copy_(v)
-        opt = _optimizer(self.template.parameters(), cfg)
-        opt.load_state_dict(opt_state)
+        opt = make_optimizer(self.template.parameters(), cfg)
+        opt.load_state_dict(opt_state)  # only its buffers are taken: the rates are cfg's
         names = [n for n, _ in self.template.named_parameters()]
         per_param, step = {}, 0.0
         for name, p in zip(names, self.template.parameters(), strict=True):
@@ -185,7 +189,7 @@ class FusedTrainer:
     """
 
     def __init__(
-        self, configs: list[dict[str, Any]], states: list[dict[str, Any] | None] | None = None
+        self, configs: list[dict[str, Any]], states: list[TrialState | None] | None = None
     ) -> None:
         if not configs:
             raise ValueError("fused: no members")
@@ -199,41 +203,41 @@ class FusedTrainer:
                 "may differ within a group"
             )
         states = states or [None] * len(configs)
-        epochs = {None if s is None else int(s["epoch"]) for s in states}
+        epochs = {None if s is None else s.epoch for s in states}
         if len(epochs) > 1:
             raise ValueError(f"fused members resume from different epochs: {sorted(epochs)}")
         cfg = self.cfgs[0]
-        seed = int(cfg["seed"])
         self.device, self.opts, self.data, self.images, splits = prepare(cfg, fused=True)
-        self.folds = []
-        for f, (tr, va) in enumerate(splits):
-            models = []
-            for c in self.cfgs:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed + f)  # fit's initialisation, per fold
-                    m = build_model(
-                        c["model"],
-                        in_shape=self.data.shape,
-                        num_classes=self.data.num_classes,
-                        options=c,
-                    )
-                models.append(m.to(self.device))
-            fold = _Fold(models, self.cfgs, self)
-            for i, s in enumerate(states):
-                if s is not None:
-                    fold.load_member(i, s["models"][f], s["optimizers"][f], self.cfgs[i])
-            idx = [torch.as_tensor(a, device=self.device) for a in (tr, va)]
-            self.folds.append((fold, *idx))
+        self.path = SpeedPath(self.opts)
+        self.folds = [self._fold(f, tr, va, states) for f, (tr, va) in enumerate(splits)]
         self.gen = torch.Generator(device=self.device)
-        self.gen.manual_seed(seed)
+        self.gen.manual_seed(int(cfg["seed"]))
         self.epoch = 0
         if states[0] is not None:
-            self.gen.set_state(states[0]["generator"])
-            torch.set_rng_state(states[0]["torch_rng"])
-            if self.device.type == "cuda" and "cuda_rng" in states[0]:
-                torch.cuda.set_rng_state(states[0]["cuda_rng"], self.device)
-            self.epoch = int(states[0]["epoch"])
+            states[0].restore_rng(self.gen, self.device)
+            self.epoch = states[0].epoch
         self.members = list(range(len(configs)))  # indices into configs, still training
+        self.measured: dict[str, float] = {}  # one member's params_m and latency_ms
+
+    def _fold(self, f: int, tr, va, states: list[TrialState | None]) -> tuple:
+        """Fold ``f``'s members, initialised as ``fit`` initialises them, loaded from their
+        states; with the fold's index pair."""
+        models = []
+        for c in self.cfgs:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(c["seed"]) + f)  # fit's initialisation, per fold
+                m = build_model(
+                    c["model"],
+                    in_shape=self.data.shape,
+                    num_classes=self.data.num_classes,
+                    options=c,
+                )
+            models.append(m.to(self.device))
+        fold = _Fold(models, self.cfgs, self)
+        for i, s in enumerate(states):
+            if s is not None:
+                fold.load_member(i, s.models[f], s.optimizers[f], self.cfgs[i])
+        return (fold, *[torch.as_tensor(a, device=self.device) for a in (tr, va)])
 
     def remove(self, members: list[int]) -> None:
         """Stop training ``members`` (indices into the configs); the others continue."""
@@ -261,6 +265,10 @@ class FusedTrainer:
             loss_sum, correct, n = fold.step.epoch_metrics()
             val_loss, val_acc = self._evaluate(fold, va)
             per_fold.append(np.stack([loss_sum / n, correct / n, val_loss, val_acc], 1))
+        if not self.measured:  # every member has this architecture: one model tells
+            fold, _, va = self.folds[0]
+            x = sample_batch(self.data, va, self.images)
+            self.measured = model_metrics(fold.template, x, self.path, self.device)
         arr = np.stack(per_fold)  # folds x members x 4
         out: dict[int, Any] = {}
         done = []
@@ -289,34 +297,34 @@ class FusedTrainer:
             "val_loss": float(mean[2]),
             "val_accuracy": float(mean[3]),
             "fused_members": members,
+            **self.measured,
         }
         if len(a) > 1:
             metrics["val_accuracy_std"] = float(a[:, 3].std(ddof=1))
             metrics["val_loss_std"] = float(a[:, 2].std(ddof=1))
         return metrics
 
-    def _state(self, j: int, cfg: dict[str, Any]) -> dict[str, Any]:
+    def _state(self, j: int, cfg: dict[str, Any]) -> TrialState:
         models, optimizers = [], []
         for fold, *_ in self.folds:
             ms, os_ = fold.member_states(j, cfg)
             models.append(ms)
             optimizers.append(os_)
-        state = {
-            "epoch": self.epoch,
-            "models": models,
-            "optimizers": optimizers,
-            "generator": self.gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-        }
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
+        return TrialState.capture(self.epoch, models, optimizers, self.gen, self.device)
 
     def _evaluate(self, fold: _Fold, index: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's validation loss and accuracy, on the speed path while it holds."""
+        return self.path.run(
+            lambda: self._evaluate_with(fold, index, self.path.chosen),
+            lambda: self._evaluate_with(fold, index, PLAIN),
+            what="evaluation",
+        )
+
+    def _evaluate_with(self, fold: _Fold, index: torch.Tensor, opts) -> tuple[np.ndarray, ...]:
         fold.base.eval()
         loss = torch.zeros(len(self.members), device=self.device)
         correct = torch.zeros(len(self.members), device=self.device)
-        with torch.no_grad(), autocast(self.opts, self.device):
+        with torch.no_grad(), autocast(opts, self.device):
             for x, y in batches(self.data, index, batch_size=1024, images=self.images):
                 out = fold.forward(x)
                 loss += _objective(out, y)[1] * len(y)

@@ -25,7 +25,6 @@ import contextlib
 import functools
 import hashlib
 import os
-import tempfile
 import threading
 import time
 import traceback
@@ -33,8 +32,10 @@ from typing import Any
 
 import torch
 
+from raytune_hpo.train import checkpoint
+from raytune_hpo.train.checkpoint import TrialState
 from raytune_hpo.train.settings import defaults
-from raytune_hpo.train.trainable import _CHECKPOINT_FILE, DivergedError
+from raytune_hpo.train.trainable import DivergedError
 
 NAMESPACE = "raytune_hpo_fused"
 MEMBER_TIMEOUT_S = 600.0
@@ -47,7 +48,7 @@ class FusedGroup:
     def __init__(self, size: int, wait_s: float, lookahead: int) -> None:
         self.size, self.wait_s, self.lookahead = size, wait_s, lookahead
         self.cond = threading.Condition()
-        self.members: dict[str, tuple[dict, dict | None, float]] = {}
+        self.members: dict[str, tuple[dict, TrialState | None, float]] = {}
         self.asked: dict[str, int] = {}  # member -> epoch it waits for
         self.results: dict[str, dict[int, Any]] = {}  # member -> epoch -> payload
         self.final: dict[str, int] = {}  # member -> its last epoch (done or failed)
@@ -58,7 +59,7 @@ class FusedGroup:
         self.delivered_at = time.monotonic()
         self.thread: threading.Thread | None = None
 
-    def join(self, member: str, config: dict, state: dict | None, cpus: float) -> bool:
+    def join(self, member: str, config: dict, state: TrialState | None, cpus: float) -> bool:
         with self.cond:
             if self.closed or len(self.members) >= self.size:
                 return False
@@ -186,7 +187,7 @@ def _actor_class():
     return ray.remote(FusedGroup)
 
 
-def _join(member: str, config: dict, state: dict | None):
+def _join(member: str, config: dict, state: TrialState | None):
     """The handle of the open group for this trial, created if need be."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -195,7 +196,7 @@ def _join(member: str, config: dict, state: dict | None):
     size = int(config.get("fused", defaults()["fused"]))
     wait_s = float(config.get("fused_wait_s", defaults()["fused_wait_s"]))
     lookahead = int(config.get("fused_lookahead", defaults()["fused_lookahead"]))
-    start = 0 if state is None else int(state["epoch"])
+    start = 0 if state is None else state.epoch
     cpus = float(ctx.get_assigned_resources().get("CPU", 1.0))
     gpus = [str(g) for g in ray.get_gpu_ids()]
     options: dict[str, Any] = {
@@ -233,24 +234,17 @@ def train_fused(config: dict[str, Any]) -> None:
     import ray
     from ray import tune
 
-    state = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            state = torch.load(os.path.join(d, _CHECKPOINT_FILE), weights_only=False)
+    state = checkpoint.restore()
     member = tune.get_context().get_trial_id()
     group = _join(member, config, state)
-    epoch = 1 if state is None else int(state["epoch"]) + 1
+    epoch = 1 if state is None else state.epoch + 1
     last = int({**defaults(), **config}["epochs"])
     try:
         while epoch <= last:
             kind, payload = ray.get(group.next.remote(member, epoch))
             if kind == "error":
                 raise payload if isinstance(payload, DivergedError) else RuntimeError(payload)
-            metrics, new_state = payload
-            with tempfile.TemporaryDirectory() as d:
-                torch.save(new_state, os.path.join(d, _CHECKPOINT_FILE))
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            checkpoint.report(*payload)  # (metrics, state)
             epoch += 1
     finally:
         with contextlib.suppress(Exception):  # a group that is gone has no one to leave

@@ -22,8 +22,8 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
 
 class TinyVGG(nn.Module):
     """Three conv blocks (12/24/24 channels) with batch norm after each conv, DropBlock between
-    the first blocks and dropout before the classifier
-    (``../shared/seeds/tinyvgg-grid-random-search.md`` section 2.2)."""
+    the first blocks and dropout before the classifier, as in the TinyVGG grid vs random search
+    study (its section 2.2)."""
 
     def __init__(
         self,
@@ -56,9 +56,8 @@ class TinyVGG(nn.Module):
 
 class LeNet5(nn.Module):
     """LeNet-5 (LeCun et al., 1998) with tunable widths C1, C3, C5 and F6, as in the PSO/BOHB
-    framework paper (``../shared/seeds/hpo-framework-pso-bohb.md`` section 3). C1 and C3 are
-    5x5 convolutions (padded so small images fit), each followed by 2x2 max pooling; C5 spans
-    the remaining feature map."""
+    framework paper (its section 3). C1 and C3 are 5x5 convolutions (padded so small images
+    fit), each followed by 2x2 max pooling; C5 spans the remaining feature map."""
 
     def __init__(
         self,

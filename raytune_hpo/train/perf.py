@@ -21,14 +21,20 @@ Config keys (settings of ``train.cnn.CNNSettings``):
 
 CUDA-only choices on the CPU (and choices fused trials cannot apply) are ignored with a
 one-line notice, which ``fit`` logs once per trial.
+
+None of these has to work for a trial to train: where a capture, a compile or an autocast
+step raises, ``SpeedPath`` switches the trial (all its folds, or all members of a fused group)
+to the plain eager path (fp32, no graphs, no compile) and logs one WARNING; the step that
+failed runs again eagerly, so no batch is lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -39,6 +45,8 @@ AMP_CHOICES = ("auto", "bf16", "off")
 SWITCH_CHOICES = ("auto", True, False)
 GRAPH_MAX_BATCH = 256
 _WARMUP_STEPS = 3  # eager steps on a side stream before capture, as PyTorch's notes advise
+_log = logging.getLogger("raytune_hpo.train")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,73 @@ class PerfOptions:
     channels_last: bool
     compile_mode: str | None  # torch.compile mode, None: eager
     cuda_graphs: bool  # our whole-step capture
+
+    def describe(self) -> str:
+        """The options in use, for a notice (e.g. ``bfloat16 autocast, CUDA graphs``)."""
+        parts = [
+            f"{str(self.amp).removeprefix('torch.')} autocast" if self.amp else "",
+            "channels_last" if self.channels_last else "",
+            f"torch.compile ({self.compile_mode})" if self.compile_mode else "",
+            "CUDA graphs" if self.cuda_graphs else "",
+        ]
+        return ", ".join(p for p in parts if p) or "none"
+
+
+PLAIN = PerfOptions(amp=None, channels_last=False, compile_mode=None, cuda_graphs=False)
+
+
+class SpeedPath:
+    """The speed options the steps of one trial share, until one of them fails.
+
+    ``run(fast, plain)`` calls ``fast()`` while the chosen options hold. The first exception
+    from it (a CUDA graph capture, a compile or an autocast step that raises) switches every
+    step sharing this path to the plain eager path for good: one WARNING on the logger
+    ``raytune_hpo.train``, then ``plain()``. With no speed options chosen there is nothing to
+    fall back to, and errors propagate as they are."""
+
+    def __init__(self, opts: PerfOptions) -> None:
+        self.chosen = opts
+        self.failed = False
+
+    @property
+    def opts(self) -> PerfOptions:
+        return PLAIN if self.failed else self.chosen
+
+    def run(self, fast: Callable[[], T], plain: Callable[[], T], *, what: str) -> T:
+        if self.failed:
+            return plain()
+        if self.chosen == PLAIN:
+            return fast()
+        try:
+            return fast()
+        except Exception as e:  # any failure of the fast path: the plain one is the fallback
+            self._fail(e, what)
+        return plain()
+
+    def _fail(self, error: Exception, what: str) -> None:
+        self.failed = True
+        _log.warning(
+            "speed options (%s) failed in the %s (%s); the trial continues in the plain eager path",
+            self.chosen.describe(),
+            what,
+            _summary(error),
+        )
+        _log.debug("the speed options' failure", exc_info=error)
+
+
+def _summary(error: BaseException) -> str:
+    """``Type: message`` of ``error`` and of its root cause where it has one, on one line (a
+    compile error's first line names only the backend, its cause comes on the next)."""
+
+    def line(e: BaseException) -> str:
+        return f"{type(e).__name__}: " + " ".join(x.strip() for x in str(e).splitlines())
+
+    root, seen = error, {id(error)}
+    while root.__cause__ is not None and id(root.__cause__) not in seen:
+        root = root.__cause__
+        seen.add(id(root))
+    text = line(error) if root is error else f"{line(error)} caused by {line(root)}"
+    return " ".join(text.split())[:300]
 
 
 def _switch(cfg: dict[str, Any], key: str) -> str | bool:
@@ -110,8 +185,10 @@ class TrainStep:
     per epoch).
 
     ``forward(x) -> logits`` (``(B, K)``, or ``(N, B, K)`` for N fused members);
-    ``objective(logits, y) -> (scalar to minimise, per-member mean loss)``; ``opt_step`` and
-    ``zero_grad`` update the parameters (the optimizer must be capturable for graphs)."""
+    ``plain_forward``: the same model without compilation or layout conversion (default:
+    ``forward``), for the plain path of ``path``; ``objective(logits, y) -> (scalar to
+    minimise, per-member mean loss)``; ``opt_step`` and ``zero_grad`` update the parameters
+    (the optimizer must be capturable for graphs)."""
 
     def __init__(
         self,
@@ -120,30 +197,39 @@ class TrainStep:
         objective: Objective,
         opt_step: Callable[[], Any],
         zero_grad: Callable[[], Any],
-        opts: PerfOptions,
+        path: SpeedPath,
         device: torch.device,
+        plain_forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.forward, self.objective = forward, objective
+        self.plain_forward = plain_forward or forward
         self.opt_step, self.zero_grad = opt_step, zero_grad
-        self.opts, self.device = opts, device
+        self.path, self.device = path, device
         self._graph: Any = None
         self._static: tuple[torch.Tensor, ...] = ()
         self._warm = 0
         self._stream: Any = None
         self._reset_epoch()
 
+    @property
+    def opts(self) -> PerfOptions:
+        return self.path.opts
+
     def _reset_epoch(self) -> None:
         self._losses: list[tuple[torch.Tensor, int]] = []
         self._preds: list[torch.Tensor] = []
         self._ys: list[torch.Tensor] = []
         self._graph_batches = 0
+        if self._graph is not None and self.path.failed:
+            self._graph, self._static = None, ()  # its sums are counted: free its memory
         if self._graph is not None:
             self._static[-2].zero_()
             self._static[-1].zero_()
 
-    def _eager(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        with autocast(self.opts, self.device):
-            out = self.forward(x)
+    def _eager(self, x: torch.Tensor, y: torch.Tensor, *, plain: bool = False) -> None:
+        forward = self.plain_forward if plain else self.forward
+        with autocast(PLAIN if plain else self.path.chosen, self.device):
+            out = forward(x)
             total, losses = self.objective(out, y)
         self.zero_grad()
         total.backward()
@@ -154,7 +240,14 @@ class TrainStep:
         self._ys.append(y)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        if not self.opts.cuda_graphs:
+        self.path.run(
+            lambda: self._fast(x, y),
+            lambda: self._eager(x, y, plain=True),
+            what="training step",
+        )
+
+    def _fast(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if not self.path.chosen.cuda_graphs:
             return self._eager(x, y)
         if self._graph is not None and x.shape == self._static[0].shape:
             self._static[0].copy_(x)
@@ -165,10 +258,13 @@ class TrainStep:
         if self._graph is not None or self._warm < _WARMUP_STEPS:
             if self._stream is None:
                 self._stream = torch.cuda.Stream(self.device)
-            self._stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(self._stream):
-                self._eager(x, y)
-            torch.cuda.current_stream(self.device).wait_stream(self._stream)
+            current = torch.cuda.current_stream(self.device)
+            self._stream.wait_stream(current)
+            try:
+                with torch.cuda.stream(self._stream):
+                    self._eager(x, y)
+            finally:
+                current.wait_stream(self._stream)
             self._warm += 1
             return None
         self._capture(x, y)
@@ -180,13 +276,19 @@ class TrainStep:
         correct = torch.zeros(self._member_shape, device=self.device, dtype=torch.long)
         self.zero_grad()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), autocast(self.opts, self.device, cache=False):
-            out = self.forward(static_x)
-            total, losses = self.objective(out, static_y)
-            total.backward()
-            self.opt_step()
-            loss_sum.add_(losses.detach().float() * len(static_y))
-            correct.add_((out.detach().argmax(-1) == static_y).sum(-1))
+        current = torch.cuda.current_stream(self.device)
+        try:
+            with torch.cuda.graph(graph), autocast(self.path.chosen, self.device, cache=False):
+                out = self.forward(static_x)
+                total, losses = self.objective(out, static_y)
+                total.backward()
+                self.opt_step()
+                loss_sum.add_(losses.detach().float() * len(static_y))
+                correct.add_((out.detach().argmax(-1) == static_y).sum(-1))
+        except Exception:
+            # A capture that fails in capture_end leaves its capture stream current.
+            torch.cuda.set_stream(current)
+            raise
         self._graph = graph
         self._static = (static_x, static_y, loss_sum, correct)
         graph.replay()  # capturing does not run the step: this is the step on this batch

@@ -19,7 +19,17 @@ TORCHVISION = {
     "mnist": ("MNIST", "MNIST/raw"),
     "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw"),
 }
-BASE_METRICS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+# Every result's metrics: the epoch's, and the model's size (millions of parameters) and its
+# inference time (ms per image on the trial's device), measured once per trial (train/measure.py).
+BASE_METRICS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "params_m",
+    "latency_ms",
+)
 KFOLD_METRICS = ("val_accuracy_std", "val_loss_std")
 
 
@@ -81,6 +91,12 @@ class CNNSettings(_Settings):
 # Settings a sweep fixes but does not search, and what members of one fused group may differ in.
 NOT_SEARCHED = ("fused", "fused_wait_s", "fused_lookahead", "device")
 FUSED_MAY_DIFFER = ("lr", "weight_decay", "momentum", "dropout", "dropblock", "epochs", "seed")
+# Settings that may change mid-run: a trial continued from another trial's checkpoint under a
+# new config (population-based training) trains on with these taken from its config (the
+# optimizer's rates, the model's dropout and DropBlock rates; weights and buffers from the
+# checkpoint). Everything else (the model's shape, batch size, epochs, dataset, optimizer,
+# k_folds, seed) must stay as the checkpoint was made.
+MUTABLE = ("lr", "momentum", "weight_decay", "dropout", "dropblock")
 
 
 @cache
@@ -114,6 +130,7 @@ __all__ = [
     "FUSED_MAY_DIFFER",
     "KFOLD_METRICS",
     "MODEL_NAMES",
+    "MUTABLE",
     "NOT_SEARCHED",
     "OPTIMIZERS",
     "TORCHVISION",

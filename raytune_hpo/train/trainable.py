@@ -2,29 +2,42 @@
 
 Reports every epoch ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss`` and
 ``val_accuracy`` (with k-fold: means over the folds plus ``val_accuracy_std`` and
-``val_loss_std``), and checkpoints every epoch so that a paused or failed trial resumes from
-its last epoch. A diverging trial raises :class:`DivergedError`, which Tune records as a
-failed trial. Nothing here runs at import time: Ray workers import this module.
+``val_loss_std``), and the model's ``params_m`` and ``latency_ms``
+(``raytune_hpo.train.measure``, measured once per trial), and checkpoints every epoch
+(``raytune_hpo.train.checkpoint``) so that a paused or failed trial resumes from its last
+epoch; a trial continued from another trial's checkpoint under a new config (population-based
+training) trains on with the new config's ``MUTABLE`` settings. A diverging trial raises
+:class:`DivergedError`, which Tune records as a failed trial. Nothing here runs at import
+time: Ray workers import this module.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from raytune_hpo.train import checkpoint
+from raytune_hpo.train.checkpoint import TrialState
 from raytune_hpo.train.data import ImageData, batches, load_dataset, make_splits, normalised
+from raytune_hpo.train.measure import model_metrics, sample_batch
 from raytune_hpo.train.models import build_model
-from raytune_hpo.train.perf import PerfOptions, TrainStep, autocast, resolve_options
-from raytune_hpo.train.settings import OPTIMIZERS, defaults
+from raytune_hpo.train.optimizers import apply_hyperparameters, make_optimizer
+from raytune_hpo.train.perf import (
+    PLAIN,
+    PerfOptions,
+    SpeedPath,
+    TrainStep,
+    autocast,
+    resolve_options,
+)
+from raytune_hpo.train.settings import defaults
 
-_CHECKPOINT_FILE = "state.pt"
 _log = logging.getLogger("raytune_hpo.train")
 
 
@@ -32,33 +45,14 @@ class DivergedError(RuntimeError):
     """The loss became NaN or infinite: the trial failed, the sweep goes on."""
 
 
-Report = Callable[[dict[str, Any], dict[str, Any]], None]
+Report = Callable[[dict[str, Any], TrialState], None]
 
 
-def _device(choice: str) -> torch.device:
+def resolve_device(choice: str) -> torch.device:
+    """The device a ``device`` setting names (``auto``: the GPU where there is one)."""
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
-
-
-def _optimizer(
-    params, cfg: dict[str, Any], *, cuda: bool = False, capturable: bool = False
-) -> torch.optim.Optimizer:
-    """The configured optimizer; on CUDA the fused (one-kernel) implementation, or the
-    capturable one when steps are replayed from a CUDA graph."""
-    name, lr, wd = cfg["optimizer"], float(cfg["lr"]), float(cfg["weight_decay"])
-    fast: dict[str, Any] = {"capturable": True} if capturable else {"fused": True} if cuda else {}
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd, **fast)
-    if name == "sgd":
-        fast.pop("capturable", None)  # SGD keeps no step count: graph-safe as it is
-        return torch.optim.SGD(
-            params, lr=lr, momentum=float(cfg["momentum"]), weight_decay=wd, **fast
-        )
-    if name == "rmsprop":
-        fast.pop("fused", None)
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, **fast)
-    raise ValueError(f"optimizer: unknown {name!r}; allowed: {', '.join(OPTIMIZERS)}")
 
 
 def _load(cfg: dict[str, Any]) -> ImageData:
@@ -96,29 +90,6 @@ def _evaluate(
     return float(loss) / n, float(correct) / n
 
 
-def _train_epoch(
-    step: TrainStep,
-    model: nn.Module,
-    data: ImageData,
-    index: torch.Tensor,
-    cfg: dict[str, Any],
-    gen: torch.Generator,
-    images: torch.Tensor | None,
-) -> tuple[float, float]:
-    model.train()
-    for x, y in batches(
-        data,
-        index,
-        batch_size=int(cfg["batch_size"]),
-        gen=gen,
-        augmentation=bool(cfg["augment"]),
-        images=images,
-    ):
-        step(x, y)
-    loss_sum, correct, n = step.epoch_metrics()  # the epoch's one host sync
-    return float(loss_sum) / n, float(correct) / n
-
-
 def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     loss = nn.functional.cross_entropy(out, y)
     return loss, loss
@@ -128,7 +99,7 @@ class Prepared(NamedTuple):
     device: torch.device
     opts: PerfOptions
     data: ImageData  # on the device
-    images: torch.Tensor  # normalised, on the device
+    images: torch.Tensor | None  # normalised, on the device (None: too large to keep)
     splits: list  # (train, validation) index pairs, one per fold
 
 
@@ -137,7 +108,7 @@ def prepare(cfg: dict[str, Any], *, fused: bool = False) -> Prepared:
     (one notice per option ignored), the data and its folds. Seeds torch with ``cfg["seed"]``
     (dropout / DropBlock masks in this process)."""
     seed = int(cfg["seed"])
-    device = _device(str(cfg["device"]))
+    device = resolve_device(str(cfg["device"]))
     opts, notices = resolve_options(cfg, device, fused=fused)
     for notice in notices:
         _log.warning(notice)
@@ -153,96 +124,148 @@ def prepare(cfg: dict[str, Any], *, fused: bool = False) -> Prepared:
     return Prepared(device, opts, data, normalised(data), splits)
 
 
-def fit(config: dict[str, Any], *, report: Report, state: dict[str, Any] | None = None) -> None:
-    """Train ``config`` for its epochs, calling ``report(metrics, state)`` after each one;
-    ``state`` (from an earlier report) resumes at the epoch after it."""
-    cfg = {**defaults(), **config}
-    seed = int(cfg["seed"])
-    device, opts, data, images, splits = prepare(cfg)
+@dataclass
+class Fold:
+    """One fold's model, optimizer, index pair and training step."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    train: torch.Tensor
+    val: torch.Tensor
+    step: TrainStep
+
+    def train_epoch(
+        self, prep: Prepared, cfg: dict[str, Any], gen: torch.Generator
+    ) -> tuple[float, float]:
+        """One epoch of training: its mean loss and accuracy."""
+        self.model.train()
+        for x, y in batches(
+            prep.data,
+            self.train,
+            batch_size=int(cfg["batch_size"]),
+            gen=gen,
+            augmentation=bool(cfg["augment"]),
+            images=prep.images,
+        ):
+            self.step(x, y)
+        loss_sum, correct, n = self.step.epoch_metrics()  # the epoch's one host sync
+        return float(loss_sum) / n, float(correct) / n
+
+    def evaluate(self, prep: Prepared) -> tuple[float, float]:
+        """Validation loss and accuracy, on the speed path while it holds."""
+        path = self.step.path
+        return path.run(
+            lambda: _evaluate(
+                self.model, self.step.forward, prep.data, self.val, path.chosen, prep.images
+            ),
+            lambda: _evaluate(self.model, self.model, prep.data, self.val, PLAIN, prep.images),
+            what="evaluation",
+        )
+
+
+def build_folds(cfg: dict[str, Any], prep: Prepared, path: SpeedPath) -> list[Fold]:
+    """A freshly initialised model (seeded ``seed + fold``), optimizer and step per fold."""
+    seed, cuda = int(cfg["seed"]), prep.device.type == "cuda"
     folds = []
-    for i, (tr, va) in enumerate(splits):
+    for i, (tr, va) in enumerate(prep.splits):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + i)
             model = build_model(
-                cfg["model"], in_shape=data.shape, num_classes=data.num_classes, options=cfg
-            ).to(device)
-        forward = _forward(model, opts)  # memory format first: the optimizer's state follows
-        opt = _optimizer(
-            model.parameters(), cfg, cuda=device.type == "cuda", capturable=opts.cuda_graphs
-        )
+                cfg["model"],
+                in_shape=prep.data.shape,
+                num_classes=prep.data.num_classes,
+                options=cfg,
+            ).to(prep.device)
+        forward = _forward(model, prep.opts)  # memory format first: the optimizer's state follows
+        opt = make_optimizer(model.parameters(), cfg, cuda=cuda, capturable=prep.opts.cuda_graphs)
         step = TrainStep(
             forward=forward,
+            plain_forward=model,
             objective=_cross_entropy,
             opt_step=opt.step,
             zero_grad=lambda opt=opt: opt.zero_grad(set_to_none=True),
-            opts=opts,
-            device=device,
+            path=path,
+            device=prep.device,
         )
-        idx = (torch.as_tensor(tr, device=device), torch.as_tensor(va, device=device))
-        folds.append((model, opt, *idx, forward, step))
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    start = 1
-    if state is not None:
-        for (model, opt, *_), ms, os_ in zip(
-            folds, state["models"], state["optimizers"], strict=True
-        ):
-            model.load_state_dict(ms)
-            opt.load_state_dict(os_)
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        start = int(state["epoch"]) + 1
+        idx = (torch.as_tensor(a, device=prep.device) for a in (tr, va))
+        folds.append(Fold(model, opt, *idx, step))
+    return folds
 
+
+def restore(
+    folds: list[Fold],
+    gen: torch.Generator,
+    state: TrialState,
+    cfg: dict[str, Any],
+    device: torch.device,
+) -> int:
+    """Load ``state`` into the folds and the generators; the first epoch to train.
+
+    The models were built from ``cfg``, so their dropout and DropBlock rates are the
+    config's; the weights come from the state. Loading an optimizer's state brings back the
+    hyperparameters it was saved with, so ``cfg``'s (a new config continuing another trial's
+    state) are set again afterwards; its buffers (moments, momentum) stay."""
+    if len(state.models) != len(folds):
+        raise ValueError(f"the state holds {len(state.models)} folds, the config {len(folds)}")
+    for fold, model_state, opt_state in zip(folds, state.models, state.optimizers, strict=True):
+        fold.model.load_state_dict(model_state)
+        fold.opt.load_state_dict(opt_state)
+        apply_hyperparameters(fold.opt, cfg)
+    state.restore_rng(gen, device)
+    return state.epoch + 1
+
+
+def _epoch_metrics(per_fold: list[tuple[float, ...]], epoch: int, cfg: dict) -> dict[str, Any]:
+    """The epoch's result (means over the folds, and their spread with k-fold); raises
+    ``DivergedError`` on a NaN or infinite loss."""
+    arr = np.asarray(per_fold)
+    if not np.isfinite(arr[:, [0, 2]]).all():
+        raise DivergedError(
+            f"loss diverged at epoch {epoch} (train_loss={arr[:, 0].mean()}, "
+            f"lr={cfg['lr']}, optimizer={cfg['optimizer']})"
+        )
+    mean = arr.mean(0)
+    metrics = {
+        "epoch": epoch,
+        "train_loss": float(mean[0]),
+        "train_accuracy": float(mean[1]),
+        "val_loss": float(mean[2]),
+        "val_accuracy": float(mean[3]),
+    }
+    if len(per_fold) > 1:
+        metrics["val_accuracy_std"] = float(arr[:, 3].std(ddof=1))
+        metrics["val_loss_std"] = float(arr[:, 2].std(ddof=1))
+    return metrics
+
+
+def fit(config: dict[str, Any], *, report: Report, state: TrialState | None = None) -> None:
+    """Train ``config`` for its epochs, calling ``report(metrics, state)`` after each one;
+    ``state`` (from an earlier report, maybe another trial's) resumes at the epoch after it."""
+    cfg = {**defaults(), **config}
+    prep = prepare(cfg)
+    path = SpeedPath(prep.opts)
+    folds = build_folds(cfg, prep, path)
+    gen = torch.Generator(device=prep.device)
+    gen.manual_seed(int(cfg["seed"]))
+    start = 1 if state is None else restore(folds, gen, state, cfg, prep.device)
+    measured: dict[str, float] = {}
     for epoch in range(start, int(cfg["epochs"]) + 1):
-        per_fold = []
-        for model, _, tr, va, forward, step in folds:
-            train_loss, train_acc = _train_epoch(step, model, data, tr, cfg, gen, images)
-            val_loss, val_acc = _evaluate(model, forward, data, va, opts, images)
-            per_fold.append((train_loss, train_acc, val_loss, val_acc))
-        arr = np.asarray(per_fold)
-        if not np.isfinite(arr[:, [0, 2]]).all():
-            raise DivergedError(
-                f"loss diverged at epoch {epoch} (train_loss={arr[:, 0].mean()}, "
-                f"lr={cfg['lr']}, optimizer={cfg['optimizer']})"
-            )
-        mean = arr.mean(0)
-        metrics = {
-            "epoch": epoch,
-            "train_loss": float(mean[0]),
-            "train_accuracy": float(mean[1]),
-            "val_loss": float(mean[2]),
-            "val_accuracy": float(mean[3]),
-        }
-        if len(folds) > 1:
-            metrics["val_accuracy_std"] = float(arr[:, 3].std(ddof=1))
-            metrics["val_loss_std"] = float(arr[:, 2].std(ddof=1))
-        new_state = {
-            "epoch": epoch,
-            "models": [m.state_dict() for m, *_ in folds],
-            "optimizers": [o.state_dict() for _, o, *_ in folds],
-            "generator": gen.get_state(),
-            "torch_rng": torch.get_rng_state(),  # dropout masks: resume continues exactly
-        }
-        if device.type == "cuda":
-            new_state["cuda_rng"] = torch.cuda.get_rng_state(device)
+        per_fold = [fold.train_epoch(prep, cfg, gen) + fold.evaluate(prep) for fold in folds]
+        metrics = _epoch_metrics(per_fold, epoch, cfg)
+        if not measured:  # once, after the first epoch: the speed path has settled by then
+            x = sample_batch(prep.data, folds[0].val, prep.images)
+            measured = model_metrics(folds[0].model, x, path, prep.device)
+        metrics.update(measured)
+        new_state = TrialState.capture(
+            epoch,
+            [f.model.state_dict() for f in folds],
+            [f.opt.state_dict() for f in folds],
+            gen,  # with torch's generators: the dropout masks, so resuming continues exactly
+            prep.device,
+        )
         report(metrics, new_state)
 
 
 def train_cnn(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: per-epoch ``tune.report`` with a checkpoint."""
-    from ray import tune
-
-    state = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            state = torch.load(os.path.join(d, _CHECKPOINT_FILE), weights_only=False)
-
-    def report(metrics: dict[str, Any], new_state: dict[str, Any]) -> None:
-        with tempfile.TemporaryDirectory() as d:
-            torch.save(new_state, os.path.join(d, _CHECKPOINT_FILE))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-
-    fit(config, report=report, state=state)
+    fit(config, report=checkpoint.report, state=checkpoint.restore())
