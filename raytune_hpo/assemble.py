@@ -62,6 +62,7 @@ def assemble(spec: SweepSpec, *, trainable: Any = None, local_data: bool = True)
             check(draft)
         plan = plan_of(draft)
         factory = searcher_factory(plan)
+        check_population(plan)
         check_built(plan)
         plan = with_warm_start(plan, factory)
         warnings = [w for rule in WARNINGS for w in rule(plan, factory, draft)]
@@ -151,6 +152,23 @@ def searcher_factory(plan: Plan) -> Any:
         return searcher_entry(plan.searcher_name, base_dir=plan.spec.base_dir).factory
     except UserError as e:
         raise e.within("searcher") from None
+
+
+# Searchers that only give an initial population (they learn nothing from results): under
+# population-based training the configs change mid-run and a learning searcher never sees them.
+POPULATION_SEARCHERS = ("random", "grid", "sobol", "lhs", "rsa", "hypertiling")
+
+
+def check_population(plan: Plan) -> None:
+    from raytune_hpo.schedulers import POPULATION
+
+    if plan.scheduler_name in POPULATION and plan.searcher_name not in POPULATION_SEARCHERS:
+        raise UserError(
+            f"{plan.searcher_name!r} under scheduler {plan.scheduler_name}: PBT changes the "
+            "configs of running trials and a searcher that learns would never be told them; "
+            f"allowed searchers for the initial population: {', '.join(POPULATION_SEARCHERS)}",
+            field=("searcher", "name"),
+        )
 
 
 def check_built(plan: Plan) -> None:

@@ -105,8 +105,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from raytune_hpo.assemble import assemble
-    from raytune_hpo.results import read_spec_copy
     from raytune_hpo.run import resume
+    from raytune_hpo.sweep_dir import read_spec_copy
 
     spec = read_spec_copy(args.dir)
     args._sweep_dir = args.dir
@@ -118,7 +118,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 def _cmd_extend(args: argparse.Namespace) -> int:
     from raytune_hpo.extend import extend
-    from raytune_hpo.results import read_spec_copy
+    from raytune_hpo.sweep_dir import read_spec_copy
 
     spec = read_spec_copy(args.dir)
     args._sweep_dir = args.dir
@@ -158,9 +158,19 @@ def _summarise(result, spec, took: float, top: int | None) -> int:
 def _cmd_results(args: argparse.Namespace) -> int:
     from raytune_hpo.results import load_results, to_json
 
-    result = load_results(args.dir, by=args.by)
-    df = result.table if args.top is None else result.table.head(args.top)
-    if result.live:  # on stderr: stdout stays a clean table, CSV or JSON
+    if args.schedule:  # what population-based training did
+        import raytune_hpo.storage as storage
+        from raytune_hpo.live import read_schedule
+
+        result = None
+        df = read_schedule(storage.normalize(args.dir))
+        if df.empty:
+            print("raytune-hpo: no population-based training schedule here", file=sys.stderr)
+    else:
+        result = load_results(args.dir, by=args.by)
+        df = result.table
+    df = df if args.top is None else df.head(args.top)
+    if result is not None and result.live:  # on stderr: stdout stays a clean table, CSV or JSON
         counts = result.table["status"].value_counts()
         done = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no trials yet"
         print(
@@ -354,6 +364,11 @@ def _result_commands(sub) -> None:
     res.add_argument("--format", choices=("table", "csv", "json"), default="table")
     res.add_argument("--top", type=int, help="only the best N trials")
     res.add_argument("--by", choices=("last", "best"), default="last", help=BY_HELP)
+    res.add_argument(
+        "--schedule",
+        action="store_true",
+        help="population-based training's exploits instead: who copied whom at which step",
+    )
     res.set_defaults(func=_cmd_results)
 
     cmp_ = sub.add_parser("compare", help="run a study: searchers x repetitions on a problem")

@@ -128,4 +128,34 @@ def _sample(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([table.iloc[:best], rest])
 
 
-__all__ = ["ENDINGS", "curves_note", "learning_curves", "parallel", "parallel_note"]
+def schedule_plot(history: pd.DataFrame, schedule: pd.DataFrame) -> bytes | None:
+    """Population-based training: each mutated value of each trial over its epochs (one panel
+    per parameter), a dot where the trial copied another and took new values."""
+    names = [c for c in schedule.columns if c.startswith("config.") and c in history]
+    if not names or history.empty:
+        return None
+    fig, axes = plots.figure_grid(len(names))
+    by_trial = history.groupby("trial_id", sort=False)
+    shown = list(by_trial.groups)[:MAX_CURVES]
+    for ax, col in zip(axes, names, strict=False):
+        for tid in shown:
+            g = by_trial.get_group(tid)
+            if pd.api.types.is_numeric_dtype(g[col]):
+                ax.step(g[BUDGET_ATTR], g[col], where="post", lw=1, alpha=0.7)
+        at = schedule[pd.to_numeric(schedule[col], errors="coerce").notna()]
+        ax.plot(at[BUDGET_ATTR], at[col].astype(float), "o", ms=4, c="black", label="exploit")
+        ax.set_xlabel(f"epoch ({BUDGET_ATTR})")
+        ax.set_ylabel(col.removeprefix("config."))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return plots.png(fig)
+
+
+__all__ = [
+    "ENDINGS",
+    "curves_note",
+    "learning_curves",
+    "parallel",
+    "parallel_note",
+    "schedule_plot",
+]

@@ -71,8 +71,8 @@ def restore_searcher(searcher, exp: str, more: int) -> None:
 def extend(path: str | os.PathLike[str], *, num_samples: int, address: str | None = None):
     """Run ``num_samples`` more trials of the finished sweep at ``path`` (local or a URI)."""
     from raytune_hpo.assemble import assemble
-    from raytune_hpo.results import read_spec_copy, write_spec_copy
     from raytune_hpo.run import Guards, _finish, _fit, build_tuner, init_ray, resources
+    from raytune_hpo.sweep_dir import read_spec_copy, write_spec_copy
 
     if num_samples < 1:
         raise UserError(f"must be >= 1, got {num_samples}", field="--num-samples")

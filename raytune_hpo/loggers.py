@@ -110,8 +110,34 @@ def callbacks(
     specs: tuple[LoggerSpec, ...], *, experiment: str, exp_dir: str, sweep_name: str
 ) -> list[Any]:
     """Ray Tune callbacks for ``specs``; ``experiment`` is the run's name (its directory
-    ``exp_dir``), ``sweep_name`` the sweep file's ``name``."""
-    return [_BUILDERS[s.name](s.options, experiment, exp_dir, sweep_name) for s in specs]
+    ``exp_dir``), ``sweep_name`` the sweep file's ``name``. Always with the trial records
+    Ray's experiment analysis and ``raytune_hpo.live`` read (see ``record_loggers``)."""
+    chosen = [_BUILDERS[s.name](s.options, experiment, exp_dir, sweep_name) for s in specs]
+    return [*record_loggers(), *chosen]
+
+
+def record_loggers() -> list[Any]:
+    """Ray's JSON and CSV loggers (``result.json``, ``progress.csv`` of each trial), except
+    that a trial restarted in the same session (paused by HyperBand, exploited by
+    population-based training) keeps the file it has written. Ray copies the stored file back
+    over it whenever a trial with a checkpoint starts (``LoggerCallback._restore_from_remote``),
+    but within a session the stored copy lags behind (it is synced every few minutes): the
+    lines reported since the last sync were lost (seen under PBT here). A trial that starts in
+    a new session (``resume``) has no local file yet and gets the stored one, as before."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    class KeepSession:
+        def _restore_from_remote(self, file_name: str, trial) -> None:
+            if not (Path(trial.local_path) / file_name).exists():
+                super()._restore_from_remote(file_name, trial)
+
+    class ResultJson(KeepSession, JsonLoggerCallback):
+        pass
+
+    class ProgressCsv(KeepSession, CSVLoggerCallback):
+        pass
+
+    return [ResultJson(), ProgressCsv()]
 
 
 def _tensorboard(options: dict, experiment: str, exp_dir: str, sweep_name: str):

@@ -22,6 +22,7 @@ STATE_GLOB = "experiment_state-*.json"  # the experiment state, one file per ses
 SPEC_COPY = "sweep.yaml"  # the sweep as run (``raytune-hpo resume`` reads it)
 RESULTS_CSV = "results.csv"  # one row per trial, best first, written when the sweep ends
 TRIAL_ENDS = "trial_ends.json"  # trials ended by a time limit (raytune_hpo.watch)
+PBT_SCHEDULE = "pbt_schedule.jsonl"  # each exploit of population-based training
 CONFIG_PREFIX = "config."  # a searched value's column in results: ``config.<dotted name>``
 
 
@@ -41,6 +42,7 @@ __all__ = [
     "ERROR_FILE",
     "ERROR_PICKLE",
     "PARAMS_FILE",
+    "PBT_SCHEDULE",
     "RESULTS_CSV",
     "RESULT_FILE",
     "SPEC_COPY",

@@ -52,6 +52,15 @@ class Plan:
         return owns_space(self.searcher_name, base_dir=self.spec.base_dir)
 
     @property
+    def checkpoints_kept(self) -> int | None:
+        """Checkpoints Ray keeps per trial: the last two (a paused or failed trial resumes from
+        the newest), all under population-based training (a trial restores a donor's
+        checkpoint after the donor trained on, when Ray would have deleted it)."""
+        from raytune_hpo.schedulers import POPULATION
+
+        return None if self.scheduler_name in POPULATION else 2
+
+    @property
     def proposes_own_values(self) -> bool:
         """A plug-in that takes no space and no Tune domains (``raytune_hpo.plugin_guard``)."""
         if self.owns_space or self.searcher_name in ("random", "grid"):
@@ -118,7 +127,14 @@ class Plan:
 
         options = dict(self.spec.scheduler.options if self.spec.scheduler else {})
         max_t = options.pop("max_t", self.max_t)  # the sweep file's max_t wins
-        return create_scheduler(self.scheduler_name, max_t=max_t, **options)
+        return create_scheduler(
+            self.scheduler_name,
+            max_t=max_t,
+            space=self.spec.search_space,  # population-based training mutates within it
+            mutable=self.trainable.mutable_settings(),
+            seed=self.spec.seed,
+            **options,
+        )
 
     def tune_trainable(self):
         """The trainable with the sweep's resources per trial (fractional GPUs allowed)."""

@@ -22,16 +22,16 @@ import raytune_hpo.snapshot as snapshot
 import raytune_hpo.storage as storage
 from raytune_hpo.assemble import Plan, assemble
 from raytune_hpo.errors import UserError
+from raytune_hpo.live import read_schedule, with_exploits
 from raytune_hpo.names import SPEC_COPY
-from raytune_hpo.results import (
-    SweepResult,
+from raytune_hpo.results import SweepResult, results_table
+from raytune_hpo.spec import SweepSpec
+from raytune_hpo.sweep_dir import (
     read_spec_copy,
-    results_table,
     with_earlier_runs,
     write_results_csv,
     write_spec_copy,
 )
-from raytune_hpo.spec import SweepSpec
 
 
 def init_ray(
@@ -162,7 +162,9 @@ def build_tuner(plan: Plan, name: str, *, guards: Guards | None = None, prepare=
             stop=guards.stopper(),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             # A class trainable without save_checkpoint must not be asked for one at its end.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=False),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=plan.checkpoints_kept, checkpoint_at_end=False
+            ),
             verbose=1,
             callbacks=[*plan.callbacks(name, exp), guards.watch],
         ),
@@ -300,7 +302,8 @@ def _finish(grid, plan: Plan, guards, exp: str, interrupted: bool = False) -> Sw
     if error is not None:
         raise error
     spec = plan.spec
-    table = with_earlier_runs(results_table(grid, spec, ends=ends.trials), exp, spec)
+    table = results_table(grid, spec, ends=ends.trials)
+    table = with_earlier_runs(with_exploits(table, read_schedule(exp)), exp, spec)
     write_results_csv(table, exp)
     result = SweepResult(exp, table, spec.metric, spec.mode)
     if interrupted:

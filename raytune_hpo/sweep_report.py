@@ -20,9 +20,9 @@ import raytune_hpo.plots as plots
 import raytune_hpo.storage as storage
 from raytune_hpo.curves import ENDINGS  # how a trial ended -> its colour
 from raytune_hpo.errors import UserError
-from raytune_hpo.names import BUDGET_ATTR, config_column, config_name
+from raytune_hpo.live import SweepRecord, read_sweep
+from raytune_hpo.names import BUDGET_ATTR, RESULTS_CSV, SPEC_COPY, config_column, config_name
 from raytune_hpo.plots import Section
-from raytune_hpo.results import RESULTS_CSV, SPEC_COPY, SweepRecord, read_sweep
 
 
 def kind_of(dirs: list[str]) -> str:
@@ -295,6 +295,7 @@ def _single(rec: SweepRecord, table: pd.DataFrame, end: pd.Series, out: str, by:
                 plot="parallel_coordinates.png",
             )
         )
+    sections.extend(_population(rec, figs))
     if imp is not None:
         note = (
             f"{why} ({by} reported epoch of each trial; trials stopped early count with "
@@ -315,6 +316,30 @@ def _single(rec: SweepRecord, table: pd.DataFrame, end: pd.Series, out: str, by:
         f"{summ['searcher']}, scheduler {summ['scheduler']}; {summ['state']}."
     )
     return plots.write_report(out, f"Sweep {label}", intro, sections, figs)
+
+
+def _population(rec: SweepRecord, figs: dict) -> list[Section]:
+    """What population-based training did: its exploits as a table and a plot."""
+    if rec.schedule.empty:
+        return []
+    plot = curves.schedule_plot(rec.history, rec.schedule)
+    if plot is not None:
+        figs["pbt_schedule.png"] = plot
+    n, trials = len(rec.schedule), rec.schedule["trial_id"].nunique()
+    text = (
+        f"{n} exploits in {trials} trials: at the epoch shown a trial copied the weights of "
+        "`copied` (as they were at epoch `copied_at`) and went on with the values after. The "
+        "plot shows each mutated value of each trial over its epochs (a dot: an exploit)."
+    )
+    table = rec.schedule.head(50)
+    return [
+        Section(
+            "Population-based training",
+            text=text + (" The first 50 exploits:" if n > 50 else ""),
+            tables=[plots.fmt(table)],
+            plot="pbt_schedule.png" if plot is not None else None,
+        )
+    ]
 
 
 __all__ = ["ENDINGS", "build", "endings", "importance", "kind_of"]

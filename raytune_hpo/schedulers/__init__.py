@@ -141,7 +141,70 @@ def _positive(name: str, value: Any) -> None:
         raise UserError(f"must be a number >= 1, got {value!r}", field=name)
 
 
-_RESERVED = ("metric", "mode")
+def _pbt(
+    metric=None,
+    mode=None,
+    *,
+    space=None,
+    mutable=None,
+    seed=None,
+    perturbation_interval=4,
+    quantile_fraction=0.25,
+    resample_probability=0.25,
+    burn_in_period=0,
+    mutate=None,
+):
+    """Population-based training (Jaderberg et al., 2017) over the sweep's space."""
+    from raytune_hpo.schedulers._pbt import population
+
+    return population(
+        "pbt",
+        metric=metric,
+        mode=mode,
+        space=space,
+        mutable=mutable,
+        seed=seed,
+        perturbation_interval=perturbation_interval,
+        quantile_fraction=quantile_fraction,
+        resample_probability=resample_probability,
+        burn_in_period=burn_in_period,
+        mutate=mutate,
+    )
+
+
+def _pb2(
+    metric=None,
+    mode=None,
+    *,
+    space=None,
+    mutable=None,
+    seed=None,
+    perturbation_interval=4,
+    quantile_fraction=0.25,
+    mutate=None,
+):
+    """PB2 (Parker-Holder et al., NeurIPS 2020): a GP bandit picks the new values."""
+    from raytune_hpo.schedulers._pbt import population
+
+    return population(
+        "pb2",
+        metric=metric,
+        mode=mode,
+        space=space,
+        mutable=mutable,
+        seed=seed,
+        perturbation_interval=perturbation_interval,
+        quantile_fraction=quantile_fraction,
+        resample_probability=0.0,
+        burn_in_period=0,
+        mutate=mutate,
+    )
+
+
+# Arguments the run fills in; a factory that does not take one does not get it.
+_RESERVED = ("metric", "mode", "space", "mutable", "seed")
+# Schedulers that change a trial's config while it runs: the searcher never sees those configs.
+POPULATION = ("pbt", "pb2")
 
 SCHEDULERS: dict[str, Entry] = {
     "fifo": Entry(_fifo, "run every trial to the end", _RESERVED),
@@ -157,6 +220,10 @@ SCHEDULERS: dict[str, Entry] = {
     "bohb": Entry(
         _bohb, "HyperBand as BOHB runs it (HyperBandForBOHB); needs searcher bohb", _RESERVED
     ),
+    "pbt": Entry(
+        _pbt, "population-based training: bottom trials copy top ones and perturb", _RESERVED
+    ),
+    "pb2": Entry(_pb2, "population-based bandits: a GP chooses the perturbed values", _RESERVED),
 }
 
 
@@ -169,4 +236,4 @@ def create_scheduler(name: str, *, max_t: int | None = None, **kw: Any):
     return create("scheduler", SCHEDULERS, name, **kw)
 
 
-__all__ = ["SCHEDULERS", "TIME_ATTR", "create_scheduler"]
+__all__ = ["POPULATION", "SCHEDULERS", "TIME_ATTR", "create_scheduler"]
