@@ -137,7 +137,7 @@ def test_earlier_failures_count_as_the_worst_value():
     tell(s, *earlier_points(3))
     s.add_evaluated_point({"x": 0.1, "y": 0.1}, None, error=True)
     s.add_evaluated_point({"x": 0.2, "y": 0.2}, math.nan)
-    values = [t.value for t in s._ot_study.trials]
+    values = [t.value for t in s.study.trials]
     assert values[3:] == [min(values[:3])] * 2  # mode max: worst = lowest finite value
     assert np.isinf(s.prior[1][3:]).all()
 
@@ -236,7 +236,7 @@ def test_earlier_results_are_read_with_their_types(tmp_path):
     assert any("1 of 4 trials left out" in n for n in notes)
     plan = assemble(spec)
     assert plan.warm == points
-    study = plan.searcher("run-1")._ot_study  # told before it suggests anything
+    study = plan.searcher("run-1").study  # told before it suggests anything
     assert [t.params for t in study.trials] == [
         {"lr": 1e-3, "batch_size": 1, "optimizer": 1},
         {"lr": 5e-2, "batch_size": 0, "optimizer": 0},

@@ -75,7 +75,11 @@ class ApproxGradientSearch(UnitCubeSearcher):
     the spacing may halve around a walk's centre (8), ``max_restarts`` (None: unlimited),
     ``walkers``: walks at once at most (None: as many as keep the trial slots busy)."""
 
-    _transient = ("_params", "_axes", "_units", "_fine", "_ints")
+    _saved = (
+        *("_levels", "_depth", "_max_restarts", "_max_walkers", "_loss", "_flight", "_flying"),
+        *("_walks", "_starts", "_next_start", "local_optima", "_optima", "_restarts", "_done"),
+    )
+    _derived = ("_params", "_axes", "_units", "_fine", "_ints")
 
     def __init__(
         self,
@@ -120,14 +124,14 @@ class ApproxGradientSearch(UnitCubeSearcher):
     # ------------------------------------------------------------------ grid
     def _setup(self) -> None:
         self._rebuild()
-        starts = qmc.Sobol(self._space.dims, seed=self._rng).random(_STARTS)
+        starts = qmc.Sobol(self.space.dims, seed=self._rng).random(_STARTS)
         earlier, losses = self.prior
         if np.isfinite(losses).any():  # warm start: the first walk starts at the earlier best
             starts = np.vstack([earlier[int(np.argmin(losses))], starts])
         self._starts = starts
 
     def _rebuild(self) -> None:
-        self._params = params = list(self._space.params.values())
+        self._params = params = list(self.space.params.values())
         self._axes = [axis_values(p, self._levels) for p in params]
         self._units = [
             np.array([p.to_unit(v) for v in ax]) for p, ax in zip(params, self._axes, strict=True)
@@ -166,9 +170,9 @@ class ApproxGradientSearch(UnitCubeSearcher):
         return self._params[j].from_unit(u[i] + frac * (u[i + 1] - u[i]))
 
     def _config_of(self, idx: Index) -> dict[str, Any]:
-        paths = self._space.params
+        paths = self.space.params
         flat = {path: self._value(j, k) for j, (path, k) in enumerate(zip(paths, idx, strict=True))}
-        return self._space.nest(flat)
+        return self.space.nest(flat)
 
     def _key(self, idx: Index) -> Index:
         """Identity of a configuration: two fine points that round to one integer are one."""
@@ -205,7 +209,7 @@ class ApproxGradientSearch(UnitCubeSearcher):
                 u = self._starts[self._next_start]
                 self._next_start += 1
             else:
-                u = self._rng.random(self._space.dims)
+                u = self._rng.random(self.space.dims)
             for depth in range(self._depth + 1 if fine else 1):
                 idx = self._snap(u, depth)
                 if not self._known(idx):
@@ -361,7 +365,7 @@ class ApproxGradientSearch(UnitCubeSearcher):
         key = self._key(idx)
         self._flight[trial_id] = (idx, key)
         self._flying.add(key)
-        return self._space.to_unit(self._space.flat_config(self._config_of(idx)))
+        return self.space.to_unit(self.space.flat_config(self._config_of(idx)))
 
     def _observe(self, trial_id: str, u: np.ndarray, loss: float) -> None:
         flight = self._flight.pop(trial_id, None)
