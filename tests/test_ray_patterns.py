@@ -13,7 +13,7 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Repeater, Searcher
 
 from raytune_hpo import testing
-from raytune_hpo.searchers import SEARCHERS, create_searcher
+from raytune_hpo.searchers import SEARCHERS, create_searcher, owns_space
 
 NAMES = [n for n in SEARCHERS if isinstance(create_searcher(n, budget=40), Searcher)]
 DOMAINS = {
@@ -128,3 +128,81 @@ def test_invalid_values_and_mode_max(name):
         finite = losses[np.isfinite(losses)]
         assert len(finite) and (finite == -0.5).any()  # 0.5 (max) is the best finite loss
         assert np.isinf(losses[~np.isfinite(losses)]).all() and (losses == math.inf).sum() >= 3
+
+
+# ----------------------------------------------------------------------------- issue 26
+OURS = [n for n in NAMES if owns_space(n)]  # every searcher that takes our SearchSpace
+
+
+SLASHED = {
+    "opt/lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+    "a": {"b": {"type": "int", "low": 1, "high": 9}},
+    "c/d": {"e": {"type": "categorical", "choices": ["x", "y"]}},
+}
+COLLIDING = {
+    "a.b": {"type": "float", "low": 0.0, "high": 1.0},
+    "a": {"b": {"type": "float", "low": 10.0, "high": 11.0}},
+    "p%2Eq": {"type": "float", "low": 20.0, "high": 21.0},
+    "p.q": {"type": "float", "low": 30.0, "high": 31.0},
+}
+
+
+def varied(cfgs, get) -> int:
+    return len({get(c) for c in cfgs})
+
+
+@pytest.mark.parametrize("given", ["space", "param_space"])
+@pytest.mark.parametrize("name", OURS)
+def test_names_with_a_slash_are_searched(name, given):
+    domains = {
+        "opt/lr": tune.loguniform(1e-4, 1e-1),
+        "a": {"b": tune.randint(1, 10)},
+        "c/d": {"e": tune.choice(["x", "y"])},
+    }
+    if given == "space":
+        s = create_searcher(name, space=SLASHED, seed=0, budget=40)
+        s.set_search_properties("metric", "min", {})
+    else:
+        s = fresh(name)
+        assert s.set_search_properties("metric", "min", domains)
+    cfgs = testing.drive(s, 20, f=lambda c: c["opt/lr"] + c["a"]["b"], metric="metric")
+    assert len(cfgs) >= 10
+    for c in cfgs:
+        assert 1e-4 <= c["opt/lr"] <= 1e-1 and 1 <= c["a"]["b"] <= 9, c
+        assert c["c/d"]["e"] in ("x", "y") and set(c) == {"opt/lr", "a", "c/d"}, c
+    assert varied(cfgs, lambda c: c["opt/lr"]) > 5 and varied(cfgs, lambda c: c["a"]["b"]) > 1
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_a_dotted_name_and_a_nested_path_are_two_parameters(name, tmp_path):
+    s = create_searcher(name, space=COLLIDING, seed=0, budget=40)
+    s.set_search_properties("metric", "min", {})
+
+    def f(c):
+        return c["a.b"] + c["a"]["b"] + c["p%2Eq"] + c["p.q"]
+
+    cfgs = testing.drive(s, 12, f=f, metric="metric")
+    s.save(str(tmp_path / "state.pkl"))
+    cfgs += testing.drive(s, 8, start=12, f=f, metric="metric")
+    assert len(cfgs) >= 10
+    for c in cfgs:
+        assert 0.0 <= c["a.b"] <= 1.0 and 10.0 <= c["a"]["b"] <= 11.0, c
+        assert 20.0 <= c["p%2Eq"] <= 21.0 and 30.0 <= c["p.q"] <= 31.0, c
+    for get in (lambda c: c["a.b"], lambda c: c["a"]["b"], lambda c: c["p.q"]):
+        assert varied(cfgs, get) > 5  # each one is searched, none stuck at one value
+
+
+def test_library_names_are_unique_and_round_trip():
+    from raytune_hpo.space import SearchSpace
+
+    space = SearchSpace.from_dict(
+        {**COLLIDING, "x%": {"%2E": {"type": "int", "low": 0, "high": 3}}}
+    )
+    names = space.library_names
+    assert len(set(names)) == len(names) == 5
+    assert names[:2] == ["a%2Eb", "a.b"]  # the dotted name is escaped, the path is not
+    assert set(space.to_optuna()) == set(names)
+    config = space.from_unit([0.5] * 5)
+    assert space.from_library(space.to_library(config)) == config
+    plain = SearchSpace.from_dict(SLASHED)  # ordinary names stay what they were
+    assert plain.library_names == plain.names == ["opt/lr", "a.b", "c/d.e"]

@@ -274,7 +274,7 @@ class ApproxGradientSearch(UnitCubeSearcher):
         key = self._lattice.key(idx)
         self._flight[trial_id] = (idx, key)
         self._flying.add(key)
-        return self.space.to_unit(self.space.flat_config(self._config_of(idx)))
+        return self.space.to_unit(self._config_of(idx))
 
     def _observe(self, trial_id: str, u: np.ndarray, loss: float) -> None:
         flight = self._flight.pop(trial_id, None)

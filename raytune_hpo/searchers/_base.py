@@ -70,8 +70,7 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         if self._user_points:
             point = self._user_points.pop(0)
             self._track(trial_id, space.to_unit(point))
-            values = space.flat_config(point).values()  # in the order of params
-            return space.nest(dict(zip(space.params, values, strict=True)))
+            return space.nest(space.path_values(point))
         u = self._propose(trial_id)
         if u is None or isinstance(u, str):
             return u  # None: nothing to run right now; FINISHED: the algorithm is done
