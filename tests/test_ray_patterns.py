@@ -131,7 +131,53 @@ def test_invalid_values_and_mode_max(name):
 
 
 # ----------------------------------------------------------------------------- issue 26
+OPTUNA_NAMES = ["tpe", "bayesopt"]  # the searchers that keep an Optuna study
 OURS = [n for n in NAMES if owns_space(n)]  # every searcher that takes our SearchSpace
+
+
+def study_trials(s):
+    return s.study.trials
+
+
+@pytest.mark.parametrize("name", OPTUNA_NAMES)
+def test_a_failed_earlier_point_is_a_failed_trial_and_a_pruned_one_pruned(name):
+    """Ray's AddEvaluatedPointTest: error=True is FAIL, pruned=True is PRUNED with its
+    intermediate values; a crash is never learnt as a success."""
+    import optuna
+
+    state = optuna.trial.TrialState
+    s = create_searcher(name, space={"report": {"type": "float", "low": 0, "high": 5}}, seed=0)
+    s.set_search_properties("metric", "max", {})
+    point = {"report": 1.0}
+    s.add_evaluated_point(point, 1.0, intermediate_values=[0.8, 0.9])
+    s.add_evaluated_point(point, 1.0, intermediate_values=[0.8, 0.9], error=True)
+    s.add_evaluated_point(point, 2.0, intermediate_values=[0.8, 0.9], pruned=True)
+    s.add_evaluated_point(point, math.nan)  # no error: the worst finite value seen
+    trials = study_trials(s)
+    assert [t.state for t in trials] == [state.COMPLETE, state.FAIL, state.PRUNED, state.COMPLETE]
+    assert trials[1].value is None
+    assert trials[2].intermediate_values == {0: 0.8, 1: 0.9} and trials[2].value == 2.0
+    assert trials[3].value == 1.0  # mode max: the worst finite value so far
+    assert isinstance(s.suggest("1"), dict)
+
+
+@pytest.mark.parametrize("name", OPTUNA_NAMES)
+def test_a_trial_that_errored_is_a_failed_trial_junk_results_the_worst(name):
+    import optuna
+
+    state = optuna.trial.TrialState
+    s = fresh(name)
+    s.set_search_properties("metric", "min", DOMAINS)
+    results = [({"metric": 2.0}, False), (None, True), ({"metric": 1.0}, True)]
+    results += [({"metric": math.nan}, False), ({"metric": "junk"}, False)]
+    for i, (result, error) in enumerate(results):
+        s.suggest(f"t{i}")
+        s.on_trial_complete(f"t{i}", result, error=error)
+    trials = study_trials(s)
+    assert [t.state for t in trials] == [state.COMPLETE, state.FAIL, state.FAIL] + [
+        state.COMPLETE
+    ] * 2
+    assert [t.value for t in trials] == [2.0, None, None, 2.0, 2.0]
 
 
 SLASHED = {

@@ -10,10 +10,13 @@
 - ``TPESearch`` (``tpe``): the tree-structured Parzen estimator (Bergstra et al., NeurIPS 2011).
 
 Each suggestion is ``Study.ask`` over the space's Optuna distributions, each result a
-``Study.tell``. NaN, inf and junk results are told to Optuna as the worst finite value seen so
-far (as a failed trial while there is none), so the model learns to avoid them; so are earlier
-results told through ``add_evaluated_point`` (warm start), which join the study as finished
-trials (``Study.add_trial``).
+``Study.tell``. A trial that failed (``error=True``) is a ``FAIL`` trial of the study, as in
+Ray's ``OptunaSearch``: the samplers leave it out rather than learn a crash as a score. A NaN,
+inf or junk result of a trial that did not fail is told as the worst finite value seen so far
+(as a failed trial while there is none), so the model learns to avoid it. Earlier results told
+through ``add_evaluated_point`` (warm start) join the study the same way (``Study.add_trial``):
+``error=True`` as ``FAIL``, ``pruned=True`` as ``PRUNED`` with its intermediate values (one per
+step from 0, the finite ones), the others as ``COMPLETE``.
 
 ``storage`` (an RDB URL such as ``sqlite:///sweep.db``) keeps the study in a database, where
 ``optuna-dashboard sqlite:///sweep.db`` can watch it live; ``study_name`` names it (a sweep
@@ -115,7 +118,7 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
         number = self._asked.pop(trial_id, None)
         if loss is None or number is None:
             return  # unknown or repeated trial id
-        value = self._library_value(loss, worst)
+        value = None if error else self._library_value(loss, worst)
         if value is None:
             self._study.tell(number, state=TrialState.FAIL)
         else:
@@ -129,26 +132,36 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
         pruned: bool = False,
         intermediate_values: list[float] | None = None,
     ) -> None:
-        """An earlier result (warm start) joins the study as a finished trial; NaN or a
-        failed one counts as the worst value seen (a failed trial while there is none)."""
+        """An earlier result (warm start) joins the study: failed (``error``) as a FAIL trial,
+        ``pruned`` as a PRUNED one with its intermediate values, else finished; NaN counts as
+        the worst finite value seen (a failed trial while there is none)."""
         import optuna
         from optuna.trial import TrialState
 
         self._maybe_setup()
         worst = self._worst_finite()
         _, loss = self._prior_point(parameters, value, error)
-        told = self._library_value(loss, worst)
-        state = TrialState.FAIL if told is None else TrialState.COMPLETE
-        if pruned and told is not None:
+        told = None if error else self._library_value(loss, worst)
+        if pruned and not error:
             state = TrialState.PRUNED
+        else:
+            state = TrialState.FAIL if told is None else TrialState.COMPLETE
+        steps = {i: float(v) for i, v in enumerate(intermediate_values or []) if _finite(v)}
         trial = optuna.trial.create_trial(
             state=state,
             value=told,
             params=self.space.to_library(parameters),
             distributions=self._distributions,
-            intermediate_values=dict(enumerate(intermediate_values or [])) or None,
+            intermediate_values=steps or None,
         )
         self._study.add_trial(trial)
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_storage(storage: object, study_name: object) -> None:
