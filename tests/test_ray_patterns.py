@@ -238,6 +238,49 @@ def test_a_dotted_name_and_a_nested_path_are_two_parameters(name, tmp_path):
         assert varied(cfgs, get) > 5  # each one is searched, none stuck at one value
 
 
+LIMITED = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+
+
+def limited(name, **kw):
+    s = create_searcher(name, space=LIMITED, metric="metric", mode="min", seed=0, budget=40)
+    return ConcurrencyLimiter(s, **kw)
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_limiter_in_batches_holds_until_the_batch_is_done(name):
+    """Ray's test_batch_limiter: with batch=True nothing new starts before the whole batch
+    has finished."""
+    lim = limited(name, max_concurrent=2, batch=True)
+    assert lim.suggest("t1") is not None and lim.suggest("t2") is not None
+    assert lim.suggest("t3") is None
+    lim.on_trial_complete("t1", {"metric": 3.0})
+    assert lim.suggest("t3") is None  # t2 of the batch still runs
+    lim.on_trial_complete("t2", {"metric": 3.0})
+    assert lim.suggest("t3") is not None
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_limiter_state_restored_into_another_limiter_holds(name):
+    """Ray's test_set_get_limiter: a limiter's saved state keeps its limit and live trials."""
+    lim = limited(name, max_concurrent=2)
+    assert lim.suggest("t1") is not None and lim.suggest("t2") is not None
+    assert lim.suggest("t3") is None
+    state = lim.get_state()
+    again = ConcurrencyLimiter(lim.searcher, max_concurrent=3)
+    again.set_state(state)
+    assert again.suggest("t4") is None and again.suggest("t5") is None
+    again.on_trial_complete("t1", {"metric": 3.0})
+    again.on_trial_complete("t2", {"metric": 3.0})
+    assert again.suggest("t3") is not None
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_limiter_set_max_concurrency_holds(name):
+    lim = limited(name, max_concurrent=4)
+    lim.set_max_concurrency(2)
+    assert [lim.suggest(f"t{i}") is not None for i in range(3)] == [True, True, False]
+
+
 def test_library_names_are_unique_and_round_trip():
     from raytune_hpo.space import SearchSpace
 

@@ -9,6 +9,12 @@ public interface (``get_config``, ``new_result`` with HpBandSter's ``Job``) the 
   seeded state that is swapped in and out, so a seed fixes the sequence and save/restore
   continues it, and the caller's global RNG is left untouched;
 - unknown or repeated trial ids are ignored;
+- concurrency is Ray's ``ConcurrencyLimiter``'s, as for every other searcher (``max_concurrent``
+  of a sweep file, its ``batch`` mode, ``set_max_concurrency`` and a restored limiter state all
+  hold). ``TuneBOHB`` limits itself instead, counting running trials only, so that trials
+  ``HyperBandForBOHB`` pauses free their slot; under the limiter a paused trial keeps its slot,
+  so with ``HyperBandForBOHB`` a ``max_concurrent`` below the largest bracket keeps brackets from
+  filling (leave it out: the resources per trial bound the trials running at once);
 - without ``HyperBandForBOHB`` (under ``asha``, ``median`` or ``fifo``) the model learns from
   each trial's final result at the epoch it reached, instead of from bracket milestones;
 - earlier results (warm start) are told to the model at the budget they reached (``budget``,
@@ -50,7 +56,7 @@ class BOHBSearch(LibraryAdapter, Searcher):
     """
 
     _saved = ("_time_attr", "_seed", "_bohb_options", "_np_state", "model", "_params")
-    _saved += ("_budget_seen", "_last_budget", "_max_concurrent", "_running", "_paused")
+    _saved += ("_budget_seen", "_last_budget")
 
     def __init__(
         self,
@@ -94,9 +100,6 @@ class BOHBSearch(LibraryAdapter, Searcher):
         self._params: dict[str, dict[str, Any]] = {}  # trial id -> its library parameters
         self._budget_seen: set[str] = set()
         self._last_budget: dict[str, float] = {}
-        self._max_concurrent = 0
-        self._running: set[str] = set()
-        self._paused: set[str] = set()
         self._maybe_setup()
 
     def _maybe_setup(self) -> None:
@@ -124,28 +127,13 @@ class BOHBSearch(LibraryAdapter, Searcher):
         self._require_space()
         self._require_metric_mode("suggest")
         self._maybe_setup()
-        if self._max_concurrent and len(self._running) >= self._max_concurrent:
-            return None
         if self._user_points:
             flat = self.space.to_library(self._user_points.pop(0))
         else:
             with self._own_rng():
                 flat, _ = self.model.get_config(None)
         self._params[trial_id] = dict(flat)
-        self._running.add(trial_id)
         return self._decoded(trial_id, flat)
-
-    def set_max_concurrency(self, max_concurrent: int) -> bool:
-        self._max_concurrent = max_concurrent
-        return True
-
-    def on_pause(self, trial_id: str) -> None:
-        self._paused.add(trial_id)
-        self._running.discard(trial_id)
-
-    def on_unpause(self, trial_id: str) -> None:
-        self._paused.discard(trial_id)
-        self._running.add(trial_id)
 
     def _tell(self, params: dict[str, Any], loss: float, budget: float) -> None:
         from hpbandster.core.dispatcher import Job
@@ -159,8 +147,6 @@ class BOHBSearch(LibraryAdapter, Searcher):
         params = self._params.get(trial_id)
         if params is None:
             return
-        if trial_id not in self._paused:
-            self._running.add(trial_id)
         self._last_budget[trial_id] = float(result.get(self._time_attr, 1))
         budget = (result.get("hyperband_info") or {}).get("budget")
         if budget is not None:  # a HyperBandForBOHB milestone
@@ -177,8 +163,6 @@ class BOHBSearch(LibraryAdapter, Searcher):
             self._tell(params, loss, float(budget))
         self._budget_seen.discard(trial_id)
         self._last_budget.pop(trial_id, None)
-        self._paused.discard(trial_id)
-        self._running.discard(trial_id)
 
     def add_evaluated_point(
         self,
