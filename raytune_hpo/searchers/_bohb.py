@@ -118,15 +118,8 @@ class BOHBSearch(LibraryAdapter, Searcher):
             self._np_state = np.random.get_state()
             np.random.set_state(saved)
 
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        adopted = self._merge_properties(metric, mode, config)
-        self._maybe_setup()
-        return adopted
-
     def suggest(self, trial_id: str) -> dict | None:
-        self._require_space()
-        self._require_metric_mode("suggest")
-        self._maybe_setup()
+        self._ready()
         if self._user_points:
             flat = self.space.to_library(self._user_points.pop(0))
         else:

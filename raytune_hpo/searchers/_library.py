@@ -15,7 +15,22 @@ from raytune_hpo.searchers._contract import SearcherContract
 
 
 class LibraryAdapter(SearcherContract):
-    """Mixin for ``Searcher`` subclasses that drive a library in flat, encoded parameters."""
+    """Mixin for ``Searcher`` subclasses that drive a library in flat, encoded parameters; the
+    library's model is built by ``_maybe_setup`` once what it needs is known."""
+
+    def _maybe_setup(self) -> None:
+        """Build the library's model if it is not built and can be (space, mode...)."""
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        adopted = self._merge_properties(metric, mode, config)
+        self._maybe_setup()
+        return adopted
+
+    def _ready(self) -> None:
+        """Before a suggestion: the space, metric and mode are known, the model built."""
+        self._require_space()
+        self._require_metric_mode("suggest")
+        self._maybe_setup()
 
     def _encoded_points(self) -> list[dict[str, Any]]:
         return [self.space.to_library(p) for p in self._user_points]

@@ -44,9 +44,7 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
     _saved = ("_sampler", "_storage_url", "_study_name", "_study", "_asked")
     _derived = ("_distributions",)
 
-    def __init__(
-        self, space, metric, mode, *, points_to_evaluate, sampler, storage, study_name
-    ) -> None:
+    def __init__(self, space, metric, mode, sampler, points_to_evaluate, storage, study_name):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial else
@@ -97,15 +95,8 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
             loss = worst
         return loss if self._mode != "max" else -loss
 
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        adopted = self._merge_properties(metric, mode, config)
-        self._maybe_setup()
-        return adopted
-
     def suggest(self, trial_id: str) -> dict | None:
-        self._require_space()
-        self._require_metric_mode("suggest")
-        self._maybe_setup()
+        self._ready()
         trial = self._study.ask(self._distributions)
         self._asked[trial_id] = trial.number
         return self._decoded(trial_id, trial.params)
@@ -210,15 +201,7 @@ class GPSearch(_OptunaAdapter):
 
         _check_initial(n_initial_points)
         sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_initial_points)
-        super().__init__(
-            space,
-            metric,
-            mode,
-            points_to_evaluate=points_to_evaluate,
-            sampler=sampler,
-            storage=storage,
-            study_name=study_name,
-        )
+        super().__init__(space, metric, mode, sampler, points_to_evaluate, storage, study_name)
 
 
 class TPESearch(_OptunaAdapter):
@@ -253,15 +236,7 @@ class TPESearch(_OptunaAdapter):
         sampler = optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=n_initial_points, multivariate=bool(multivariate)
         )
-        super().__init__(
-            space,
-            metric,
-            mode,
-            points_to_evaluate=points_to_evaluate,
-            sampler=sampler,
-            storage=storage,
-            study_name=study_name,
-        )
+        super().__init__(space, metric, mode, sampler, points_to_evaluate, storage, study_name)
 
 
 __all__ = ["GPSearch", "TPESearch"]
