@@ -1,5 +1,5 @@
-"""The searcher contract (ARCHITECTURE.md), run against every Searcher in SEARCHERS, plus each
-algorithm's own properties."""
+"""The searcher contract (``docs/searchers.md``), run against every Searcher in SEARCHERS, plus
+each algorithm's own properties."""
 
 import math
 import pickle
