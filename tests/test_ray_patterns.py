@@ -1,8 +1,10 @@
 """What Ray Tune's own generic searcher tests (test_searchers.py, test_searcher_utils.py,
 test_sample.py of Ray 2.60) ask of a search algorithm, asked of every searcher of ours: Tune
 domains from the Tuner's param_space (quantized ones too), half-open ranges, Ray's
-save/restore-into-a-fresh-instance pattern, Repeater, ConcurrencyLimiter, invalid values and
-constants that must survive. Written for this project; the patterns are Ray's."""
+save/restore-into-a-fresh-instance pattern, Repeater, ConcurrencyLimiter (in batches, with
+set_max_concurrency, restored from a limiter's state), invalid values, constants that must
+survive, failed and pruned earlier points (AddEvaluatedPointTest), and parameter names holding
+'/' or '.'. Written for this project; the patterns are Ray's."""
 
 import math
 import os
