@@ -305,6 +305,18 @@ def test_model_based_search_beats_random_on_a_smooth_bowl(name):
     assert np.median(ours) < np.median(rand) / 3
 
 
+def test_bohb_takes_hyperband_pauses_with_or_without_a_limiter():
+    """HyperBandForBOHB calls on_pause/on_unpause of the Tuner's searcher: the limiter, which
+    passes them on, or BOHBSearch itself (Ray's Searcher has neither)."""
+    for s in (make("bohb", seed=0, space=UNIT2), ConcurrencyLimiter(make("bohb"), 2)):
+        cfg = s.suggest("a")
+        s.on_trial_result("a", {"loss": 0.5, "training_iteration": 1})
+        s.on_pause("a")
+        s.on_unpause("a")
+        s.on_trial_complete("a", {"loss": 0.4, "training_iteration": 3})
+        assert isinstance(cfg, dict) and isinstance(s.suggest("b"), dict)
+
+
 def test_bohb_learns_from_hyperband_milestones_and_final_results():
     s = make("bohb", seed=0, space=UNIT2)
     cfg = s.suggest("a")

@@ -128,6 +128,12 @@ class BOHBSearch(LibraryAdapter, Searcher):
         self._params[trial_id] = dict(flat)
         return self._decoded(trial_id, flat)
 
+    def on_pause(self, trial_id: str) -> None:
+        """HyperBandForBOHB tells a pause (through the limiter, if any): nothing to learn."""
+
+    def on_unpause(self, trial_id: str) -> None:
+        """HyperBandForBOHB tells a trial it resumes: nothing to learn."""
+
     def _tell(self, params: dict[str, Any], loss: float, budget: float) -> None:
         from hpbandster.core.dispatcher import Job
 
