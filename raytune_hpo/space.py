@@ -32,6 +32,14 @@ def _dotted(path: Path) -> str:
     return ".".join(path)
 
 
+def library_name(path: Path) -> str:
+    """A parameter's name for a library (Optuna, ConfigSpace): its path joined by ``.``, with
+    ``%`` and ``.`` inside a key written ``%25`` and ``%2E``. Unique and reversible whatever
+    characters the keys hold (``a.b`` and ``{a: {b:}}`` are two names); an ordinary name (no
+    ``.`` or ``%`` in a key) is its dotted name."""
+    return ".".join(key.replace("%", "%25").replace(".", "%2E") for key in path)
+
+
 @dataclass
 class SearchSpace:
     """Ordered parameters (nested paths) plus constants passed through unchanged."""
@@ -111,12 +119,17 @@ class SearchSpace:
         }
         return self.nest(flat)
 
+    @property
+    def library_names(self) -> list[str]:
+        """The parameters' names for libraries (``library_name``), in order."""
+        return [library_name(p) for p in self.params]
+
     def to_optuna(self) -> dict[str, Any]:
-        """Optuna distributions keyed by dotted names (categoricals: the choice's index)."""
-        return {_dotted(path): p.to_optuna() for path, p in self.params.items()}
+        """Optuna distributions keyed by library names (categoricals: the choice's index)."""
+        return {library_name(path): p.to_optuna() for path, p in self.params.items()}
 
     def to_configspace(self, *, seed: int | None = None):
-        """A ``ConfigSpace.ConfigurationSpace`` (for BOHB) keyed by dotted names
+        """A ``ConfigSpace.ConfigurationSpace`` (for BOHB) keyed by library names
         (categoricals: the choice's index)."""
         try:
             import ConfigSpace as CS
@@ -126,21 +139,20 @@ class SearchSpace:
             ) from e
         cs = CS.ConfigurationSpace(seed=seed)
         for path, p in self.params.items():
-            cs.add(p.to_configspace(_dotted(path)))
+            cs.add(p.to_configspace(library_name(path)))
         return cs
 
     def to_library(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """A configuration (nested or dotted) as a library's flat parameters."""
-        flat = self.flat_config(config)
         return {
-            name: p.to_library(flat[name])
-            for name, p in zip(flat, self.params.values(), strict=True)
+            library_name(path): p.to_library(_lookup(config, path))
+            for path, p in self.params.items()
         }
 
     def from_library(self, flat: Mapping[str, Any]) -> dict[str, Any]:
         """A library's flat parameters as a nested configuration (constants included)."""
         return self.nest(
-            {path: p.from_library(flat[_dotted(path)]) for path, p in self.params.items()}
+            {path: p.from_library(flat[library_name(path)]) for path, p in self.params.items()}
         )
 
     def grid(self) -> list[dict[str, Any]]:
@@ -182,20 +194,28 @@ class SearchSpace:
         return out
 
     def flat_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """The searched values of ``config`` keyed by dotted names."""
+        """The searched values of ``config`` keyed by dotted names (where a key holds a dot,
+        two parameters may share one: libraries use ``library_names``)."""
         return {_dotted(path): _lookup(config, path) for path in self.params}
+
+    def path_values(self, config: Mapping[str, Any]) -> dict[Path, Any]:
+        """The searched values of ``config`` keyed by their paths, in the order of params."""
+        return {path: _lookup(config, path) for path in self.params}
 
 
 def _lookup(config: Mapping[str, Any], path: Path) -> Any:
-    dotted = _dotted(path)
-    if dotted in config:
-        return config[dotted]
+    """The value at ``path``: in a nested configuration, else under its dotted name."""
     node: Any = config
     for key in path:
         if not isinstance(node, Mapping) or key not in node:
-            raise KeyError(f"configuration lacks parameter {dotted!r}")
+            break
         node = node[key]
-    return node
+    else:
+        return node
+    dotted = _dotted(path)
+    if dotted in config:
+        return config[dotted]
+    raise KeyError(f"configuration lacks parameter {dotted!r}")
 
 
 def _tune_domain_types() -> tuple[type, ...]:

@@ -1,4 +1,4 @@
-"""The searcher contract (ARCHITECTURE.md) as checks a team can run on its own plug-in
+"""The searcher contract (``docs/searchers.md``) as checks a team can run on its own plug-in
 searchers (see ``searchers/README.md``), and that our own contract tests run on ours.
 
 Each check takes ``make(seed) -> Searcher``: a new searcher over :data:`MIXED` (or a space of

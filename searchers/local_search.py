@@ -21,7 +21,17 @@ from raytune_hpo.searchers import UnitCubeSearcher
 
 class LocalSearch(UnitCubeSearcher):
     """Gaussian steps around the incumbent; the step grows by ``grow`` after a success and
-    shrinks so that one step in five succeeds. ``init`` random points come first."""
+    shrinks so that one step in five succeeds. ``init`` random points come first.
+
+    Args:
+        space, metric, mode, seed, points_to_evaluate: as for ``UnitCubeSearcher``.
+        step: the first step's standard deviation in the unit cube (0.2, in (0, 1]).
+        grow: the factor a success grows the step by (1.5, > 1).
+        init: random points before the local search starts (4).
+    """
+
+    # What save/restore keeps (the base class adds its own: the space, the RNG, results).
+    _saved = ("_step", "_grow", "_init", "_best", "_best_loss", "_proposed")
 
     def __init__(
         self,
@@ -50,8 +60,8 @@ class LocalSearch(UnitCubeSearcher):
     def _propose(self, trial_id: str) -> np.ndarray:
         self._proposed += 1
         if self._best is None or self._proposed <= self._init:
-            return self._rng.random(self._space.dims)
-        return np.clip(self._best + self._rng.normal(0, self._step, self._space.dims), 0, 1)
+            return self._rng.random(self.space.dims)
+        return np.clip(self._best + self._rng.normal(0, self._step, self.space.dims), 0, 1)
 
     def _observe(self, trial_id: str, u: np.ndarray, loss: float) -> None:
         if loss < self._best_loss:

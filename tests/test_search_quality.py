@@ -183,7 +183,7 @@ def test_hypertiling_budget_then_finished_and_small_state():
     assert len(cfgs) == 30 and len(set(keys(cfgs))) == 30
     assert s.suggest("more") == Searcher.FINISHED
     state = s.get_state()
-    assert "_design" not in state  # the points are rebuilt from the seed and the count
+    assert "_design" not in state["state"]  # the points are rebuilt from the seed and the count
     with pytest.raises(ValueError, match="budget: must be an integer >= 1"):
         HypertilingSearch(UNIT2, budget=0)
     with pytest.raises(ValueError, match="space: hypertiling supports up to 24 dimensions"):

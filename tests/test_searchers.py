@@ -1,7 +1,8 @@
-"""The searcher contract (ARCHITECTURE.md), run against every Searcher in SEARCHERS, plus each
-algorithm's own properties."""
+"""The searcher contract (``docs/searchers.md``), run against every Searcher in SEARCHERS, plus
+each algorithm's own properties."""
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -74,6 +75,43 @@ def test_concurrency_limiter_runs_trials_at_once(name):
     assert first[2] is None  # the limiter holds the third back
     s.on_trial_complete("c0", {"loss": 1.0})
     assert isinstance(s.suggest("c3"), dict)
+
+
+@pytest.mark.parametrize("name", CONTRACT)
+def test_the_state_names_every_attribute_it_keeps(name):
+    """What a searcher saves is declared: each attribute is saved (``_saved``) or rebuilt after
+    a restore (``_derived``), so a new attribute cannot join the saved format unseen."""
+    s = make(name, seed=7)
+    drive(s, 6)
+    s.suggest("pending")
+    derived = {n for k in type(s).__mro__ for n in vars(k).get("_derived", ())}
+    undeclared = set(vars(s)) - set(type(s).state_names()) - derived
+    assert not undeclared, f"{name}: neither saved nor derived: {sorted(undeclared)}"
+    state = s.get_state()
+    assert state["searcher"] == type(s).__qualname__ and state["version"] >= 1
+    assert set(state["state"]) == set(type(s).state_names())
+
+
+@pytest.mark.parametrize("name", CONTRACT)
+def test_a_state_of_another_version_or_class_is_refused_in_one_line(name, tmp_path):
+    s = make(name, seed=8)
+    drive(s, 3)
+    state = s.get_state()
+    other = "SobolSearch" if name != "sobol" else "PSOSearch"
+    bad = [
+        ({**state, "version": state["version"] + 1}, "state version .* is unknown here"),
+        ({**state, "searcher": other}, f"a saved state of {other}, not of"),
+        (dict(state["state"]), "not a saved state of"),  # the format before versions
+        ({**state, "state": {**state["state"], "_extra": 1}}, "with other entries"),
+    ]
+    for wrong, message in bad:
+        with pytest.raises(ValueError, match=message) as e:
+            make(name, seed=8).set_state(wrong)
+        assert "\n" not in str(e.value)
+    path = tmp_path / "searcher.pkl"
+    path.write_bytes(pickle.dumps(bad[0][0]))
+    with pytest.raises(ValueError, match=f"^{path}: state version"):
+        make(name).restore(str(path))
 
 
 # ----------------------------------------------------------------------------- algorithms
@@ -267,6 +305,18 @@ def test_model_based_search_beats_random_on_a_smooth_bowl(name):
     assert np.median(ours) < np.median(rand) / 3
 
 
+def test_bohb_takes_hyperband_pauses_with_or_without_a_limiter():
+    """HyperBandForBOHB calls on_pause/on_unpause of the Tuner's searcher: the limiter, which
+    passes them on, or BOHBSearch itself (Ray's Searcher has neither)."""
+    for s in (make("bohb", seed=0, space=UNIT2), ConcurrencyLimiter(make("bohb"), 2)):
+        cfg = s.suggest("a")
+        s.on_trial_result("a", {"loss": 0.5, "training_iteration": 1})
+        s.on_pause("a")
+        s.on_unpause("a")
+        s.on_trial_complete("a", {"loss": 0.4, "training_iteration": 3})
+        assert isinstance(cfg, dict) and isinstance(s.suggest("b"), dict)
+
+
 def test_bohb_learns_from_hyperband_milestones_and_final_results():
     s = make("bohb", seed=0, space=UNIT2)
     cfg = s.suggest("a")
@@ -275,5 +325,5 @@ def test_bohb_learns_from_hyperband_milestones_and_final_results():
     cfg2 = s.suggest("b")  # no HyperBand: the final result is learned at its epoch
     s.on_trial_complete("b", {"loss": 0.1, "training_iteration": 3})
     assert isinstance(cfg, dict) and isinstance(cfg2, dict)
-    budgets = sorted(s.bohber.configs)
-    assert budgets == [1, 3] and len(s.bohber.configs[3]) == 1
+    budgets = sorted(s.model.configs)
+    assert budgets == [1, 3] and len(s.model.configs[3]) == 1

@@ -132,13 +132,15 @@ def test_a_warm_started_searcher_saves_and_restores(tmp_path, name):
     assert [restored.suggest(f"n{i}") for i in range(3)] == [s.suggest(f"n{i}") for i in range(3)]
 
 
-def test_earlier_failures_count_as_the_worst_value():
+def test_earlier_failures_are_failed_trials_and_nan_the_worst_value():
     s = searcher("tpe")
     tell(s, *earlier_points(3))
     s.add_evaluated_point({"x": 0.1, "y": 0.1}, None, error=True)
     s.add_evaluated_point({"x": 0.2, "y": 0.2}, math.nan)
-    values = [t.value for t in s._ot_study.trials]
-    assert values[3:] == [min(values[:3])] * 2  # mode max: worst = lowest finite value
+    trials = s.study.trials
+    values = [t.value for t in trials]
+    assert trials[3].state == optuna.trial.TrialState.FAIL and values[3] is None
+    assert values[4] == min(values[:3])  # mode max: worst = lowest finite value
     assert np.isinf(s.prior[1][3:]).all()
 
 
@@ -236,13 +238,14 @@ def test_earlier_results_are_read_with_their_types(tmp_path):
     assert any("1 of 4 trials left out" in n for n in notes)
     plan = assemble(spec)
     assert plan.warm == points
-    study = plan.searcher("run-1")._ot_study  # told before it suggests anything
+    study = plan.searcher("run-1").study  # told before it suggests anything
     assert [t.params for t in study.trials] == [
         {"lr": 1e-3, "batch_size": 1, "optimizer": 1},
         {"lr": 5e-2, "batch_size": 0, "optimizer": 0},
         {"lr": 1e-2, "batch_size": 0, "optimizer": 0},
     ]
-    assert [t.value for t in study.trials] == [0.9, 0.9, 0.5]  # failed: the worst seen so far
+    assert [t.value for t in study.trials] == [0.9, None, 0.5]  # failed: a FAIL trial
+    assert study.trials[1].state == optuna.trial.TrialState.FAIL
 
 
 def test_searchers_that_cannot_learn_are_warned_about(tmp_path):

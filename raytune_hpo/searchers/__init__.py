@@ -31,8 +31,16 @@ from raytune_hpo.searchers._sobol import SobolSearch
 def _variant_generator(
     space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None, max_concurrent=None
 ):
-    # Ray's own generator; the space reaches it as the Tuner's param_space. It limits its own
-    # concurrency: Ray ignores the Tuner's max_concurrent_trials for it.
+    """Ray's own ``BasicVariantGenerator`` (``random``, ``grid``); the space reaches it as the
+    Tuner's param_space.
+
+    Args:
+        space, metric, mode: unused (the Tuner's param_space, metric and mode).
+        seed: Ray's ``random_state``.
+        points_to_evaluate: configurations suggested first.
+        max_concurrent: trials at once (None: no limit); it limits its own concurrency, since
+            Ray ignores the Tuner's max_concurrent_trials for it.
+    """
     from ray.tune.search import BasicVariantGenerator
 
     return BasicVariantGenerator(

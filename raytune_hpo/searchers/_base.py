@@ -3,19 +3,16 @@
 A subclass proposes points of the unit cube [0, 1]^d (``_propose``) and learns from finished
 trials (``_observe``); this base maps points to configurations through the ``SearchSpace``,
 serves ``points_to_evaluate`` first, tells earlier results (``add_evaluated_point``, a warm
-start) to the algorithm before its first proposal (``_warm``) and saves/restores its whole
-state (one seeded ``numpy.random.Generator``, no global RNG). The rest of the contract
-(metric/mode, the space, scoring, unknown ids) is ``SearcherContract``, shared with the
-library adapters.
+start) to the algorithm before its first proposal (``_warm``); its randomness is one seeded
+``numpy.random.Generator`` (no global RNG). A subclass names the attributes it saves in
+``_saved`` and those ``_rebuild`` makes again after a restore in ``_derived``. The rest of the
+contract (metric/mode, the space, scoring, unknown ids, the versioned state) is
+``SearcherContract``, shared with the library adapters.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import os
-import pickle
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,11 +29,17 @@ WARM_TRIAL = "warm-start"
 
 
 class UnitCubeSearcher(SearcherContract, Searcher):
-    """Base of the unit-cube searchers. Constructor as the architecture fixes it:
-    ``Cls(space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None, **opts)``."""
+    """Base of the unit-cube searchers. Constructor as the project fixes it:
+    ``Cls(space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None, **opts)``.
 
-    # Attributes rebuilt from the rest of the state instead of pickled (see _rebuild).
-    _transient: tuple[str, ...] = ()
+    Args:
+        space: a ``SearchSpace`` or its dict form; None: the Tuner's ``param_space``.
+        metric, mode: what to optimise (``min`` or ``max``); None: the Tuner's.
+        seed: seeds the one ``numpy.random.Generator`` the algorithm draws from.
+        points_to_evaluate: configurations suggested first, in order.
+    """
+
+    _saved = ("_rng", "_ready", "_across_budgets", "_budget_losses")
 
     def __init__(
         self,
@@ -47,17 +50,11 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         seed: int | None = None,
         points_to_evaluate: list[dict[str, Any]] | None = None,
     ) -> None:
-        self._contract_init(space, mode, points_to_evaluate)
-        super().__init__(metric=metric, mode=mode)
+        super().__init__(space, metric, mode, points_to_evaluate=points_to_evaluate)
         self._rng = np.random.default_rng(seed)
         self._ready = False
         self._across_budgets = False
         self._budget_losses: list[tuple[float, float]] = []
-
-    @property
-    def _space(self) -> SearchSpace | None:
-        """The search space (what the algorithms read)."""
-        return self._ours
 
     # ------------------------------------------------------------------ Tune hooks
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -73,8 +70,7 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         if self._user_points:
             point = self._user_points.pop(0)
             self._track(trial_id, space.to_unit(point))
-            values = space.flat_config(point).values()  # in the order of params
-            return space.nest(dict(zip(space.params, values, strict=True)))
+            return space.nest(space.path_values(point))
         u = self._propose(trial_id)
         if u is None or isinstance(u, str):
             return u  # None: nothing to run right now; FINISHED: the algorithm is done
@@ -136,45 +132,14 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         self._observe(WARM_TRIAL, u, loss)
 
     def _config_for(self, trial_id: str, u: np.ndarray) -> dict[str, Any]:
-        return self._space.from_unit(u)
+        return self.space.from_unit(u)
 
     def _rebuild(self) -> None:
-        """Rebuild the transient attributes after ``set_state``."""
+        """Rebuild the ``_derived`` attributes (after ``set_state``, once set up)."""
 
-    # ------------------------------------------------------------------ helpers
-    def _score(self, result: dict | None, error: bool) -> float:
-        return loss_of(result, self._metric, self._mode, error)
-
-    @property
-    def space(self) -> SearchSpace | None:
-        return self._ours
-
-    # ------------------------------------------------------------------ state
-    def get_state(self) -> dict[str, Any]:
-        skip = set(self._transient)
-        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in skip})
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self._keep_own_space(lambda: self.__dict__.update(copy.deepcopy(state)))
+    def _restored(self) -> None:
         if self._ready:
             self._rebuild()
-
-    def save(self, checkpoint_path: str) -> None:
-        """Write the state atomically (temp file, then rename)."""
-        directory = os.path.dirname(os.path.abspath(checkpoint_path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".searcher-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(self.get_state(), f)
-            os.replace(tmp, checkpoint_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))
 
 
 class DesignSearcher(UnitCubeSearcher):
@@ -183,6 +148,7 @@ class DesignSearcher(UnitCubeSearcher):
     (warm start) the design has n + m points and each earlier point takes the place of the
     design point nearest to it, so the n left fill the space around what was already run."""
 
+    _saved = ("_budget", "_design", "_next")
     _budget: int
     _design: np.ndarray | None = None
     _next: int = 0

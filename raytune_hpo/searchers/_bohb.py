@@ -1,31 +1,38 @@
-"""BOHB's sampler (Falkner, Klein & Hutter, ICML 2018): HpBandSter through Ray's ``TuneBOHB``.
-Paired with ``HyperBandForBOHB`` in ``raytune_hpo.bohb``. ``BOHBSearch`` is ``TuneBOHB``
-with our contract on top:
+"""BOHB's sampler (Falkner, Klein & Hutter, ICML 2018), as Goulas & Hocquette, "Deep Learning
+Project Report" (PSO, BOHB) ran it: HpBandSter's BOHB config generator, driven through its
+public interface (``get_config``, ``new_result`` with HpBandSter's ``Job``) the way Ray's
+``TuneBOHB`` drives it. Paired with ``HyperBandForBOHB`` in ``raytune_hpo.bohb``.
 
-- the space is our ``SearchSpace`` (log, int, categorical as choice index, constants, nesting);
-- metric and mode are passed explicitly (given its own space, TuneBOHB ignores the Tuner's);
+- the space is our ``SearchSpace`` (log, int, categorical as choice index, constants, nesting),
+  as a ConfigSpace under the library names;
 - HpBandSter draws from numpy's global RNG: each call into it runs on the searcher's own,
   seeded state that is swapped in and out, so a seed fixes the sequence and save/restore
   continues it, and the caller's global RNG is left untouched;
-- unknown or repeated trial ids are ignored (TuneBOHB raises ``KeyError``);
+- unknown or repeated trial ids are ignored;
+- concurrency is Ray's ``ConcurrencyLimiter``'s, as for every other searcher (``max_concurrent``
+  of a sweep file, its ``batch`` mode, ``set_max_concurrency`` and a restored limiter state all
+  hold). ``TuneBOHB`` limits itself instead, counting running trials only, so that trials
+  ``HyperBandForBOHB`` pauses free their slot; under the limiter a paused trial keeps its slot,
+  so with ``HyperBandForBOHB`` a ``max_concurrent`` below the largest bracket keeps brackets from
+  filling (leave it out: the resources per trial bound the trials running at once);
 - without ``HyperBandForBOHB`` (under ``asha``, ``median`` or ``fifo``) the model learns from
   each trial's final result at the epoch it reached, instead of from bracket milestones;
-- earlier results (warm start; TuneBOHB has no ``add_evaluated_point``) are told to the model
-  at the budget they reached (``budget``, else one result per epoch of
-  ``intermediate_values``, else budget 1), so its model of that budget starts with them.
+- earlier results (warm start) are told to the model at the budget they reached (``budget``,
+  else one result per epoch of ``intermediate_values``, else budget 1), so its model of that
+  budget starts with them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
+from typing import Any
 
 import numpy as np
-from ray.tune.search.bohb import TuneBOHB
-from ray.tune.search.bohb.bohb_search import _BOHBJobWrapper
+from ray.tune.search import Searcher
 
 from raytune_hpo.errors import UserError
 from raytune_hpo.names import BUDGET_ATTR
+from raytune_hpo.searchers import _options as check
 from raytune_hpo.searchers._contract import loss_of
 from raytune_hpo.searchers._library import LibraryAdapter
 from raytune_hpo.space import SearchSpace
@@ -33,8 +40,23 @@ from raytune_hpo.space import SearchSpace
 INSTALL_HINT = "searcher 'bohb' needs HpBandSter: pip install -e '.[bohb]' in the checkout"
 
 
-class BOHBSearch(LibraryAdapter, TuneBOHB):
-    """BOHB's TPE-style multi-fidelity model (HpBandSter) as a Ray Tune searcher."""
+class BOHBSearch(LibraryAdapter, Searcher):
+    """BOHB's TPE-style multi-fidelity model (HpBandSter) as a Ray Tune searcher.
+
+    Args:
+        space, metric, mode, points_to_evaluate: as for ``UnitCubeSearcher``.
+        seed: seeds the ConfigSpace and the numpy state HpBandSter draws from.
+        time_attr: the result key that counts a trial's budget (``training_iteration``).
+        min_points_in_model: results at a budget before BOHB models it (None: dims + 1).
+        top_n_percent: the share of results the "good" density is fitted to (15, in (0, 100)).
+        num_samples: candidates drawn from the model per suggestion (64).
+        random_fraction: the share of suggestions drawn at random (1/3, in [0, 1]).
+        bandwidth_factor: widens the density the candidates are drawn from (3).
+        min_bandwidth: the smallest kernel bandwidth (1e-3).
+    """
+
+    _saved = ("_time_attr", "_seed", "_bohb_options", "_np_state", "model", "_params")
+    _saved += ("_budget_seen", "_last_budget")
 
     def __init__(
         self,
@@ -60,15 +82,13 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
             raise UserError(f"must be in (0, 100), got {top_n_percent}", field="top_n_percent")
         if not 0 <= random_fraction <= 1:
             raise UserError(f"must be in [0, 1], got {random_fraction}", field="random_fraction")
-        for name, v in (("num_samples", num_samples), ("bandwidth_factor", bandwidth_factor)):
-            if v <= 0:
-                raise UserError(f"must be > 0, got {v}", field=name)
-        ours = self._contract_init(space, mode, points_to_evaluate)
+        check.positive("num_samples", num_samples)
+        check.positive("bandwidth_factor", bandwidth_factor)
+        super().__init__(space, metric, mode, points_to_evaluate=points_to_evaluate)
         self._time_attr = time_attr
+        self._seed = seed
         self._np_state = np.random.RandomState(seed).get_state()
-        self._budget_seen: set[str] = set()
-        self._last_budget: dict[str, float] = {}
-        config = {
+        self._bohb_options = {
             "min_points_in_model": min_points_in_model,
             "top_n_percent": top_n_percent,
             "num_samples": num_samples,
@@ -76,8 +96,17 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
             "bandwidth_factor": bandwidth_factor,
             "min_bandwidth": min_bandwidth,
         }
-        cs = ours.to_configspace(seed=seed) if ours is not None else None
-        TuneBOHB.__init__(self, space=cs, bohb_config=config, metric=metric, mode=mode, seed=seed)
+        self.model: Any = None  # HpBandSter's BOHB, once the space is known
+        self._params: dict[str, dict[str, Any]] = {}  # trial id -> its library parameters
+        self._budget_seen: set[str] = set()
+        self._last_budget: dict[str, float] = {}
+        self._maybe_setup()
+
+    def _maybe_setup(self) -> None:
+        if self.model is None and self.space is not None:
+            from hpbandster.optimizers.config_generators.bohb import BOHB
+
+            self.model = BOHB(self.space.to_configspace(seed=self._seed), **self._bohb_options)
 
     @contextlib.contextmanager
     def _own_rng(self):
@@ -89,61 +118,50 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
             self._np_state = np.random.get_state()
             np.random.set_state(saved)
 
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        if self._space:  # built with a space (ours, or adopted before)
-            self._merge_properties(metric, mode, {})
-            return False
-        self._merge_properties(metric, mode, config)
-        self._space = self._require_space().to_configspace(seed=self._seed)
-        self._setup_bohb()
-        return True
-
     def suggest(self, trial_id: str) -> dict | None:
-        if not self._space:
-            self._require_space()
-        if not self._metric or not self._mode:
-            raise RuntimeError("BOHBSearch: metric and mode must be set")
-        limit = self._max_concurrent if self._max_concurrent > 0 else math.inf
-        if len(self.running) >= limit:
-            return None
+        self._ready()
         if self._user_points:
-            flat = self._ours.to_library(self._user_points.pop(0))
+            flat = self.space.to_library(self._user_points.pop(0))
         else:
             with self._own_rng():
-                flat, _ = self.bohber.get_config(None)
-        self.trial_to_params[trial_id] = dict(flat)
-        self.running.add(trial_id)
+                flat, _ = self.model.get_config(None)
+        self._params[trial_id] = dict(flat)
         return self._decoded(trial_id, flat)
 
-    def _tell(self, trial_id: str, loss: float, budget: float) -> None:
-        params = self.trial_to_params.get(trial_id)
-        if params is not None:
-            with self._own_rng():
-                self.bohber.new_result(_BOHBJobWrapper(loss, budget, params))
+    def on_pause(self, trial_id: str) -> None:
+        """HyperBandForBOHB tells a pause (through the limiter, if any): nothing to learn."""
+
+    def on_unpause(self, trial_id: str) -> None:
+        """HyperBandForBOHB tells a trial it resumes: nothing to learn."""
+
+    def _tell(self, params: dict[str, Any], loss: float, budget: float) -> None:
+        from hpbandster.core.dispatcher import Job
+
+        job = Job(None, budget=budget, config=dict(params))
+        job.result = {"loss": loss}  # a non-finite loss is HpBandSter's worst
+        with self._own_rng():
+            self.model.new_result(job)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id not in self.trial_to_params:
+        params = self._params.get(trial_id)
+        if params is None:
             return
-        if trial_id not in self.paused:
-            self.running.add(trial_id)
         self._last_budget[trial_id] = float(result.get(self._time_attr, 1))
         budget = (result.get("hyperband_info") or {}).get("budget")
         if budget is not None:  # a HyperBandForBOHB milestone
             self._budget_seen.add(trial_id)
-            self._tell(trial_id, loss_of(result, self._metric, self._mode, False), budget)
+            self._tell(params, loss_of(result, self._metric, self._mode, False), budget)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         loss = self._finish(trial_id, result, error)
-        if loss is None:
+        params = self._params.pop(trial_id, None)
+        if loss is None or params is None:
             return  # unknown or repeated trial id
         if trial_id not in self._budget_seen:  # no HyperBand milestone: learn the final result
             budget = (result or {}).get(self._time_attr) or self._last_budget.get(trial_id, 1)
-            self._tell(trial_id, loss, float(budget))
-        self.trial_to_params.pop(trial_id, None)
+            self._tell(params, loss, float(budget))
         self._budget_seen.discard(trial_id)
         self._last_budget.pop(trial_id, None)
-        self.paused.discard(trial_id)
-        self.running.discard(trial_id)
 
     def add_evaluated_point(
         self,
@@ -157,7 +175,8 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
     ) -> None:
         """An earlier result (warm start) for the model at ``budget`` (epochs trained)."""
         _, loss = self._prior_point(parameters, value, error)
-        flat = self._ours.to_library(parameters)
+        self._maybe_setup()
+        flat = self.space.to_library(parameters)
         if budget is None and intermediate_values:
             told = [
                 (loss_of({self._metric: v}, self._metric, self._mode, error), float(epoch))
@@ -165,12 +184,8 @@ class BOHBSearch(LibraryAdapter, TuneBOHB):
             ]
         else:
             told = [(loss, float(budget or 1))]
-        with self._own_rng():
-            for at_loss, at_budget in told:
-                self.bohber.new_result(_BOHBJobWrapper(at_loss, at_budget, flat))
-
-    def restore(self, checkpoint_path: str) -> None:
-        self._keep_own_space(lambda: TuneBOHB.restore(self, checkpoint_path))
+        for at_loss, at_budget in told:
+            self._tell(flat, at_loss, at_budget)
 
 
 __all__ = ["BOHBSearch"]

@@ -1,18 +1,29 @@
-"""The half of the searcher contract (ARCHITECTURE.md) that every searcher of ours shares,
+"""The half of the searcher contract (``docs/searchers.md``) that every searcher of ours shares,
 whether it is our own algorithm (``UnitCubeSearcher``) or an adapter over a library (Optuna,
-HpBandSter): metric and mode checked once, the space given or taken from the Tuner's
-``param_space``, suggested-but-unfinished trials, NaN/inf/failed results scored as the worst
-value, unknown or repeated trial ids ignored, ``points_to_evaluate`` kept, observations for
-the contract tests, a searcher's own space kept across ``restore`` (its categorical values
-stay the very objects the user gave), and earlier results told through Ray's
-``add_evaluated_point`` (warm start) recorded as ``prior``.
+HpBandSter): metric and mode checked once, the space (``self.space``) given or taken from the
+Tuner's ``param_space``, suggested-but-unfinished trials, NaN/inf/failed results scored as the
+worst value, unknown or repeated trial ids ignored, ``points_to_evaluate`` kept, observations
+for the contract tests, earlier results told through Ray's ``add_evaluated_point`` (warm start)
+recorded as ``prior``, and the saved state.
+
+The saved state is explicit: each class names the attributes it saves in ``_saved`` and the
+ones it rebuilds after a restore in ``_derived``; a class saves what the classes it derives
+from save, less what it derives itself, and nothing else. It is versioned: ``{"searcher":
+class name, "version": _state_version, "state": {attribute: value}}``, and ``set_state``
+refuses another class's state or a version it does not know with one line. A class that
+changes what it saves bumps its ``_state_version``. ``save`` writes the state atomically (a
+temporary file, then a rename).
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import os
+import pickle
+import tempfile
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,6 +31,7 @@ from raytune_hpo.errors import UserError
 from raytune_hpo.space import SearchSpace
 
 MODES = ("min", "max")
+STATE_KEYS = ("searcher", "version", "state")
 
 
 def check_mode(mode: Any) -> None:
@@ -73,22 +85,58 @@ class Rows:
         return self._buf[: self.n]
 
 
-class SearcherContract:
-    """Mixin for ``ray.tune.search.Searcher`` subclasses; the space is ``self._ours``."""
+def write_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in its folder and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".searcher-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
-    def _contract_init(
-        self, space: Any, mode: str | None, points_to_evaluate: list[dict] | None
-    ) -> SearchSpace | None:
+
+class SearcherContract:
+    """Cooperative mixin for ``ray.tune.search.Searcher`` subclasses (it comes before
+    ``Searcher`` in the bases and reaches it through ``super().__init__``)."""
+
+    _saved: ClassVar[tuple[str, ...]] = (
+        "space",
+        "_own_space",
+        "_metric",
+        "_mode",
+        "_user_points",
+        "_live_units",
+        "_obs_x",
+        "_obs_y",
+        "_prior_x",
+        "_prior_y",
+    )
+    _derived: ClassVar[tuple[str, ...]] = ()
+    _state_version: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        space: Any = None,
+        metric: str | None = None,
+        mode: str | None = None,
+        *,
+        points_to_evaluate: list[dict] | None = None,
+        **kwargs: Any,
+    ) -> None:
         check_mode(mode)
-        self._ours = as_space(space)
-        self._own_space = self._ours is not None
+        self.space: SearchSpace | None = as_space(space)
+        self._own_space = self.space is not None
         self._user_points = [dict(p) for p in (points_to_evaluate or [])]
         self._live_units: dict[str, np.ndarray] = {}
         self._obs_x: Rows | None = None
         self._obs_y: list[float] = []
         self._prior_x: Rows | None = None
         self._prior_y: list[float] = []
-        return self._ours
+        super().__init__(metric=metric, mode=mode, **kwargs)
 
     def _merge_properties(self, metric: str | None, mode: str | None, config: Mapping) -> bool:
         """``set_search_properties``' shared half: metric and mode fill what is unset; the
@@ -102,15 +150,19 @@ class SearcherContract:
         if self._own_space:
             return False
         if config:
-            self._ours = as_space(config, where="param_space")
+            self.space = as_space(config, where="param_space")
         return True
 
     def _require_space(self) -> SearchSpace:
-        if self._ours is None:
+        if self.space is None:
             raise RuntimeError(
                 f"{type(self).__name__}: no search space (pass space= or a Tuner param_space)"
             )
-        return self._ours
+        return self.space
+
+    def _require_metric_mode(self, what: str) -> None:
+        if not self._metric or not self._mode:
+            raise RuntimeError(f"{type(self).__name__}: metric and mode must be set before {what}")
 
     def _track(self, trial_id: str, u: np.ndarray) -> None:
         self._live_units[trial_id] = u
@@ -133,10 +185,7 @@ class SearcherContract:
         """An earlier result (``add_evaluated_point``) as a unit point and a loss, recorded
         in ``prior``. Like Ray's own searchers, this needs the space, metric and mode."""
         space = self._require_space()
-        if not self._metric or not self._mode:
-            raise RuntimeError(
-                f"{type(self).__name__}: metric and mode must be set before add_evaluated_point"
-            )
+        self._require_metric_mode("add_evaluated_point")
         u = space.to_unit(parameters)
         result = None if value is None else {self._metric: value}
         loss = loss_of(result, self._metric, self._mode, error)
@@ -149,14 +198,12 @@ class SearcherContract:
     @property
     def prior(self) -> tuple[np.ndarray, np.ndarray]:
         """Unit points and losses of earlier results told through ``add_evaluated_point``."""
-        rows = getattr(self, "_prior_x", None)  # a state saved before warm start existed
-        if rows is None:
+        if self._prior_x is None:
             return np.empty((0, 0)), np.empty(0)
-        return rows.rows, np.asarray(self._prior_y)
+        return self._prior_x.rows, np.asarray(self._prior_y)
 
     def _worst_finite(self) -> float | None:
-        seen = [*self._obs_y, *getattr(self, "_prior_y", ())]
-        finite = [y for y in seen if math.isfinite(y)]
+        finite = [y for y in (*self._obs_y, *self._prior_y) if math.isfinite(y)]
         return max(finite) if finite else None
 
     @property
@@ -166,13 +213,73 @@ class SearcherContract:
             return np.empty((0, 0)), np.empty(0)
         return self._obs_x.rows, np.asarray(self._obs_y)
 
-    def _keep_own_space(self, restore) -> None:
-        """Run ``restore()`` and keep a space given to the constructor (pickling would copy
-        its categorical values)."""
-        own = self._ours if self._own_space else None
-        restore()
+    # ------------------------------------------------------------------ state
+    @classmethod
+    def state_names(cls) -> tuple[str, ...]:
+        """The attributes a state of this class holds: the ``_saved`` of every class it
+        derives from, base classes first, less their ``_derived``."""
+        names: list[str] = []
+        derived: set[str] = set()
+        for klass in reversed(cls.__mro__):
+            names += [n for n in vars(klass).get("_saved", ()) if n not in names]
+            derived.update(vars(klass).get("_derived", ()))
+        return tuple(n for n in names if n not in derived)
+
+    def _state(self) -> dict[str, Any]:
+        attrs = {name: getattr(self, name) for name in self.state_names()}
+        return {"searcher": type(self).__qualname__, "version": self._state_version, "state": attrs}
+
+    def get_state(self) -> dict[str, Any]:
+        return copy.deepcopy(self._state())
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state`` (``get_state``'s). A space given to the constructor is kept
+        (its categorical values stay the very objects the user gave)."""
+        attrs = self._checked(state)
+        own = self.space if self._own_space else None
+        for name, value in copy.deepcopy(attrs).items():
+            setattr(self, name, value)
         if own is not None:
-            self._ours = own
+            self.space, self._own_space = own, True
+        self._restored()
+
+    def _checked(self, state: Any) -> Mapping[str, Any]:
+        cls = type(self).__qualname__
+        if not isinstance(state, Mapping) or set(state) != set(STATE_KEYS):
+            raise UserError(f"not a saved state of {cls} (one from before states were versioned?)")
+        if state["searcher"] != cls:
+            raise UserError(f"a saved state of {state['searcher']}, not of {cls}")
+        if state["version"] != self._state_version:
+            raise UserError(
+                f"state version {state['version']!r} of {cls} is unknown here; this version "
+                f"reads version {self._state_version}"
+            )
+        attrs = state["state"]
+        if not isinstance(attrs, Mapping) or set(attrs) != set(self.state_names()):
+            raise UserError(f"a state of {cls} version {self._state_version} with other entries")
+        return attrs
+
+    def _restored(self) -> None:
+        """Rebuild the ``_derived`` attributes after ``set_state``."""
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write the state atomically (temporary file, then rename); Tune calls this."""
+        write_atomically(checkpoint_path, pickle.dumps(self._state()))
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        try:
+            self.set_state(state)
+        except UserError as e:
+            raise e.in_file(checkpoint_path) from None
 
 
-__all__ = ["Rows", "SearcherContract", "as_space", "check_mode", "loss_of"]
+__all__ = [
+    "Rows",
+    "SearcherContract",
+    "as_space",
+    "check_mode",
+    "loss_of",
+    "write_atomically",
+]

@@ -1,5 +1,6 @@
 """Hypertiling: the vertices of an aperiodic tiling as a space-filling design, the third design
-of ``../shared/seeds/rsa-lhs-hypertiling.md`` ("Penrose tiling ... just find the intersections").
+of Rasmussen et al., "Beating grid- and random search with alternative methods" (Copenhagen):
+"Penrose tiling ... just find the intersections".
 
 In 2-D the points are the vertices of a Penrose rhombus tiling from de Bruijn's pentagrid
 (de Bruijn, 1981): five families of parallel lines ``x . e_m + gamma_m = k`` (``e_m`` at angles
@@ -28,6 +29,7 @@ import numpy as np
 from scipy.linalg import null_space
 
 from raytune_hpo.errors import UserError
+from raytune_hpo.searchers import _options as check
 from raytune_hpo.searchers._base import DesignSearcher
 
 MAX_DIMS = 24  # beyond, the window's facet count grows combinatorially
@@ -143,10 +145,17 @@ def maximin_order(u: np.ndarray) -> np.ndarray:
 
 
 class HypertilingSearch(DesignSearcher):
-    """``budget``: the number of tiling vertices to evaluate (a sweep file passes num_samples);
-    returns ``FINISHED`` once they are all suggested."""
+    """Vertices of an aperiodic tiling; ``FINISHED`` once ``budget`` of them are suggested.
 
-    _transient = ("_design",)
+    Args:
+        space, metric, mode, seed, points_to_evaluate: as for ``UnitCubeSearcher``; the seed
+            draws the tiling's rotation and offset. Up to 24 dimensions.
+        budget: the number of tiling vertices to evaluate (100; a sweep file passes
+            num_samples).
+    """
+
+    _saved = ("_tiling_seed",)
+    _derived = ("_design",)  # the points are rebuilt from the seed and the count
 
     def __init__(
         self,
@@ -159,9 +168,8 @@ class HypertilingSearch(DesignSearcher):
         budget: int = 100,
     ):
         super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-            raise UserError(f"must be an integer >= 1, got {budget!r}", field="budget")
-        if self._space is not None and self._space.dims > MAX_DIMS:
+        check.integer("budget", budget, 1)
+        if self.space is not None and self.space.dims > MAX_DIMS:
             raise UserError(f"hypertiling supports up to {MAX_DIMS} dimensions", field="space")
         self._budget = budget
         self._tiling_seed: int | None = None
@@ -174,4 +182,4 @@ class HypertilingSearch(DesignSearcher):
         self._design = self._placed_design()
 
     def _design_points(self, n: int) -> np.ndarray:
-        return tiling_points(self._space.dims, n, np.random.default_rng(self._tiling_seed))
+        return tiling_points(self.space.dims, n, np.random.default_rng(self._tiling_seed))

@@ -1,8 +1,8 @@
 """Latin hypercube sampling (McKay et al., 1979) through scipy.stats.qmc, one of the
-space-filling designs of ``../shared/seeds/rsa-lhs-hypertiling.md``: with a budget of n
-points every dimension has exactly one point in each of its n equal strata. With m earlier
-results (warm start) the design has n + m points and each earlier point takes the place of the
-design point nearest to it; the n left are suggested."""
+space-filling designs of Rasmussen et al., "Beating grid- and random search with alternative
+methods" (Copenhagen): with a budget of n points every dimension has exactly one point in each
+of its n equal strata. With m earlier results (warm start) the design has n + m points and each
+earlier point takes the place of the design point nearest to it; the n left are suggested."""
 
 from __future__ import annotations
 
@@ -14,8 +14,13 @@ from raytune_hpo.searchers._base import DesignSearcher
 
 
 class LatinHypercubeSearch(DesignSearcher):
-    """``budget``: the number of points of the design (a sweep file passes num_samples);
-    returns ``FINISHED`` once they are all suggested."""
+    """A Latin hypercube design of ``budget`` points; ``FINISHED`` once they are suggested.
+
+    Args:
+        space, metric, mode, seed, points_to_evaluate: as for ``UnitCubeSearcher``.
+        budget: the number of points of the design, required (a sweep file passes
+            num_samples).
+    """
 
     def __init__(
         self,
@@ -35,4 +40,4 @@ class LatinHypercubeSearch(DesignSearcher):
         self._budget = budget
 
     def _design_points(self, n: int) -> np.ndarray:
-        return qmc.LatinHypercube(self._space.dims, seed=self._rng).random(n)
+        return qmc.LatinHypercube(self.space.dims, seed=self._rng).random(n)

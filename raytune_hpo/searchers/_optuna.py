@@ -1,16 +1,22 @@
-"""Model-based searchers from Optuna, through Ray's ``OptunaSearch``.
+"""Model-based searchers from Optuna, driven through its ask-and-tell interface.
 
 - ``GPSearch`` (``bayesopt``): Gaussian-process Bayesian optimization, Optuna's ``GPSampler``
   (a Matern-5/2 GP with log expected improvement that handles float, int and categorical
   parameters), after ``n_initial_points`` random points: 10, GPSampler's own default, so that
-  ``bayesopt`` suggests exactly what GPSampler used directly suggests (same seed). The
-  Bayesian-vs-Sobol paper's 5 random points of 25 remain an option; at 60 evaluations on
-  Hartmann-6 they gave about 3x the regret (scripts/bench_searchers.py).
+  ``bayesopt`` suggests exactly what GPSampler used directly suggests (same seed). The 5
+  random points of 25 in Bartoli & Erpichini, "Hyperparameters tuning for CNN based on global
+  optimization", remain an option; at 60 evaluations on Hartmann-6 they gave about 3x the
+  regret (scripts/bench_searchers.py).
 - ``TPESearch`` (``tpe``): the tree-structured Parzen estimator (Bergstra et al., NeurIPS 2011).
 
-NaN, failed and junk results are told to Optuna as the worst finite value seen so far (as a
-failed trial while there is none), so the model learns to avoid them; so are earlier results
-told through ``add_evaluated_point`` (warm start), which join the study as finished trials.
+Each suggestion is ``Study.ask`` over the space's Optuna distributions, each result a
+``Study.tell``. A trial that failed (``error=True``) is a ``FAIL`` trial of the study, as in
+Ray's ``OptunaSearch``: the samplers leave it out rather than learn a crash as a score. A NaN,
+inf or junk result of a trial that did not fail is told as the worst finite value seen so far
+(as a failed trial while there is none), so the model learns to avoid it. Earlier results told
+through ``add_evaluated_point`` (warm start) join the study the same way (``Study.add_trial``):
+``error=True`` as ``FAIL``, ``pruned=True`` as ``PRUNED`` with its intermediate values (one per
+step from 0, the finite ones), the others as ``COMPLETE``.
 
 ``storage`` (an RDB URL such as ``sqlite:///sweep.db``) keeps the study in a database, where
 ``optuna-dashboard sqlite:///sweep.db`` can watch it live; ``study_name`` names it (a sweep
@@ -21,67 +27,64 @@ inform the sampler too.
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
 from raytune_hpo.errors import UserError
 from raytune_hpo.searchers._library import LibraryAdapter
 from raytune_hpo.space import SearchSpace
 
+DEFAULT_STUDY = "optuna"  # the study's name without study_name (Ray's OptunaSearch's too)
 
-class _OptunaAdapter(LibraryAdapter, OptunaSearch):
-    """``OptunaSearch`` over our ``SearchSpace`` with the searcher contract on top."""
 
-    def __init__(
-        self, space, metric, mode, *, points_to_evaluate, sampler, storage, study_name
-    ) -> None:
+class _OptunaAdapter(LibraryAdapter, Searcher):
+    """An Optuna study over our ``SearchSpace`` with the searcher contract on top."""
+
+    _saved = ("_sampler", "_storage_url", "_study_name", "_study", "_asked")
+    _derived = ("_distributions",)
+
+    def __init__(self, space, metric, mode, sampler, points_to_evaluate, storage, study_name):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial else
         _check_storage(storage, study_name)
-        self._contract_init(space, mode, points_to_evaluate)
+        super().__init__(space, metric, mode, points_to_evaluate=points_to_evaluate)
+        self._sampler = sampler
+        self._storage_url = storage
+        self._study_name = study_name
         # The study's direction is fixed when it is created, so it waits for the mode (which
         # the Tuner may only give through set_search_properties); so does the database.
-        OptunaSearch.__init__(
-            self, space=None, metric=metric, mode=mode, sampler=sampler, study_name=study_name
-        )
-        self._storage_url = storage
+        self._study: Any = None
+        self._asked: dict[str, int] = {}  # trial id -> the number of its Optuna trial
+        self._distributions: dict[str, Any] = {}
         self._maybe_setup()
+
+    @property
+    def study(self):
+        """The ``optuna.Study`` (None until the space, metric and mode are known)."""
+        return self._study
 
     def _maybe_setup(self) -> None:
-        if self._ot_study is None and self._ours is not None and self._mode:
-            self._space = self._ours.to_optuna()
-            self._points_to_evaluate = self._encoded_points()
-            if self._storage_url and self._storage is None:
-                from optuna.storages import RDBStorage
+        if self._study is not None or self.space is None or not self._mode:
+            return
+        import optuna
 
-                self._storage = RDBStorage(self._storage_url)
-            self._setup_study(self._mode)
-
-    def add_evaluated_point(
-        self,
-        parameters: dict,
-        value: float | None,
-        error: bool = False,
-        pruned: bool = False,
-        intermediate_values: list[float] | None = None,
-    ) -> None:
-        """An earlier result (warm start) joins the study as a finished trial; NaN or a
-        failed one counts as the worst value seen (a failed trial while there is none)."""
-        self._maybe_setup()
-        worst = self._worst_finite()
-        _, loss = self._prior_point(parameters, value, error)
-        if self._ot_study is None:
-            raise RuntimeError(f"{type(self).__name__}: the study needs space, metric and mode")
-        value = self._library_value(loss, worst)
-        OptunaSearch.add_evaluated_point(
-            self,
-            self._ours.to_library(parameters),
-            value,
-            error=value is None,
-            pruned=pruned and value is not None,
-            intermediate_values=intermediate_values,
+        self._distributions = self.space.to_optuna()
+        storage = optuna.storages.RDBStorage(self._storage_url) if self._storage_url else None
+        self._study = optuna.create_study(
+            storage=storage,
+            sampler=self._sampler,
+            pruner=optuna.pruners.NopPruner(),
+            study_name=self._study_name or DEFAULT_STUDY,
+            direction="minimize" if self._mode == "min" else "maximize",
+            load_if_exists=True,
         )
+        for point in self._encoded_points():
+            self._study.enqueue_trial(point)
+
+    def _restored(self) -> None:
+        self._distributions = self.space.to_optuna() if self.space is not None else {}
 
     def _library_value(self, loss: float, worst: float | None) -> float | None:
         """The value Optuna is told, in the study's direction: NaN/inf/failed count as the
@@ -92,32 +95,64 @@ class _OptunaAdapter(LibraryAdapter, OptunaSearch):
             loss = worst
         return loss if self._mode != "max" else -loss
 
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        adopted = self._merge_properties(metric, mode, config)
-        self._maybe_setup()
-        return adopted
-
     def suggest(self, trial_id: str) -> dict | None:
-        self._require_space()
-        self._maybe_setup()
-        flat = OptunaSearch.suggest(self, trial_id)
-        return self._decoded(trial_id, flat)
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        pass  # Optuna learns from final results only (no pruner here)
+        self._ready()
+        trial = self._study.ask(self._distributions)
+        self._asked[trial_id] = trial.number
+        return self._decoded(trial_id, trial.params)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        from optuna.trial import TrialState
+
         worst = self._worst_finite()
         loss = self._finish(trial_id, result, error)
-        if loss is None or trial_id in self._completed_trials:
+        number = self._asked.pop(trial_id, None)
+        if loss is None or number is None:
             return  # unknown or repeated trial id
-        value = self._library_value(loss, worst)
-        OptunaSearch.on_trial_complete(
-            self, trial_id, None if value is None else {self._metric: value}, error=value is None
-        )
+        value = None if error else self._library_value(loss, worst)
+        if value is None:
+            self._study.tell(number, state=TrialState.FAIL)
+        else:
+            self._study.tell(number, value)
 
-    def restore(self, checkpoint_path: str) -> None:
-        self._keep_own_space(lambda: OptunaSearch.restore(self, checkpoint_path))
+    def add_evaluated_point(
+        self,
+        parameters: dict,
+        value: float | None,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+    ) -> None:
+        """An earlier result (warm start) joins the study: failed (``error``) as a FAIL trial,
+        ``pruned`` as a PRUNED one with its intermediate values, else finished; NaN counts as
+        the worst finite value seen (a failed trial while there is none)."""
+        import optuna
+        from optuna.trial import TrialState
+
+        self._maybe_setup()
+        worst = self._worst_finite()
+        _, loss = self._prior_point(parameters, value, error)
+        told = None if error else self._library_value(loss, worst)
+        if pruned and not error:
+            state = TrialState.PRUNED
+        else:
+            state = TrialState.FAIL if told is None else TrialState.COMPLETE
+        steps = {i: float(v) for i, v in enumerate(intermediate_values or []) if _finite(v)}
+        trial = optuna.trial.create_trial(
+            state=state,
+            value=told,
+            params=self.space.to_library(parameters),
+            distributions=self._distributions,
+            intermediate_values=steps or None,
+        )
+        self._study.add_trial(trial)
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_storage(storage: object, study_name: object) -> None:
@@ -140,7 +175,15 @@ def _check_initial(n: object) -> None:
 
 
 class GPSearch(_OptunaAdapter):
-    """GP Bayesian optimization (Optuna's GPSampler) after ``n_initial_points`` random ones."""
+    """GP Bayesian optimization (Optuna's GPSampler) after ``n_initial_points`` random ones.
+
+    Args:
+        space, metric, mode, points_to_evaluate: as for ``UnitCubeSearcher``.
+        seed: the sampler's seed.
+        n_initial_points: random points before the GP proposes (10, GPSampler's own).
+        storage: an RDB URL (``sqlite:///studies.db``) that keeps the study; None: in memory.
+        study_name: the study's name in ``storage`` (an existing one is continued).
+    """
 
     def __init__(
         self,
@@ -158,19 +201,21 @@ class GPSearch(_OptunaAdapter):
 
         _check_initial(n_initial_points)
         sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_initial_points)
-        super().__init__(
-            space,
-            metric,
-            mode,
-            points_to_evaluate=points_to_evaluate,
-            sampler=sampler,
-            storage=storage,
-            study_name=study_name,
-        )
+        super().__init__(space, metric, mode, sampler, points_to_evaluate, storage, study_name)
 
 
 class TPESearch(_OptunaAdapter):
-    """Tree-structured Parzen estimator (Optuna's TPESampler)."""
+    """Tree-structured Parzen estimator (Optuna's TPESampler).
+
+    Args:
+        space, metric, mode, points_to_evaluate: as for ``UnitCubeSearcher``.
+        seed: the sampler's seed.
+        n_initial_points: random points before the model proposes (10).
+        multivariate: one joint density over the parameters instead of one per parameter
+            (True; Falkner et al.'s multivariate TPE).
+        storage: an RDB URL (``sqlite:///studies.db``) that keeps the study; None: in memory.
+        study_name: the study's name in ``storage`` (an existing one is continued).
+    """
 
     def __init__(
         self,
@@ -191,15 +236,7 @@ class TPESearch(_OptunaAdapter):
         sampler = optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=n_initial_points, multivariate=bool(multivariate)
         )
-        super().__init__(
-            space,
-            metric,
-            mode,
-            points_to_evaluate=points_to_evaluate,
-            sampler=sampler,
-            storage=storage,
-            study_name=study_name,
-        )
+        super().__init__(space, metric, mode, sampler, points_to_evaluate, storage, study_name)
 
 
 __all__ = ["GPSearch", "TPESearch"]

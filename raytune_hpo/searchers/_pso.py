@@ -1,5 +1,6 @@
-"""Particle swarm optimisation, Algorithm 3 of ``../shared/seeds/hpo-framework-pso-bohb.md``
-(Kennedy & Eberhart, 1995; inertia after Shi & Eberhart, 1998), made asynchronous: a particle
+"""Particle swarm optimisation, Algorithm 3 of Goulas & Hocquette, "Deep Learning Project
+Report" (PSO, BOHB) (Kennedy & Eberhart 1995; inertia after Shi & Eberhart 1998), made
+asynchronous: a particle
 moves as soon as its own trial ends, using the swarm's bests at that moment, so N trials run at
 once without waiting for a generation.
 
@@ -37,7 +38,7 @@ import numpy as np
 from ray.tune.search import Searcher
 from scipy.stats import qmc
 
-from raytune_hpo.errors import UserError
+from raytune_hpo.searchers import _options as check
 from raytune_hpo.searchers._base import UnitCubeSearcher
 
 ATTRACTORS = ("personal", "current")
@@ -45,18 +46,33 @@ TOPOLOGIES = ("global", "ring")
 INITS = ("random", "sobol", "lhs")
 
 
-def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UserError(f"got {value!r}; allowed: {', '.join(allowed)}", field=name)
-
-
 class PSOSearch(UnitCubeSearcher):
-    """Options: ``swarm_size`` S (8), inertia ``w`` (0.4), personal step ``phi_l`` and global
-    step ``phi_g`` (1.49618), ``attractor`` (personal | current), ``topology`` (global | ring),
-    ``per_dimension`` random factors (True), ``init`` (sobol | lhs | random), ``stall`` (moves
-    without a new personal best before a particle is re-seeded, 0 = never; 0), ``epsilon``
-    (1e-3, speed in the unit cube that ends the search), ``max_speed`` (0.5, per-move cap),
-    ``init_speed`` (0.1)."""
+    """Asynchronous particle swarm; ``FINISHED`` when the swarm stops moving.
+
+    Args:
+        space, metric, mode, seed, points_to_evaluate: as for ``UnitCubeSearcher``.
+        swarm_size: particles S (8).
+        w: inertia (0.4, in [0, 10)).
+        phi_l, phi_g: the largest step towards the particle's attractor and towards the
+            swarm's (or ring's) best (1.49618 each, in [0, 10)).
+        attractor: ``personal`` (the particle's own best; standard PSO) or ``current`` (the
+            swarm's best current position, the paper's).
+        topology: ``global`` (the swarm's best) or ``ring`` (the best of the particle and its
+            two ring neighbours).
+        per_dimension: random factors drawn per dimension (True) or one per move.
+        init: the initial swarm, ``sobol``, ``lhs`` or ``random``.
+        stall: moves without a new personal best before a particle starts afresh (0: never).
+        epsilon: the swarm's largest speed (in the unit cube) that ends the search (1e-3).
+        max_speed: the longest move (0.5).
+        init_speed: initial speeds are uniform in [-init_speed, init_speed] (0.1, in [0, 1]).
+    """
+
+    _saved = (
+        *("_v0", "_S", "_w", "_phi_l", "_phi_g", "_attractor", "_topology", "_init"),
+        *("_per_dim", "_stall", "_eps", "_vmax", "_x", "_v", "_pbest", "_pbest_loss"),
+        *("_now_loss", "_now", "_gbest", "_gbest_loss", "_moves", "_stuck", "_idle"),
+        *("_running", "reseeded"),
+    )
 
     def __init__(
         self,
@@ -80,21 +96,16 @@ class PSOSearch(UnitCubeSearcher):
         init_speed: float = 0.1,
     ):
         super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
-        if isinstance(swarm_size, bool) or not isinstance(swarm_size, int) or swarm_size < 1:
-            raise UserError(f"must be an integer >= 1, got {swarm_size!r}", field="swarm_size")
+        check.integer("swarm_size", swarm_size, 1)
         for name, value in (("w", w), ("phi_l", phi_l), ("phi_g", phi_g)):
-            if not 0 <= value < 10:
-                raise UserError(f"must lie in [0, 10), got {value!r}", field=name)
-        for name, value in (("epsilon", epsilon), ("max_speed", max_speed)):
-            if value <= 0:
-                raise UserError(f"must be > 0, got {value!r}", field=name)
-        if not 0 <= init_speed <= 1:
-            raise UserError(f"must lie in [0, 1], got {init_speed!r}", field="init_speed")
-        if isinstance(stall, bool) or not isinstance(stall, int) or stall < 0:
-            raise UserError(f"must be an integer >= 0, got {stall!r}", field="stall")
-        _choice("attractor", attractor, ATTRACTORS)
-        _choice("topology", topology, TOPOLOGIES)
-        _choice("init", init, INITS)
+            check.within(name, value, 0, 10, "[)")
+        check.positive("epsilon", epsilon)
+        check.positive("max_speed", max_speed)
+        check.within("init_speed", init_speed, 0, 1)
+        check.integer("stall", stall, 0)
+        check.one_of("attractor", attractor, ATTRACTORS)
+        check.one_of("topology", topology, TOPOLOGIES)
+        check.one_of("init", init, INITS)
         self._v0 = init_speed
         self._S, self._w, self._phi_l, self._phi_g = swarm_size, w, phi_l, phi_g
         self._attractor, self._topology, self._init = attractor, topology, init
@@ -111,7 +122,7 @@ class PSOSearch(UnitCubeSearcher):
         self.reseeded = 0
 
     def _setup(self) -> None:
-        d, s = self._space.dims, self._S
+        d, s = self.space.dims, self._S
         if self._init == "sobol":
             m = max(0, math.ceil(math.log2(s)))
             self._x = qmc.Sobol(d, seed=self._rng).random_base2(m)[:s]
@@ -174,7 +185,7 @@ class PSOSearch(UnitCubeSearcher):
         self._idle.append(i)
 
     def _move(self, i: int) -> None:
-        shape = self._space.dims if self._per_dim else 1
+        shape = self.space.dims if self._per_dim else 1
         u_l = self._rng.uniform(0, self._phi_l, shape)
         u_g = self._rng.uniform(0, self._phi_g, shape)
         x = self._x[i]
@@ -189,8 +200,8 @@ class PSOSearch(UnitCubeSearcher):
     def _reseed(self, i: int) -> None:
         """A particle stuck for ``stall`` moves starts afresh at a random point (its memory
         goes; the swarm's best stays)."""
-        self._x[i] = self._rng.random(self._space.dims)
-        self._v[i] = self._rng.uniform(-self._v0, self._v0, self._space.dims)
+        self._x[i] = self._rng.random(self.space.dims)
+        self._v[i] = self._rng.uniform(-self._v0, self._v0, self.space.dims)
         self._pbest_loss[i] = math.inf
         self._now_loss[i] = math.inf
         self._stuck[i] = 0

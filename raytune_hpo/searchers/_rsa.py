@@ -1,8 +1,9 @@
 """Random sequential addition (RSA; Widom 1966, Torquato's packing studies): each new point is
-uniform in the unit cube and accepted only if no earlier point lies closer than a radius
-(``../shared/seeds/rsa-lhs-hypertiling.md``: spheres that may not overlap, the radius maximised
-for the number of samples wanted). The radius follows from the budget at a packing fraction
-below RSA saturation, and shrinks when candidates keep being rejected, so it never stalls.
+uniform in the unit cube and accepted only if no earlier point lies closer than a radius (as in
+Rasmussen et al., "Beating grid- and random search with alternative methods" (Copenhagen):
+spheres that may not overlap, the radius maximised for the number of samples wanted). The
+radius follows from the budget at a packing fraction below RSA saturation, and shrinks when
+candidates keep being rejected, so it never stalls.
 Earlier results (warm start) count as spheres already placed: the radius is sized for them
 plus the budget, and new points keep it from them too."""
 
@@ -12,7 +13,7 @@ import math
 
 import numpy as np
 
-from raytune_hpo.errors import UserError
+from raytune_hpo.searchers import _options as check
 from raytune_hpo.searchers._base import UnitCubeSearcher, _Rows
 
 # RSA saturation packing fractions of hard spheres in d = 1..8 (Torquato et al., 2006).
@@ -33,9 +34,19 @@ def radius_for(budget: int, d: int, fill: float) -> float:
 
 
 class RSASearch(UnitCubeSearcher):
-    """Options: ``budget`` (points wanted, 100), ``fill`` (fraction of saturation, 0.8),
-    ``batch`` (candidates tried at once, 32), ``max_rejections`` (rejected candidates before the
-    radius shrinks by ``shrink``, 256)."""
+    """Random points kept a radius apart; never finishes on its own.
+
+    Args:
+        space, metric, mode, seed, points_to_evaluate: as for ``UnitCubeSearcher``.
+        budget: the number of points the radius is sized for (100; a sweep file passes
+            num_samples).
+        fill: the fraction of RSA's saturation packing those points fill (0.8, in (0, 1]).
+        batch: candidates drawn at once (32).
+        max_rejections: rejected candidates before the radius shrinks (256).
+        shrink: the factor the radius shrinks by then (0.9, in (0, 1)).
+    """
+
+    _saved = ("_budget", "_fill", "_batch", "_max_rejections", "_shrink", "radius", "_pts")
 
     def __init__(
         self,
@@ -52,15 +63,11 @@ class RSASearch(UnitCubeSearcher):
         shrink: float = 0.9,
     ):
         super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
-        if not isinstance(budget, int) or budget < 1:
-            raise UserError(f"must be an integer >= 1, got {budget!r}", field="budget")
-        if not 0 < fill <= 1:
-            raise UserError(f"must lie in (0, 1], got {fill!r}", field="fill")
-        if not 0 < shrink < 1:
-            raise UserError(f"must lie in (0, 1), got {shrink!r}", field="shrink")
-        for name, value in (("batch", batch), ("max_rejections", max_rejections)):
-            if value < 1:
-                raise UserError(f"must be >= 1, got {value!r}", field=name)
+        check.integer("budget", budget, 1)
+        check.within("fill", fill, 0, 1, "(]")
+        check.within("shrink", shrink, 0, 1, "()")
+        check.integer("batch", batch, 1)
+        check.integer("max_rejections", max_rejections, 1)
         self._budget, self._fill, self._batch = budget, fill, batch
         self._max_rejections, self._shrink = max_rejections, shrink
         self.radius = math.nan
@@ -68,14 +75,14 @@ class RSASearch(UnitCubeSearcher):
 
     def _setup(self) -> None:
         placed = len(self.prior[1])
-        self.radius = radius_for(self._budget + placed, self._space.dims, self._fill)
-        self._pts = _Rows(self._space.dims)
+        self.radius = radius_for(self._budget + placed, self.space.dims, self._fill)
+        self._pts = _Rows(self.space.dims)
 
     def _warm(self, u: np.ndarray, loss: float) -> None:
         self._pts.append(u)
 
     def _propose(self, trial_id: str) -> np.ndarray:
-        d = self._space.dims
+        d = self.space.dims
         rejected = 0
         r2 = self.radius**2
         while True:

@@ -1,8 +1,8 @@
-"""Scrambled Sobol' sequence (scipy.stats.qmc), as in the Sobol-vs-Bayesian study
-(``../shared/seeds/bayesian-vs-sobol.md``). State: the scramble seed and the count drawn.
-With earlier results (warm start) the sequence starts past as many points as there are: a
-sweep warm-started from a Sobol' sweep of the same seed continues its sequence instead of
-repeating it."""
+"""Scrambled Sobol' sequence (scipy.stats.qmc), the quasi-random search of Bartoli &
+Erpichini, "Hyperparameters tuning for CNN based on global optimization" (their comparison with
+GP Bayesian optimization). State: the scramble seed and the count drawn. With earlier results
+(warm start) the sequence starts past as many points as there are: a sweep warm-started from a
+Sobol' sweep of the same seed continues its sequence instead of repeating it."""
 
 from __future__ import annotations
 
@@ -13,9 +13,15 @@ from raytune_hpo.searchers._base import UnitCubeSearcher
 
 
 class SobolSearch(UnitCubeSearcher):
-    """Quasi-random Sobol' points; never finishes on its own (use num_samples)."""
+    """Quasi-random Sobol' points; never finishes on its own (use num_samples).
 
-    _transient = ("_engine",)
+    Args:
+        space, metric, mode, seed, points_to_evaluate: as for ``UnitCubeSearcher``; the seed
+            draws the scramble.
+    """
+
+    _saved = ("_scramble_seed", "_count")
+    _derived = ("_engine",)
 
     def __init__(self, space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None):
         super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
@@ -28,7 +34,7 @@ class SobolSearch(UnitCubeSearcher):
         self._rebuild()
 
     def _rebuild(self) -> None:
-        self._engine = qmc.Sobol(self._space.dims, scramble=True, seed=self._scramble_seed)
+        self._engine = qmc.Sobol(self.space.dims, scramble=True, seed=self._scramble_seed)
         if self._count:
             self._engine.fast_forward(self._count)
 

@@ -1,0 +1,185 @@
+"""The multi-resolution grid of the approximate-gradient search (Mahto & Chauhan, "An
+approximate gradient based hyper-parameter optimization in a neural network architecture"),
+as pure functions of an immutable ``Lattice``: nothing here changes state or draws at random.
+
+Per dimension the coarse grid is the paper's non-uniform grid: the parameter's explicit
+``grid`` values, else ``levels`` values spaced linearly (log-wise for log ranges);
+categoricals use their choices. A point is an ``Index``, one integer per dimension. On a
+*fine* dimension (a range without explicit grid values) the index counts in 2^-depth of a
+coarse cell, so the spacing can halve around a point up to ``depth`` times while the coarse
+levels keep their exact values (halving happens in the unit cube: log ranges stay log-spaced);
+on the other dimensions the index is the position in the coarse values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from raytune_hpo.space import CategoricalParam, FloatParam, IntParam, Param
+
+Index = tuple[int, ...]
+
+
+def axis_values(p: Param, levels: int) -> list[Any]:
+    """The coarse grid of one parameter, sorted (categoricals keep their order)."""
+    if p.grid is not None:
+        return sorted(set(p.grid)) if not isinstance(p, CategoricalParam) else list(p.grid)
+    if isinstance(p, CategoricalParam):
+        return list(p.choices)
+    spaced = np.geomspace if p.log else np.linspace
+    vals = spaced(p.low, p.high, levels)
+    if isinstance(p, IntParam):
+        return sorted({p.nearest(round(v)) for v in vals})
+    if not isinstance(p, FloatParam):
+        raise TypeError(f"no grid for {type(p).__name__}")
+    # A value the parameter can take: rounded to its q, below a half-open high (Ray's uniform).
+    return sorted({p.nearest(float(v)) for v in vals})
+
+
+@dataclass(frozen=True, eq=False)
+class Lattice:
+    """The grid of a space's parameters, down to ``depth`` halvings of the coarse spacing."""
+
+    params: tuple[Param, ...]
+    axes: tuple[tuple[Any, ...], ...]  # the coarse values per dimension
+    units: tuple[np.ndarray, ...]  # their unit coordinates
+    fine: tuple[bool, ...]  # dimensions whose spacing may halve
+    ints: tuple[bool, ...]  # fine dimensions whose fine points may round to one value
+    depth: int
+
+    @classmethod
+    def build(cls, params: Sequence[Param], levels: int, depth: int) -> Lattice:
+        axes = tuple(tuple(axis_values(p, levels)) for p in params)
+        units = tuple(
+            np.array([p.to_unit(v) for v in ax]) for p, ax in zip(params, axes, strict=True)
+        )
+        fine = tuple(
+            p.grid is None and not isinstance(p, CategoricalParam) and len(ax) > 1
+            for p, ax in zip(params, axes, strict=True)
+        )
+        # Dimensions whose fine points can coincide once rounded: integers, quantized floats.
+        ints = tuple(
+            f and (isinstance(p, IntParam) or p.q is not None)
+            for p, f in zip(params, fine, strict=True)
+        )
+        return cls(tuple(params), axes, units, fine, ints, depth)
+
+    @property
+    def dims(self) -> int:
+        return len(self.axes)
+
+    @property
+    def coarse_size(self) -> int:
+        """Points of the coarse grid."""
+        return math.prod(len(a) for a in self.axes)
+
+    @property
+    def size(self) -> int:
+        """Points down to the finest spacing."""
+        return math.prod(self.span(j) + 1 for j in range(self.dims))
+
+    def span(self, j: int) -> int:
+        """Largest index of dimension j: fine dimensions count in 2^-depth coarse cells."""
+        n = len(self.axes[j]) - 1
+        return n << self.depth if self.fine[j] else n
+
+    def step(self, j: int, depth: int) -> int:
+        """The index distance of neighbours in dimension j at refinement ``depth``."""
+        return 1 << (self.depth - depth) if self.fine[j] else 1
+
+    def value(self, j: int, k: int) -> Any:
+        """The parameter value at index k of dimension j (coarse levels exactly)."""
+        if not self.fine[j]:
+            return self.axes[j][k]
+        i, rest = divmod(k, 1 << self.depth)
+        if rest == 0:
+            return self.axes[j][i]
+        u = self.units[j]
+        frac = rest / (1 << self.depth)
+        return self.params[j].from_unit(u[i] + frac * (u[i + 1] - u[i]))
+
+    def values(self, idx: Index) -> list[Any]:
+        """The values of a point, in the order of the parameters."""
+        return [self.value(j, k) for j, k in enumerate(idx)]
+
+    def key(self, idx: Index) -> Index:
+        """Identity of a configuration: two fine points that round to one integer are one."""
+        return tuple(self.value(j, k) if self.ints[j] else k for j, k in enumerate(idx))
+
+    def snap(self, u: np.ndarray, depth: int) -> Index:
+        """The point of the grid at refinement ``depth`` nearest the unit point ``u``."""
+        out = []
+        for j, x in enumerate(u):
+            if self.fine[j]:
+                step = self.step(j, depth)
+                out.append(int(round(x * self.span(j) / step)) * step)
+            else:
+                out.append(min(int(x * len(self.axes[j])), len(self.axes[j]) - 1))
+        return tuple(out)
+
+    def neighbours(self, idx: Index, depth: int) -> list[Index]:
+        """The axis neighbours of a point at refinement ``depth``, inside the grid."""
+        out = []
+        for j in range(len(idx)):
+            s = self.step(j, depth)
+            for k in (idx[j] - s, idx[j] + s):
+                if 0 <= k <= self.span(j):
+                    out.append(idx[:j] + (k,) + idx[j + 1 :])
+        return out
+
+    def line_point(self, centre: Index, direction: np.ndarray, t: int) -> Index:
+        """``centre + t * direction``, rounded to the grid and kept inside it."""
+        target = np.rint(np.array(centre) + t * direction).astype(int)
+        return tuple(int(min(max(v, 0), self.span(j))) for j, v in enumerate(target))
+
+
+def direction(
+    lat: Lattice, centre: Index, depth: int, loss: Callable[[Index], float | None]
+) -> np.ndarray:
+    """Descent direction in index units from the losses of ``centre`` and its axis
+    neighbours (``loss``: None for a point not evaluated): central or one-sided finite
+    differences on fine dimensions, scaled so that the largest move is one grid step; on the
+    others a step to the better neighbour when it beats the centre."""
+    f0 = loss(centre)
+    slope = np.zeros(len(centre))
+    move = np.zeros(len(centre))
+    for j in range(len(centre)):
+        lo, hi = _sides(lat, centre, depth, j, loss)
+        if not lat.fine[j]:
+            if min(lo, hi) < f0:
+                move[j] = -1 if lo < hi else 1
+        else:
+            slope[j] = _slope(lo, f0, hi)
+    top = np.abs(slope).max()
+    if top > 0:
+        steps = np.array([lat.step(j, depth) for j in range(len(centre))])
+        move += np.where(lat.fine, -slope / top * steps, 0.0)
+    return move
+
+
+def _sides(lat: Lattice, c: Index, depth: int, j: int, loss) -> tuple[float, float]:
+    """The losses of the neighbours below and above ``c`` in dimension j (inf if none)."""
+    s = lat.step(j, depth)
+    lo = loss(c[:j] + (c[j] - s,) + c[j + 1 :]) if c[j] - s >= 0 else None
+    hi = loss(c[:j] + (c[j] + s,) + c[j + 1 :]) if c[j] + s <= lat.span(j) else None
+    return (math.inf if lo is None else lo), (math.inf if hi is None else hi)
+
+
+def _slope(lo: float, f0: float, hi: float) -> float:
+    """Finite-difference slope per grid step: central, or at an edge one-sided and only when
+    stepping back inside goes downhill."""
+    if math.isfinite(lo) and math.isfinite(hi):
+        return (hi - lo) / 2
+    if math.isfinite(hi) and math.isfinite(f0):
+        return min(hi - f0, 0.0)
+    if math.isfinite(lo) and math.isfinite(f0):
+        return max(f0 - lo, 0.0)
+    return 0.0
+
+
+__all__ = ["Index", "Lattice", "axis_values", "direction"]
