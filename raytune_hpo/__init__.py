@@ -1,13 +1,33 @@
-"""raytune-hpo: hyperparameter sweeps on Ray Tune from one YAML file."""
+"""raytune-hpo: hyperparameter sweeps on Ray Tune from one YAML file.
 
-from raytune_hpo.errors import SpecError, UserError
-from raytune_hpo.results import SweepResult
-from raytune_hpo.run import resume, run_sweep
-from raytune_hpo.session import report, restore_state
-from raytune_hpo.space import SearchSpace
-from raytune_hpo.spec import SweepSpec
+The public names are imported when first used, so that ``raytune-hpo --help``, a one-line
+error and a Ray worker importing ``raytune_hpo.train`` pay for nothing else."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "SearchSpace": "raytune_hpo.space",
+    "SpecError": "raytune_hpo.errors",
+    "SweepResult": "raytune_hpo.results",
+    "SweepSpec": "raytune_hpo.spec",
+    "UserError": "raytune_hpo.errors",
+    "report": "raytune_hpo.session",
+    "restore_state": "raytune_hpo.session",
+    "resume": "raytune_hpo.run",
+    "run_sweep": "raytune_hpo.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SearchSpace",

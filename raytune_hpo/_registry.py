@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -12,12 +13,21 @@ from raytune_hpo.errors import UserError
 
 @dataclass(frozen=True)
 class Entry:
-    factory: Callable[..., Any]
+    # The factory, or "package.module:name" to import when it is first needed: naming one
+    # searcher in a sweep imports that one only (Ray keeps its search algorithms lazy too).
+    ref: Callable[..., Any] | str
     summary: str
     # Keyword arguments the runner fills in itself; users do not set them as options.
     reserved: tuple[str, ...] = ()
     # Searchers that take our SearchSpace (grid values and all) instead of Tune domains.
     owns_space: bool = False
+
+    @property
+    def factory(self) -> Callable[..., Any]:
+        if not isinstance(self.ref, str):
+            return self.ref
+        module, _, name = self.ref.partition(":")
+        return getattr(importlib.import_module(module), name)
 
     def accepts(self, name: str) -> bool:
         """Whether the factory takes keyword ``name`` (or any keyword)."""

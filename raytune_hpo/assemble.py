@@ -226,9 +226,11 @@ def warm_start_unlearnt(plan: Plan, factory: Any, d: Draft) -> list[str]:
 
 
 def hyperband_brackets(plan: Plan, factory: Any, d: Draft) -> list[str]:
-    """BOHB's searcher counts only running trials; other searchers count paused ones too."""
+    """Under ``max_concurrent`` (Ray's ConcurrencyLimiter) paused trials count as live, so a
+    HyperBand bracket larger than the limit cannot fill (BOHB's searcher too: it used to count
+    only running trials, and then the limit did not hold)."""
     spec = plan.spec
-    if plan.scheduler_name != "hyperband" or plan.searcher_name == bohb.BOHB:
+    if plan.scheduler_name not in ("hyperband", bohb.BOHB):
         return []
     if not spec.max_concurrent or not plan.max_t:
         return []
@@ -237,7 +239,8 @@ def hyperband_brackets(plan: Plan, factory: Any, d: Draft) -> list[str]:
     if spec.max_concurrent >= bracket:
         return []
     return [
-        f"max_concurrent {spec.max_concurrent} under scheduler hyperband: paused trials count "
+        f"max_concurrent {spec.max_concurrent} under scheduler {plan.scheduler_name}: paused "
+        "trials count "
         f"against it, so HyperBand's largest bracket ({bracket} trials) cannot fill and trials "
         "run to the end without pausing; leave max_concurrent out (the resources bound the "
         "trials running at once)"

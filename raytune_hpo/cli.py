@@ -16,8 +16,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-import pandas as pd
-
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
@@ -27,7 +25,7 @@ def _fail(msg: str) -> int:
     return EXIT_USAGE
 
 
-def format_table(df: pd.DataFrame, top: int | None = None) -> str:
+def format_table(df, top: int | None = None) -> str:
     shown = df if top is None else df.head(top)
     if shown.empty:
         return "(no trials)"
@@ -233,6 +231,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     import raytune_hpo.jobs as jobs
 
     rows = jobs.list_jobs(address=args.address)
+    import pandas as pd
+
     print(format_table(pd.DataFrame(rows)) if rows else "(no jobs)")
     return 0
 

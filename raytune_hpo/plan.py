@@ -80,22 +80,19 @@ class Plan:
         return {**fixed, **self.spec.search_space.to_tune(grid=self.grid)}
 
     def searcher(self, experiment: str | None = None):
-        """A new searcher for this sweep (metric and mode come from the Tuner). With
-        ``experiment`` (the run's name) it is the run's own: told the earlier results of
-        ``warm_start`` (it is given metric and mode for them), and an Optuna study kept in a
-        database (``storage``) is named after the run unless ``study_name`` says otherwise."""
+        """A new searcher for this sweep, given the sweep's metric and mode (Ray tells a
+        searcher them only through ``set_search_properties``, which it skips when the
+        param_space is empty: a user trainable with no fixed config). With ``experiment`` (the
+        run's name) it is the run's own: told the earlier results of ``warm_start``, and an
+        Optuna study kept in a database (``storage``) is named after the run unless
+        ``study_name`` says otherwise."""
         from raytune_hpo.searchers import create_searcher
 
         options = dict(self.spec.searcher.options)
         own_values = self.proposes_own_values
-        known: dict[str, Any] = {}
-        if experiment is not None:
-            if options.get("storage"):
-                options.setdefault("study_name", experiment)
-            if self.warm:
-                known = {"metric": self.metric, "mode": self.mode}
-        if own_values:  # as Ray's documented custom searchers take them
-            known = {"metric": self.metric, "mode": self.mode}
+        if experiment is not None and options.get("storage"):
+            options.setdefault("study_name", experiment)
+        known = {"metric": self.metric, "mode": self.mode}
         searcher = create_searcher(
             self.searcher_name,
             space=self.spec.search_space,

@@ -96,7 +96,10 @@ BAD = [
         r"searcher: unknown searcher 'bayes'; allowed: random, grid, sobol, lhs, rsa, hypertiling, "
         r"pso, approx_gradient, bohb, bayesopt, tpe, or a plug-in FILE\.py:Class",
     ),
-    ("scheduler: {name: pbt}", r"scheduler: unknown scheduler 'pbt'; allowed: fifo, asha, median"),
+    (
+        "scheduler: {name: pbtx}",
+        r"scheduler: unknown scheduler 'pbtx'; allowed: fifo, asha, median, hyperband, bohb, pbt, pb2",
+    ),
     (
         "scheduler: {name: asha, grace: 2}",
         r"scheduler: unknown option\(s\) \['grace'\].*allowed: "

@@ -10,11 +10,13 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from raytune_hpo.assemble import assemble
 from raytune_hpo.results import read_sweep
+from raytune_hpo.run import run_sweep
 from raytune_hpo.spec import SpecError, SweepSpec
 
 TRAIN = """
@@ -356,3 +358,35 @@ def test_cli_exit_2_for_a_user_trainable_that_fails_to_import(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "broken.py:3: RuntimeError: no GPU here" in proc.stderr
     assert not any(proc.ray_tmp.iterdir())  # Ray never started
+
+
+def test_a_searcher_learns_from_a_user_trainable_with_no_fixed_config(ray_session, tmp_path):
+    """Ray tells a searcher its metric and mode only through set_search_properties, which it
+    skips for an empty param_space (a user trainable without `config:`): the searcher must
+    know them anyway, or it scores every result as a failure and learns nothing."""
+    import glob
+
+    from raytune_hpo.searchers import PSOSearch
+
+    (tmp_path / "q.py").write_text(
+        "from ray import tune\n\n\ndef q(config):\n"
+        "    tune.report({'score': -(config['x'] - 0.3) ** 2})\n"
+    )
+    spec = SweepSpec.from_dict(
+        {
+            "metric": "score",
+            "mode": "max",
+            "num_samples": 6,
+            "searcher": {"name": "pso", "swarm_size": 3},
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "trainable": {"function": "q.py:q"},
+            "storage_path": str(tmp_path / "runs"),
+        },
+        base_dir=str(tmp_path),
+    )
+    exp = run_sweep(spec).path
+    (state,) = glob.glob(f"{exp}/searcher-state-*.pkl")
+    searcher = PSOSearch()
+    searcher.restore(state)
+    _, losses = searcher.observations
+    assert len(losses) == 6 and np.isfinite(losses).all(), losses

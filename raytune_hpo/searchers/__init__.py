@@ -17,15 +17,32 @@ from typing import Any
 
 from raytune_hpo._registry import Entry, build
 from raytune_hpo.errors import UserError
-from raytune_hpo.searchers._approx_gradient import ApproxGradientSearch
-from raytune_hpo.searchers._base import UnitCubeSearcher
-from raytune_hpo.searchers._bohb import BOHBSearch
-from raytune_hpo.searchers._hypertiling import HypertilingSearch
-from raytune_hpo.searchers._lhs import LatinHypercubeSearch
-from raytune_hpo.searchers._optuna import GPSearch, TPESearch
-from raytune_hpo.searchers._pso import PSOSearch
-from raytune_hpo.searchers._rsa import RSASearch
-from raytune_hpo.searchers._sobol import SobolSearch
+
+# The public classes, imported when first named (a sweep imports the searcher it runs only).
+_CLASSES = {
+    "ApproxGradientSearch": "raytune_hpo.searchers._approx_gradient",
+    "BOHBSearch": "raytune_hpo.searchers._bohb",
+    "GPSearch": "raytune_hpo.searchers._optuna",
+    "HypertilingSearch": "raytune_hpo.searchers._hypertiling",
+    "LatinHypercubeSearch": "raytune_hpo.searchers._lhs",
+    "PSOSearch": "raytune_hpo.searchers._pso",
+    "RSASearch": "raytune_hpo.searchers._rsa",
+    "SobolSearch": "raytune_hpo.searchers._sobol",
+    "TPESearch": "raytune_hpo.searchers._optuna",
+    "UnitCubeSearcher": "raytune_hpo.searchers._base",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLASSES:
+        import importlib
+
+        return getattr(importlib.import_module(_CLASSES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _lazy(cls: str) -> str:
+    return f"{_CLASSES[cls]}:{cls}"
 
 
 def _variant_generator(
@@ -65,55 +82,55 @@ SEARCHERS: dict[str, Entry] = {
         _RESERVED,
     ),
     "sobol": Entry(
-        SobolSearch,
+        _lazy("SobolSearch"),
         "scrambled Sobol' quasi-random points (scipy.stats.qmc)",
         _RESERVED,
         owns_space=True,
     ),
     "lhs": Entry(
-        LatinHypercubeSearch,
+        _lazy("LatinHypercubeSearch"),
         "Latin hypercube design of `budget` points, then done",
         _RESERVED,
         owns_space=True,
     ),
     "rsa": Entry(
-        RSASearch,
+        _lazy("RSASearch"),
         "random sequential addition: random points kept a radius apart",
         _RESERVED,
         owns_space=True,
     ),
     "hypertiling": Entry(
-        HypertilingSearch,
+        _lazy("HypertilingSearch"),
         "vertices of an aperiodic (Penrose-type) tiling, `budget` points, then done",
         _RESERVED,
         owns_space=True,
     ),
     "pso": Entry(
-        PSOSearch,
+        _lazy("PSOSearch"),
         "asynchronous particle swarm; done when the swarm stops moving",
         _RESERVED,
         owns_space=True,
     ),
     "approx_gradient": Entry(
-        ApproxGradientSearch,
+        _lazy("ApproxGradientSearch"),
         "grid neighbourhood search along finite-difference slopes, with restarts",
         _RESERVED,
         owns_space=True,
     ),
     "bohb": Entry(
-        BOHBSearch,
+        _lazy("BOHBSearch"),
         "BOHB's model (HpBandSter, via Ray's TuneBOHB); pairs with scheduler bohb",
         _RESERVED,
         owns_space=True,
     ),
     "bayesopt": Entry(
-        GPSearch,
+        _lazy("GPSearch"),
         "GP Bayesian optimization after `n_initial_points` random points (Optuna GPSampler)",
         _RESERVED,
         owns_space=True,
     ),
     "tpe": Entry(
-        TPESearch,
+        _lazy("TPESearch"),
         "tree-structured Parzen estimator (Optuna TPESampler)",
         _RESERVED,
         owns_space=True,
