@@ -39,7 +39,7 @@ def study(**over):
         ({"methods": [{"name": "x", "searcher": {"name": "nope"}}]}, "methods.0.searcher: unknown"),
         ({"methods": [{"name": "x", "searcher": {"name": "pso", "speed": 1}}]}, "allowed:"),
         ({"methods": METHODS + METHODS[:1]}, "names must be unique"),
-        ({"problem": {"function": "branin", "sweep": "a.yaml"}}, "either function"),
+        ({"problem": {"function": "branin", "sweep": "a.yaml"}}, "give one of function"),
         ({"problem": {"function": "rosenbrock"}}, "problems.0.function"),
         ({"repetitions": 0}, "repetitions"),
     ],
