@@ -151,11 +151,19 @@ def _problem_list(study: StudySpec) -> str:
     for q in study.problems:
         if q.coco:
             runs.setdefault((q.coco[0], q.dims, q.instance or 1), []).append(q.coco[1])
-    coco_text = [
-        f"{suite} f{','.join(map(str, fs))} in {d}-D, instance {i}"
-        for (suite, d, i), fs in runs.items()
-    ]
+    coco_text = [f"{s} {_ranges(fs)} in {d}-D, instance {i}" for (s, d, i), fs in runs.items()]
     return "; ".join(plain + coco_text)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``f1-f5, f8``: function numbers with consecutive runs written as ranges."""
+    parts: list[list[int]] = []
+    for n in numbers:
+        if parts and n == parts[-1][-1] + 1:
+            parts[-1].append(n)
+        else:
+            parts.append([n])
+    return ", ".join(f"f{p[0]}" if len(p) == 1 else f"f{p[0]}-f{p[-1]}" for p in parts)
 
 
 def _n_eval(study: StudySpec) -> int | None:
