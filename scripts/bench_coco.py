@@ -65,6 +65,7 @@ def summarize(path: str) -> dict:
             r["group"]: {m: round(float(r[m]), 3) for m in methods} for _, r in ranks.iterrows()
         },
         "at_or_below": analysis.at_or_below(table, methods).set_index("method").to_dict("index"),
+        "mean_out": _mean_out(trials),
         "log10_regret": cells,
         "runs": {
             "columns": ["problem", "method", "rep", "regret", "evaluations"],
@@ -74,6 +75,14 @@ def summarize(path: str) -> dict:
             ],
         },
     }
+
+
+def _mean_out(trials: pd.DataFrame) -> dict[str, float]:
+    """Per method, the mean number of trials out when a result returned (the concurrency it
+    really used; below the study's when the searcher left slots idle)."""
+    if "out" not in trials:
+        return {}
+    return {m: round(float(v), 3) for m, v in trials.groupby("method")["out"].mean().items()}
 
 
 def standing(trials: pd.DataFrame, minima: dict, field: list[str], reference: str) -> dict:
@@ -87,6 +96,7 @@ def standing(trials: pd.DataFrame, minima: dict, field: list[str], reference: st
             "mean_rank": float(t[t["method"] == c]["rank"].mean()),
             f"at_or_below_{reference}": int((wide[c] <= wide[reference]).sum()),
             "problems": int(len(wide)),
+            "mean_out": _mean_out(trials[trials["method"] == c]).get(c),
             "field_mean_rank": {
                 m: float(t[t["method"] == m]["rank"].mean()) for m in field if m in set(t["method"])
             },

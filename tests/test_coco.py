@@ -164,6 +164,7 @@ def test_k_suggestions_are_out_before_the_first_result(k):
     assert len(rows) == 10
     # Trial n is asked for once n - k + 1 results are back: k are always out, oldest first.
     assert sampler.seen == {n: max(0, n - k + 1) for n in range(10)}
+    assert list(rows["out"]) == [min(k, 10 - n) for n in range(10)]
     assert (rows["value"] > p.minimum).all()
 
 

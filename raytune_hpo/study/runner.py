@@ -107,7 +107,10 @@ def run_direct(
 def drive(proposer, evaluate, trials: int, concurrency: int) -> pd.DataFrame:
     """Up to ``trials`` evaluations with ``concurrency`` suggestions out at a time: the oldest
     returns its result, then the next is asked for (the order a cluster of equal workers gives).
-    ``proposer``: ``ask() -> (key, config) | None`` (None: done) and ``tell(key, value)``."""
+    ``proposer``: ``ask() -> (key, config) | None`` and ``tell(key, value)``; None is "nothing
+    now" (Ray's meaning): the free slots wait for the next result, and with nothing out the run
+    is done. Column ``out``: the trials out when this one returned, itself included, so a
+    searcher that leaves slots idle (cheap here, slow on a cluster) shows it."""
     live: deque[tuple[Any, dict]] = deque()
     rows: list[dict[str, Any]] = []
     asked = 0
@@ -120,10 +123,12 @@ def drive(proposer, evaluate, trials: int, concurrency: int) -> pd.DataFrame:
             asked += 1
         if not live:
             break  # the searcher is done (LHS budget, PSO converged, grid exhausted)
+        out = len(live)
         key, cfg = live.popleft()
         value = evaluate(cfg)
         proposer.tell(key, value)
-        rows.append({"trial": len(rows), "value": value, "budget": proposer.budget, **_flat(cfg)})
+        row = {"trial": len(rows), "value": value, "budget": proposer.budget, "out": out}
+        rows.append({**row, **_flat(cfg)})
     return pd.DataFrame(rows)
 
 
