@@ -314,7 +314,9 @@ def compare(study: StudySpec, out: str | os.PathLike[str], *, log=print) -> pd.D
             f"leader {leader[1]} {mine[leader]:.5g} ({time.perf_counter() - start:.1f} s)"
         )
     trials = pd.concat(frames, ignore_index=True)
-    trials.to_csv(out / TRIALS_CSV, index=False)
+    tmp = out / f"{TRIALS_CSV}.tmp"
+    trials.to_csv(tmp, index=False)
+    tmp.replace(out / TRIALS_CSV)  # a report read while compare ends never sees half a table
     return trials
 
 
