@@ -35,13 +35,16 @@ def _minima(study) -> dict[str, float]:
     }
 
 
-def summarize(path: str) -> dict:
+def summarize(path: str, without: list[str]) -> dict:
     study, trials = load_study(path)
     minima = _minima(study)
     methods = [m.name for m in study.methods]
     table = analysis.log_regret_table(trials, minima)
     groups = {q.label: coco.group_of(q.coco[1]) for q in study.problems if q.coco}
     ranks = analysis.rank_by_group(table, groups, methods)
+    kept = [m for m in methods if m not in without]
+    fewer = analysis.log_regret_table(trials[trials["method"].isin(kept)], minima)
+    fewer_ranks = analysis.rank_by_group(fewer, groups, kept)
     fb = analysis.final_best(trials, "min")
     used = trials.groupby(analysis.KEYS)["trial"].count().rename("evaluations").reset_index()
     runs = fb.merge(used, on=analysis.KEYS)
@@ -61,6 +64,10 @@ def summarize(path: str) -> dict:
         "concurrency": study.concurrency,
         "methods": methods,
         "mean_rank": {m: round(float(ranks.iloc[-1][m]), 3) for m in methods},
+        # the ranks again without some methods (e.g. our tpe, which is Optuna's TPE with its
+        # defaults and the same seed: the two tie in every run and share their ranks)
+        "without": without,
+        "mean_rank_without": {m: round(float(fewer_ranks.iloc[-1][m]), 3) for m in kept},
         "mean_rank_by_group": {
             r["group"]: {m: round(float(r[m]), 3) for m in methods} for _, r in ranks.iterrows()
         },
@@ -82,7 +89,8 @@ def _mean_out(trials: pd.DataFrame) -> dict[str, float]:
     really used; below the study's when the searcher left slots idle)."""
     if "out" not in trials:
         return {}
-    return {m: round(float(v), 3) for m, v in trials.groupby("method")["out"].mean().items()}
+    means = trials.groupby("method")["out"].mean().dropna()  # copied runs may predate the column
+    return {m: round(float(v), 3) for m, v in means.items()}
 
 
 def standing(trials: pd.DataFrame, minima: dict, field: list[str], reference: str) -> dict:
@@ -140,6 +148,7 @@ def main() -> None:
     s = sub.add_parser("summary")
     s.add_argument("dirs", nargs="+")
     s.add_argument("--out", required=True)
+    s.add_argument("--without", action="append", default=[], help="also rank without METHOD")
     t = sub.add_parser("tune")
     t.add_argument("dirs", nargs="+")
     t.add_argument("--field", required=True, help="comma-separated method names")
@@ -147,9 +156,10 @@ def main() -> None:
     t.add_argument("--out", required=True)
     args = ap.parse_args()
     if args.cmd == "summary":
-        out = {"benchmark": "bench_coco summary", "studies": [summarize(d) for d in args.dirs]}
-        for st in out["studies"]:
-            print(st["study"], "mean rank:", st["mean_rank"])
+        studies = [summarize(d, args.without) for d in args.dirs]
+        out = {"benchmark": "bench_coco summary", "studies": studies}
+        for st in studies:
+            print(st["study"], "mean rank:", st["mean_rank"], "without:", st["mean_rank_without"])
     else:
         result = tune(args.dirs, args.field.split(","), args.reference)
         out = {"benchmark": "bench_coco tune", **result}
