@@ -86,7 +86,7 @@ def group_of(function: int) -> str:
     for name, (lo, hi) in GROUPS.items():
         if lo <= function <= hi:
             return name
-    raise ValueError(f"function: no COCO group holds {function}; allowed: 1 to 24")
+    raise UserError(f"no COCO group holds {function}; allowed: 1 to 24", field="function")
 
 
 def problem_id(suite: str, function: int, dims: int, instance: int) -> str:
@@ -129,15 +129,17 @@ class CocoProblem:
 
     def __post_init__(self) -> None:
         if self.suite not in SUITES:
-            raise ValueError(f"suite: got {self.suite!r}; allowed: {', '.join(SUITES)}")
-        spec = SUITES[self.suite]
-        if not 1 <= self.function <= spec["functions"]:
-            raise ValueError(f"function: got {self.function}; allowed: 1 to {spec['functions']}")
-        if self.dims not in spec["dims"]:
-            allowed = ", ".join(map(str, spec["dims"]))
-            raise ValueError(f"dims: got {self.dims}; allowed for {self.suite}: {allowed}")
+            raise UserError(f"got {self.suite!r}; allowed: {', '.join(SUITES)}", field="suite")
+        for field, check, value in (
+            ("function", check_functions, self.function),
+            ("dims", check_dims, self.dims),
+        ):
+            try:
+                check(self.suite, value)
+            except ValueError as e:  # the spec's checks, here for problems built in Python
+                raise UserError(str(e), field=field) from None
         if self.instance < 1:
-            raise ValueError(f"instance: must be >= 1, got {self.instance}")
+            raise UserError(f"must be >= 1, got {self.instance}", field="instance")
 
     @property
     def name(self) -> str:

@@ -109,8 +109,10 @@ class ProblemSpec(Strict):
     def make(self):
         if self.coco:
             suite, numbers = self.coco
-            (number,) = coco.expand(suite, numbers)  # one function per problem after expand()
-            return coco.CocoProblem(suite, number, self.dims, self.instance or 1)
+            numbers = coco.expand(suite, numbers)
+            if len(numbers) != 1:
+                raise ValueError(f"{self.label} is {len(numbers)} problems: expand() it first")
+            return coco.CocoProblem(suite, numbers[0], self.dims, self.instance or 1)
         return make_problem(self.function, self.dims, self.max_budget) if self.function else None
 
     def expand(self) -> list[ProblemSpec]:
