@@ -1,5 +1,6 @@
 """Studies: the study file, in-process and Ray Tune runs, resumption, statistics, the report."""
 
+import json
 import math
 import re
 import shutil
@@ -9,6 +10,7 @@ import browser
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 
 from raytune_hpo.cli import main
@@ -39,7 +41,7 @@ def study(**over):
         ({"methods": [{"name": "x", "searcher": {"name": "nope"}}]}, "methods.0.searcher: unknown"),
         ({"methods": [{"name": "x", "searcher": {"name": "pso", "speed": 1}}]}, "allowed:"),
         ({"methods": METHODS + METHODS[:1]}, "names must be unique"),
-        ({"problem": {"function": "branin", "sweep": "a.yaml"}}, "either function"),
+        ({"problem": {"function": "branin", "sweep": "a.yaml"}}, "give one of function"),
         ({"problem": {"function": "rosenbrock"}}, "problems.0.function"),
         ({"repetitions": 0}, "repetitions"),
     ],
@@ -194,3 +196,27 @@ def test_committed_study_results_regenerate_their_report(tmp_path, name):
     page = (copy / "report.md").read_text()
     study, trials = load_study(copy)
     assert all(m.name in page for m in study.methods) and len(trials) > 0
+
+
+def test_committed_coco_summary_agrees_with_its_runs_and_reports():
+    root = Path(__file__).parent.parent / "benchmarks" / "results" / "coco-bbob-5d"
+    summary = json.loads((root / "summary.json").read_text())
+    dirs = ("c1", "c4", "tuned-c1", "tuned-c4")
+    assert [s["study"] for s in summary["studies"]] == [
+        StudySpec.model_validate(yaml.safe_load((root / d / "study.yaml").read_text())).name
+        for d in dirs
+    ]
+    for s, d in zip(summary["studies"], dirs, strict=True):
+        runs = pd.DataFrame(s["runs"]["rows"], columns=s["runs"]["columns"])
+        assert len(runs) == 24 * len(s["methods"]) * s["repetitions"]
+        assert (runs["regret"] >= 0).all() and runs["evaluations"].between(1, s["budget"]).all()
+        # The mean ranks, recomputed from the runs' regrets (COCO's floor of 1e-8).
+        log = np.log10(np.maximum(runs["regret"], analysis.REGRET_FLOOR))
+        rank = runs.assign(log=log).groupby(["problem", "rep"])["log"].rank()
+        mean_rank = runs.assign(rank=rank).groupby("method")["rank"].mean()
+        assert mean_rank.to_dict() == pytest.approx(s["mean_rank"], abs=0.01)
+        # ... and the report's 'all' row of the groups table says the same.
+        md = (root / d / "report.md").read_text()
+        row = next(line for line in md.splitlines() if line.startswith("| all "))
+        cells = [float(c) for c in row.strip("|").split("|")[2:]]
+        assert cells == pytest.approx([s["mean_rank"][m] for m in s["methods"]], abs=0.006)

@@ -5,7 +5,8 @@ Input is the study's trial table (problem, method, rep, trial, value, budget, co
 - ``final_best``: each run's best value.
 - ``summary``: mean +- SD, a t-based 95% confidence interval and the median of the final best
   per method; the mean normalized loss and the average rank over repetitions.
-- normalized loss (the RSA paper, ../shared/seeds/rsa-lhs-hypertiling.md): in each repetition,
+- normalized loss (the RSA paper on random sequential addition, Latin hypercubes and
+  hypertiling): in each repetition,
   a method's loss divided by the best loss any method reached in it (1 = the best). The loss is
   the regret ``value - minimum`` where the minimum is known (test functions), ``1 - value``
   for accuracies, the value itself otherwise.
@@ -13,6 +14,10 @@ Input is the study's trial table (problem, method, rep, trial, value, budget, co
   Wilcoxon signed-rank (Holm-corrected over the comparisons) and, for accuracies, the
   two-proportion z-test on the pooled best accuracies (as the TinyVGG study did).
 - ``best_so_far``: the running best per run, against evaluations and against compute (epochs).
+- ``log_regret_table``: where the optimum is known (COCO's functions), the mean log10 regret of
+  the final best per problem and method with its t-based 95% interval, and the mean rank;
+  ``rank_by_group`` averages the ranks over groups of problems (COCO's five), ``at_or_below``
+  counts the problems where one method's mean log10 regret is at or below another's.
 """
 
 from __future__ import annotations
@@ -163,4 +168,81 @@ def pairwise(
     return out
 
 
-__all__ = ["best_so_far", "final_best", "overall", "pairwise", "summary"]
+REGRET_FLOOR = 1e-8  # COCO's final target: a regret below it counts as solved
+
+
+def log_regret_table(trials: pd.DataFrame, minima: dict[str, float]) -> pd.DataFrame:
+    """Per problem (with a known minimum) and method: n, mean log10 regret of the final best
+    (regrets floored at ``REGRET_FLOOR``), ci_low, ci_high (t, 95%), and rank: the mean over
+    repetitions of the method's rank among the methods by final best (1 = best, ties shared)."""
+    fb = final_best(trials[trials["problem"].isin(list(minima))], "min")
+    fb["log_regret"] = np.log10(
+        np.maximum(fb["best"] - fb["problem"].map(minima).astype(float), REGRET_FLOOR)
+    )
+    fb["rank"] = fb.groupby(["problem", "rep"])["log_regret"].rank(method="average")
+    rows = []
+    for (problem, method), g in fb.groupby(["problem", "method"], sort=False):
+        x = g["log_regret"].to_numpy(dtype=float)
+        mean, n = float(x.mean()), len(x)
+        sd = float(x.std(ddof=1)) if n > 1 else 0.0
+        lo, hi = (
+            stats.t.interval(0.95, n - 1, loc=mean, scale=sd / math.sqrt(n))
+            if sd > 0
+            else (mean, mean)
+        )
+        rows.append(
+            {
+                "problem": problem,
+                "method": method,
+                "n": n,
+                "mean": mean,
+                "ci_low": float(lo),
+                "ci_high": float(hi),
+                "rank": float(g["rank"].mean()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def rank_by_group(
+    table: pd.DataFrame, groups: dict[str, str], methods: list[str] | None = None
+) -> pd.DataFrame:
+    """Mean rank per group (``groups``: problem -> group) and method, groups in their first
+    order, then ``all`` over every problem; columns: group, problems, then one per method (in
+    the order of ``methods``, by default the table's)."""
+    t = table.assign(group=table["problem"].map(groups))
+    order = list(dict.fromkeys(groups[p] for p in table["problem"]))
+    methods = methods or list(dict.fromkeys(table["method"]))
+    rows = []
+    for name, g in [*((o, t[t["group"] == o]) for o in order), ("all", t)]:
+        means = g.groupby("method")["rank"].mean()
+        rows.append(
+            {"group": name, "problems": g["problem"].nunique(), **means.reindex(methods).to_dict()}
+        )
+    return pd.DataFrame(rows)
+
+
+def at_or_below(table: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:
+    """methods x methods: on how many problems the row method's mean log10 regret is at or
+    below the column method's (problems where both ran)."""
+    wide = table.pivot(index="problem", columns="method", values="mean")
+    methods = methods or list(dict.fromkeys(table["method"]))
+    counts = {
+        a: {b: int((wide[a] <= wide[b])[wide[a].notna() & wide[b].notna()].sum()) for b in methods}
+        for a in methods
+    }
+    out = pd.DataFrame(counts).T.reindex(index=methods, columns=methods)
+    return out.rename_axis("method").reset_index()
+
+
+__all__ = [
+    "REGRET_FLOOR",
+    "at_or_below",
+    "best_so_far",
+    "final_best",
+    "log_regret_table",
+    "overall",
+    "pairwise",
+    "rank_by_group",
+    "summary",
+]

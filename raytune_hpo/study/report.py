@@ -13,7 +13,7 @@ import pandas as pd
 import raytune_hpo.storage as storage
 from raytune_hpo.names import config_name
 from raytune_hpo.plots import Section, colors, figure_grid, fmt, png, write_report
-from raytune_hpo.study import analysis
+from raytune_hpo.study import analysis, coco_report
 from raytune_hpo.study.runner import load_study
 from raytune_hpo.study.spec import StudySpec
 
@@ -109,25 +109,61 @@ def build(study_dir: str | os.PathLike[str], out: str | None = None) -> dict[str
     bsf = analysis.best_so_far(trials, mode)
     fb = analysis.final_best(trials, mode)
     c = colors([m.name for m in study.methods])
-    plots = {
-        "best_vs_evaluations.png": _curves(bsf, problems, "evaluations", "evaluations", metric, c),
-        "best_vs_compute.png": _curves(bsf, problems, "compute", "epochs (compute)", metric, c),
-        "final_values.png": _finals(fb, problems, metric, c),
-        "configurations.png": _configs(trials, problems, c),
-    }
+    coco_sections, plots = coco_report.sections(study, trials, minima, c)
+    others = [p for p in problems if p not in coco_report.coco_problems(study)]
+    if others:  # COCO functions have their own curves (log10 regret), ranks and groups
+        plots |= _plots(trials, bsf, fb, others, metric, c)
     texts = _texts(study, summ, pairs, analysis.overall(summ))
-    sections = [
+    sections = coco_sections + [
         Section(title, tables=[df], items=_verdict(df) if title.startswith("Paired") else [])
         for title, df in texts.items()
     ]
-    sections += [Section(name[:-4].replace("_", " "), plot=name) for name in plots]
+    sections += [
+        Section(name[:-4].replace("_", " "), plot=name) for name in plots if name[:-4] in _PLOTS
+    ]
     intro = (
         f"{study.description or study.name}: {len(study.methods)} methods, "
-        f"{study.repetitions} repetitions, {study.budget} trials per run; problems "
-        f"{', '.join(q.label for q in study.problems)}. Significance: paired Wilcoxon "
+        f"{study.repetitions} repetitions, {study.budget} trials per run, {study.concurrency} "
+        f"at once; problems {_problem_list(study)}. Significance: paired Wilcoxon "
         f"signed-rank over repetitions, Holm-corrected, alpha {analysis.ALPHA}."
     )
     return write_report(out, f"Study {study.name}", intro, sections, plots)
+
+
+_PLOTS = ("best_vs_evaluations", "best_vs_compute", "final_values", "configurations")
+
+
+def _plots(trials, bsf, fb, problems: list[str], metric: str, c: dict) -> dict[str, bytes]:
+    t = trials[trials["problem"].isin(problems)]
+    b, f = bsf[bsf["problem"].isin(problems)], fb[fb["problem"].isin(problems)]
+    return {
+        "best_vs_evaluations.png": _curves(b, problems, "evaluations", "evaluations", metric, c),
+        "best_vs_compute.png": _curves(b, problems, "compute", "epochs (compute)", metric, c),
+        "final_values.png": _finals(f, problems, metric, c),
+        "configurations.png": _configs(t, problems, c),
+    }
+
+
+def _problem_list(study: StudySpec) -> str:
+    """The problems by label; COCO functions of one suite, dimension and instance as a range."""
+    plain = [q.label for q in study.problems if not q.coco]
+    runs: dict[tuple, list[int]] = {}
+    for q in study.problems:
+        if q.coco:
+            runs.setdefault((q.coco[0], q.dims, q.instance or 1), []).append(q.coco[1])
+    coco_text = [f"{s} {_ranges(fs)} in {d}-D, instance {i}" for (s, d, i), fs in runs.items()]
+    return "; ".join(plain + coco_text)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``f1-f5, f8``: function numbers with consecutive runs written as ranges."""
+    parts: list[list[int]] = []
+    for n in numbers:
+        if parts and n == parts[-1][-1] + 1:
+            parts[-1].append(n)
+        else:
+            parts.append([n])
+    return ", ".join(f"f{p[0]}" if len(p) == 1 else f"f{p[0]}-f{p[-1]}" for p in parts)
 
 
 def _n_eval(study: StudySpec) -> int | None:

@@ -1,11 +1,14 @@
 """Studies: several searchers x repetitions on one problem with the same budget, the way the
 design papers compared search methods (``raytune-hpo compare STUDY.yaml``).
 
-A problem is a built-in test function (optionally multi-fidelity) or a trainable sweep file.
-Function problems under FIFO are driven in-process through the ``Searcher`` API (microseconds
-per evaluation, so hundreds of runs take seconds); anything with an early-stopping scheduler,
-and every trainable sweep, runs as a real Ray Tune experiment. Each finished run is written to
-``OUT/runs/<method>-<rep>.csv`` at once, so an interrupted study continues where it stopped.
+A problem is a built-in test function (optionally multi-fidelity), a COCO function
+(``study.coco``) or a trainable sweep file. Function problems under FIFO are driven in-process
+(microseconds per evaluation, so hundreds of runs take seconds): our searchers through the
+``Searcher`` API, Optuna's samplers through ask and tell, both by one loop (``drive``) that keeps
+``concurrency`` trials out at a time. Anything with an early-stopping scheduler, and every
+trainable sweep, runs as a real Ray Tune experiment. Each finished run is written to
+``OUT/runs/<problem>--<method>--<rep>.csv`` at once, so an interrupted study continues where it
+stopped.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import yaml
 from raytune_hpo.assemble import Plan, assemble
 from raytune_hpo.errors import SpecError, UserError
 from raytune_hpo.names import BUDGET_ATTR, config_column
+from raytune_hpo.space import SearchSpace
 from raytune_hpo.spec import SweepSpec
+from raytune_hpo.study import samplers
 from raytune_hpo.study.spec import STUDY_COPY, MethodSpec, ProblemSpec, Recorded, StudySpec
 from raytune_hpo.train.user import UserTrainable
 
@@ -34,12 +39,18 @@ TRIALS_CSV = "trials.csv"
 
 
 def check(study: StudySpec) -> StudySpec:
-    """Assemble every problem x method once: a method that cannot run is a one-line
-    SpecError naming it, before anything starts."""
+    """Build every problem and assemble every problem x method once: a problem or method that
+    cannot run is a one-line SpecError naming it, before anything starts."""
+    for q in study.problems:
+        if q.is_function:
+            try:
+                q.make().space()  # a COCO problem imports cocoex here
+            except UserError as e:  # COCO without its extra
+                raise e.as_spec_error(study._source) from None
     for q in study.problems:
         for i, m in enumerate(study.methods):
             try:
-                plan_for(study, q, m, 0)
+                _check_method(study, q, m)
             except UserError as e:  # a sweep's error: its field lies under this method
                 raise SpecError(
                     f"{e.message} (method {m.name!r}, problem {q.label!r})",
@@ -47,6 +58,15 @@ def check(study: StudySpec) -> StudySpec:
                     source=study._source,
                 ) from None
     return study
+
+
+def _check_method(study: StudySpec, problem: ProblemSpec, method: MethodSpec) -> None:
+    if method.optuna is None:
+        plan_for(study, problem, method, 0)
+    elif not problem.is_function:
+        raise UserError("an optuna method runs on function problems only", field="optuna")
+    else:
+        samplers.make_sampler(method.optuna, method.options, seed=study.seed)
 
 
 def plan_for(study: StudySpec, problem: ProblemSpec, method: MethodSpec, rep: int) -> Plan:
@@ -61,37 +81,98 @@ def plan_for(study: StudySpec, problem: ProblemSpec, method: MethodSpec, rep: in
     return assemble(sweep, trainable=contract)
 
 
+def is_direct(problem: ProblemSpec, method: MethodSpec) -> bool:
+    """Whether a run goes in-process (a function problem with every trial run to the end)."""
+    return problem.is_function and method.scheduler.name == "fifo"
+
+
 # ---------------------------------------------------------------------- one run
 def run_direct(
     study: StudySpec, problem: ProblemSpec, method: MethodSpec, rep: int
 ) -> pd.DataFrame:
-    """A function problem under FIFO, in-process: ``max_concurrent`` trials are outstanding
-    at a time and finish in the order they started."""
-    from ray.tune.search import Searcher
-
-    plan = plan_for(study, problem, method, rep)
+    """A function problem under FIFO, in-process, with our searcher (the ``Searcher`` API) or
+    an Optuna sampler (ask and tell): ``study.concurrency`` trials are out at a time and their
+    results return in the order they started."""
     fn = problem.make()
     rng = np.random.default_rng([study.seed, rep, 7])
-    searcher = _direct_searcher(plan)
-    live: deque[tuple[str, dict]] = deque()
+    if method.optuna is not None:
+        sampler = samplers.make_sampler(method.optuna, method.options, seed=study.seed + rep)
+        proposer = OptunaProposer(sampler, SearchSpace.from_dict(fn.space()))
+    else:
+        proposer = SearcherProposer(_direct_searcher(plan_for(study, problem, method, rep)))
+    budget = fn.max_budget
+    return drive(proposer, lambda cfg: fn.at(cfg, budget, rng), study.budget, study.concurrency)
+
+
+def drive(proposer, evaluate, trials: int, concurrency: int) -> pd.DataFrame:
+    """Up to ``trials`` evaluations with ``concurrency`` suggestions out at a time: the oldest
+    returns its result, then the next is asked for (the order a cluster of equal workers gives).
+    ``proposer``: ``ask() -> (key, config) | None`` and ``tell(key, value)``; None is "nothing
+    now" (Ray's meaning): the free slots wait for the next result, and with nothing out the run
+    is done. Column ``out``: the trials out when this one returned, itself included, so a
+    searcher that leaves slots idle (cheap here, slow on a cluster) shows it."""
+    live: deque[tuple[Any, dict]] = deque()
     rows: list[dict[str, Any]] = []
     asked = 0
-    budget = fn.max_budget
-    while len(rows) < study.budget:
-        while asked < study.budget and len(live) < study.max_concurrent:
-            tid = f"t{asked}"
-            cfg = searcher.suggest(tid)
-            if cfg is None or cfg == Searcher.FINISHED:
+    while len(rows) < trials:
+        while asked < trials and len(live) < concurrency:
+            got = proposer.ask()
+            if got is None:
                 break
-            live.append((tid, cfg))
+            live.append(got)
             asked += 1
         if not live:
             break  # the searcher is done (LHS budget, PSO converged, grid exhausted)
-        tid, cfg = live.popleft()
-        value = fn.at(cfg, budget, rng)
-        searcher.on_trial_complete(tid, {"loss": value, BUDGET_ATTR: budget})
-        rows.append({"trial": len(rows), "value": value, "budget": budget, **_flat(cfg)})
+        out = len(live)
+        key, cfg = live.popleft()
+        value = evaluate(cfg)
+        proposer.tell(key, value)
+        row = {"trial": len(rows), "value": value, "budget": proposer.budget, "out": out}
+        rows.append({**row, **_flat(cfg)})
     return pd.DataFrame(rows)
+
+
+class SearcherProposer:
+    """A ``ray.tune.search.Searcher`` (or our ``_RaySampler``) as ask/tell."""
+
+    budget = 1
+
+    def __init__(self, searcher) -> None:
+        self._searcher = searcher
+        self._asked = 0
+
+    def ask(self) -> tuple[str, dict] | None:
+        from ray.tune.search import Searcher
+
+        tid = f"t{self._asked}"
+        cfg = self._searcher.suggest(tid)
+        if cfg is None or cfg == Searcher.FINISHED:
+            return None
+        self._asked += 1
+        return tid, cfg
+
+    def tell(self, key: str, value: float) -> None:
+        self._searcher.on_trial_complete(key, {"loss": value, BUDGET_ATTR: self.budget})
+
+
+class OptunaProposer:
+    """An Optuna sampler through a study's ``ask``/``tell`` over the problem's distributions."""
+
+    budget = 1
+
+    def __init__(self, sampler, space: SearchSpace) -> None:
+        import optuna
+
+        self._study = optuna.create_study(sampler=sampler, direction="minimize")
+        self._space = space
+        self._distributions = space.to_optuna()
+
+    def ask(self) -> tuple[int, dict]:
+        trial = self._study.ask(self._distributions)
+        return trial.number, self._space.from_library(trial.params)
+
+    def tell(self, key: int, value: float) -> None:
+        self._study.tell(key, value)
 
 
 def _direct_searcher(plan: Plan):
@@ -200,7 +281,8 @@ def compare(study: StudySpec, out: str | os.PathLike[str], *, log=print) -> pd.D
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     study = study.model_copy(update={"recorded": {q.label: record(q) for q in study.problems}})
-    (out / STUDY_COPY).write_text(yaml.safe_dump(study.model_dump(), sort_keys=False))
+    copy = study.model_dump(exclude_none=True)
+    (out / STUDY_COPY).write_text(yaml.safe_dump(copy, sort_keys=False))
     todo = [
         (q, m, r) for q in study.problems for r in range(study.repetitions) for m in study.methods
     ]
@@ -212,7 +294,7 @@ def compare(study: StudySpec, out: str | os.PathLike[str], *, log=print) -> pd.D
         if path.is_file():
             df, status = pd.read_csv(path), "kept"
         else:
-            direct = q.function is not None and m.scheduler.name == "fifo"
+            direct = is_direct(q, m)
             df = run_direct(study, q, m, rep) if direct else run_tune(study, q, m, rep, out / "ray")
             for col, value in (("problem", q.label), ("method", m.name), ("rep", rep))[::-1]:
                 df.insert(0, col, value)
@@ -232,13 +314,15 @@ def compare(study: StudySpec, out: str | os.PathLike[str], *, log=print) -> pd.D
             f"leader {leader[1]} {mine[leader]:.5g} ({time.perf_counter() - start:.1f} s)"
         )
     trials = pd.concat(frames, ignore_index=True)
-    trials.to_csv(out / TRIALS_CSV, index=False)
+    tmp = out / f"{TRIALS_CSV}.tmp"
+    trials.to_csv(tmp, index=False)
+    tmp.replace(out / TRIALS_CSV)  # a report read while compare ends never sees half a table
     return trials
 
 
 def record(problem: ProblemSpec) -> Recorded:
     """Metric, mode, validation size and optimum of a problem, once, when compare starts."""
-    if problem.function:
+    if problem.is_function:
         return Recorded(metric="loss", mode="min", minimum=problem.make().minimum)
     sweep = SweepSpec.from_yaml(problem.sweep)
     return Recorded(metric=sweep.metric, mode=sweep.mode, val_size=_val_size(sweep))
@@ -279,4 +363,16 @@ def load_study(out: str | os.PathLike[str]) -> tuple[StudySpec, pd.DataFrame]:
     return study, pd.read_csv(io.StringIO(storage.read_text(trials)))
 
 
-__all__ = ["check", "compare", "load_study", "plan_for", "record", "run_direct", "run_tune"]
+__all__ = [
+    "OptunaProposer",
+    "SearcherProposer",
+    "check",
+    "compare",
+    "drive",
+    "is_direct",
+    "load_study",
+    "plan_for",
+    "record",
+    "run_direct",
+    "run_tune",
+]

@@ -8,7 +8,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import (
+    AliasChoices,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from raytune_hpo.spec import (
     SchedulerSpec,
@@ -19,39 +27,145 @@ from raytune_hpo.spec import (
     read_yaml,
     validate,
 )
+from raytune_hpo.study import coco
 from raytune_hpo.study.functions import FUNCTIONS, make_problem
+from raytune_hpo.study.samplers import SAMPLERS
 
 STUDY_COPY = "study.yaml"
 
 
+Functions = int | list[int] | Literal["all"]
+
+
 class ProblemSpec(Strict):
+    """One problem: a built-in test function, COCO functions (``{bbob: [1, 8], dims: 5,
+    instance: 1}``, several numbers or ``all``: one problem each, see ``StudySpec``), or a
+    trainable sweep file."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
     function: Literal["branin", "ackley", "styblinski_tang", "levy"] | None = None
-    dims: int | None = Field(default=None, ge=1)
+    bbob: Functions | None = None
+    bbob_mixint: Functions | None = Field(default=None, alias="bbob-mixint")
+    bbob_biobj: Functions | None = Field(default=None, alias="bbob-biobj")
+    dims: int | None = Field(default=None, ge=1, validate_default=True)
+    instance: int | None = Field(default=None, ge=1)  # COCO's instance (default 1)
     max_budget: int | None = Field(default=None, ge=1)  # multi-fidelity view with this budget
     sweep: str | None = None  # a trainable sweep file instead (relative to the study file)
+
+    @field_validator("bbob", "bbob_mixint", "bbob_biobj", mode="before")
+    @classmethod
+    def _functions(cls, value: Any, info: ValidationInfo) -> Any:
+        return value if value is None else coco.check_functions(_SUITE[info.field_name], value)
+
+    @field_validator("dims")
+    @classmethod
+    def _coco_dims(cls, dims: int | None, info: ValidationInfo) -> int | None:
+        suite = _suite_in(info)
+        return coco.check_dims(suite, dims) if suite else dims
+
+    @field_validator("instance", "max_budget")
+    @classmethod
+    def _coco_only(cls, value: int | None, info: ValidationInfo) -> int | None:
+        suite = _suite_in(info)
+        if value is not None and info.field_name == "instance" and not suite:
+            raise ValueError("only COCO problems (bbob, bbob-mixint) have instances")
+        if value is not None and info.field_name == "max_budget" and suite:
+            raise ValueError(f"{suite} problems have a single fidelity")
+        return value
+
+    @property
+    def coco(self) -> tuple[str, Functions] | None:
+        """(suite, function numbers) of a COCO entry, else None."""
+        for key, suite in _SUITE.items():
+            if getattr(self, key) is not None:
+                return suite, getattr(self, key)
+        return None
+
+    @property
+    def is_function(self) -> bool:
+        """A function evaluated in-process (built-in or COCO), not a trainable sweep."""
+        return self.sweep is None
 
     @property
     def label(self) -> str:
         if self.sweep:
             return Path(self.sweep).stem
+        if self.coco:
+            suite, numbers = self.coco
+            numbers = coco.expand(suite, numbers)
+            if len(numbers) == 1:
+                return coco.problem_id(suite, numbers[0], self.dims, self.instance or 1)
+            return f"{suite}-{len(numbers)}f-{self.dims}d-i{self.instance or 1}"
         dims = f"{self.dims}d" if self.dims else ""
         mf = f"-mf{self.max_budget}" if self.max_budget else ""
         return f"{self.function}{dims}{mf}"
 
     def make(self):
+        if self.coco:
+            suite, numbers = self.coco
+            numbers = coco.expand(suite, numbers)
+            if len(numbers) != 1:
+                raise ValueError(f"{self.label} is {len(numbers)} problems: expand() it first")
+            return coco.CocoProblem(suite, numbers[0], self.dims, self.instance or 1)
         return make_problem(self.function, self.dims, self.max_budget) if self.function else None
+
+    def expand(self) -> list[ProblemSpec]:
+        """One problem per COCO function number (this problem itself otherwise)."""
+        if not self.coco:
+            return [self]
+        suite, numbers = self.coco
+        key = next(k for k, s in _SUITE.items() if s == suite)
+        return [self.model_copy(update={key: n}) for n in coco.expand(suite, numbers)]
 
     @model_validator(mode="after")
     def _one_kind(self) -> ProblemSpec:
-        if (self.function is None) == (self.sweep is None):
-            raise ValueError(f"give either function ({', '.join(FUNCTIONS)}) or sweep")
+        kinds = [k for k in ("function", *_SUITE, "sweep") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            names = ", ".join(_SUITE.values())
+            raise ValueError(f"give one of function ({', '.join(FUNCTIONS)}), {names} or sweep")
         return self
 
 
+_SUITE = {"bbob": "bbob", "bbob_mixint": "bbob-mixint", "bbob_biobj": "bbob-biobj"}
+
+
+def _suite_in(info: ValidationInfo) -> str | None:
+    """The COCO suite of the problem being validated (from the fields before this one)."""
+    return next((s for k, s in _SUITE.items() if info.data.get(k) is not None), None)
+
+
 class MethodSpec(Strict):
+    """A searcher (ours, or a plug-in) with a scheduler, or an Optuna sampler used directly
+    (``{name: optuna-cmaes, optuna: cmaes, options: {sigma0: 2}}``; function problems only)."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    searcher: SearcherSpec
+    searcher: SearcherSpec | None = None
+    optuna: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)  # the Optuna sampler's options
     scheduler: SchedulerSpec = SchedulerSpec()
+
+    @field_validator("optuna")
+    @classmethod
+    def _known_sampler(cls, name: str | None) -> str | None:
+        if name is not None and name not in SAMPLERS:
+            raise ValueError(f"unknown sampler {name!r}; allowed: {', '.join(SAMPLERS)}")
+        return name
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MethodSpec:
+        if (self.searcher is None) == (self.optuna is None):
+            raise ValueError("give either searcher ({name: ...}) or optuna (a sampler name)")
+        if self.options and self.optuna is None:
+            raise ValueError("options: only for optuna methods (a searcher's options go in it)")
+        if self.optuna is not None and self.scheduler.name != "fifo":
+            raise ValueError("scheduler: an optuna method runs every trial to the end (fifo)")
+        return self
 
 
 class Recorded(Strict):
@@ -71,7 +185,11 @@ class StudySpec(Strict):
     methods: list[MethodSpec] = Field(min_length=1)
     repetitions: int = Field(default=10, ge=1)
     budget: int = Field(default=50, ge=1)  # trials per run
-    max_concurrent: int = Field(default=1, ge=1)
+    # Trials out at once: k suggestions are made before the first result returns (results
+    # return oldest first), for every method alike. ``max_concurrent`` is the older name.
+    concurrency: int = Field(
+        default=1, ge=1, validation_alias=AliasChoices("concurrency", "max_concurrent")
+    )
     seed: int = 0  # repetition r runs with seed + r (trainables: a new data split too)
     recorded: dict[str, Recorded] = Field(default_factory=dict)  # written by compare
     _source: str = PrivateAttr(default="study")
@@ -85,6 +203,17 @@ class StudySpec(Strict):
             del data["problem"]
         return data
 
+    @field_validator("problems")
+    @classmethod
+    def _one_function_each(cls, problems: list[ProblemSpec]) -> list[ProblemSpec]:
+        """A COCO entry with several function numbers is one problem per function."""
+        return [one for q in problems for one in q.expand()]
+
+    @property
+    def max_concurrent(self) -> int:
+        """The older name of ``concurrency``."""
+        return self.concurrency
+
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> StudySpec:
         data = cls._one_problem(read_yaml(path, what="study"))
@@ -96,6 +225,9 @@ class StudySpec(Strict):
 
     @classmethod
     def from_dict(cls, data: dict, *, source: str = "study") -> StudySpec:
+        if isinstance(data, dict) and "concurrency" in data and "max_concurrent" in data:
+            msg = "give concurrency or its older name, not both"
+            raise SpecError(msg, field="max_concurrent", source=source)
         spec = validate(cls, data, source)
         names = [m.name for m in spec.methods]
         if len(set(names)) != len(names):
@@ -112,7 +244,7 @@ class StudySpec(Strict):
             "searcher": method.searcher.model_dump(),
             "scheduler": method.scheduler.model_dump(),
             "num_samples": self.budget,
-            "max_concurrent": self.max_concurrent,
+            "max_concurrent": self.concurrency,
             "seed": self.seed + rep,
             "name": f"{self.name}-{problem.label}-{method.name}-{rep}",
         }
@@ -126,7 +258,7 @@ class StudySpec(Strict):
         rec = self.recorded.get(problem.label)
         if rec is not None:
             return rec.metric, rec.mode
-        if problem.function:
+        if problem.is_function:
             return "loss", "min"
         s = SweepSpec.from_yaml(problem.sweep)
         return s.metric, s.mode
