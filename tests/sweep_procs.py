@@ -1,4 +1,5 @@
-"""Run a sweep as a real `raytune-hpo` process and kill it mid-way (fault-tolerance tests)."""
+"""Run a sweep as a real `raytune-hpo` process and kill it mid-way (fault-tolerance tests);
+start Ray nodes of a test's own on free ports (cluster tests)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,38 @@ import glob
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_node(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """`ray start --block ARGS` in its own process group. Each node its own agent ports:
+    other Ray instances on this host hold the defaults."""
+    ports = [
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+    ]
+    return subprocess.Popen(
+        [RAY, "start", "--block", "--disable-usage-stats", *ports, *args],
+        env=env,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,  # noqa: SIM115
+        start_new_session=True,
+    )
 
 
 def start_run(sweep: Path, storage: Path, tmp: Path, *extra: str) -> subprocess.Popen:

@@ -5,7 +5,6 @@ node killed mid-sweep; and a local driver killed with SIGKILL, then `resume`."""
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,7 +14,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from sweep_procs import finished_trials, kill_after, kill_group, start_run, trial_histories
+from sweep_procs import (
+    finished_trials,
+    free_port,
+    kill_after,
+    kill_group,
+    start_node,
+    start_run,
+    trial_histories,
+)
 
 from raytune_hpo import jobs
 from raytune_hpo.cli import main
@@ -26,29 +33,6 @@ from raytune_hpo.spec import SweepSpec
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_node(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    # Each node its own agent ports: other Ray instances on this host hold the defaults.
-    ports = [
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-    ]
-    return subprocess.Popen(
-        [RAY, "start", "--block", "--disable-usage-stats", *ports, *args],
-        env=env,
-        stdout=open(log, "w"),
-        stderr=subprocess.STDOUT,  # noqa: SIM115
-        start_new_session=True,
-    )
 
 
 @pytest.fixture(scope="module")
