@@ -24,11 +24,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_node(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+def start_node(
+    args: list[str], env: dict, log: Path, *, agent_port: int | None = None
+) -> subprocess.Popen:
     """`ray start --block ARGS` in its own process group. Each node its own agent ports:
-    other Ray instances on this host hold the defaults."""
+    other Ray instances on this host hold the defaults (``agent_port``: the dashboard
+    agent's HTTP port, a free one unless given)."""
     ports = [
-        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-listen-port={agent_port or free_port()}",
         f"--dashboard-agent-grpc-port={free_port()}",
         f"--metrics-export-port={free_port()}",
         f"--runtime-env-agent-port={free_port()}",
