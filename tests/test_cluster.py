@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 from sweep_procs import (
+    _state_entries,
     finished_trials,
     free_port,
     kill_after,
@@ -401,3 +402,8 @@ def test_sweep_survives_losing_the_worker_node(cluster, tmp_path):
     assert restored, "no trial was retried from a checkpoint"
     for rows in restored:
         assert rows[-1]["epoch"] == rows[-1]["training_iteration"] == 30
+    # A node lost without warning is a failure to Ray (it cannot tell it from a crash): each
+    # retry used one of max_failures. (Drained as preempted first, it uses none: see
+    # tests/test_autoscale.py.)
+    failures = {t["trial_id"]: m["num_failures"] for t, m in _state_entries(exp)}
+    assert all(failures[rows[0]["trial_id"]] >= 1 for rows in restored), failures

@@ -316,3 +316,56 @@ def test_kuberay_pods_run_the_image_the_readme_builds(wheel):
         assert images == {image}, f"{name}: runs {images}"
         starts = [v for p, v in leaves if {"command", "args"} & set(p)]
         assert not [ln for v in starts for ln in pip_lines(v)], f"{name}: installs at start"
+
+
+def gpu_worker_types(name):
+    (doc,) = docs(name)
+    head = doc["head_node_type"]
+    return {k: v for k, v in doc["available_node_types"].items() if k != head}
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_launcher_configs_pass_rays_own_schema(name):
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    (doc,) = docs(name)
+    validate_config(prepare_config(doc))  # offline: Ray's defaults and its JSON schema
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_gpu_node_types_declare_what_one_node_offers(name):
+    """The autoscaler plans with a node type's `resources`; Google Cloud's provider detects
+    none (without them a GPU trial never makes it add a node), and raytune-hpo refuses a trial
+    no node type can hold by reading them. tests/test_autoscale.py simulates these types."""
+    for node_type, t in gpu_worker_types(name).items():
+        declared = t.get("resources", {})
+        assert set(declared) == {"CPU", "GPU", "memory"}, f"{name}: {node_type}: {declared}"
+        assert declared["GPU"] >= 1 and declared["CPU"] >= 1, f"{name}: {node_type}"
+        assert 2**30 <= declared["memory"] == int(declared["memory"]), f"{name}: {node_type}"
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_trials_the_node_types_hold_pass_and_others_are_refused_naming_the_field(name):
+    from raytune_hpo.errors import UserError
+    from raytune_hpo.resources import check_node_types, node_types_of
+    from raytune_hpo.spec import ResourcesSpec
+
+    (doc,) = docs(name)
+    types = node_types_of(doc)
+    assert set(types) == {doc["head_node_type"], *gpu_worker_types(name)}
+    most = max(t["GPU"] for t in types.values())
+    for fits in ({"gpu": 0.25}, {"gpu": 1, "cpu": 4}, {"gpu": most}, {"cpu": 2, "memory_gb": 8}):
+        check_node_types(ResourcesSpec(**fits), types)  # the autoscaler adds a node for it
+    for asked, field in (
+        ({"gpu": most + 1}, "resources.gpu"),
+        ({"gpu": 1, "cpu": 1000}, "resources.cpu"),
+        ({"gpu": 1, "memory_gb": 10_000}, "resources.memory_gb"),
+    ):
+        with pytest.raises(UserError) as e:
+            check_node_types(ResourcesSpec(**asked), types)
+        assert e.value.dotted_field == field, str(e.value)
+        for node_type in gpu_worker_types(name):  # the message lists what there is
+            assert node_type in e.value.message
+    # A node alive now (not in the config: joined by hand) counts as well.
+    big = {"CPU": 2000.0, "GPU": 1.0, "memory": 2.0**40}
+    check_node_types(ResourcesSpec(gpu=1, cpu=1000), types, [big])
