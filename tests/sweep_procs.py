@@ -16,6 +16,17 @@ import time
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
+CLUSTER = Path(__file__).resolve().parent.parent / "cluster"
+
+
+def spot_drain():
+    """cluster/spot_drain.py, the script the launcher configs run on their workers."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("spot_drain", CLUSTER / "spot_drain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:

@@ -35,7 +35,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from sweep_procs import RAY, _state_entries, experiment_dir, free_port, start_node, trial_histories
+from sweep_procs import (
+    RAY,
+    _state_entries,
+    experiment_dir,
+    free_port,
+    spot_drain,
+    start_node,
+    trial_histories,
+)
 
 from raytune_hpo import jobs
 from raytune_hpo.cli import main
@@ -48,7 +56,10 @@ HERE = Path(__file__).resolve().parent
 CLOUD_CONFIG = HERE.parent / "cluster" / "aws-gpu.yaml"
 HEAD_TYPE = "ray.head.default"  # the fake provider's name for the head's type
 MAX_WORKERS = 2
-IDLE_TIMEOUT_MIN = 0.15  # 9 s instead of the cloud config's 10 minutes
+# 30 s instead of the cloud config's 10 minutes. Not much less: a node counts as idle from
+# its raylet's start, and on a loaded 2-core machine one took 10 s to start, so with 9 s the
+# autoscaler removed it as idle the moment it came up, under the trials placed on it.
+IDLE_TIMEOUT_MIN = 0.5
 TIMEOUT_S = 240
 
 
@@ -84,6 +95,7 @@ def autoscaling_config(gcs_port: int) -> dict:
             "type": "external",
             "module": "autoscale_provider.SeparateDisksProvider",
             "use_node_id_as_ip": True,
+            "launch_multiple": True,  # else "Launching 2 nodes" starts one (and books two)
             "disable_node_updaters": True,
             "disable_launch_config_check": True,
             "gcs_address": f"127.0.0.1:{gcs_port}",  # not 6379: other Rays live here
@@ -250,6 +262,27 @@ def sim(tmp_path_factory):
         mp.undo()
 
 
+@pytest.fixture
+def submit(sim):
+    """``submit(spec)``: the sweep as a job on the simulated cluster; a job the test leaves
+    running (it failed half-way) is stopped, so the next test starts from an idle cluster."""
+    started = []
+
+    def go(spec: SweepSpec) -> str:
+        started.append(jobs.submit(spec, address=sim.address))
+        return started[-1]
+
+    yield go
+
+    def ended(job):
+        return jobs.status(job, address=sim.address)["status"] in jobs.TERMINAL
+
+    for job in started:
+        if not ended(job):
+            jobs.stop(job, address=sim.address)
+            sim.wait(lambda job=job: ended(job), "the job stopped", timeout=60)
+
+
 def user_sweep(tmp_path: Path, name: str, **fields) -> Path:
     """A sweep of the user trainable ``train.py:train`` (a copy of autoscale_trainable.py in
     the sweep's folder, which submit ships to every node, those added later included) over x
@@ -306,13 +339,13 @@ def test_a_trial_no_node_type_can_hold_is_refused_in_one_line(sim, tmp_path, cap
     say(capsys, f"refused on the head before any trial: {line.strip()}")
 
 
-def test_gpu_trials_grow_the_cluster_two_per_gpu_and_it_shrinks_after(sim, tmp_path, capsys):
+def test_gpu_trials_grow_the_cluster_two_per_gpu_then_shrink_it(sim, submit, tmp_path, capsys):
     sim.wait(lambda: not sim.workers(), "no worker node")
     gate = tmp_path / "gate"
     config = {"hold_at": 1, "hold_from": 0, "gate": str(gate)}  # every trial holds at step 1
     sweep = user_sweep(tmp_path, "grow", num_samples=4, max_concurrent=4, config=config)
     start = time.time()
-    job = jobs.submit(SweepSpec.from_yaml(sweep), address=sim.address)
+    job = submit(SweepSpec.from_yaml(sweep))
     storage = tmp_path / "shared"
     # All four trials run at once: four half-GPU trials need two one-GPU nodes.
     running = sim.wait(
@@ -336,20 +369,23 @@ def test_gpu_trials_grow_the_cluster_two_per_gpu_and_it_shrinks_after(sim, tmp_p
     assert sorted(per_node.values()) == [2, 2]
     assert {rows[0]["gpus"] for rows in running.values()} == {"0"}  # both on the node's GPU
     # Idle, the added nodes are removed (idle_timeout_minutes, shortened here).
-    ended = time.time()
     sim.wait(lambda: not sim.workers(), "the added nodes removed")
-    gone = [n for n in sim.nodes() if n["node_id"] in workers]
-    downs = {n["node_id"][-5:]: round(n["end_time_ms"] / 1000 - ended, 1) for n in gone}
+    last = {}  # per node, when its last trial reported its last step
+    for rows in trial_histories(exp).values():
+        last[rows[0]["node"]] = max(last.get(rows[0]["node"], 0), rows[-1]["timestamp"])
+    gone = {n["node_id"]: n for n in sim.nodes() if n["node_id"] in workers}
+    idle = {k[-5:]: round(n["end_time_ms"] / 1000 - last[k], 1) for k, n in gone.items()}
+    assert all(s >= IDLE_TIMEOUT_MIN * 60 - 1 for s in idle.values()), idle  # idle, not early
     ups = {n["node_id"][-5:]: round(n["start_time_ms"] / 1000 - start, 1) for n in up}
     say(
         capsys,
         f"scale-up: nodes up (s after submit) {ups}; trials per node "
-        f"{ {k[-5:]: v for k, v in per_node.items()} } on GPU ids {{'0'}}; "
-        f"nodes down (s after the job ended) {downs}",
+        f"{ {k[-5:]: v for k, v in per_node.items()} } on GPU ids {{'0'}}; nodes down after "
+        f"(s idle) {idle}",
     )
 
 
-def test_fused_trials_of_the_builtin_trainable_share_an_added_gpu(sim, tmp_path, capsys):
+def test_fused_trials_of_the_builtin_trainable_share_an_added_gpu(sim, submit, tmp_path, capsys):
     """Two ``fused: 2`` trials of the built-in MLP on a node Ray gave a GPU but that has no
     CUDA: they train as one model on the CPU (``device: auto``) and the sweep succeeds."""
     sim.wait(lambda: not sim.workers(), "no worker node")
@@ -363,7 +399,7 @@ def test_fused_trials_of_the_builtin_trainable_share_an_added_gpu(sim, tmp_path,
         "resources": {"cpu": 1, "gpu": 0.5},
         "storage_path": str(tmp_path / "shared"),
     }
-    job = jobs.submit(SweepSpec.from_dict(sweep), address=sim.address)
+    job = submit(SweepSpec.from_dict(sweep))
     info = jobs.follow(job, address=sim.address, out=lambda s: None)
     log = sim.logs(job)
     assert info["status"] == "SUCCEEDED", log[-3000:]
@@ -378,17 +414,17 @@ def test_fused_trials_of_the_builtin_trainable_share_an_added_gpu(sim, tmp_path,
     say(capsys, f"fused: 2 trials as one model on node {node['node_id'][-5:]}, its one GPU")
 
 
-def test_a_preempted_node_loses_no_trial_and_costs_no_retry(sim, tmp_path, capsys):
+def test_a_preempted_node_loses_no_trial_and_costs_no_retry(sim, submit, tmp_path, capsys):
     """Trials x=1, 2 finish on the first node; x=3, 4 hold their step-2 checkpoints there when
-    the node is lost as a spot instance is (drained with Ray's preemption reason, as a
-    spot-interruption handler would on the notice, then every process of it killed). With
+    the node is lost as a spot instance is (drained with Ray's preemption reason, as
+    cluster/spot_drain.py does on the cloud's notice, then every process of it killed). With
     ``max_failures: 0`` they still continue from step 2 on a node the autoscaler adds: Ray
     tells the preemption from a crash and Tune does not count it."""
     sim.wait(lambda: not sim.workers(), "no worker node")
     gate = tmp_path / "gate"
     config = {"steps": 4, "hold_at": 2, "hold_from": 3, "gate": str(gate)}
     sweep = user_sweep(tmp_path, "spot", max_concurrent=2, max_failures=0, config=config)
-    job = jobs.submit(SweepSpec.from_yaml(sweep), address=sim.address)
+    job = submit(SweepSpec.from_yaml(sweep))
     storage = tmp_path / "shared"
 
     def held():
@@ -400,13 +436,10 @@ def test_a_preempted_node_loses_no_trial_and_costs_no_retry(sim, tmp_path, capsy
     exp = experiment_dir(storage)
     before = trial_histories(exp)
     (lost,) = {rows[-1]["node"] for rows in holding.values()}
-    drain = sim.ray_cli(
-        "drain-node",
-        f"--node-id={lost}",
-        "--reason=DRAIN_NODE_REASON_PREEMPTION",
-        "--reason-message=spot interruption",
-        "--deadline-remaining-seconds=1",
-    )
+    # What cluster/spot_drain.py runs on the notice (here: the end in MARGIN_S + 1 s).
+    notice = spot_drain().drain_command(spot_drain().MARGIN_S + 1, f"--node-id={lost}")
+    assert notice[:2] == ["ray", "drain-node"]
+    drain = sim.ray_cli(*notice[1:])
     assert drain.returncode == 0, drain.stdout + drain.stderr
     killed_at = time.time()
     _kill(sim.node_processes(lost))  # the instance is gone, with everything on it
