@@ -192,3 +192,44 @@ def searcher_state_readable(exp: Path) -> bool:
     except UserError:
         return False
     return True
+
+
+def _ppids() -> dict[int, int]:
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            out[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (Linux /proc): those a test's Ray node started."""
+    ppids, found, todo = _ppids(), [], [pid]
+    while todo:
+        parent = todo.pop()
+        children = [p for p, pp in ppids.items() if pp == parent]
+        found += children
+        todo += children
+    return found
+
+
+def cmdline(pid: int) -> list[str]:
+    """The command line of a process (empty when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def carries(pid: int | str, marker: str) -> bool:
+    """Whether the process's environment holds ``marker`` (``NAME=value``)."""
+    try:
+        return marker.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def kill_pids(pids) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

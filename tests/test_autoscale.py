@@ -35,11 +35,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from autoscale_provider import IDLE_TIMEOUT_MIN, autoscaling_config
 from sweep_procs import (
     RAY,
     _state_entries,
+    carries,
+    cmdline,
+    descendants,
     experiment_dir,
     free_port,
+    kill_pids,
     spot_drain,
     start_node,
     trial_histories,
@@ -53,104 +58,7 @@ from raytune_hpo.spec import SweepSpec
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
 HERE = Path(__file__).resolve().parent
-CLOUD_CONFIG = HERE.parent / "cluster" / "aws-gpu.yaml"
-HEAD_TYPE = "ray.head.default"  # the fake provider's name for the head's type
-MAX_WORKERS = 2
-# 30 s instead of the cloud config's 10 minutes. Not much less: a node counts as idle from
-# its raylet's start, and on a loaded 2-core machine one took 10 s to start, so with 9 s the
-# autoscaler removed it as idle the moment it came up, under the trials placed on it.
-IDLE_TIMEOUT_MIN = 0.5
 TIMEOUT_S = 240
-
-
-def simulated_node_types(cloud: dict) -> dict:
-    """The cloud config's worker types for the fake provider: the CPUs and GPUs they declare
-    (the provider starts each node with those; memory it cannot declare, a simulated node
-    has this machine's), min 0 workers, at most ``MAX_WORKERS``."""
-    head = cloud["head_node_type"]
-    return {
-        name: {
-            "resources": {k: v for k, v in t["resources"].items() if k in ("CPU", "GPU")},
-            "node_config": {},
-            "min_workers": 0,
-            "max_workers": min(t["max_workers"], MAX_WORKERS),
-        }
-        for name, t in cloud["available_node_types"].items()
-        if name != head
-    }
-
-
-def autoscaling_config(gcs_port: int) -> dict:
-    """A whole fake-multinode config (the pip wheel lacks the provider's example.yaml)."""
-    cloud = yaml.safe_load(CLOUD_CONFIG.read_text())
-    head = {"resources": {"CPU": 1, "GPU": 0}, "node_config": {}, "max_workers": 0}
-    commands = ("initialization", "setup", "head_setup", "worker_setup")
-    return {
-        "cluster_name": "raytune-hpo-simulated",
-        "max_workers": MAX_WORKERS,
-        "upscaling_speed": 1.0,
-        "idle_timeout_minutes": IDLE_TIMEOUT_MIN,
-        "provider": {
-            # Ray's fake_multinode provider, each node with a runtime-env dir of its own
-            "type": "external",
-            "module": "autoscale_provider.SeparateDisksProvider",
-            "use_node_id_as_ip": True,
-            "launch_multiple": True,  # else "Launching 2 nodes" starts one (and books two)
-            "disable_node_updaters": True,
-            "disable_launch_config_check": True,
-            "gcs_address": f"127.0.0.1:{gcs_port}",  # not 6379: other Rays live here
-        },
-        "head_node_type": HEAD_TYPE,
-        "available_node_types": {HEAD_TYPE: head, **simulated_node_types(cloud)},
-        "auth": {},
-        "docker": {},
-        "file_mounts": {},
-        "cluster_synced_files": [],
-        "file_mounts_sync_continuously": False,
-        "rsync_exclude": [],
-        "rsync_filter": [],
-        **{f"{c}_commands": [] for c in commands},
-        "head_start_ray_commands": [],
-        "worker_start_ray_commands": [],
-    }
-
-
-def _ppids() -> dict[int, int]:
-    out = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            out[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    return out
-
-
-def descendants(pid: int) -> list[int]:
-    ppids, found, todo = _ppids(), [], [pid]
-    while todo:
-        parent = todo.pop()
-        children = [p for p, pp in ppids.items() if pp == parent]
-        found += children
-        todo += children
-    return found
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def _carries(pid: int, marker: str) -> bool:
-    try:
-        return marker.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
-
-
-def _kill(pids) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 @dataclass
@@ -161,9 +69,15 @@ class Simulated:
     head: subprocess.Popen
 
     def nodes(self) -> list[dict]:
-        from ray.util.state import list_nodes
+        """Every node Ray's state API knows of, alive or dead (the token sent as the jobs
+        client sends it: Ray's own client follows the auth mode it read at import)."""
+        from ray.util.state import StateApiClient
+        from ray.util.state.common import ListApiOptions, StateResource
 
-        return [vars(n) for n in list_nodes(address=self.address, detail=True, limit=1000)]
+        headers = {"Content-Type": "application/json", **jobs.auth_headers()}
+        client = StateApiClient(address=self.address, headers=headers)
+        options = ListApiOptions(detail=True, limit=1000)
+        return [vars(n) for n in client.list(StateResource.NODES, options, True)]
 
     def workers(self, state: str = "ALIVE") -> list[dict]:
         return [n for n in self.nodes() if not n["is_head_node"] and n["state"] == state]
@@ -184,7 +98,7 @@ class Simulated:
 
     def node_processes(self, node_id: str) -> list[int]:
         """The node's raylet and everything under it (its agents and workers)."""
-        (raylet,) = [p for p in descendants(self.head.pid) if f"--node_id={node_id}" in _cmdline(p)]
+        (raylet,) = [p for p in descendants(self.head.pid) if f"--node_id={node_id}" in cmdline(p)]
         return [raylet, *descendants(raylet)]
 
     def ray_cli(self, *args: str) -> subprocess.CompletedProcess:
@@ -254,8 +168,8 @@ def sim(tmp_path_factory):
         yield cluster
     finally:
         ours = descendants(head.pid)
-        ours += [int(p.name) for p in Path("/proc").glob("[0-9]*") if _carries(p.name, marker)]
-        _kill(set(ours) - {os.getpid()})
+        ours += [int(p.name) for p in Path("/proc").glob("[0-9]*") if carries(p.name, marker)]
+        kill_pids(set(ours) - {os.getpid()})
         with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGKILL)
         head.wait()
@@ -442,7 +356,7 @@ def test_a_preempted_node_loses_no_trial_and_costs_no_retry(sim, submit, tmp_pat
     drain = sim.ray_cli(*notice[1:])
     assert drain.returncode == 0, drain.stdout + drain.stderr
     killed_at = time.time()
-    _kill(sim.node_processes(lost))  # the instance is gone, with everything on it
+    kill_pids(sim.node_processes(lost))  # the instance is gone, with everything on it
     gate.touch()  # from here, a trial that goes on does so on another node
     info = jobs.follow(job, address=sim.address, out=lambda s: None)
     log = sim.logs(job)

@@ -89,8 +89,18 @@ def cluster(tmp_path_factory):
                 kill_group(head)
                 raise AssertionError((tmp / "head.log").read_text()[-2000:]) from None
             time.sleep(1)
+    # A temp dir of the worker's own, as another machine's disk: Ray unpacks a job's
+    # working_dir into each node's temp dir, deleting a copy already there, which in one
+    # shared dir pulls it from under the head's trials (os.getcwd() fails: seen with the
+    # simulated autoscaling cluster, tests/autoscale_provider.py).
+    worker_tmp = tempfile.mkdtemp(prefix="rw", dir="/tmp")
     worker = start_node(
-        [f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.2", "--num-cpus=1"],
+        [
+            f"--address=127.0.0.1:{gcs}",
+            "--node-ip-address=127.0.0.2",
+            "--num-cpus=1",
+            f"--temp-dir={worker_tmp}",
+        ],
         env,
         tmp / "worker.log",
     )
