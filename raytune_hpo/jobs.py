@@ -122,9 +122,17 @@ def submit(spec: SweepSpec, *, address: str | None = None, job_id: str | None = 
                 metadata={"raytune_hpo_sweep": spec.name},
             )
         except RuntimeError as e:
-            # A cluster that has just started answers this until its job agent is up.
-            if "No available agent" not in str(e) or time.monotonic() > deadline:
+            # A cluster that has just started answers this until its job agent is up (Ray
+            # says nothing else to tell it by); one whose agent never comes answers it forever.
+            if "No available agent" not in str(e):
                 raise
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"--address {address_of(address)}: the cluster's job agent did not come up "
+                    f"within {AGENT_WAIT_S:g} s (Ray: 'No available agent to submit job'); a "
+                    "head that `ray up` just started may need a few minutes: submit again, or "
+                    "read dashboard_agent.log in the head's Ray logs (/tmp/ray/session_latest/logs)"
+                ) from None
             time.sleep(2)
 
 

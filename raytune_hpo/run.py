@@ -191,7 +191,7 @@ def run_sweep(
     write_spec_copy(spec, exp)  # also proves the storage is reachable before Ray starts
     init_ray(address, num_cpus, (spec.runtime_env or {}).get("env_vars"))
     if address is not None and (
-        short := resources.cluster_shortfall(spec.resources, spec.pending_timeout_s)
+        short := resources.check_cluster(spec.resources, spec.pending_timeout_s)
     ):
         print(f"raytune-hpo: warning: {short}", file=sys.stderr)
     guards = Guards(plan, exp)

@@ -1,4 +1,5 @@
-"""Run a sweep as a real `raytune-hpo` process and kill it mid-way (fault-tolerance tests)."""
+"""Run a sweep as a real `raytune-hpo` process and kill it mid-way (fault-tolerance tests);
+start Ray nodes of a test's own on free ports (cluster tests)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,52 @@ import glob
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+RAY = str(Path(sys.executable).with_name("ray"))
+CLUSTER = Path(__file__).resolve().parent.parent / "cluster"
+
+
+def spot_drain():
+    """cluster/spot_drain.py, the script the launcher configs run on their workers."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("spot_drain", CLUSTER / "spot_drain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_node(
+    args: list[str], env: dict, log: Path, *, agent_port: int | None = None
+) -> subprocess.Popen:
+    """`ray start --block ARGS` in its own process group. Each node its own agent ports:
+    other Ray instances on this host hold the defaults (``agent_port``: the dashboard
+    agent's HTTP port, a free one unless given)."""
+    ports = [
+        f"--dashboard-agent-listen-port={agent_port or free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+    ]
+    return subprocess.Popen(
+        [RAY, "start", "--block", "--disable-usage-stats", *ports, *args],
+        env=env,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,  # noqa: SIM115
+        start_new_session=True,
+    )
 
 
 def start_run(sweep: Path, storage: Path, tmp: Path, *extra: str) -> subprocess.Popen:
@@ -150,3 +192,44 @@ def searcher_state_readable(exp: Path) -> bool:
     except UserError:
         return False
     return True
+
+
+def _ppids() -> dict[int, int]:
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            out[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (Linux /proc): those a test's Ray node started."""
+    ppids, found, todo = _ppids(), [], [pid]
+    while todo:
+        parent = todo.pop()
+        children = [p for p, pp in ppids.items() if pp == parent]
+        found += children
+        todo += children
+    return found
+
+
+def cmdline(pid: int) -> list[str]:
+    """The command line of a process (empty when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def carries(pid: int | str, marker: str) -> bool:
+    """Whether the process's environment holds ``marker`` (``NAME=value``)."""
+    try:
+        return marker.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def kill_pids(pids) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -15,7 +15,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from sweep_procs import finished_trials, kill_after, kill_group, start_run, trial_histories
+from sweep_procs import (
+    _state_entries,
+    finished_trials,
+    free_port,
+    kill_after,
+    kill_group,
+    start_node,
+    start_run,
+    trial_histories,
+)
 
 from raytune_hpo import jobs
 from raytune_hpo.cli import main
@@ -28,32 +37,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_node(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    # Each node its own agent ports: other Ray instances on this host hold the defaults.
-    ports = [
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-    ]
-    return subprocess.Popen(
-        [RAY, "start", "--block", "--disable-usage-stats", *ports, *args],
-        env=env,
-        stdout=open(log, "w"),
-        stderr=subprocess.STDOUT,  # noqa: SIM115
-        start_new_session=True,
-    )
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cluster")
+def cluster_env() -> dict:
+    """The environment of a loopback cluster's nodes: a Ray temp dir and auth token of its own."""
     ray_tmp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     env.update(
@@ -69,21 +54,28 @@ def cluster(tmp_path_factory):
         RAY_health_check_failure_threshold="3",
         RAY_health_check_timeout_ms="1000",
     )
+    return env
+
+
+def head_args(gcs: int, dash: int) -> list[str]:
+    return [
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={gcs}",
+        "--num-cpus=1",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash}",
+        f"--ray-client-server-port={free_port()}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cluster")
+    env = cluster_env()
     gcs, dash = free_port(), free_port()
-    head = start_node(
-        [
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            f"--port={gcs}",
-            "--num-cpus=1",
-            "--include-dashboard=true",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dash}",
-            f"--ray-client-server-port={free_port()}",
-        ],
-        env,
-        tmp / "head.log",
-    )
+    head = start_node(head_args(gcs, dash), env, tmp / "head.log")
     address = f"http://127.0.0.1:{dash}"
     mp = pytest.MonkeyPatch()
     mp.setenv("RAY_AUTH_TOKEN", env["RAY_AUTH_TOKEN"])  # what the jobs client sends
@@ -97,8 +89,18 @@ def cluster(tmp_path_factory):
                 kill_group(head)
                 raise AssertionError((tmp / "head.log").read_text()[-2000:]) from None
             time.sleep(1)
+    # A temp dir of the worker's own, as another machine's disk: Ray unpacks a job's
+    # working_dir into each node's temp dir, deleting a copy already there, which in one
+    # shared dir pulls it from under the head's trials (os.getcwd() fails: seen with the
+    # simulated autoscaling cluster, tests/autoscale_provider.py).
+    worker_tmp = tempfile.mkdtemp(prefix="rw", dir="/tmp")
     worker = start_node(
-        [f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.2", "--num-cpus=1"],
+        [
+            f"--address=127.0.0.1:{gcs}",
+            "--node-ip-address=127.0.0.2",
+            "--num-cpus=1",
+            f"--temp-dir={worker_tmp}",
+        ],
         env,
         tmp / "worker.log",
     )
@@ -212,6 +214,43 @@ def test_unreachable_cluster_is_a_one_line_error(capsys):
     rc = main(["list", "--address", f"http://127.0.0.1:{free_port()}"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "no Ray dashboard answers" in err
+
+
+def test_submit_to_a_head_whose_job_agent_never_comes_up_is_one_line(tmp_path, monkeypatch, capsys):
+    """Right after `ray up` the dashboard answers before the head's job agent is up, and Ray
+    refuses jobs with 'No available agent to submit job'. Here the agent never comes (its port
+    is held): submit retries for AGENT_WAIT_S (shortened), then one line, exit 2."""
+    env = cluster_env()
+    gcs, dash = free_port(), free_port()
+    with socket.socket() as held:
+        held.bind(("0.0.0.0", 0))
+        held.listen()
+        args = head_args(gcs, dash)
+        head = start_node(args, env, tmp_path / "head.log", agent_port=held.getsockname()[1])
+        try:
+            monkeypatch.setenv("RAY_AUTH_TOKEN", env["RAY_AUTH_TOKEN"])
+            address = f"http://127.0.0.1:{dash}"
+            deadline = time.monotonic() + 120
+            while True:  # the dashboard answers (as after `ray up`)
+                try:
+                    jobs.list_jobs(address=address)
+                    break
+                except Exception:
+                    assert time.monotonic() < deadline and head.poll() is None
+                    time.sleep(1)
+            monkeypatch.setattr(jobs, "AGENT_WAIT_S", 15)
+            start = time.monotonic()
+            rc = main(["submit", "--address", address])
+            took = time.monotonic() - start
+            err = capsys.readouterr().err
+            assert rc == 2 and "Traceback" not in err, err
+            # Ray's own lines on the package it uploads come first; ours is the last, alone.
+            last = err.strip().splitlines()[-1]
+            assert last.startswith("raytune-hpo: error: --address http://127.0.0.1:"), err
+            assert "job agent did not come up within 15 s" in last, err
+            assert took >= 15  # it retried for the bound, then gave up
+        finally:
+            kill_group(head)
 
 
 def test_killed_driver_then_resume_holds_exactly_the_uninterrupted_trials(ray_session, tmp_path):
@@ -373,3 +412,8 @@ def test_sweep_survives_losing_the_worker_node(cluster, tmp_path):
     assert restored, "no trial was retried from a checkpoint"
     for rows in restored:
         assert rows[-1]["epoch"] == rows[-1]["training_iteration"] == 30
+    # A node lost without warning is a failure to Ray (it cannot tell it from a crash): each
+    # retry used one of max_failures. (Drained as preempted first, it uses none: see
+    # tests/test_autoscale.py.)
+    failures = {t["trial_id"]: m["num_failures"] for t, m in _state_entries(exp)}
+    assert all(failures[rows[0]["trial_id"]] >= 1 for rows in restored), failures

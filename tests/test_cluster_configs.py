@@ -25,6 +25,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from sweep_procs import spot_drain
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = ROOT / "cluster"
@@ -316,3 +317,138 @@ def test_kuberay_pods_run_the_image_the_readme_builds(wheel):
         assert images == {image}, f"{name}: runs {images}"
         starts = [v for p, v in leaves if {"command", "args"} & set(p)]
         assert not [ln for v in starts for ln in pip_lines(v)], f"{name}: installs at start"
+
+
+def gpu_worker_types(name):
+    (doc,) = docs(name)
+    head = doc["head_node_type"]
+    return {k: v for k, v in doc["available_node_types"].items() if k != head}
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_launcher_configs_pass_rays_own_schema(name):
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    (doc,) = docs(name)
+    validate_config(prepare_config(doc))  # offline: Ray's defaults and its JSON schema
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_gpu_node_types_declare_what_one_node_offers(name):
+    """The autoscaler plans with a node type's `resources`; Google Cloud's provider detects
+    none (without them a GPU trial never makes it add a node), and raytune-hpo refuses a trial
+    no node type can hold by reading them. tests/test_autoscale.py simulates these types."""
+    for node_type, t in gpu_worker_types(name).items():
+        declared = t.get("resources", {})
+        assert set(declared) == {"CPU", "GPU", "memory"}, f"{name}: {node_type}: {declared}"
+        assert declared["GPU"] >= 1 and declared["CPU"] >= 1, f"{name}: {node_type}"
+        assert 2**30 <= declared["memory"] == int(declared["memory"]), f"{name}: {node_type}"
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_trials_the_node_types_hold_pass_and_others_are_refused_naming_the_field(name):
+    from raytune_hpo.errors import UserError
+    from raytune_hpo.resources import check_node_types, node_types_of
+    from raytune_hpo.spec import ResourcesSpec
+
+    (doc,) = docs(name)
+    types = node_types_of(doc)
+    assert set(types) == {doc["head_node_type"], *gpu_worker_types(name)}
+    most = max(t["GPU"] for t in types.values())
+    for fits in ({"gpu": 0.25}, {"gpu": 1, "cpu": 4}, {"gpu": most}, {"cpu": 2, "memory_gb": 8}):
+        check_node_types(ResourcesSpec(**fits), types)  # the autoscaler adds a node for it
+    for asked, field in (
+        ({"gpu": most + 1}, "resources.gpu"),
+        ({"gpu": 1, "cpu": 1000}, "resources.cpu"),
+        ({"gpu": 1, "memory_gb": 10_000}, "resources.memory_gb"),
+    ):
+        with pytest.raises(UserError) as e:
+            check_node_types(ResourcesSpec(**asked), types)
+        assert e.value.dotted_field == field, str(e.value)
+        for node_type in gpu_worker_types(name):  # the message lists what there is
+            assert node_type in e.value.message
+    # A node alive now (not in the config: joined by hand) counts as well.
+    big = {"CPU": 2000.0, "GPU": 1.0, "memory": 2.0**40}
+    check_node_types(ResourcesSpec(gpu=1, cpu=1000), types, [big])
+
+
+@pytest.mark.parametrize(("name", "cloud"), [("aws-gpu.yaml", "aws"), ("gcp-gpu.yaml", "gcp")])
+def test_launcher_workers_run_the_spot_drain_for_their_cloud(name, cloud):
+    (doc,) = docs(name)
+    assert doc["file_mounts"]["~/raytune-hpo-dist/spot_drain.py"] == "cluster/spot_drain.py"
+    starts = doc["worker_start_ray_commands"]
+    ray_start = next(i for i, c in enumerate(starts) if c.startswith("ray start"))
+    (watch,) = [c for c in starts[ray_start:] if "spot_drain.py" in c]  # after ray start
+    assert f"spot_drain.py {cloud} " in watch and watch.rstrip().endswith("&"), watch
+
+
+class Metadata:
+    """A local HTTP server answering as a cloud's instance metadata does (the notice is set by
+    the test): AWS's IMDSv2 (token, then spot/instance-action or 404), Google's preempted."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.action: str | None = None  # AWS: the instance-action JSON once interrupted
+        self.preempted = "FALSE"
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_PUT(self):  # noqa: N802 - http.server's name
+                ok = self.path == "/latest/api/token" and self.headers.get(
+                    "X-aws-ec2-metadata-token-ttl-seconds"
+                )
+                self._send(200 if ok else 400, "tok")
+
+            def do_GET(self):  # noqa: N802
+                if self.path.startswith("/latest/meta-data/spot/instance-action"):
+                    if self.headers.get("X-aws-ec2-metadata-token") != "tok":
+                        return self._send(401, "")
+                    return (
+                        self._send(404, "")
+                        if outer.action is None
+                        else self._send(200, outer.action)
+                    )
+                if (
+                    self.path.startswith("/preempted")
+                    and self.headers.get("Metadata-Flavor") == "Google"
+                ):
+                    return self._send(200, outer.preempted)
+                return self._send(404, "")
+
+            def _send(self, code, body):
+                self.send_response(code)
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_spot_drain_reads_the_interruption_notices_and_drains_before_the_end():
+    import datetime
+
+    drain = spot_drain()
+    md = Metadata()
+    try:
+        assert drain.aws_notice(f"{md.url}/latest") is None  # no interruption: keep polling
+        when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=120)
+        md.action = json.dumps({"action": "terminate", "time": when.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        left = drain.aws_notice(f"{md.url}/latest")
+        assert 110 < left <= 120
+        assert drain.gcp_notice(f"{md.url}/preempted", wait_s=1) is None
+        md.preempted = "TRUE"
+        assert drain.gcp_notice(f"{md.url}/preempted", wait_s=1) == drain.GCP_NOTICE_S
+    finally:
+        md.server.shutdown()
+    command = drain.drain_command(left, "--node-id=abc")
+    assert command[:2] == ["ray", "drain-node"] and "--node-id=abc" in command
+    assert "--reason=DRAIN_NODE_REASON_PREEMPTION" in command  # what Tune does not count
+    (deadline,) = [int(c.split("=")[1]) for c in command if c.startswith("--deadline")]
+    assert 0 < deadline < left  # Ray infers a preemption only for a node dead after it
+    assert drain.main(["azure"]) == 2
