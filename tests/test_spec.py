@@ -98,7 +98,8 @@ BAD = [
     ),
     (
         "scheduler: {name: pbtx}",
-        r"scheduler: unknown scheduler 'pbtx'; allowed: fifo, asha, median, hyperband, bohb, pbt, pb2",
+        r"scheduler: unknown scheduler 'pbtx'; allowed: fifo, asha, median, hyperband, bohb, "
+        "pbt, pb2",
     ),
     (
         "scheduler: {name: asha, grace: 2}",
