@@ -1,6 +1,7 @@
 """Datasets, splits, augmentation, models and the training loop, on real data (digits)."""
 
 import copy
+import logging
 import math
 
 import numpy as np
@@ -221,3 +222,23 @@ def test_a_sweep_may_minimise_the_model_size_or_latency(metric):
 
     plan = assemble(SweepSpec.from_dict({"metric": metric, "mode": "min"}))
     assert metric in plan.trainable.metrics(plan.spec.search_space)
+
+
+@pytest.mark.parametrize(("choice", "visible"), [("auto", "0"), ("cuda", ""), ("cpu", "0")])
+def test_a_trial_given_a_gpu_without_cuda_trains_on_the_cpu_and_says_so(
+    monkeypatch, caplog, choice, visible
+):
+    """A node where Ray gave the trial a GPU id but CUDA does not work (a driver missing, a
+    simulated cluster), or ``device: cuda`` there: the CPU, one notice, never a crash."""
+    if torch.cuda.is_available():
+        pytest.skip("CUDA works here")
+    from raytune_hpo.train.trainable import resolve_device
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    with caplog.at_level(logging.WARNING, logger="raytune_hpo.train"):
+        device = resolve_device(choice)
+    assert device.type == "cpu"
+    notices = [r.getMessage() for r in caplog.records if "CUDA is not available" in r.getMessage()]
+    assert len(notices) == (0 if choice == "cpu" else 1), notices
+    if visible and choice != "cpu":
+        assert f"given GPU {visible}" in notices[0]

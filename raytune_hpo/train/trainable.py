@@ -14,6 +14,7 @@ time: Ray workers import this module.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -49,10 +50,19 @@ Report = Callable[[dict[str, Any], TrialState], None]
 
 
 def resolve_device(choice: str) -> torch.device:
-    """The device a ``device`` setting names (``auto``: the GPU where there is one)."""
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
+    """The device a ``device`` setting names (``auto``: the GPU where there is one). A trial
+    Ray gave a GPU (``CUDA_VISIBLE_DEVICES`` set) on a node where CUDA does not work, or one
+    that asks for ``cuda`` there, trains on the CPU with a one-line notice instead of failing."""
+    if choice == "cpu" or torch.cuda.is_available():
+        return torch.device("cuda" if choice != "cpu" else "cpu")
+    given = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if choice == "cuda" or given:
+        _log.warning(
+            "device %s: CUDA is not available on this node%s; training on the CPU",
+            choice,
+            f" although the trial was given GPU {given}" if given else "",
+        )
+    return torch.device("cpu")
 
 
 def _load(cfg: dict[str, Any]) -> ImageData:
