@@ -20,13 +20,16 @@ from raytune_hpo.spec import SweepSpec
 # is near a best value that first rises with the accuracy reached, then falls; a learning rate
 # more than 3x off makes it fall. No constant learning rate gets far: it takes a schedule.
 TOY = """
+import time
+
 import raytune_hpo
 
 
 def toy(config):
     state = raytune_hpo.restore_state() or {"step": 0, "acc": 0.0}
     acc = state["acc"]
-    for step in range(state["step"] + 1, 41):
+    for step in range(state["step"] + 1, config.get("steps", 40) + 1):
+        time.sleep(config.get("pause", 0))
         best = 0.01 * acc / 20 if acc < 20 else 0.01 - 0.01 * (acc - 20) / 20
         best = min(0.01, max(0.001, best))
         ratio = max(config["lr"], best) / min(config["lr"], best)
@@ -146,6 +149,35 @@ def test_a_trainable_that_never_checkpoints_is_named_once(ray_session, tmp_path,
     run_sweep(spec)
     err = capsys.readouterr().err
     assert err.count("without a checkpoint, so PBT cannot copy it") == 1, err
+
+
+def test_an_interrupted_pbt_sweep_resumes_its_population(ray_session, tmp_path):
+    import signal
+
+    import yaml
+    from sweep_procs import results_reported, start_run, wait_for
+
+    from raytune_hpo.live import read_schedule
+    from raytune_hpo.run import resume
+
+    spec = toy_spec(
+        tmp_path,
+        {"name": "pbt", "perturbation_interval": 4},
+        num_samples=4,
+        trainable={"function": "toy.py:toy", "config": {"steps": 24, "pause": 0.1}},
+    )
+    path = tmp_path / "pbt.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(exclude_unset=True)))
+    storage = tmp_path / "out"
+    proc = start_run(path, storage, tmp_path)
+    wait_for(lambda: results_reported(storage) >= 40, proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=300) == 130, (tmp_path / "driver.log").read_text()[-3000:]
+    (exp,) = storage.iterdir()
+    before = len(read_schedule(str(exp)))
+    table = resume(exp).table
+    assert len(table) == 4 and (table["status"] == "OK").all() and (table["epochs"] == 24).all()
+    assert len(read_schedule(str(exp))) > before, "no exploit after the resume"
 
 
 @pytest.mark.parametrize(

@@ -184,6 +184,21 @@ def test_sweep_on_s3_killed_resumed_and_read(s3, tmp_path, capsys, monkeypatch):
     assert main(["results", exp, "--by", "best"]) == 0
     assert "best_epoch" in capsys.readouterr().out
 
+    # Grown by two trials on S3, the searcher restored from the bucket.
+    grown = subprocess.run(
+        [sys.executable, "-m", "raytune_hpo.cli", "extend", exp, "--num-samples", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
+        start_new_session=True,
+    )
+    assert grown.returncode == 0, grown.stdout[-3000:] + grown.stderr[-3000:]
+    assert main(["results", exp, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 10 and len({r["trial_id"] for r in rows}) == 10
+    assert all(r["status"] == "OK" and r["epochs"] == 3 for r in rows)
+
     # The report reads the bucket; by default it lands in ./report-<sweep>.
     monkeypatch.chdir(tmp_path)
     assert main(["report", exp]) == 0
