@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import sys
 from typing import Any
@@ -142,9 +141,26 @@ class _Population:
             "copied_at": (new_state.last_result or trial_to_clone.last_result).get(BUDGET_ATTR, 0),
             "config": {".".join(path): _at(new_config, path) for path in self._mutated_paths},
         }
-        path = os.path.join(trial.local_experiment_path, PBT_SCHEDULE)
-        with open(path, "a") as f:
-            f.write(json.dumps(entry, default=str) + "\n")
+        _append(trial, (json.dumps(entry, default=str) + "\n").encode())
+
+
+def _append(trial, line: bytes) -> None:
+    """Append to the schedule in the experiment directory on its storage (local or a bucket),
+    not in the driver's staging copy: a resumed sweep's driver starts a new staging directory,
+    whose copy would replace the stored one when Ray syncs (seen: 3 exploits, then 1)."""
+    fs = trial.storage.storage_filesystem
+    path = f"{trial.storage.experiment_fs_path}/{PBT_SCHEDULE}"
+    try:
+        with fs.open_append_stream(path) as f:
+            f.write(line)
+    except (OSError, NotImplementedError):  # object stores cannot append: rewrite it whole
+        try:
+            with fs.open_input_stream(path) as f:
+                old = f.read()
+        except (OSError, FileNotFoundError):
+            old = b""
+        with fs.open_output_stream(path) as f:
+            f.write(old + line)
 
 
 class PBT(_Population, PopulationBasedTraining):
