@@ -157,19 +157,7 @@ def _pbt(
     """Population-based training (Jaderberg et al., 2017) over the sweep's space."""
     from raytune_hpo.schedulers._pbt import population
 
-    return population(
-        "pbt",
-        metric=metric,
-        mode=mode,
-        space=space,
-        mutable=mutable,
-        seed=seed,
-        perturbation_interval=perturbation_interval,
-        quantile_fraction=quantile_fraction,
-        resample_probability=resample_probability,
-        burn_in_period=burn_in_period,
-        mutate=mutate,
-    )
+    return population("pbt", **_arguments(locals()))
 
 
 def _pb2(
@@ -186,19 +174,13 @@ def _pb2(
     """PB2 (Parker-Holder et al., NeurIPS 2020): a GP bandit picks the new values."""
     from raytune_hpo.schedulers._pbt import population
 
-    return population(
-        "pb2",
-        metric=metric,
-        mode=mode,
-        space=space,
-        mutable=mutable,
-        seed=seed,
-        perturbation_interval=perturbation_interval,
-        quantile_fraction=quantile_fraction,
-        resample_probability=0.0,
-        burn_in_period=0,
-        mutate=mutate,
-    )
+    arguments = _arguments(locals())
+    return population("pb2", resample_probability=0.0, burn_in_period=0, **arguments)
+
+
+def _arguments(names: dict) -> dict:
+    """A factory's own arguments (its locals less what it imported)."""
+    return {k: v for k, v in names.items() if k != "population"}
 
 
 # Arguments the run fills in; a factory that does not take one does not get it.

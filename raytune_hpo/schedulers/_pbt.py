@@ -94,10 +94,16 @@ def _at(config: dict, path: tuple[str, ...]) -> Any:
 class _Population:
     """What our PBT and PB2 add to Ray's (see the module docstring)."""
 
-    def _init_population(self, seed: int | None) -> None:
+    def __init__(self, *, space: SearchSpace, paths, seed: int | None, **kw) -> None:
         self._py_state = random.Random(seed).getstate()
         self._np_state = np.random.RandomState(seed).get_state()
         self._warned_no_checkpoint = False
+        self._mutated_paths = list(paths)
+        super().__init__(custom_explore_fn=Keep(space, paths), **self._search(space, paths), **kw)
+
+    def _search(self, space: SearchSpace, paths) -> dict[str, Any]:
+        """The keyword Ray's class takes the mutated parameters under."""
+        raise NotImplementedError
 
     @contextlib.contextmanager
     def _own_rngs(self):
@@ -168,14 +174,8 @@ class PBT(_Population, PopulationBasedTraining):
 
     name = "pbt"
 
-    def __init__(self, *, space: SearchSpace, paths, seed: int | None, **kw) -> None:
-        self._init_population(seed)
-        self._mutated_paths = list(paths)
-        super().__init__(
-            hyperparam_mutations=mutations(space, paths),
-            custom_explore_fn=Keep(space, paths),
-            **kw,
-        )
+    def _search(self, space: SearchSpace, paths) -> dict[str, Any]:
+        return {"hyperparam_mutations": mutations(space, paths)}
 
 
 class BanditPBT(_Population, PB2):
@@ -183,12 +183,8 @@ class BanditPBT(_Population, PB2):
 
     name = "pb2"
 
-    def __init__(self, *, space: SearchSpace, paths, seed: int | None, **kw) -> None:
-        self._init_population(seed)
-        self._mutated_paths = list(paths)
-        super().__init__(
-            hyperparam_bounds=bounds(space, paths), custom_explore_fn=Keep(space, paths), **kw
-        )
+    def _search(self, space: SearchSpace, paths) -> dict[str, Any]:
+        return {"hyperparam_bounds": bounds(space, paths)}
 
 
 def mutated_paths(
