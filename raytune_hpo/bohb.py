@@ -1,6 +1,6 @@
 """The one pairing rule of BOHB's searcher and scheduler (Falkner, Klein & Hutter, ICML 2018).
 
-BOHB is a model (``BOHBSearch``, HpBandSter through Ray's TuneBOHB) learning from HyperBand's
+BOHB is a model (``BOHBSearch``, HpBandSter's own, driven directly) learning from HyperBand's
 brackets (``HyperBandForBOHB``). Searcher ``bohb`` with no scheduler named runs under scheduler
 ``bohb``, as in the paper; under ``asha``, ``median``, ``hyperband`` or ``fifo`` it runs with a
 warning (its model then learns from each trial's final result at the budget it reached).
