@@ -3,7 +3,9 @@ self-contained HTML page and a Markdown twin: best value so far against trials a
 each trial's learning curve coloured by how it ended, the searched values in parallel
 coordinates coloured by the metric, and parameter importance (fANOVA, Hutter et al. 2014,
 through Optuna's ``FanovaImportanceEvaluator``). Several sweeps: side by side (best-so-far
-curves and a final table). A study directory is reported by ``raytune_hpo.study.report``.
+curves and a final table). With several objectives the front and its hypervolume take the
+place of the best value (``raytune_hpo.objectives.report``). A study directory is reported by
+``raytune_hpo.study.report``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ trials themselves fix (see there). Nothing here imports moocore until it ranks.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -177,15 +176,9 @@ def rank_points(losses: np.ndarray, violation: np.ndarray) -> tuple[np.ndarray, 
     if feasible.any():
         rank[feasible] = moocore.pareto_rank(losses[feasible]) + 1
     worse = np.unique(violation[~feasible])  # sorted, inf last
-    rank[~feasible] = rank.max() + 1 + np.searchsorted(worse, violation[~feasible])
+    after = rank.max(initial=0) + 1
+    rank[~feasible] = after + np.searchsorted(worse, violation[~feasible])
     return rank, feasible
-
-
-def is_front(losses: np.ndarray) -> np.ndarray:
-    """Which points (to minimise, all finite) no other point dominates."""
-    import moocore
-
-    return moocore.is_nondominated(np.asarray(losses, dtype=float), keep_weakly=True)
 
 
 # ---------------------------------------------------------------------- hypervolume
@@ -243,10 +236,6 @@ def describe_reference(box: HypervolumeBox, objectives: Objectives) -> str:
     return ", ".join(parts)
 
 
-def finite(x: float) -> bool:
-    return isinstance(x, float | int) and math.isfinite(x)
-
-
 __all__ = [
     "MARGIN",
     "MULTI_OBJECTIVE_SCHEDULERS",
@@ -255,6 +244,5 @@ __all__ = [
     "HypervolumeBox",
     "Objectives",
     "describe_reference",
-    "is_front",
     "rank_points",
 ]
