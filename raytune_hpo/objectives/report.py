@@ -91,7 +91,7 @@ def front_parallel(item: Ranked, objectives: Objectives) -> bytes:
     fig, (ax,) = plots.figure_grid(1, width=max(7, 2.2 * len(names)), height=4.6)
     label = "minus pareto_rank (the front: -1)"
     plots.parallel_coordinates(ax, np.nan_to_num(unit, nan=0.0), names, -ranks, label, ticks)
-    ax.set_title("each trial's objectives (better up), coloured by Pareto rank; grey: infeasible")
+    ax.set_title("objectives of each trial (better up) by Pareto rank; grey: infeasible")
     return plots.png(fig)
 
 
