@@ -63,6 +63,7 @@ def assemble(spec: SweepSpec, *, trainable: Any = None, local_data: bool = True)
         plan = plan_of(draft)
         factory = searcher_factory(plan)
         check_population(plan)
+        check_objectives(plan)
         check_built(plan)
         plan = with_warm_start(plan, factory)
         warnings = [w for rule in WARNINGS for w in rule(plan, factory, draft)]
@@ -78,13 +79,18 @@ def check_space(d: Draft) -> None:
 
 
 def check_metric(d: Draft) -> None:
-    """The metric is one the trainable reports (where it declares what it reports)."""
+    """Every objective and constrained metric is one the trainable reports (where it declares
+    what it reports)."""
     metrics = d.contract.metrics(d.spec.search_space)
-    if metrics is not None and d.spec.metric not in metrics:
-        raise UserError(
-            f"{d.spec.metric!r} is not reported by the trainable; allowed: {', '.join(metrics)}",
-            field="metric",
-        )
+    if metrics is None:
+        return
+    objectives = d.spec.objectives
+    for name in objectives.reported:
+        if name not in metrics:
+            raise UserError(
+                f"{name!r} is not reported by the trainable; allowed: {', '.join(metrics)}",
+                field=objectives.field_of(name),
+            )
 
 
 def check_data(d: Draft) -> None:
@@ -168,6 +174,39 @@ def check_population(plan: Plan) -> None:
             "configs of running trials and a searcher that learns would never be told them; "
             f"allowed searchers for the initial population: {', '.join(POPULATION_SEARCHERS)}",
             field=("searcher", "name"),
+        )
+
+
+def check_objectives(plan: Plan) -> None:
+    """Several objectives or constraints: only the searchers and schedulers that take them
+    (``raytune_hpo.objectives``: one set of names each, widened as searchers learn them)."""
+    from raytune_hpo.objectives import MULTI_OBJECTIVE_SCHEDULERS, MULTI_OBJECTIVE_SEARCHERS
+    from raytune_hpo.schedulers import SCHEDULERS
+    from raytune_hpo.searchers import SEARCHERS
+
+    objectives = plan.objectives
+    if not objectives.ranked:
+        return
+    why = "several objectives" if objectives.several else "constraints"
+    if plan.searcher_name not in MULTI_OBJECTIVE_SEARCHERS:
+        allowed = [n for n in SEARCHERS if n in MULTI_OBJECTIVE_SEARCHERS]
+        raise UserError(
+            f"{plan.searcher_name!r} learns from one metric and cannot take {why} yet; "
+            f"allowed with {why}: {', '.join(allowed)}",
+            field=("searcher", "name"),
+        )
+    if plan.scheduler_name not in MULTI_OBJECTIVE_SCHEDULERS:
+        allowed = [n for n in SCHEDULERS if n in MULTI_OBJECTIVE_SCHEDULERS]
+        raise UserError(
+            f"{plan.scheduler_name!r} ranks trials by one metric and cannot take {why}; "
+            f"allowed with {why}: {', '.join(allowed)}",
+            field=("scheduler", "name"),
+        )
+    if objectives.several and plan.spec.warm_start:
+        raise UserError(
+            "earlier results are told to a searcher as one value; not yet with several "
+            "objectives (leave warm_start out)",
+            field="warm_start",
         )
 
 
@@ -281,4 +320,4 @@ WARNINGS: tuple[Rule, ...] = (
 )
 
 
-__all__ = ["CHECKS", "WARNINGS", "Draft", "Plan", "assemble", "trainable_of"]
+__all__ = ["CHECKS", "WARNINGS", "Draft", "Plan", "assemble", "check_objectives", "trainable_of"]

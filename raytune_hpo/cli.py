@@ -131,7 +131,7 @@ def _announce(plan, verb: str = "sweep") -> None:
     print(
         f"{verb} {spec.name!r}: {plan.samples} trial(s) of {plan.trainable.label}, "
         f"searcher {plan.searcher_name}, scheduler {plan.scheduler_name}, "
-        f"{spec.mode} {spec.metric}"
+        f"{plan.objectives.describe()}"
     )
     _warn(plan)
 
@@ -142,9 +142,15 @@ def _warn(plan) -> None:
 
 
 def _summarise(result, spec, took: float, top: int | None) -> int:
-    print(f"\nBest trials ({spec.mode} {spec.metric}):")
+    objectives = spec.objectives
+    print(f"\nBest trials ({objectives.describe()}):")
     print(format_table(result.table, top=top))
-    if result.best is not None:
+    if objectives.ranked:
+        front = result.front
+        print(f"\nPareto front: {len(front)} trial(s) (pareto_rank 1, feasible)")
+        if front.empty:
+            print("No trial met every constraint.")
+    elif result.best is not None:
         print(f"\nBest {spec.metric}: {result.best[spec.metric]:.4g}")
         print(f"Best configuration: {json.dumps(result.best_config, default=str)}")
     if result.num_errors:
@@ -166,7 +172,7 @@ def _cmd_results(args: argparse.Namespace) -> int:
             print("raytune-hpo: no population-based training schedule here", file=sys.stderr)
     else:
         result = load_results(args.dir, by=args.by)
-        df = result.table
+        df = result.front if args.pareto else result.table
     df = df if args.top is None else df.head(args.top)
     if result is not None and result.live:  # on stderr: stdout stays a clean table, CSV or JSON
         counts = result.table["status"].value_counts()
@@ -364,6 +370,11 @@ def _result_commands(sub) -> None:
     res.add_argument("--format", choices=("table", "csv", "json"), default="table")
     res.add_argument("--top", type=int, help="only the best N trials")
     res.add_argument("--by", choices=("last", "best"), default="last", help=BY_HELP)
+    res.add_argument(
+        "--pareto",
+        action="store_true",
+        help="the Pareto front only: the feasible trials no other dominates (pareto_rank 1)",
+    )
     res.add_argument(
         "--schedule",
         action="store_true",

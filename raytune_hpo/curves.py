@@ -2,7 +2,8 @@
 values in parallel coordinates. Legible and fast at any size: up to ``MAX_CURVES`` trials each
 is one line; beyond, the best ``SHOWN`` trials are drawn one by one and every other trial only
 through the median and the 10-90% band per epoch of the trials that ended the same way; the
-parallel coordinates draw the best trials and a seeded sample of the rest. The report says so."""
+parallel coordinates draw the best trials and a seeded sample of the rest. The report says so.
+Also the importance bars and population-based training's section of the report."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 
 import raytune_hpo.plots as plots
 from raytune_hpo.names import BUDGET_ATTR, config_column
+from raytune_hpo.plots import Section
 
 ENDINGS = {  # how a trial ended -> its colour
     "finished": "tab:green",
@@ -45,8 +47,17 @@ def parallel_note(table: pd.DataFrame) -> str:
     )
 
 
-def learning_curves(history: pd.DataFrame, metric: str, end: pd.Series, table) -> bytes:
-    fig, (ax,) = plots.figure_grid(1, width=9, height=4.6)
+def learning_curves(history: pd.DataFrame, metric, end: pd.Series, table) -> bytes:
+    """Each trial's ``metric`` by epoch (a list of metrics: one panel each)."""
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    one = len(metrics) == 1
+    fig, axes = plots.figure_grid(len(metrics), width=9 if one else 6.4, height=4.6)
+    for ax, m in zip(axes, metrics, strict=True):
+        _curves_of(ax, history, m, end, table)
+    return plots.png(fig)
+
+
+def _curves_of(ax, history: pd.DataFrame, metric: str, end: pd.Series, table) -> None:
     seen: set[str] = set()
     if not history.empty and metric in history:
         by_trial = history.groupby("trial_id", sort=False)
@@ -66,7 +77,6 @@ def learning_curves(history: pd.DataFrame, metric: str, end: pd.Series, table) -
     ax.grid(alpha=0.3)
     if seen:
         ax.legend(fontsize=8)
-    return plots.png(fig)
 
 
 def _one_curve(ax, g: pd.DataFrame, metric: str, how: str, seen: set[str]) -> None:
@@ -151,11 +161,53 @@ def schedule_plot(history: pd.DataFrame, schedule: pd.DataFrame) -> bytes | None
     return plots.png(fig)
 
 
+def importance_plot(df: pd.DataFrame) -> bytes:
+    """One bar per parameter and metric (the columns after ``parameter``)."""
+    metrics = [c for c in df.columns if c != "parameter"]
+    fig, (ax,) = plots.figure_grid(1, width=7, height=0.5 * len(df) * len(metrics) + 1.6)
+    y = np.arange(len(df))[::-1] * len(metrics)
+    for j, m in enumerate(metrics):
+        label = m if len(metrics) > 1 else None
+        ax.barh(y - j, df[m], height=0.9, label=label, color=None if label else "tab:blue")
+    ax.set_yticks(y - (len(metrics) - 1) / 2, df["parameter"])
+    ax.set_xlabel("share of the metric's variance (fANOVA)")
+    ax.set_xlim(0, 1)
+    if len(metrics) > 1:
+        ax.legend(fontsize=8)
+    return plots.png(fig)
+
+
+def population_sections(rec, figs: dict) -> list[Section]:
+    """What population-based training did: its exploits as a table and a plot."""
+    if rec.schedule.empty:
+        return []
+    plot = schedule_plot(rec.history, rec.schedule)
+    if plot is not None:
+        figs["pbt_schedule.png"] = plot
+    n, trials = len(rec.schedule), rec.schedule["trial_id"].nunique()
+    text = (
+        f"{n} exploits in {trials} trials: at the epoch shown a trial copied the weights of "
+        "`copied` (as they were at epoch `copied_at`) and went on with the values after. The "
+        "plot shows each mutated value of each trial over its epochs (a dot: an exploit)."
+    )
+    table = rec.schedule.head(50)
+    return [
+        Section(
+            "Population-based training",
+            text=text + (" The first 50 exploits:" if n > 50 else ""),
+            tables=[plots.fmt(table)],
+            plot="pbt_schedule.png" if plot is not None else None,
+        )
+    ]
+
+
 __all__ = [
     "ENDINGS",
     "curves_note",
+    "importance_plot",
     "learning_curves",
     "parallel",
     "parallel_note",
+    "population_sections",
     "schedule_plot",
 ]

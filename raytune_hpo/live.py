@@ -32,6 +32,7 @@ from raytune_hpo.names import (
     config_column,
     config_name,
 )
+from raytune_hpo.objectives import Objectives
 from raytune_hpo.spec import SweepSpec
 from raytune_hpo.sweep_dir import (
     BY,
@@ -77,11 +78,18 @@ class SweepRecord:
     def mode(self) -> str:
         return self.spec.mode if self.spec else "max"
 
+    @property
+    def objectives(self) -> Objectives:
+        return self.spec.objectives if self.spec else Objectives.from_fields(self.metric, self.mode)
+
     def table(self, by: str = "last") -> pd.DataFrame:
-        """One row per trial ranked by its ``last`` or ``best`` reported value, best first."""
+        """One row per trial ranked by its ``last`` or ``best`` reported value, best first
+        (several objectives or constraints: by its Pareto rank)."""
         if by not in BY:
             raise UserError(f"--by {by}: allowed: {', '.join(BY)}")
-        table = trial_table(self.trials, self.history, self.metric, self.mode, by, self.ends)
+        table = trial_table(
+            self.trials, self.history, self.metric, self.mode, by, self.ends, self.objectives
+        )
         return with_exploits(table, self.schedule)
 
 
@@ -212,12 +220,21 @@ def trial_table(
     mode: str,
     by: str = "last",
     ends: dict | None = None,
+    objectives: Objectives | None = None,
 ) -> pd.DataFrame:
     """The results table (the columns of ``results.csv``) from Ray's files: per trial its last
-    reported result, or with ``by="best"`` the epoch where ``metric`` was best (``best_epoch``)."""
+    reported result, or with ``by="best"`` the epoch where ``metric`` was best (``best_epoch``;
+    with constraints, the best epoch within them, if any). ``objectives``: several objectives
+    or constraints rank the trials (``pareto_rank``, ``feasible``)."""
+    objectives = objectives or Objectives.from_fields(metric, mode)
+    if by == "best" and objectives.several:
+        raise UserError(
+            "--by best picks each trial's epoch by one metric; with several objectives use "
+            "--by last"
+        )
     if "ray_status" not in trials:  # read from a results.csv
-        return sort_table(trials, metric, mode)
-    sign = 1.0 if mode == "min" else -1.0
+        return sort_table(trials, metric, mode, objectives)
+    metric, mode = objectives.metrics[0], objectives.modes[0]
     by_trial = dict(tuple(history.groupby("trial_id", sort=False))) if not history.empty else {}
     out = []
     for t in trials.to_dict("records"):
@@ -227,18 +244,14 @@ def trial_table(
             "status": _STATUS.get(t["ray_status"], t["ray_status"]),
             "epochs": int(h[BUDGET_ATTR].max()) if len(h) else 0,
         }
-        pick = None
-        if len(h) and metric in h:
-            values = sign * h[metric].astype(float)
-            if by == "best" and values.notna().any():
-                pick = h.loc[values.fillna(np.inf).idxmin()]
-            else:
-                pick = h.iloc[-1]
-        row[metric] = float(pick[metric]) if pick is not None else math.nan
+        pick = _pick(h, metric, mode, by, objectives)
+        for name in objectives.reported:
+            ok = pick is not None and name in h
+            row[name] = float(pick[name]) if ok else math.nan
         if by == "best":
             row["best_epoch"] = int(pick[BUDGET_ATTR]) if pick is not None else 0
         for col in REPORT_COLUMNS:
-            if col != metric and pick is not None and col in h and pd.notna(pick[col]):
+            if col not in row and pick is not None and col in h and pd.notna(pick[col]):
                 row[col] = pick[col]
         last = h.iloc[-1] if len(h) else {}
         row["time_s"] = round(float(last.get(TIME_TOTAL_S, math.nan)), 2)
@@ -247,7 +260,23 @@ def trial_table(
             row["error"] = t["error"]
         apply_end(row, (ends or {}).get(t["trial_id"]))
         out.append(row)
-    return sort_table(pd.DataFrame(out), metric, mode)
+    return sort_table(pd.DataFrame(out), metric, mode, objectives)
+
+
+def _pick(h: pd.DataFrame, metric: str, mode: str, by: str, objectives: Objectives):
+    """The reported result a trial is ranked by: its last, or its best in ``metric`` (NaN the
+    worst; with constraints, among the epochs within them when there are any)."""
+    if not len(h) or metric not in h:
+        return None
+    sign = 1.0 if mode == "min" else -1.0
+    values = sign * pd.to_numeric(h[metric], errors="coerce")
+    if by != "best" or not values.notna().any():
+        return h.iloc[-1]
+    if objectives.constraints:
+        within = objectives.violations(h) == 0
+        if within.any():
+            values = values.where(within, np.inf)
+    return h.loc[values.fillna(np.inf).idxmin()]
 
 
 def parse_schedule(text: str) -> pd.DataFrame:

@@ -1,8 +1,10 @@
-"""A sweep's metric checked on the first result: one line, instead of an error per trial."""
+"""A sweep's metrics checked on the first result: one line, instead of an error per trial.
+Every objective and every constrained metric is checked (``raytune_hpo.objectives``)."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 from ray.tune import Stopper
@@ -11,16 +13,26 @@ from raytune_hpo.errors import UserError
 
 
 class MetricCheck(Stopper):
-    """A Tune stopper: the first result without the sweep's metric stops the whole sweep
-    (every trial would miss it), remembering the keys it did report."""
+    """A Tune stopper: the first result without one of the sweep's metrics (``metric``: one
+    name, or every objective and constrained metric) stops the whole sweep (every trial would
+    miss it), remembering the keys it did report. ``fields``: where each name is given in the
+    sweep file (default: ``metric``)."""
 
-    def __init__(self, metric: str) -> None:
-        self.metric = metric
+    def __init__(
+        self, metric: str | Sequence[str], fields: dict[str, Sequence[Any]] | None = None
+    ) -> None:
+        self.metrics = (metric,) if isinstance(metric, str) else tuple(metric)
+        self.metric = self.metrics[0]
+        self.fields = dict(fields or {})
+        self.missing: str | None = None
         self.reported: list[str] | None = None
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        if self.metric not in result and self.reported is None:
-            self.reported = sorted(k for k in result if not _ray_key(k))
+        if self.reported is None:
+            missing = [m for m in self.metrics if m not in result]
+            if missing:
+                self.missing = missing[0]
+                self.reported = sorted(k for k in result if not _ray_key(k))
         return self.reported is not None
 
     def stop_all(self) -> bool:
@@ -30,8 +42,9 @@ class MetricCheck(Stopper):
         if self.reported is None:
             return None
         return UserError(
-            f"metric: {self.metric!r} is not reported by {plan.trainable.label}; "
-            f"its first result had: {', '.join(self.reported) or 'no metrics'}"
+            f"{self.missing!r} is not reported by {plan.trainable.label}; "
+            f"its first result had: {', '.join(self.reported) or 'no metrics'}",
+            field=self.fields.get(self.missing, "metric"),
         )
 
 

@@ -23,6 +23,8 @@ SPEC_COPY = "sweep.yaml"  # the sweep as run (``raytune-hpo resume`` reads it)
 RESULTS_CSV = "results.csv"  # one row per trial, best first, written when the sweep ends
 TRIAL_ENDS = "trial_ends.json"  # trials ended by a time limit (raytune_hpo.watch)
 PBT_SCHEDULE = "pbt_schedule.jsonl"  # each exploit of population-based training
+PARETO_RANK = "pareto_rank"  # 1: the Pareto front of the feasible trials (raytune_hpo.objectives)
+FEASIBLE = "feasible"  # a trial within every constraint, with finite objectives
 CONFIG_PREFIX = "config."  # a searched value's column in results: ``config.<dotted name>``
 
 
@@ -41,7 +43,9 @@ __all__ = [
     "CONFIG_PREFIX",
     "ERROR_FILE",
     "ERROR_PICKLE",
+    "FEASIBLE",
     "PARAMS_FILE",
+    "PARETO_RANK",
     "PBT_SCHEDULE",
     "RESULTS_CSV",
     "RESULT_FILE",

@@ -39,6 +39,27 @@ class Plan:
         return self.spec.mode
 
     @property
+    def objectives(self):
+        """The sweep's objectives and constraints (``raytune_hpo.objectives.Objectives``)."""
+        return self.spec.objectives
+
+    def searcher_objective(self) -> dict[str, str]:
+        """The metric and mode the searcher is given: the sweep's one, or with several
+        objectives the first (the searchers allowed then, ``MULTI_OBJECTIVE_SEARCHERS``, learn
+        nothing from results; Ray's bookkeeping wants a name). The one place a searcher that
+        learns several objectives will get them (lists, or a scalarisation)."""
+        objectives = self.objectives
+        return {"metric": objectives.metrics[0], "mode": objectives.modes[0]}
+
+    def tune_objective(self) -> dict[str, str]:
+        """``metric``/``mode`` for Ray's ``TuneConfig``: the sweep's one, or none when trials are
+        ranked by several objectives or constraints (the searcher and the scheduler then have
+        their own: Ray's TuneConfig takes one metric)."""
+        if self.objectives.ranked:
+            return {}
+        return {"metric": self.spec.metric, "mode": self.spec.mode}
+
+    @property
     def grid(self) -> bool:
         from raytune_hpo.searchers import GRID_SEARCHERS
 
@@ -92,7 +113,7 @@ class Plan:
         own_values = self.proposes_own_values
         if experiment is not None and options.get("storage"):
             options.setdefault("study_name", experiment)
-        known = {"metric": self.metric, "mode": self.mode}
+        known = self.searcher_objective()
         searcher = create_searcher(
             self.searcher_name,
             space=self.spec.search_space,
@@ -124,9 +145,11 @@ class Plan:
 
         options = dict(self.spec.scheduler.options if self.spec.scheduler else {})
         max_t = options.pop("max_t", self.max_t)  # the sweep file's max_t wins
+        objectives = self.objectives
         return create_scheduler(
             self.scheduler_name,
             max_t=max_t,
+            objectives=objectives if objectives.ranked else None,  # asha: MO-ASHA
             space=self.spec.search_space,  # population-based training mutates within it
             mutable=self.trainable.mutable_settings(),
             seed=self.spec.seed,

@@ -23,12 +23,15 @@ from raytune_hpo.errors import UserError
 from raytune_hpo.live import SweepRecord, read_sweep, trial_table
 from raytune_hpo.names import (
     BUDGET_ATTR,
+    FEASIBLE,
+    PARETO_RANK,
     RESULTS_CSV,
     SPEC_COPY,
     TIME_TOTAL_S,
     config_column,
     config_name,
 )
+from raytune_hpo.objectives import Objectives
 from raytune_hpo.spec import SweepSpec
 from raytune_hpo.sweep_dir import (
     BY,
@@ -45,10 +48,24 @@ from raytune_hpo.sweep_dir import (
 @dataclass
 class SweepResult:
     path: str
-    table: pd.DataFrame  # one row per trial, best first
-    metric: str
-    mode: str
+    table: pd.DataFrame  # one row per trial, best first (by pareto_rank when ranked)
+    metric: str | list[str]
+    mode: str | list[str]
     live: bool = False  # read from Ray's files: the sweep runs still (or was interrupted)
+    objectives: Objectives | None = None  # None: from metric and mode
+
+    def __post_init__(self) -> None:
+        if self.objectives is None:
+            self.objectives = Objectives.from_fields(self.metric, self.mode)
+
+    @property
+    def front(self) -> pd.DataFrame:
+        """The Pareto front: the feasible trials no other feasible trial dominates (rank 1);
+        the best trials (equal first) of a sweep that does not rank."""
+        t = self.table
+        if PARETO_RANK not in t:
+            return t.head(1) if self.best is not None else t.iloc[:0]
+        return t[(t[PARETO_RANK] == 1) & t[FEASIBLE].astype(bool)]
 
     @property
     def best(self) -> pd.Series | None:
@@ -75,6 +92,7 @@ def results_table(grid, spec: SweepSpec, ends: dict | None = None) -> pd.DataFra
     """One row per trial: status, epochs, final metrics and searched values; best first.
     ``ends``: how a time limit ended trials (``raytune_hpo.trial_ends``), trial id -> record."""
     searched = spec.search_space
+    objectives = spec.objectives
     rows = []
     for tid, r in zip(_trial_ids(grid), grid, strict=True):
         m = r.metrics or {}
@@ -83,10 +101,10 @@ def results_table(grid, spec: SweepSpec, ends: dict | None = None) -> pd.DataFra
             # A trial that never reported (still pending when the sweep was interrupted).
             "status": "ERROR" if r.error else "OK" if BUDGET_ATTR in m else "PENDING",
             "epochs": m.get(BUDGET_ATTR, 0),
-            spec.metric: m.get(spec.metric, math.nan),
+            **{name: m.get(name, math.nan) for name in objectives.reported},
         }
         for col in REPORT_COLUMNS:
-            if col != spec.metric and col in m:
+            if col not in row and col in m:
                 row[col] = m[col]
         row["time_s"] = round(float(m.get(TIME_TOTAL_S, math.nan)), 2)
         for name, value in searched_values(searched, r.config).items():
@@ -95,7 +113,7 @@ def results_table(grid, spec: SweepSpec, ends: dict | None = None) -> pd.DataFra
             row["error"] = str(r.error).strip().splitlines()[-1][:200]
         apply_end(row, (ends or {}).get(row["trial_id"]))
         rows.append(row)
-    return sort_table(pd.DataFrame(rows), spec.metric, spec.mode)
+    return sort_table(pd.DataFrame(rows), spec.metric, spec.mode, objectives)
 
 
 def _trial_ids(grid) -> list[str | None]:
@@ -120,10 +138,14 @@ def load_results(path: str | Path, by: str = "last") -> SweepResult:
         spec = read_spec_copy(where) if storage.is_file(storage.join(where, SPEC_COPY)) else None
         metric = spec.metric if spec else "val_accuracy"
         mode = spec.mode if spec else "max"
+        objectives = Objectives.from_fields(metric, mode, spec.constraints if spec else None)
         df = pd.read_csv(io.StringIO(storage.read_text(csv)))
-        return SweepResult(where, sort_table(df, metric, mode), metric, mode)
+        table = sort_table(df, metric, mode, objectives)
+        return SweepResult(where, table, metric, mode, objectives=objectives)
     rec = read_sweep(where)
-    return SweepResult(where, rec.table(by), rec.metric, rec.mode, live=not rec.finished)
+    return SweepResult(
+        where, rec.table(by), rec.metric, rec.mode, live=not rec.finished, objectives=rec.objectives
+    )
 
 
 def to_json(df: pd.DataFrame) -> str:

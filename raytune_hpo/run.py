@@ -86,9 +86,9 @@ def experiment_dir(spec: SweepSpec, name: str) -> str:
 
 
 class Guards:
-    """What watches a running sweep: the metric check (a trainable that never reports the
-    sweep's metric stops the sweep with one line) and the trial watch (time limits, pending
-    resources, trials cut by the time budget: ``raytune_hpo.watch``)."""
+    """What watches a running sweep: the metric check (a trainable that never reports one of
+    the sweep's objectives or constrained metrics stops the sweep with one line) and the trial
+    watch (time limits, pending resources, trials cut by the time budget: ``raytune_hpo.watch``)."""
 
     def __init__(self, plan: Plan, exp: str) -> None:
         from raytune_hpo.metric_check import MetricCheck
@@ -96,7 +96,10 @@ class Guards:
 
         spec = plan.spec
         self.exp = exp
-        self.check = MetricCheck(spec.metric)
+        objectives = plan.objectives
+        self.check = MetricCheck(
+            objectives.reported, {m: objectives.field_of(m) for m in objectives.reported}
+        )
         res = spec.resources
         wanted = {"CPU": res.cpu, "GPU": res.gpu, "memory GB": res.memory_gb or 0}
         self.watch = TrialWatch(
@@ -147,8 +150,7 @@ def build_tuner(plan: Plan, name: str, *, guards: Guards | None = None, prepare=
         plan.tune_trainable(),
         param_space=plan.param_space(),
         tune_config=tune.TuneConfig(
-            metric=spec.metric,
-            mode=spec.mode,
+            **plan.tune_objective(),  # none with several objectives: searcher, scheduler own
             search_alg=searcher,
             scheduler=plan.scheduler(),
             num_samples=plan.samples,
@@ -305,7 +307,7 @@ def _finish(grid, plan: Plan, guards, exp: str, interrupted: bool = False) -> Sw
     table = results_table(grid, spec, ends=ends.trials)
     table = with_earlier_runs(with_exploits(table, read_schedule(exp)), exp, spec)
     write_results_csv(table, exp)
-    result = SweepResult(exp, table, spec.metric, spec.mode)
+    result = SweepResult(exp, table, spec.metric, spec.mode, objectives=spec.objectives)
     if interrupted:
         raise Interrupted(exp, result)
     return result

@@ -14,10 +14,19 @@ import re
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from raytune_hpo.errors import SpecError, UserError, user_error
 from raytune_hpo.space import SearchSpace
@@ -171,6 +180,34 @@ class ResourcesSpec(Strict):
         return gpu
 
 
+MODES = ("min", "max")
+
+
+class BoundSpec(Strict):
+    """A constraint on a reported metric: it must stay within ``[min, max]`` (either may be
+    left out)."""
+
+    min: float | None = Field(default=None, allow_inf_nan=False)
+    max: float | None = Field(default=None, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _a_bound_in_order(self) -> BoundSpec:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both (the values the metric must stay within)")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
+def _names(value: Any, what: str) -> Any:
+    """A name or a non-empty list of names; a list of one is the plain name."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value[0] if len(value) == 1 else value
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"{what} or a list of them, one per objective")
+
+
 class SweepSpec(Strict):
     """A sweep file. ``trainable`` is the trainable's section: the built-in CNN's settings
     (see ``raytune_hpo.train.settings``), or ``function`` + ``config`` for a user's trainable;
@@ -178,9 +215,13 @@ class SweepSpec(Strict):
 
     name: str = Field(default="sweep", pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    metric: str = "val_accuracy"
-    mode: Literal["min", "max"] = "max"
+    # One objective (a metric name and min/max) or several (lists of the same length).
+    metric: str | list[str] = "val_accuracy"
+    mode: str | list[str] = "max"
     space: dict[str, Any] = Field(default_factory=dict)
+    # Reported metrics that must stay within bounds (raytune_hpo.objectives): a trial outside
+    # them is infeasible and ranks after every feasible one.
+    constraints: dict[str, BoundSpec] | None = None
     searcher: SearcherSpec = SearcherSpec()
     scheduler: SchedulerSpec | None = None
     trainable: dict[str, Any] = Field(default_factory=dict)
@@ -214,6 +255,40 @@ class SweepSpec(Strict):
     # Where the spec came from (for messages) and the directory user code is found in.
     _source: str = PrivateAttr(default="sweep")
     _base_dir: str | None = PrivateAttr(default=None)
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _metric_names(cls, value: Any) -> Any:
+        value = _names(value, "a metric name")
+        if isinstance(value, list):
+            twice = sorted({m for m in value if value.count(m) > 1})
+            if twice:
+                raise ValueError(f"{twice[0]!r} is listed twice; give each objective once")
+        return value
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode_names(cls, value: Any) -> Any:
+        return _names(value, "min or max")
+
+    @field_validator("mode")
+    @classmethod
+    def _one_mode_per_metric(cls, value: str | list[str], info: ValidationInfo) -> Any:
+        modes = [value] if isinstance(value, str) else value
+        for i, m in enumerate(modes):
+            if m not in MODES:
+                where = "" if isinstance(value, str) else f"item {i} is {m!r}: "
+                raise ValueError(f"{where}Input should be 'min' or 'max'")
+        metric = info.data.get("metric")
+        if metric is None:  # the metric's own error is reported
+            return value
+        metrics = [metric] if isinstance(metric, str) else metric
+        if len(modes) != len(metrics):
+            raise ValueError(
+                f"{len(modes)} mode(s) for {len(metrics)} metric(s) ({', '.join(metrics)}); "
+                "give one mode each, in the same order: min or max"
+            )
+        return value
 
     @field_validator("warm_start", mode="before")
     @classmethod
@@ -260,6 +335,13 @@ class SweepSpec(Strict):
         return SearchSpace.from_dict(self.space)
 
     @property
+    def objectives(self):
+        """The sweep's objectives and constraints (``raytune_hpo.objectives.Objectives``)."""
+        from raytune_hpo.objectives import Objectives
+
+        return Objectives.of(self)
+
+    @property
     def source(self) -> str:
         """Where the spec came from (a path, or a short label), for error messages."""
         return self._source
@@ -301,6 +383,8 @@ class SweepSpec(Strict):
 
 
 __all__ = [
+    "MODES",
+    "BoundSpec",
     "SchedulerSpec",
     "SearcherSpec",
     "SpecError",

@@ -43,7 +43,12 @@ def searched_values(searched, config: dict | None) -> dict[str, Any]:
         return {}
 
 
-def sort_table(df: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
+def sort_table(df: pd.DataFrame, metric: Any, mode: Any, objectives: Any = None) -> pd.DataFrame:
+    """Best first: by ``metric`` (failed trials last), or with ``objectives`` that rank trials
+    (several objectives, constraints: ``raytune_hpo.objectives``) by their ``pareto_rank`` and
+    ``feasible``, computed anew from the table's values."""
+    if objectives is not None and objectives.ranked:
+        return objectives.with_ranks(df)
     if df.empty:
         return df
     failed = df["status"] == "ERROR"
@@ -68,7 +73,8 @@ def with_earlier_runs(table: pd.DataFrame, exp: str, spec: SweepSpec) -> pd.Data
         earlier = earlier[~earlier["trial_id"].isin(table["trial_id"])]
     if earlier.empty:
         return table
-    return sort_table(pd.concat([earlier, table], ignore_index=True), spec.metric, spec.mode)
+    both = pd.concat([earlier, table], ignore_index=True)
+    return sort_table(both, spec.metric, spec.mode, spec.objectives)
 
 
 def write_results_csv(table: pd.DataFrame, exp: str | Path) -> None:

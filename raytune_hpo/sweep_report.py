@@ -3,7 +3,9 @@ self-contained HTML page and a Markdown twin: best value so far against trials a
 each trial's learning curve coloured by how it ended, the searched values in parallel
 coordinates coloured by the metric, and parameter importance (fANOVA, Hutter et al. 2014,
 through Optuna's ``FanovaImportanceEvaluator``). Several sweeps: side by side (best-so-far
-curves and a final table). A study directory is reported by ``raytune_hpo.study.report``.
+curves and a final table). With several objectives the front and its hypervolume take the
+place of the best value (``raytune_hpo.objectives.report``). A study directory is reported by
+``raytune_hpo.study.report``.
 """
 
 from __future__ import annotations
@@ -16,12 +18,21 @@ import numpy as np
 import pandas as pd
 
 import raytune_hpo.curves as curves
+import raytune_hpo.objectives.report as front_report
 import raytune_hpo.plots as plots
 import raytune_hpo.storage as storage
 from raytune_hpo.curves import ENDINGS  # how a trial ended -> its colour
 from raytune_hpo.errors import UserError
 from raytune_hpo.live import SweepRecord, read_sweep
-from raytune_hpo.names import BUDGET_ATTR, RESULTS_CSV, SPEC_COPY, config_column, config_name
+from raytune_hpo.names import (
+    BUDGET_ATTR,
+    FEASIBLE,
+    PARETO_RANK,
+    RESULTS_CSV,
+    SPEC_COPY,
+    config_column,
+    config_name,
+)
 from raytune_hpo.plots import Section
 
 
@@ -92,25 +103,38 @@ def _budget(rec: SweepRecord) -> int | None:
 
 
 # ---------------------------------------------------------------------- curves
-def _curve_by_trials(rec: SweepRecord, table: pd.DataFrame, end: pd.Series):
-    """Ended trials in the order they ended, and the best value so far after each."""
+def ended(rec: SweepRecord, table: pd.DataFrame, end: pd.Series) -> pd.DataFrame:
+    """The rows of the trials that ended (finished, stopped early, failed), in that order."""
     done = table[table["trial_id"].map(end).isin(["finished", "stopped early", "failed"])]
     created = rec.trials.set_index("trial_id")["order"] if "order" in rec.trials else None
     keys = {"_o": done["trial_id"].map(created) if created is not None else range(len(done))}
     if not rec.history.empty and "wall_s" in rec.history:  # whole seconds: ties by creation
         keys["_t"] = done["trial_id"].map(rec.history.groupby("trial_id")["wall_s"].max())
     done = done.assign(**keys).sort_values(sorted(keys, reverse=True), kind="stable")
+    return done.drop(columns=list(keys))
+
+
+def _curve_by_trials(rec: SweepRecord, table: pd.DataFrame, end: pd.Series):
+    """Ended trials in the order they ended, and the best value so far after each (with
+    constraints: of the feasible ones)."""
+    done = ended(rec, table, end)
     values = done[rec.metric].to_numpy(dtype=float)
+    if FEASIBLE in done:
+        values = np.where(done[FEASIBLE].astype(bool), values, np.nan)
     return np.arange(1, len(values) + 1), plots.best_so_far(values, rec.mode)
 
 
 def _curve_by_time(rec: SweepRecord):
-    """Every reported result in time order, and the best value reported so far."""
+    """Every reported result in time order, and the best value reported so far (with
+    constraints: by a result within them)."""
     h = rec.history
     if h.empty or "wall_s" not in h or rec.metric not in h:
         return np.array([]), np.array([])
     h = h.sort_values("wall_s", kind="stable")
-    return h["wall_s"].to_numpy(float), plots.best_so_far(h[rec.metric].to_numpy(), rec.mode)
+    values = h[rec.metric].to_numpy(dtype=float)
+    if rec.objectives.constraints:
+        values = np.where(rec.objectives.violations(h) == 0, values, np.nan)
+    return h["wall_s"].to_numpy(float), plots.best_so_far(values, rec.mode)
 
 
 def _best_so_far_plot(items: list[tuple[str, SweepRecord, pd.DataFrame, pd.Series]]) -> bytes:
@@ -131,9 +155,13 @@ def _best_so_far_plot(items: list[tuple[str, SweepRecord, pd.DataFrame, pd.Serie
     return plots.png(fig)
 
 
-def importance(rec: SweepRecord, table: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
-    """fANOVA importance of each searched parameter for the trials' values (Optuna's
-    evaluator on an in-memory study built from the trials); None and why when it cannot."""
+def importance(
+    rec: SweepRecord, table: pd.DataFrame, metric: str | None = None, mode: str | None = None
+) -> tuple[pd.DataFrame | None, str]:
+    """fANOVA importance of each searched parameter for the trials' values of ``metric``
+    (default: the sweep's; Optuna's evaluator on an in-memory study built from the trials);
+    None and why when it cannot."""
+    metric, mode = metric or rec.metric, mode or rec.mode
     space = rec.spec.search_space if rec.spec else None
     if space is None or not space.params:
         return None, "no searched parameters"
@@ -142,7 +170,7 @@ def importance(rec: SweepRecord, table: pd.DataFrame) -> tuple[pd.DataFrame | No
     dists = space.to_optuna()
     trials = []
     for _, row in table.iterrows():
-        v = float(row[rec.metric])
+        v = float(row[metric])
         if not math.isfinite(v):
             continue
         try:
@@ -154,21 +182,13 @@ def importance(rec: SweepRecord, table: pd.DataFrame) -> tuple[pd.DataFrame | No
     if len(trials) < 3:
         return None, f"{len(trials)} trial(s) with a value: fANOVA needs at least 3"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize" if rec.mode == "min" else "maximize")
+    study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
     study.add_trials(trials)
     seed = rec.spec.seed if rec.spec and rec.spec.seed is not None else 0
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     scores = optuna.importance.get_param_importances(study, evaluator=evaluator)
     df = pd.DataFrame({"parameter": list(scores), "importance": list(scores.values())})
-    return df, f"fANOVA on {len(trials)} trials' values of {rec.metric}"
-
-
-def _importance_plot(df: pd.DataFrame) -> bytes:
-    fig, (ax,) = plots.figure_grid(1, width=7, height=0.5 * len(df) + 1.6)
-    ax.barh(df["parameter"][::-1], df["importance"][::-1], color="tab:blue")
-    ax.set_xlabel("share of the metric's variance (fANOVA)")
-    ax.set_xlim(0, 1)
-    return plots.png(fig)
+    return df, f"fANOVA on {len(trials)} trials' values of {metric}"
 
 
 # ---------------------------------------------------------------------- pages
@@ -177,25 +197,35 @@ def _label(rec: SweepRecord) -> str:
 
 
 def _summary(rec: SweepRecord, table: pd.DataFrame, end: pd.Series) -> dict:
-    ok = table[table["status"] != "ERROR"].dropna(subset=[rec.metric])
-    best = ok.iloc[0] if len(ok) else None
+    ok = table[table["status"] != "ERROR"]
+    if FEASIBLE in ok:
+        ok = ok[ok[FEASIBLE].astype(bool)]
+    objectives = rec.objectives
     spec = rec.spec
-    return {
+    out = {
         "sweep": storage.name(rec.path),
         "searcher": spec.searcher.name if spec else "?",
         "scheduler": (spec.scheduler.name if spec.scheduler else "fifo") if spec else "?",
         "trials": len(table),
         **{k: int((end == k).sum()) for k in ENDINGS if (end == k).any()},
-        f"best {rec.metric}": float(best[rec.metric]) if best is not None else math.nan,
-        "best configuration": json.dumps(
+    }
+    if objectives.ranked:
+        out["feasible"] = int(table[FEASIBLE].astype(bool).sum())
+    if objectives.several:
+        out["front"] = int(((table[PARETO_RANK] == 1) & table[FEASIBLE].astype(bool)).sum())
+    else:
+        ok = ok.dropna(subset=[rec.metric])
+        best = ok.iloc[0] if len(ok) else None
+        out[f"best {rec.metric}"] = float(best[rec.metric]) if best is not None else math.nan
+        out["best configuration"] = json.dumps(
             {config_name(k): _plain(v) for k, v in best.items() if config_name(k)}
             if best is not None
             else {},
             default=str,
-        ),
-        "seconds": float(rec.history["wall_s"].max()) if "wall_s" in rec.history else math.nan,
-        "state": "finished" if rec.finished else "running or interrupted",
-    }
+        )
+    out["seconds"] = float(rec.history["wall_s"].max()) if "wall_s" in rec.history else math.nan
+    out["state"] = "finished" if rec.finished else "running or interrupted"
+    return out
 
 
 def _plain(v):
@@ -218,33 +248,39 @@ def build(dirs: list[str], *, out: str | None = None, by: str = "last") -> dict[
     ends = [endings(r) for r in recs]
     if len(recs) == 1:
         return _single(recs[0], tables[0], ends[0], target, by)
-    metrics = {(r.metric, r.mode) for r in recs}
-    if len(metrics) > 1:
+    goals = {(r.objectives.metrics, r.objectives.modes) for r in recs}
+    if len(goals) > 1:
+        said = sorted(", ".join(f"{o} {m}" for m, o in zip(*g, strict=True)) for g in goals)
         raise UserError(
-            "report: the sweeps optimise different metrics "
-            f"({', '.join(f'{m} {o}' for m, o in sorted(metrics))}); compare sweeps of one"
+            f"report: the sweeps optimise different metrics ({'; '.join(said)}); compare sweeps "
+            "of one"
         )
     labels = [_label(r) for r in recs]
     if len(set(labels)) < len(labels):
         labels = [storage.name(r.path) for r in recs]
     items = list(zip(labels, recs, tables, ends, strict=True))
-    fig = {"best_so_far.png": _best_so_far_plot(items)}
     final = pd.DataFrame([_summary(r, t, e) for r, t, e in zip(recs, tables, ends, strict=True)])
     rec = recs[0]
-    sections = [
-        Section("Sweeps side by side", tables=[plots.fmt(final)]),
-        Section(
-            "Best so far",
-            text=f"Left: the best {rec.metric} among the trials that had ended (each trial "
-            f"counted by its {by} reported epoch), in the order they ended. Right: the best "
-            f"{rec.metric} any trial had reported, by time since its sweep started.",
-            plot="best_so_far.png",
-        ),
-    ]
+    fig: dict[str, bytes] = {}
+    sections = [Section("Sweeps side by side", tables=[plots.fmt(final)])]
+    if rec.objectives.several:
+        ranked = [front_report.Ranked(lb, t, ended(r, t, e)) for lb, r, t, e in items]
+        sections += front_report.sections(ranked, rec.objectives, fig)
+    else:
+        fig["best_so_far.png"] = _best_so_far_plot(items)
+        sections.append(
+            Section(
+                "Best so far",
+                text=f"Left: the best {rec.metric} among the trials that had ended (each trial "
+                f"counted by its {by} reported epoch), in the order they ended. Right: the best "
+                f"{rec.metric} any trial had reported, by time since its sweep started.",
+                plot="best_so_far.png",
+            )
+        )
     for label, t in zip(labels, tables, strict=True):
         sections.append(Section(f"Best trials: {label}", tables=[plots.fmt(_top(t))]))
     title = "Sweeps " + " vs ".join(labels)
-    intro = f"{len(recs)} sweeps, {rec.mode} {rec.metric}: " + ", ".join(r.path for r in recs)
+    intro = f"{len(recs)} sweeps, {rec.objectives.describe()}: " + ", ".join(r.path for r in recs)
     return plots.write_report(target, title, intro, sections, fig)
 
 
@@ -257,89 +293,89 @@ def _top(table: pd.DataFrame, n: int = 10) -> pd.DataFrame:
 
 def _single(rec: SweepRecord, table: pd.DataFrame, end: pd.Series, out: str, by: str):
     label = _label(rec)
-    figs = {
-        "best_so_far.png": _best_so_far_plot([(label, rec, table, end)]),
-        "learning_curves.png": curves.learning_curves(rec.history, rec.metric, end, table),
-    }
-    par = curves.parallel(rec.spec, rec.metric, table)
-    if par is not None:
-        figs["parallel_coordinates.png"] = par
-    imp, why = importance(rec, table)
-    if imp is not None:
-        figs["importance.png"] = _importance_plot(imp)
+    objectives = rec.objectives
+    figs: dict[str, bytes] = {}
     summ = _summary(rec, table, end)
     sections = [
         Section("Summary", tables=[plots.fmt(pd.DataFrame([summ]))]),
         Section(f"Best trials (by their {by} reported epoch)", tables=[plots.fmt(_top(table))]),
-        Section(
-            "Best so far",
-            text=f"Left: the best {rec.metric} among the trials that had ended, in the order "
-            f"they ended. Right: the best {rec.metric} any trial had reported, by time.",
-            plot="best_so_far.png",
-        ),
+    ]
+    if objectives.several:
+        ranked = front_report.Ranked(label, table, ended(rec, table, end))
+        sections += front_report.sections([ranked], objectives, figs)
+    else:
+        figs["best_so_far.png"] = _best_so_far_plot([(label, rec, table, end)])
+        within = " meeting every constraint" if objectives.constraints else ""
+        sections.append(
+            Section(
+                "Best so far",
+                text=f"Left: the best {rec.metric} among the trials{within} that had ended, in "
+                f"the order they ended. Right: the best {rec.metric} any trial had reported"
+                f"{within}, by time.",
+                plot="best_so_far.png",
+            )
+        )
+    sections += _trial_sections(rec, table, end, by, figs)
+    intro = (
+        f"{rec.path}: {summ['trials']} trials, {objectives.describe()}, searcher "
+        f"{summ['searcher']}, scheduler {summ['scheduler']}; {summ['state']}."
+    )
+    return plots.write_report(out, f"Sweep {label}", intro, sections, figs)
+
+
+def _trial_sections(rec: SweepRecord, table, end, by: str, figs: dict) -> list[Section]:
+    """Learning curves, parallel coordinates, population-based training, importance."""
+    metrics = list(rec.objectives.metrics)
+    figs["learning_curves.png"] = curves.learning_curves(rec.history, metrics, end, table)
+    colour_by = PARETO_RANK if rec.objectives.several else rec.metric
+    colours = (
+        "coloured by Pareto rank (1: the front)"
+        if rec.objectives.several
+        else f"grey: no {colour_by} (failed before its first report)"
+    )
+    par = curves.parallel(rec.spec, colour_by, table)
+    sections = [
         Section(
             "Learning curves",
             text="finished: ran its full budget; stopped early: stopped by the scheduler; cut: "
             "cut off by the sweep's time budget; failed: raised an error or ran past a time "
             "limit (x: its last report). " + curves.curves_note(table),
             plot="learning_curves.png",
-        ),
+        )
     ]
     if par is not None:
+        figs["parallel_coordinates.png"] = par
         sections.append(
             Section(
                 "Parallel coordinates",
                 text="One line per trial through its searched values (log ranges on a log "
-                f"scale); grey: no {rec.metric} (failed before its first report). "
-                + curves.parallel_note(table),
+                f"scale); {colours}. " + curves.parallel_note(table),
                 plot="parallel_coordinates.png",
             )
         )
-    sections.extend(_population(rec, figs))
-    if imp is not None:
-        note = (
-            f"{why} ({by} reported epoch of each trial; trials stopped early count with "
-            "their value at the epoch where they stopped)."
-        )
-        sections.append(
-            Section(
-                "Parameter importance",
-                text=note,
-                tables=[plots.fmt(imp)],
-                plot="importance.png",
-            )
-        )
-    else:
-        sections.append(Section("Parameter importance", text=f"not computed: {why}"))
-    intro = (
-        f"{rec.path}: {summ['trials']} trials, {rec.mode} {rec.metric}, searcher "
-        f"{summ['searcher']}, scheduler {summ['scheduler']}; {summ['state']}."
+    sections.extend(curves.population_sections(rec, figs))
+    return [*sections, _importance_section(rec, table, by, figs)]
+
+
+def _importance_section(rec: SweepRecord, table, by: str, figs: dict) -> Section:
+    found = []
+    for metric, mode in zip(rec.objectives.metrics, rec.objectives.modes, strict=True):
+        imp, why = importance(rec, table, metric, mode)
+        if imp is None:
+            return Section("Parameter importance", text=f"not computed: {why}")
+        found.append((metric, imp.set_index("parameter")["importance"], why))
+    imp = pd.DataFrame({m: scores for m, scores, _ in found}).rename_axis("parameter")
+    imp = imp.sort_values(found[0][0], ascending=False).reset_index()
+    if len(found) == 1:
+        imp = imp.rename(columns={found[0][0]: "importance"})
+    figs["importance.png"] = curves.importance_plot(imp)
+    note = (
+        f"{'; '.join(why for _, _, why in found)} ({by} reported epoch of each trial; trials "
+        "stopped early count with their value at the epoch where they stopped)."
     )
-    return plots.write_report(out, f"Sweep {label}", intro, sections, figs)
-
-
-def _population(rec: SweepRecord, figs: dict) -> list[Section]:
-    """What population-based training did: its exploits as a table and a plot."""
-    if rec.schedule.empty:
-        return []
-    plot = curves.schedule_plot(rec.history, rec.schedule)
-    if plot is not None:
-        figs["pbt_schedule.png"] = plot
-    n, trials = len(rec.schedule), rec.schedule["trial_id"].nunique()
-    text = (
-        f"{n} exploits in {trials} trials: at the epoch shown a trial copied the weights of "
-        "`copied` (as they were at epoch `copied_at`) and went on with the values after. The "
-        "plot shows each mutated value of each trial over its epochs (a dot: an exploit)."
+    return Section(
+        "Parameter importance", text=note, tables=[plots.fmt(imp)], plot="importance.png"
     )
-    table = rec.schedule.head(50)
-    return [
-        Section(
-            "Population-based training",
-            text=text + (" The first 50 exploits:" if n > 50 else ""),
-            tables=[plots.fmt(table)],
-            plot="pbt_schedule.png" if plot is not None else None,
-        )
-    ]
 
 
-__all__ = ["ENDINGS", "build", "endings", "importance", "kind_of"]
+__all__ = ["ENDINGS", "build", "ended", "endings", "importance", "kind_of"]

@@ -1,8 +1,10 @@
-"""Scheduler registry: ``create_scheduler(name, **kw)`` for fifo, asha, median, hyperband, bohb.
+"""Scheduler registry: ``create_scheduler(name, **kw)`` for fifo, asha, median, hyperband, bohb,
+pbt, pb2.
 
 The budget (``time_attr``) is ``training_iteration``: one reported result (an epoch for the
 built-in CNN). ``max_t`` is the sweep's budget; which searcher may pair with ``bohb`` is decided
-in ``raytune_hpo.bohb``.
+in ``raytune_hpo.bohb``. With ``objectives`` (several, or constraints: ``raytune_hpo.objectives``)
+``asha`` is MO-ASHA (``_moasha``); which schedulers take them is decided in ``assemble``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,20 @@ def _fifo(metric=None, mode=None):
     return FIFOScheduler()
 
 
-def _asha(metric=None, mode=None, *, grace_period=1, reduction_factor=2, brackets=1, max_t=None):
-    """Asynchronous successive halving (Li et al., 2020)."""
+def _asha(
+    metric=None,
+    mode=None,
+    *,
+    objectives=None,
+    seed=None,
+    grace_period=1,
+    reduction_factor=2,
+    brackets=1,
+    max_t=None,
+    tie_break=None,
+):
+    """Asynchronous successive halving (Li et al., 2020); with ``objectives``, MO-ASHA
+    (Schmucker et al., 2021), whose ``tie_break`` within a front is ``epsnet`` or ``crowding``."""
     from ray.tune.schedulers import ASHAScheduler
 
     _positive("grace_period", grace_period)
@@ -36,6 +50,16 @@ def _asha(metric=None, mode=None, *, grace_period=1, reduction_factor=2, bracket
             "or raise the epochs",
             field="grace_period",
         )
+    if objectives is not None:
+        return _mo_asha(
+            objectives, seed, grace_period, reduction_factor, brackets, max_t, tie_break
+        )
+    if tie_break is not None:
+        raise UserError(
+            "ranks a front of several objectives (or of constrained trials); this sweep has one "
+            "objective and no constraints",
+            field="tie_break",
+        )
     return ASHAScheduler(
         time_attr=TIME_ATTR,
         metric=metric,
@@ -44,6 +68,24 @@ def _asha(metric=None, mode=None, *, grace_period=1, reduction_factor=2, bracket
         grace_period=grace_period,
         reduction_factor=reduction_factor,
         brackets=brackets,
+    )
+
+
+def _mo_asha(objectives, seed, grace_period, reduction_factor, brackets, max_t, tie_break):
+    from raytune_hpo.schedulers._moasha import TIE_BREAKS, MultiObjectiveASHA
+
+    if tie_break is not None and tie_break not in TIE_BREAKS:
+        raise UserError(f"got {tie_break!r}; allowed: {', '.join(TIE_BREAKS)}", field="tie_break")
+    _positive("brackets", brackets)
+    return MultiObjectiveASHA(
+        objectives=objectives,
+        time_attr=TIME_ATTR,
+        max_t=max_t or 100,
+        grace_period=grace_period,
+        reduction_factor=reduction_factor,
+        brackets=brackets,
+        tie_break=tie_break or TIE_BREAKS[0],
+        seed=seed,
     )
 
 
@@ -184,7 +226,7 @@ def _arguments(names: dict) -> dict:
 
 
 # Arguments the run fills in; a factory that does not take one does not get it.
-_RESERVED = ("metric", "mode", "space", "mutable", "seed")
+_RESERVED = ("metric", "mode", "space", "mutable", "seed", "objectives")
 # Schedulers that change a trial's config while it runs: the searcher never sees those configs.
 POPULATION = ("pbt", "pb2")
 
