@@ -16,6 +16,16 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+from raytune_hpo.cli_common import (
+    BY_HELP,
+    RAY_ADDRESS_HELP,
+    format_table,
+    load_spec,
+    overrides,
+    warn,
+)
+from raytune_hpo.cli_jobs import job_commands
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
@@ -23,65 +33,6 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 def _fail(msg: str) -> int:
     print(f"raytune-hpo: error: {msg}", file=sys.stderr)
     return EXIT_USAGE
-
-
-def format_table(df, top: int | None = None) -> str:
-    shown = df if top is None else df.head(top)
-    if shown.empty:
-        return "(no trials)"
-    shown = shown.drop(columns=[c for c in ("error",) if c in shown and shown[c].isna().all()])
-    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
-
-
-def apply_override(data: dict, item: str) -> None:
-    """Apply ``a.b.c=value`` (value read as YAML) to the sweep dict ``data``."""
-    from raytune_hpo.errors import SpecError
-    from raytune_hpo.spec import parse_yaml
-
-    key, sep, raw = item.partition("=")
-    if not sep or not key:
-        raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. trainable.epochs=5")
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise SpecError(f"--set {key}: {part} is not a mapping")
-        node = child
-    node[parts[-1]] = parse_yaml(raw, f"--set {key}")
-
-
-def load_spec(args: argparse.Namespace):
-    """The sweep named by ``args`` with its overrides; raises SpecError on bad input."""
-    from raytune_hpo.errors import SpecError
-    from raytune_hpo.spec import SweepSpec, parse_yaml
-
-    if getattr(args, "sweep_env", None):  # a submitted job: the sweep is in the environment
-        text = os.environ.get(args.sweep_env)
-        if text is None:
-            raise SpecError(f"--sweep-env {args.sweep_env}: no such environment variable")
-        data = parse_yaml(text, f"${args.sweep_env}")
-        # The job's working_dir (the user's code) is the current directory now, but Ray may
-        # remove it under a running driver: take its path now and never look there again.
-        spec = SweepSpec.from_dict(data, source="the job", base_dir=os.getcwd())
-    elif args.sweep:
-        spec = SweepSpec.from_yaml(args.sweep)
-    else:
-        spec = SweepSpec.quickstart()
-    sets = list(args.set or [])
-    for key, value in (
-        ("num_samples", args.num_samples),
-        ("storage_path", args.storage_path),
-        ("seed", args.seed),
-    ):
-        if value is not None:
-            sets.append(f"{key}={value}")
-    if sets:
-        data = spec.model_dump(exclude_unset=True)
-        for item in sets:
-            apply_override(data, item)
-        spec = SweepSpec.from_dict(data, source=spec.source, base_dir=spec.base_dir)
-    return spec
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -133,12 +84,7 @@ def _announce(plan, verb: str = "sweep") -> None:
         f"searcher {plan.searcher_name}, scheduler {plan.scheduler_name}, "
         f"{plan.objectives.describe()}"
     )
-    _warn(plan)
-
-
-def _warn(plan) -> None:
-    for line in plan.warnings:
-        print(f"raytune-hpo: warning: {line}", file=sys.stderr)
+    warn(plan)
 
 
 def _summarise(result, spec, took: float, top: int | None) -> int:
@@ -188,58 +134,6 @@ def _cmd_results(args: argparse.Namespace) -> int:
         print(to_json(df))
     else:
         print(format_table(df))
-    return 0
-
-
-def _cmd_submit(args: argparse.Namespace) -> int:
-    import raytune_hpo.jobs as jobs
-    from raytune_hpo.assemble import assemble
-
-    spec = load_spec(args)
-    _warn(assemble(spec, local_data=False))  # the data lives on the cluster
-    job_id = jobs.submit(spec, address=args.address)
-    print(f"submitted sweep {spec.name!r} as job {job_id} to {jobs.address_of(args.address)}")
-    if not args.wait:
-        print(f"follow it with: raytune-hpo logs {job_id} --follow")
-        return 0
-    info = jobs.follow(job_id, address=args.address)
-    print(f"\njob {job_id}: {info['status']} (exit code {info['exit_code']})")
-    return 0 if info["status"] == "SUCCEEDED" else 1
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    import raytune_hpo.jobs as jobs
-
-    print(json.dumps(jobs.status(args.job, address=args.address), indent=2))
-    return 0
-
-
-def _cmd_logs(args: argparse.Namespace) -> int:
-    import raytune_hpo.jobs as jobs
-
-    if args.follow:
-        info = jobs.follow(args.job, address=args.address)
-        print(f"\njob {args.job}: {info['status']} (exit code {info['exit_code']})")
-        return 0
-    sys.stdout.write(jobs.logs(args.job, address=args.address))
-    return 0
-
-
-def _cmd_stop(args: argparse.Namespace) -> int:
-    import raytune_hpo.jobs as jobs
-
-    stopped = jobs.stop(args.job, address=args.address)
-    print(f"job {args.job}: {'stopping' if stopped else 'already finished'}")
-    return 0
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    import raytune_hpo.jobs as jobs
-
-    rows = jobs.list_jobs(address=args.address)
-    import pandas as pd
-
-    print(format_table(pd.DataFrame(rows)) if rows else "(no jobs)")
     return 0
 
 
@@ -295,30 +189,12 @@ def _cmd_searchers(args: argparse.Namespace) -> int:
     return 0
 
 
-ADDRESS_HELP = "the cluster's dashboard, e.g. http://HEAD:8265 (default: RAY_ADDRESS or local)"
-RAY_ADDRESS_HELP = "an existing Ray cluster: auto or ray://HOST:10001"
-BY_HELP = "rank each trial by its last reported epoch (default) or its best one"
-
-
-def _overrides(p: argparse.ArgumentParser, storage_help: str = "override storage_path") -> None:
-    """The options that change a sweep file's fields (``run`` and ``submit``)."""
-    p.add_argument("--num-samples", type=int, help="override num_samples")
-    p.add_argument("--storage-path", help=storage_help)
-    p.add_argument("--seed", type=int, help="override seed")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a field, e.g. --set trainable.data.root=/data/images (repeatable)",
-    )
-
-
 def _sweep_commands(sub) -> None:
     """run, resume."""
     run = sub.add_parser("run", help="run a sweep locally (no file: the built-in quickstart)")
     run.add_argument("sweep", nargs="?", help="sweep YAML file")
     run.add_argument("--address", help=RAY_ADDRESS_HELP)
-    _overrides(run)
+    overrides(run)
     run.add_argument("--top", type=int, default=10, help="rows of the final table (10)")
     run.add_argument("--sweep-env", help=argparse.SUPPRESS)  # set by `submit` for its job
     run.set_defaults(func=_cmd_run)
@@ -337,30 +213,6 @@ def _sweep_commands(sub) -> None:
     ext.add_argument("--address", help=RAY_ADDRESS_HELP)
     ext.add_argument("--top", type=int, default=10, help="rows of the final table (10)")
     ext.set_defaults(func=_cmd_extend)
-
-
-def _job_commands(sub) -> None:
-    """submit, status, logs, stop, list: sweeps as Ray jobs on a cluster."""
-    smt = sub.add_parser("submit", help="submit a sweep to a Ray cluster as a Ray job")
-    smt.add_argument("sweep", nargs="?", help="sweep YAML file (no file: the quickstart)")
-    smt.add_argument("--address", help=ADDRESS_HELP)
-    smt.add_argument("--wait", action="store_true", help="follow the logs until the job ends")
-    _overrides(smt, "override storage_path (shared: NFS, s3://, gs://)")
-    smt.set_defaults(func=_cmd_submit)
-    for name, func, text in (
-        ("status", _cmd_status, "a submitted sweep's status"),
-        ("logs", _cmd_logs, "a submitted sweep's logs"),
-        ("stop", _cmd_stop, "stop a submitted sweep"),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("job", help="the job id printed by submit")
-        p.add_argument("--address", help=ADDRESS_HELP)
-        if name == "logs":
-            p.add_argument("--follow", action="store_true", help="stream until the job ends")
-        p.set_defaults(func=func)
-    lst = sub.add_parser("list", help="jobs submitted to the cluster")
-    lst.add_argument("--address", help=ADDRESS_HELP)
-    lst.set_defaults(func=_cmd_list)
 
 
 def _result_commands(sub) -> None:
@@ -413,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="raytune-hpo", description=__doc__.splitlines()[0].replace("``", "")
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (_sweep_commands, _job_commands, _result_commands):
+    for group in (_sweep_commands, job_commands, _result_commands):
         group(sub)
     return parser
 

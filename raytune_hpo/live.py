@@ -136,37 +136,9 @@ def _read_trials(d: Path, states: list[dict], spec: SweepSpec | None):
     """Trials from the experiment states (several when the sweep was extended; the newest
     entry of a trial wins) and the trial directories (a trial that started after the state was
     last written has a directory but no entry yet: it counts as RUNNING)."""
-    known: dict[str, dict] = {}
-    entries = [e for state in states for e in state.get("trial_data", [])]
-    for entry in entries:
-        t, meta = json.loads(entry[0]), json.loads(entry[1])
-        known[t["trial_id"]] = {
-            "trial_id": t["trial_id"],
-            "ray_status": t.get("status", "PENDING"),
-            "dir": t.get("relative_logdir"),
-            "config": t.get("config") or {},
-            "start": meta.get("start_time"),
-            "error_file": meta.get("error_filename"),
-            "last": meta.get("last_result") or {},
-        }
-    rows: dict[str, list[dict]] = {}
-    for result in sorted(d.glob(f"*/{RESULT_FILE}")):
-        lines = [json.loads(x) for x in result.read_text().splitlines() if x.strip()]
-        if not lines:
-            continue
-        tid = lines[0]["trial_id"]
-        rows[tid] = lines
-        info = known.setdefault(
-            tid,
-            {"trial_id": tid, "ray_status": "RUNNING", "start": None, "error_file": None},
-        )
-        info["dir"] = result.parent.name
-        params = result.parent / PARAMS_FILE
-        if not info.get("config") and params.is_file():
-            info["config"] = json.loads(params.read_text())
+    known = _known_trials(states)
+    rows = _trial_results(d, known)
     order = sorted(known, key=lambda k: (known[k]["start"] is None, known[k]["start"] or 0, k))
-    starts = [s.get("stats", {}).get("start_time") for s in states]
-    t0 = min((t for t in starts if t), default=None)
     trial_rows, hist = [], []
     for n, tid in enumerate(order):
         info = known[tid]
@@ -186,14 +158,58 @@ def _read_trials(d: Path, states: list[dict], spec: SweepSpec | None):
                 flat = searched_values(spec.search_space, r.get("config"))
                 values.update({config_column(k): v for k, v in flat.items()})
             hist.append({"trial_id": tid, **values})
-    history = pd.DataFrame(hist)
-    if not history.empty:
-        if TIMESTAMP in history:
-            first = (history[TIMESTAMP] - history.get(TIME_TOTAL_S, 0)).min()
-            t0 = min(t0, first) if t0 else first
-            history["wall_s"] = history[TIMESTAMP] - t0
-        history = history.sort_values(["trial_id", BUDGET_ATTR], kind="stable")
-    return pd.DataFrame(trial_rows), history.reset_index(drop=True)
+    starts = [s.get("stats", {}).get("start_time") for s in states]
+    history = _with_wall_clock(pd.DataFrame(hist), min((t for t in starts if t), default=None))
+    return pd.DataFrame(trial_rows), history
+
+
+def _known_trials(states: list[dict]) -> dict[str, dict]:
+    """What the experiment states say of each trial, the newest entry winning."""
+    known: dict[str, dict] = {}
+    for entry in (e for state in states for e in state.get("trial_data", [])):
+        t, meta = json.loads(entry[0]), json.loads(entry[1])
+        known[t["trial_id"]] = {
+            "trial_id": t["trial_id"],
+            "ray_status": t.get("status", "PENDING"),
+            "dir": t.get("relative_logdir"),
+            "config": t.get("config") or {},
+            "start": meta.get("start_time"),
+            "error_file": meta.get("error_filename"),
+            "last": meta.get("last_result") or {},
+        }
+    return known
+
+
+def _trial_results(d: Path, known: dict[str, dict]) -> dict[str, list[dict]]:
+    """Each trial directory's reported results (trial id -> lines); a directory the states
+    do not know yet joins ``known`` as RUNNING."""
+    rows: dict[str, list[dict]] = {}
+    for result in sorted(d.glob(f"*/{RESULT_FILE}")):
+        lines = [json.loads(x) for x in result.read_text().splitlines() if x.strip()]
+        if not lines:
+            continue
+        tid = lines[0]["trial_id"]
+        rows[tid] = lines
+        info = known.setdefault(
+            tid,
+            {"trial_id": tid, "ray_status": "RUNNING", "start": None, "error_file": None},
+        )
+        info["dir"] = result.parent.name
+        params = result.parent / PARAMS_FILE
+        if not info.get("config") and params.is_file():
+            info["config"] = json.loads(params.read_text())
+    return rows
+
+
+def _with_wall_clock(history: pd.DataFrame, t0: float | None) -> pd.DataFrame:
+    """The results in trial and epoch order, with ``wall_s`` since the sweep started."""
+    if history.empty:
+        return history
+    if TIMESTAMP in history:
+        first = (history[TIMESTAMP] - history.get(TIME_TOTAL_S, 0)).min()
+        t0 = min(t0, first) if t0 else first
+        history["wall_s"] = history[TIMESTAMP] - t0
+    return history.sort_values(["trial_id", BUDGET_ATTR], kind="stable").reset_index(drop=True)
 
 
 def _scalar(v: Any) -> bool:
