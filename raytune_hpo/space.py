@@ -165,6 +165,11 @@ class SearchSpace:
                 kept[path] = flat[path]
         return {path: kept[path] for path in self.params if path in kept}
 
+    def active_flags(self, values: Sequence[Any]) -> tuple[bool, ...]:
+        """Which parameters apply, given a value for each (in the order of ``params``)."""
+        kept = self.active_values(dict(zip(self.params, values, strict=True)))
+        return tuple(path in kept for path in self.params)
+
     def active(self, config: Mapping[str, Any]) -> list[Path]:
         """The searched parameters that apply to ``config`` (nested, or flat with dotted
         keys): those whose conditions hold on its values, in the order of ``params``."""
@@ -200,11 +205,16 @@ class SearchSpace:
         mask = np.ones(u.shape, dtype=bool)
         if not self.conditions:
             return mask
-        items = list(self.params.items())
-        for i, row in enumerate(u):
-            flat = {path: p.from_unit(x) for (path, p), x in zip(items, row, strict=True)}
-            kept = self.active_values(flat)
-            mask[i] = [path in kept for path, _ in items]
+        column = {path: j for j, path in enumerate(self.params)}
+        decoded: dict[Path, list[Any]] = {}  # each parent's values, decoded once
+        for path in self.order:
+            j = column[path]
+            for c in self.conditions.get(path, ()):
+                if c.parent not in decoded:
+                    p = self.params[c.parent]
+                    decoded[c.parent] = [p.from_unit(x) for x in u[:, column[c.parent]]]
+                holds = np.fromiter(map(c.holds, decoded[c.parent]), bool, len(u))
+                mask[:, j] &= mask[:, column[c.parent]] & holds
         return mask
 
     def canonical(self, u: np.ndarray) -> np.ndarray:

@@ -5,7 +5,13 @@ spheres that may not overlap, the radius maximised for the number of samples wan
 radius follows from the budget at a packing fraction below RSA saturation, and shrinks when
 candidates keep being rejected, so it never stalls.
 Earlier results (warm start) count as spheres already placed: the radius is sized for them
-plus the budget, and new points keep it from them too."""
+plus the budget, and new points keep it from them too.
+
+In a conditional space distances count the active coordinates only (``SearchSpace.canonical``:
+an inactive coordinate sits at the centre), so a candidate equal to an accepted point on every
+parameter that applies to it is as close as can be and is rejected, and each subspace that
+occurs is filled on its own coordinates. The radius is sized for all the dimensions (an upper
+bound: it shrinks where candidates keep being rejected)."""
 
 from __future__ import annotations
 
@@ -86,21 +92,22 @@ class RSASearch(UnitCubeSearcher):
         rejected = 0
         r2 = self.radius**2
         while True:
-            cand = self._rng.random((self._batch, d))
+            drawn = self._rng.random((self._batch, d))
+            cand = self.space.canonical(drawn)
             pts = self._pts.rows
             if len(pts) == 0:
-                chosen = cand[0]
+                chosen = 0
                 break
             # Squared distances of every candidate to every accepted point, vectorised.
             d2 = (cand * cand).sum(1)[:, None] + (pts * pts).sum(1)[None, :] - 2.0 * cand @ pts.T
             ok = np.flatnonzero(d2.min(1) >= r2)
             if len(ok):
-                chosen = cand[ok[0]]
+                chosen = ok[0]
                 break
             rejected += self._batch
             if rejected >= self._max_rejections:
                 self.radius *= self._shrink
                 r2 = self.radius**2
                 rejected = 0
-        self._pts.append(chosen)
-        return chosen
+        self._pts.append(cand[chosen])  # canonical: what distances are measured between
+        return drawn[chosen]

@@ -1,0 +1,85 @@
+"""``random`` and ``grid`` over a conditional space: Ray's own ``BasicVariantGenerator`` whose
+trials leave out the parameters that do not apply.
+
+Ray Tune's domains cannot leave a key out of a trial's config (``tune.sample_from`` can only
+give it a value; declarative conditions were ray-project/ray#28646, closed), so the generator
+draws (random) or enumerates (grid) every parameter as Ray does, from the Tuner's
+``param_space``, and each trial it makes is trimmed before Tune runs it: the parameters that do
+not apply to its values leave its config, and the parameters and tag Tune shows. Random search
+thus draws each active parameter exactly as Ray's random search does (same seed, same
+distribution); the inactive draws are thrown away. Under grid search a trial equal on its
+active parameters to an earlier one is skipped, so the grid is every combination that can occur,
+once. Ray's seeding, ``max_concurrent``, ``resume`` and ``extend`` are the generator's own; the
+trials already given are part of its saved state.
+
+Ray keeps a trial's config dict to resolve placeholders again when it adds the trial, so the
+dict is trimmed in place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune.search import BasicVariantGenerator
+from ray.tune.search.variant_generator import format_vars
+
+from raytune_hpo.space import SearchSpace
+
+
+class ConditionalVariants(BasicVariantGenerator):
+    """Ray's variant generator over ``space``'s Tune domains, each trial with the active
+    parameters only (see the module); ``grid``: skip trials equal on their active ones."""
+
+    def __init__(self, space: SearchSpace, *, grid: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._space = space
+        self._grid = grid
+        self._given: set[tuple] = set()  # grid: the active combinations given so far
+
+    def add_configurations(self, experiments) -> None:
+        before = self.total_samples
+        super().add_configurations(experiments)
+        if self._grid and not self._points_to_evaluate:  # Ray counted the cartesian product
+            self._total_samples = before + len(self._space.grid())
+
+    def next_trial(self):
+        while True:
+            trial = super().next_trial()
+            if trial is None:
+                return None
+            drop = set(self._space.params) - set(self._space.active(trial.config))
+            _drop_in_place(trial.config, drop)
+            if self._grid:
+                key = self._space.key(trial.config)
+                if key in self._given:
+                    self._live_trials.discard(trial.trial_id)
+                    continue
+                self._given.add(key)
+            if drop:
+                _retag(trial, drop)
+            return trial
+
+
+def _drop_in_place(config: dict, drop: set[tuple[str, ...]]) -> None:
+    for path in drop:
+        nodes = [config]
+        for key in path[:-1]:
+            nodes.append(nodes[-1].get(key) if isinstance(nodes[-1], dict) else None)
+        if isinstance(nodes[-1], dict):
+            nodes[-1].pop(path[-1], None)
+        for node, key in zip(reversed(nodes[:-1]), reversed(path[:-1]), strict=True):
+            if isinstance(node, dict) and node.get(key) == {}:  # only dropped values filled it
+                del node[key]
+
+
+def _retag(trial, drop: set[tuple[str, ...]]) -> None:
+    """The parameters Tune shows and names the trial's directory by, without dropped ones."""
+    dropped = {"/".join(path) for path in drop}
+    params = {k: v for k, v in trial.evaluated_params.items() if k not in dropped}
+    trial.evaluated_params = params
+    counter = trial.experiment_tag.split("_", 1)[0]
+    shown = format_vars({tuple(k.split("/")): v for k, v in params.items()})
+    trial.set_experiment_tag(f"{counter}_{shown}" if shown else counter)
+
+
+__all__ = ["ConditionalVariants"]
