@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from raytune_hpo.errors import UserError
 from raytune_hpo.params import _MAX_IMPLICIT_INT_GRID, CategoricalParam, IntParam, Param
 
@@ -27,7 +29,9 @@ Path = tuple[str, ...]
 
 
 def same(a: Any, b: Any) -> bool:
-    """Whether two values are one: ``True`` is not ``1`` here, ``3`` is ``3.0``."""
+    """Whether two values are one: ``True`` is not ``1`` here, ``3`` is ``3.0`` (numpy's
+    scalars, as a table read back holds them, are their Python values)."""
+    a, b = (v.item() if isinstance(v, np.generic) else v for v in (a, b))
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     try:
@@ -152,6 +156,13 @@ def resolve(
         out[path] = tuple(conds)
     order(params, out, where={path: w for path, (w, _) in whens.items()})  # raises on a cycle
     for path, conds in out.items():
+        if activating(out, path) is None:
+            said = " and ".join(map(str, conds))
+            raise UserError(
+                f"can never apply: {said} contradicts the conditions of its parents",
+                field=(*whens[path][0], "when"),
+            )
+    for path, conds in out.items():
         _check_grid(path, whens[path][0], params, conds)
     return out
 
@@ -175,6 +186,27 @@ def _check_grid(path: Path, where, params: Mapping[Path, Param], conds) -> None:
                 f"makes it active ({c})",
                 field=(*where, "grid"),
             )
+
+
+def activating(
+    conditions: Mapping[Path, tuple[Condition, ...]], path: Path
+) -> dict[Path, Any] | None:
+    """Values of ``path``'s ancestors that make it apply (the first listed that agree; chains
+    followed); None when no values do."""
+
+    def solve(goals: list[Condition], fixed: dict[Path, Any]) -> dict[Path, Any] | None:
+        if not goals:
+            return fixed
+        c, rest = goals[0], goals[1:]
+        if c.parent in fixed:
+            return solve(rest, fixed) if c.holds(fixed[c.parent]) else None
+        for v in c.values:
+            found = solve([*rest, *conditions.get(c.parent, ())], {**fixed, c.parent: v})
+            if found is not None:
+                return found
+        return None
+
+    return solve(list(conditions.get(path, ())), {})
 
 
 def order(
@@ -244,6 +276,7 @@ def without(config: Mapping[str, Any], drop: set[Path]) -> dict[str, Any]:
 __all__ = [
     "ABSENT",
     "Condition",
+    "activating",
     "conditional_constant",
     "order",
     "raw_when",

@@ -234,6 +234,10 @@ class SearchSpace:
             for path, p in self.params.items()
         )
 
+    def activating(self, path: Path) -> dict[Path, Any]:
+        """Values of ``path``'s parents (and theirs) under which it applies ({} if always)."""
+        return cond.activating(self.conditions, path) or {}
+
     def flat(self) -> SearchSpace:
         """The same parameters and constants without conditions (every parameter always)."""
         return SearchSpace(dict(self.params), dict(self.constants))

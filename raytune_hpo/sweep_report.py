@@ -150,7 +150,8 @@ def importance(rec: SweepRecord, table: pd.DataFrame) -> tuple[pd.DataFrame | No
         except (KeyError, ValueError, TypeError):
             continue
         params = {k: v.item() if hasattr(v, "item") else v for k, v in params.items()}
-        trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=v))
+        held = {k: dists[k] for k in params}  # a conditional space: the active ones
+        trials.append(optuna.trial.create_trial(params=params, distributions=held, value=v))
     if len(trials) < 3:
         return None, f"{len(trials)} trial(s) with a value: fANOVA needs at least 3"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -160,7 +161,11 @@ def importance(rec: SweepRecord, table: pd.DataFrame) -> tuple[pd.DataFrame | No
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     scores = optuna.importance.get_param_importances(study, evaluator=evaluator)
     df = pd.DataFrame({"parameter": list(scores), "importance": list(scores.values())})
-    return df, f"fANOVA on {len(trials)} trials' values of {rec.metric}"
+    note = f"fANOVA on {len(trials)} trials' values of {rec.metric}"
+    left = [n for n in space.library_names if n not in scores]
+    if space.conditional and left:  # Optuna fits the parameters that every trial holds
+        note += f"; {', '.join(left)} apply to some trials only and are left out"
+    return df, note
 
 
 def _importance_plot(df: pd.DataFrame) -> bytes:
