@@ -258,6 +258,19 @@ def test_lhs_stratifies_a_conditional_parameter_over_the_points_where_it_applies
         assert strata == list(range(len(u))), (name, strata)
 
 
+def test_rsa_keeps_its_distance_within_each_subspace():
+    s = make("rsa")
+    cfgs = drive(s, 24, f=strict)
+    space = SearchSpace.from_dict(ISSUE)
+    pts = s._pts.rows
+    masks = [tuple(m) for m in space.active_mask(pts)]
+    assert len(set(masks)) == len({tuple(sorted(c)) for c in cfgs}) >= 4  # its subspaces
+    for i, j in itertools.combinations(range(len(pts)), 2):
+        if masks[i] == masks[j]:
+            r = s.radius * s._scales[masks[i]]
+            assert np.linalg.norm(pts[i] - pts[j]) >= r * (1 - 1e-9)
+
+
 def test_tpe_trials_hold_a_parameter_only_when_it_applies():
     s = make("tpe")
     drive(s, 20, f=strict)

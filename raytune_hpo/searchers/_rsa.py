@@ -7,11 +7,15 @@ candidates keep being rejected, so it never stalls.
 Earlier results (warm start) count as spheres already placed: the radius is sized for them
 plus the budget, and new points keep it from them too.
 
-In a conditional space distances count the active coordinates only (``SearchSpace.canonical``:
-an inactive coordinate sits at the centre), so a candidate equal to an accepted point on every
-parameter that applies to it is as close as can be and is rejected, and each subspace that
-occurs is filled on its own coordinates. The radius is sized for all the dimensions (an upper
-bound: it shrinks where candidates keep being rejected)."""
+In a conditional space each subspace that occurs (the points with one set of active
+parameters) is an RSA of its own: a candidate keeps its distance from the accepted points of
+its subspace only, over the coordinates active there (the inactive ones sit at the centre,
+``SearchSpace.canonical``), with the radius of the budget in that subspace's dimensions. Its
+points are the budget's share that falls there, in the same share of the volume (its parents'
+cells), so the density is the budget's. All radii shrink together when candidates keep being
+rejected. (Measuring every pair over all coordinates with the inactive ones at the centre
+packed the points of a low-dimensional subspace a full-dimensional radius apart: about 3x the
+regret of the flat space on ``Branches``; scripts/bench_conditional.py.)"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import numpy as np
 
 from raytune_hpo.searchers import _options as check
 from raytune_hpo.searchers._base import UnitCubeSearcher, _Rows
+from raytune_hpo.space import IMPUTED
 
 # RSA saturation packing fractions of hard spheres in d = 1..8 (Torquato et al., 2006).
 _SATURATION = (0.7476, 0.5470, 0.3841, 0.2600, 0.1707, 0.1111, 0.0712, 0.0452)
@@ -53,6 +58,9 @@ class RSASearch(UnitCubeSearcher):
     """
 
     _saved = ("_budget", "_fill", "_batch", "_max_rejections", "_shrink", "radius", "_pts")
+    # Conditional spaces: each subspace's radius over ``radius`` (by its active mask), and the
+    # subspace of each accepted point (rebuilt from the points).
+    _derived = ("_scales", "_groups")
 
     def __init__(
         self,
@@ -77,37 +85,86 @@ class RSASearch(UnitCubeSearcher):
         self._budget, self._fill, self._batch = budget, fill, batch
         self._max_rejections, self._shrink = max_rejections, shrink
         self.radius = math.nan
-        self._pts: _Rows | None = None  # accepted points
+        self._pts: _Rows | None = None  # accepted points (inactive coordinates at IMPUTED)
+        self._scales: dict[tuple[bool, ...], float] = {}
+        self._groups: list[tuple[bool, ...]] = []
 
     def _setup(self) -> None:
-        placed = len(self.prior[1])
-        self.radius = radius_for(self._budget + placed, self.space.dims, self._fill)
+        self.radius = radius_for(self._planned(), self.space.dims, self._fill)
         self._pts = _Rows(self.space.dims)
+        self._rebuild()
+
+    def _planned(self) -> int:
+        return self._budget + len(self.prior[1])
+
+    def _rebuild(self) -> None:
+        self._scales, self._groups = {}, []
+        if self.space.conditional:
+            self._groups = [self._group(m) for m in self.space.active_mask(self._pts.rows)]
+
+    def _group(self, mask) -> int:
+        """A subspace (its active mask) as a number; its radius over the space's is known."""
+        mask = tuple(bool(x) for x in mask)
+        if mask not in self._scales:
+            n = self._planned()
+            own = radius_for(n, max(1, sum(mask)), self._fill)
+            self._scales[mask] = own / radius_for(n, self.space.dims, self._fill)
+        return list(self._scales).index(mask)
 
     def _warm(self, u: np.ndarray, loss: float) -> None:
         self._pts.append(u)
+        if self.space.conditional:
+            self._groups.append(self._group(self.space.active_mask(u)[0]))
 
     def _propose(self, trial_id: str) -> np.ndarray:
+        if self.space.conditional:
+            return self._propose_within_subspaces()
         d = self.space.dims
         rejected = 0
         r2 = self.radius**2
         while True:
-            drawn = self._rng.random((self._batch, d))
-            cand = self.space.canonical(drawn)
+            cand = self._rng.random((self._batch, d))
             pts = self._pts.rows
             if len(pts) == 0:
-                chosen = 0
+                chosen = cand[0]
                 break
             # Squared distances of every candidate to every accepted point, vectorised.
             d2 = (cand * cand).sum(1)[:, None] + (pts * pts).sum(1)[None, :] - 2.0 * cand @ pts.T
             ok = np.flatnonzero(d2.min(1) >= r2)
             if len(ok):
-                chosen = ok[0]
+                chosen = cand[ok[0]]
                 break
             rejected += self._batch
             if rejected >= self._max_rejections:
                 self.radius *= self._shrink
                 r2 = self.radius**2
                 rejected = 0
-        self._pts.append(cand[chosen])  # canonical: what distances are measured between
+        self._pts.append(chosen)
+        return chosen
+
+    def _propose_within_subspaces(self) -> np.ndarray:
+        """RSA within each subspace of a conditional space (see the module)."""
+        rejected = 0
+        while True:
+            drawn = self._rng.random((self._batch, self.space.dims))
+            masks = self.space.active_mask(drawn)
+            cand = np.where(masks, drawn, IMPUTED)
+            groups = np.array([self._group(m) for m in masks])
+            scales = np.array(list(self._scales.values()))
+            pts = self._pts.rows
+            if len(pts) == 0:
+                chosen = 0
+                break
+            d2 = (cand * cand).sum(1)[:, None] + (pts * pts).sum(1)[None, :] - 2.0 * cand @ pts.T
+            d2 = np.where(groups[:, None] == np.array(self._groups)[None, :], d2, np.inf)
+            ok = np.flatnonzero(d2.min(1) >= (self.radius * scales[groups]) ** 2)
+            if len(ok):
+                chosen = ok[0]
+                break
+            rejected += self._batch
+            if rejected >= self._max_rejections:
+                self.radius *= self._shrink
+                rejected = 0
+        self._pts.append(cand[chosen])
+        self._groups.append(int(groups[chosen]))
         return drawn[chosen]
