@@ -187,11 +187,46 @@ def test_a_space_saved_before_conditions_existed_loads_without_them():
     assert loaded.conditions == {} and loaded.from_unit([0.5]) == {"x": 0.5}
 
 
-def test_the_sweep_file_keeps_its_conditions_through_its_copy():
-    """``submit`` and ``resume`` read the copy the run writes (sweep.yaml)."""
+def test_the_sweep_file_keeps_its_conditions_through_its_copy_and_submit():
+    """``resume`` reads the copy the run writes (sweep.yaml); ``submit`` ships the spec in
+    the job's environment."""
+    from raytune_hpo.jobs import SWEEP_ENV, runtime_env
+
     spec = SweepSpec.from_dict({"space": ISSUE, "trainable": {"model": "mlp"}})
     again = SweepSpec.from_dict(yaml.safe_load(spec.to_yaml()))
     assert again.search_space == spec.search_space and again.search_space.conditional
+    shipped = yaml.safe_load(runtime_env(spec)["env_vars"][SWEEP_ENV])
+    assert SweepSpec.from_dict(shipped).search_space == spec.search_space
+
+
+def test_the_trainable_check_sends_a_conditional_value_with_parents_that_make_it_apply():
+    from typing import Literal
+
+    from pydantic import BaseModel, Field, model_validator
+
+    from raytune_hpo.train.contract import check_space_against
+
+    class Settings(BaseModel):  # a trainable that takes momentum only with SGD
+        optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+        momentum: float = Field(0.0, ge=0)
+        beta1: float = 0.9
+        layers: int = 1
+        width3: int = 16
+
+        @model_validator(mode="after")
+        def _sgd_only(self):
+            if self.momentum and self.optimizer != "sgd":
+                raise ValueError("momentum needs sgd")
+            return self
+
+    check_space_against(Settings, {}, SearchSpace.from_dict(ISSUE))  # sent with optimizer sgd
+    flat = SearchSpace.from_dict(ISSUE).flat()
+    with pytest.raises(UserError, match="momentum needs sgd"):
+        check_space_against(Settings, {}, flat)
+    bad = {**ISSUE, "momentum": {**ISSUE["momentum"], "low": -0.5}}
+    with pytest.raises(UserError) as e:
+        check_space_against(Settings, {}, SearchSpace.from_dict(bad))
+    assert str(e.value).startswith("space.momentum: ") and "-0.5" in e.value.message
 
 
 # ---------------------------------------------------------------------- every searcher
