@@ -2,15 +2,17 @@
 trials leave out the parameters that do not apply.
 
 Ray Tune's domains cannot leave a key out of a trial's config (``tune.sample_from`` can only
-give it a value; declarative conditions were ray-project/ray#28646, closed), so the generator
-draws (random) or enumerates (grid) every parameter as Ray does, from the Tuner's
-``param_space``, and each trial it makes is trimmed before Tune runs it: the parameters that do
-not apply to its values leave its config, and the parameters and tag Tune shows. Random search
-thus draws each active parameter exactly as Ray's random search does (same seed, same
-distribution); the inactive draws are thrown away. Under grid search a trial equal on its
-active parameters to an earlier one is skipped, so the grid is every combination that can occur,
-once. Ray's seeding, ``max_concurrent``, ``resume`` and ``extend`` are the generator's own; the
-trials already given are part of its saved state.
+give it a value; declarative conditions were ray-project/ray#28646, closed). Random search
+draws every parameter as Ray does, from the Tuner's ``param_space``, and each trial it makes is
+trimmed before Tune runs it: the parameters that do not apply to its values leave its config,
+and the parameters and tag Tune shows. So it draws each active parameter exactly as Ray's
+random search does (same seed, same distribution); the inactive draws are thrown away. Grid
+search is the generator over ``SearchSpace.grid()``, every combination of the active
+parameters' values once (the user's ``points_to_evaluate`` first), given to Ray as its
+``points_to_evaluate`` in place of the cartesian ``tune.grid_search``: Ray never enumerates the
+combinations that cannot occur, and counts the trials exactly. Ray's seeding,
+``max_concurrent``, ``resume`` and ``extend`` are the generator's own; the trials already
+given are part of its saved state.
 
 Ray keeps a trial's config dict to resolve placeholders again when it adds the trial, so the
 dict is trimmed in place.
@@ -37,10 +39,14 @@ class ConditionalVariants(BasicVariantGenerator):
         self._given: set[tuple] = set()  # grid: the active combinations given so far
 
     def add_configurations(self, experiments) -> None:
-        before = self.total_samples
+        from ray.tune.experiment import _convert_to_experiment_list
+
+        experiments = _convert_to_experiment_list(experiments)
+        if self._grid:  # the active grid as Ray's points, each searched key a placeholder
+            for experiment in experiments:
+                _placeholders(experiment.spec["config"], self._space.params)
+            self._points_to_evaluate = [*self._points_to_evaluate, *self._space.grid()]
         super().add_configurations(experiments)
-        if self._grid and not self._points_to_evaluate:  # Ray counted the cartesian product
-            self._total_samples = before + len(self._space.grid())
 
     def next_trial(self):
         while True:
@@ -51,13 +57,28 @@ class ConditionalVariants(BasicVariantGenerator):
             _drop_in_place(trial.config, drop)
             if self._grid:
                 key = self._space.key(trial.config)
-                if key in self._given:
+                if key in self._given:  # a point of the user's that the grid holds too
                     self._live_trials.discard(trial.trial_id)
                     continue
                 self._given.add(key)
-            if drop:
+                trial.evaluated_params = {
+                    "/".join(path): value
+                    for path, value in self._space.path_values(trial.config).items()
+                }
+            if drop or self._grid:
                 _retag(trial, drop)
             return trial
+
+
+def _placeholders(config: dict, paths) -> None:
+    """Each searched path of ``config`` (a ``tune.grid_search`` there) set to None: Ray
+    takes points only for keys its config has, and a point that lacks one (it does not apply)
+    leaves the placeholder, which the trial then drops."""
+    for path in paths:
+        node = config
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = None
 
 
 def _drop_in_place(config: dict, drop: set[tuple[str, ...]]) -> None:
