@@ -31,6 +31,8 @@ Path = tuple[str, ...]
 def same(a: Any, b: Any) -> bool:
     """Whether two values are one: ``True`` is not ``1`` here, ``3`` is ``3.0`` (numpy's
     scalars, as a table read back holds them, are their Python values)."""
+    if type(a) is type(b) and type(a) in (str, int, float):  # the common case, fast
+        return a == b
     a, b = (v.item() if isinstance(v, np.generic) else v for v in (a, b))
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b

@@ -146,7 +146,17 @@ class SearchSpace:
     @property
     def order(self) -> list[Path]:
         """The parameters, parents before their children (else as declared)."""
-        return cond.order(self.params, self.conditions)
+        return list(self._order())
+
+    def _order(self) -> tuple[Path, ...]:
+        if not self.conditions:
+            return tuple(self.params)
+        stamp = (id(self.conditions), len(self.conditions), len(self.params))
+        cached = self.__dict__.get("_sorted")
+        if cached is None or cached[0] != stamp:  # sorted once per set of conditions
+            cached = (stamp, tuple(cond.order(self.params, self.conditions)))
+            self.__dict__["_sorted"] = cached
+        return cached[1]
 
     def is_active(self, path: Path, values: Mapping[Path, Any]) -> bool:
         """Whether ``path`` applies given the active values of its parents (path -> value)."""
@@ -160,7 +170,7 @@ class SearchSpace:
         if not self.conditions:
             return {path: flat[path] for path in self.params if path in flat}
         kept: dict[Path, Any] = {}
-        for path in self.order:
+        for path in self._order():
             if path in flat and self.is_active(path, kept):
                 kept[path] = flat[path]
         return {path: kept[path] for path in self.params if path in kept}
@@ -180,7 +190,7 @@ class SearchSpace:
             except KeyError:
                 present[path] = cond.ABSENT
         values: dict[Path, Any] = {}
-        for path in self.order:
+        for path in self._order():
             if self.is_active(path, values):
                 values[path] = present[path]
         return [path for path in self.params if path in values]
@@ -194,7 +204,7 @@ class SearchSpace:
         """Values drawn one parameter at a time, parents first, for the active parameters
         only (define-by-run): ``draw(path, param)`` returns the parameter's value."""
         values: dict[Path, Any] = {}
-        for path in self.order:
+        for path in self._order():
             if self.is_active(path, values):
                 values[path] = draw(path, self.params[path])
         return {path: values[path] for path in self.params if path in values}
@@ -206,14 +216,10 @@ class SearchSpace:
         if not self.conditions:
             return mask
         column = {path: j for j, path in enumerate(self.params)}
-        decoded: dict[Path, list[Any]] = {}  # each parent's values, decoded once
-        for path in self.order:
+        for path in self._order():
             j = column[path]
             for c in self.conditions.get(path, ()):
-                if c.parent not in decoded:
-                    p = self.params[c.parent]
-                    decoded[c.parent] = [p.from_unit(x) for x in u[:, column[c.parent]]]
-                holds = np.fromiter(map(c.holds, decoded[c.parent]), bool, len(u))
+                holds = _holds(self.params[c.parent], c, u[:, column[c.parent]])
                 mask[:, j] &= mask[:, column[c.parent]] & holds
         return mask
 
@@ -312,7 +318,7 @@ class SearchSpace:
         """Every combination of the parameters' grid values (cartesian product); in a
         conditional space every combination of the active parameters' values, once."""
         combos: list[dict[Path, Any]] = [{}]
-        for path in self.order:
+        for path in self._order():
             values = self.params[path].grid_values(("space", *path))
             grown = []
             for combo in combos:
@@ -377,6 +383,20 @@ class SearchSpace:
         if not self.conditions:
             return {path: _lookup(config, path) for path in self.params}
         return self.walk(lambda path, p: _lookup(config, path))
+
+
+def _holds(p: Param, c: Condition, u: np.ndarray) -> np.ndarray:
+    """Whether ``c`` holds on the values of ``p`` at the unit coordinates ``u``."""
+    if isinstance(p, CategoricalParam):  # the choice's cell, as from_unit picks it
+        n = len(p.choices)
+        cells = np.minimum((np.clip(u, 0.0, 1.0) * n).astype(int), n - 1)
+        return np.array([c.holds(v) for v in p.choices])[cells]
+    if isinstance(p, IntParam) and not p.log and p.q is None:  # from_unit, vectorised
+        lo, hi = float(p.low), float(p.high + 1)
+        values = np.clip(np.floor(lo + np.clip(u, 0.0, 1.0) * (hi - lo)), p.low, p.high)
+        wanted = np.array([v for v in c.values if not isinstance(v, bool)], dtype=float)
+        return (values[:, None] == wanted[None, :]).any(1)
+    return np.fromiter((c.holds(p.from_unit(x)) for x in u), bool, len(u))
 
 
 def _lookup(config: Mapping[str, Any], path: Path) -> Any:

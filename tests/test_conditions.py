@@ -298,11 +298,12 @@ def test_rsa_keeps_its_distance_within_each_subspace():
     cfgs = drive(s, 24, f=strict)
     space = SearchSpace.from_dict(ISSUE)
     pts = s._pts.rows
-    masks = [tuple(m) for m in space.active_mask(pts)]
-    assert len(set(masks)) == len({tuple(sorted(c)) for c in cfgs}) >= 4  # its subspaces
+    groups = s._codes(space.active_mask(pts))
+    assert len(set(groups)) == len({tuple(sorted(c)) for c in cfgs}) >= 4  # its subspaces
+    assert len(set(s._scales)) > 1  # radii by the subspace's dimensions
     for i, j in itertools.combinations(range(len(pts)), 2):
-        if masks[i] == masks[j]:
-            r = s.radius * s._scales[masks[i]]
+        if groups[i] == groups[j]:
+            r = s.radius * s._scales[groups[i]]
             assert np.linalg.norm(pts[i] - pts[j]) >= r * (1 - 1e-9)
 
 

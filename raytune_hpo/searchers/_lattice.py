@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,7 @@ class Lattice:
     depth: int
     # Which dimensions apply, given a point's values (None: all, always).
     active: Callable[[list[Any]], Sequence[bool]] | None = None
+    _keys: dict = field(default_factory=dict, repr=False)  # a conditional space's keys, once
 
     @classmethod
     def build(
@@ -122,11 +123,16 @@ class Lattice:
     def key(self, idx: Index) -> tuple:
         """Identity of a configuration: two fine points that round to one integer are one,
         and a dimension that does not apply to the point is left out (None)."""
-        on = self.active(self.values(idx)) if self.active is not None else (True,) * len(idx)
-        return tuple(
-            None if not on[j] else self.value(j, k) if self.ints[j] else k
-            for j, k in enumerate(idx)
-        )
+        if self.active is None:
+            return tuple(self.value(j, k) if self.ints[j] else k for j, k in enumerate(idx))
+        key = self._keys.get(idx)
+        if key is None:
+            values = self.values(idx)
+            on = self.active(values)
+            key = self._keys[idx] = tuple(
+                None if not on[j] else values[j] if self.ints[j] else k for j, k in enumerate(idx)
+            )
+        return key
 
     def snap(self, u: np.ndarray, depth: int) -> Index:
         """The point of the grid at refinement ``depth`` nearest the unit point ``u``."""

@@ -58,9 +58,9 @@ class RSASearch(UnitCubeSearcher):
     """
 
     _saved = ("_budget", "_fill", "_batch", "_max_rejections", "_shrink", "radius", "_pts")
-    # Conditional spaces: each subspace's radius over ``radius`` (by its active mask), and the
-    # subspace of each accepted point (rebuilt from the points).
-    _derived = ("_scales", "_groups")
+    # Conditional spaces: each subspace's radius over ``radius`` (by its active mask as a
+    # number), and the subspace of each accepted point (rebuilt from the points).
+    _derived = ("_scales", "_ids", "_groups")
 
     def __init__(
         self,
@@ -86,8 +86,9 @@ class RSASearch(UnitCubeSearcher):
         self._max_rejections, self._shrink = max_rejections, shrink
         self.radius = math.nan
         self._pts: _Rows | None = None  # accepted points (inactive coordinates at IMPUTED)
-        self._scales: dict[tuple[bool, ...], float] = {}
-        self._groups: list[tuple[bool, ...]] = []
+        self._scales: list[float] = []
+        self._ids: dict[bytes, int] = {}
+        self._groups = _Rows(1)
 
     def _setup(self) -> None:
         self.radius = radius_for(self._planned(), self.space.dims, self._fill)
@@ -98,23 +99,28 @@ class RSASearch(UnitCubeSearcher):
         return self._budget + len(self.prior[1])
 
     def _rebuild(self) -> None:
-        self._scales, self._groups = {}, []
+        self._scales, self._ids, self._groups = [], {}, _Rows(1)
         if self.space.conditional:
-            self._groups = [self._group(m) for m in self.space.active_mask(self._pts.rows)]
+            for code in self._codes(self.space.active_mask(self._pts.rows)):
+                self._groups.append(np.array([code]))
 
-    def _group(self, mask) -> int:
-        """A subspace (its active mask) as a number; its radius over the space's is known."""
-        mask = tuple(bool(x) for x in mask)
-        if mask not in self._scales:
-            n = self._planned()
-            own = radius_for(n, max(1, sum(mask)), self._fill)
-            self._scales[mask] = own / radius_for(n, self.space.dims, self._fill)
-        return list(self._scales).index(mask)
+    def _codes(self, masks: np.ndarray) -> np.ndarray:
+        """Each subspace (an active mask) as a number; its radius over the space's is
+        ``_scales[number]``."""
+        codes = []
+        for mask in masks:
+            code = self._ids.setdefault(mask.tobytes(), len(self._ids))
+            if code == len(self._scales):  # a new subspace
+                n, dims = self._planned(), max(1, int(mask.sum()))
+                own = radius_for(n, dims, self._fill)
+                self._scales.append(own / radius_for(n, self.space.dims, self._fill))
+            codes.append(code)
+        return np.array(codes, dtype=int)
 
     def _warm(self, u: np.ndarray, loss: float) -> None:
         self._pts.append(u)
         if self.space.conditional:
-            self._groups.append(self._group(self.space.active_mask(u)[0]))
+            self._groups.append(self._codes(self.space.active_mask(u)).astype(float))
 
     def _propose(self, trial_id: str) -> np.ndarray:
         if self.space.conditional:
@@ -149,15 +155,15 @@ class RSASearch(UnitCubeSearcher):
             drawn = self._rng.random((self._batch, self.space.dims))
             masks = self.space.active_mask(drawn)
             cand = np.where(masks, drawn, IMPUTED)
-            groups = np.array([self._group(m) for m in masks])
-            scales = np.array(list(self._scales.values()))
+            groups = self._codes(masks)
+            scales = np.array(self._scales)[groups]
             pts = self._pts.rows
             if len(pts) == 0:
                 chosen = 0
                 break
             d2 = (cand * cand).sum(1)[:, None] + (pts * pts).sum(1)[None, :] - 2.0 * cand @ pts.T
-            d2 = np.where(groups[:, None] == np.array(self._groups)[None, :], d2, np.inf)
-            ok = np.flatnonzero(d2.min(1) >= (self.radius * scales[groups]) ** 2)
+            d2 = np.where(groups[:, None] == self._groups.rows[:, 0][None, :], d2, np.inf)
+            ok = np.flatnonzero(d2.min(1) >= (self.radius * scales) ** 2)
             if len(ok):
                 chosen = ok[0]
                 break
@@ -166,5 +172,5 @@ class RSASearch(UnitCubeSearcher):
                 self.radius *= self._shrink
                 rejected = 0
         self._pts.append(cand[chosen])
-        self._groups.append(int(groups[chosen]))
+        self._groups.append(np.array([groups[chosen]], dtype=float))
         return drawn[chosen]
