@@ -21,7 +21,7 @@ from raytune_hpo.errors import UserError
 from raytune_hpo.searchers import SEARCHERS, create_searcher
 from raytune_hpo.space import IMPUTED, SearchSpace
 from raytune_hpo.spec import SweepSpec
-from raytune_hpo.testing import drive
+from raytune_hpo.testing import CONDITIONAL, check_conditional, drive
 
 # The issue's sweep file.
 ISSUE = {
@@ -232,12 +232,15 @@ def test_the_trainable_check_sends_a_conditional_value_with_parents_that_make_it
 # ---------------------------------------------------------------------- every searcher
 @pytest.mark.parametrize("name", CUSTOM)
 def test_every_searcher_sends_exactly_the_active_parameters(name):
-    s = make(name)
-    cfgs = drive(s, 24, f=strict)  # strict fails on a missing or an inactive parameter
+    check_conditional(lambda seed: make(name, CONDITIONAL, seed))  # the plug-ins' check
+    cfgs = drive(make(name), 24, f=strict)  # strict fails on a missing or inactive parameter
     assert len(cfgs) >= 12, f"{name}: only {len(cfgs)} suggestions"
-    space = SearchSpace.from_dict(ISSUE)
-    assert not [p for c in cfgs for p in space.problems(c)]
-    assert {c["optimizer"] for c in cfgs} == {"adam", "sgd", "rmsprop"}
+
+
+def test_the_conditional_check_catches_a_searcher_that_ignores_conditions():
+    flat = SearchSpace.from_dict(CONDITIONAL).flat()
+    with pytest.raises(AssertionError, match="should hold"):
+        check_conditional(lambda seed: make("sobol", flat, seed))
 
 
 @pytest.mark.parametrize("name", CUSTOM)
