@@ -193,7 +193,7 @@ def _summary(rec: SweepRecord, table: pd.DataFrame, end: pd.Series) -> dict:
         **{k: int((end == k).sum()) for k in ENDINGS if (end == k).any()},
         f"best {rec.metric}": float(best[rec.metric]) if best is not None else math.nan,
         "best configuration": json.dumps(
-            {config_name(k): _plain(v) for k, v in best.items() if config_name(k)}
+            {config_name(k): _plain(v) for k, v in best.items() if config_name(k) and _set(v)}
             if best is not None
             else {},
             default=str,
@@ -205,6 +205,11 @@ def _summary(rec: SweepRecord, table: pd.DataFrame, end: pd.Series) -> dict:
 
 def _plain(v):
     return v.item() if hasattr(v, "item") else v
+
+
+def _set(v) -> bool:
+    """A cell with a value (an empty one: the parameter did not apply to the trial)."""
+    return not (v is None or (isinstance(v, float) and math.isnan(v)))
 
 
 def _out(dirs: list[str], recs: list[SweepRecord], out: str | None) -> str:
