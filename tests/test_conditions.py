@@ -451,6 +451,7 @@ def test_a_real_sweep_per_searcher_family(ray_session, tmp_path):
             base_dir=str(tmp_path),
         )
         result = run_sweep(spec)
+        assert set(result.best_config) == needed(result.best_config)
         table = load_results(result.path).table  # read back from results.csv
         assert (table["status"] == "OK").all(), table.get("error")
         assert len(table) == (16 if name == "grid" else 6)
