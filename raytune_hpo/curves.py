@@ -109,10 +109,15 @@ def parallel(spec, metric: str, table: pd.DataFrame) -> bytes | None:
     shown = _sample(table)
     unit, values = [], []
     for row in shown.to_dict("records"):
+        config = {n: row[config_column(n)] for n in names if config_column(n) in row}
         try:
-            unit.append(space.to_unit({n: row[config_column(n)] for n in names}))
+            u = space.to_unit(config)
         except (KeyError, ValueError, TypeError):
             continue
+        if space.conditional:  # a parameter that does not apply: no point on its axis
+            on = set(space.active(config))
+            u = np.where([path in on for path in space.params], u, np.nan)
+        unit.append(u)
         values.append(float(row[metric]))
     if not unit:
         return None
@@ -125,7 +130,8 @@ def parallel(spec, metric: str, table: pd.DataFrame) -> bytes | None:
             ticks[n] = ([p.to_unit(p.low), p.to_unit(p.high)], [f"{p.low:.3g}", f"{p.high:.3g}"])
     fig, (ax,) = plots.figure_grid(1, width=max(7, 2.2 * len(names)), height=4.6)
     plots.parallel_coordinates(ax, np.array(unit), names, np.array(values), metric, ticks)
-    ax.set_title(f"searched values of each trial, coloured by its {metric}")
+    gaps = " (no point where a parameter does not apply)" if space.conditional else ""
+    ax.set_title(f"searched values of each trial, coloured by its {metric}{gaps}")
     return plots.png(fig)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from raytune_hpo.errors import UserError
 
 PARAM_TYPES = ("float", "int", "categorical")
-PARAM_KEYS = {"type", "low", "high", "log", "q", "choices", "grid"}
+PARAM_KEYS = {"type", "low", "high", "log", "q", "choices", "grid", "when"}
 # Integer ranges this small are enumerated for grid search without explicit `grid` values.
 _MAX_IMPLICIT_INT_GRID = 32
 
@@ -273,6 +273,7 @@ def _number(where: tuple[str, ...], key: str, value: Any) -> float:
 
 
 def parse_param(where: tuple[str, ...], d: Mapping[str, Any]) -> Param:
+    """One parameter of the YAML form (its ``when``, a condition, is the space's to read)."""
     unknown = set(d) - PARAM_KEYS
     if unknown:
         raise UserError(

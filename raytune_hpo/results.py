@@ -80,12 +80,16 @@ class SweepResult:
         return {
             config_name(k): v.item() if hasattr(v, "item") else v
             for k, v in best.items()
-            if config_name(k)
+            if config_name(k) and not _empty(v)  # empty: it did not apply (conditional)
         }
 
     @property
     def num_errors(self) -> int:
         return int((self.table["status"] == "ERROR").sum())
+
+
+def _empty(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def results_table(grid, spec: SweepSpec, ends: dict | None = None) -> pd.DataFrame:

@@ -3,17 +3,27 @@ the unit cube and an explicit grid.
 
 Log ranges are sampled log-uniformly (the reciprocal distribution the TinyVGG study used for
 the learning rate: Glymov & Lorentzen, the TinyVGG study, section 2.7; docs/papers.md).
+
+A space may be conditional (``when:``, ``raytune_hpo.conditions``): a parameter applies only
+for some values of its parents. Configurations hold the active parameters only. The unit cube
+keeps one coordinate per parameter: ``from_unit`` leaves the inactive ones out, ``to_unit``
+puts an absent (inactive) parameter at the centre, ``IMPUTED``; ``canonical`` does the same to
+unit points, so that distances between points count the active coordinates only (two points
+equal on their active parameters are at distance 0; an active value against an inactive one
+counts its distance from the centre). ``grid()`` enumerates the active combinations only.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from raytune_hpo import conditions as cond
+from raytune_hpo.conditions import Condition
 from raytune_hpo.errors import UserError
 from raytune_hpo.params import (  # noqa: F401 - the params are public names of this module too
     PARAM_TYPES,
@@ -26,6 +36,8 @@ from raytune_hpo.params import (  # noqa: F401 - the params are public names of 
 )
 
 Path = tuple[str, ...]
+# The unit coordinate of an inactive parameter: the centre of its interval.
+IMPUTED = 0.5
 
 
 def _dotted(path: Path) -> str:
@@ -42,10 +54,17 @@ def library_name(path: Path) -> str:
 
 @dataclass
 class SearchSpace:
-    """Ordered parameters (nested paths) plus constants passed through unchanged."""
+    """Ordered parameters (nested paths) plus constants passed through unchanged, and the
+    conditions of the conditional parameters (path -> conditions that must all hold)."""
 
     params: dict[Path, Param] = field(default_factory=dict)
     constants: dict[Path, Any] = field(default_factory=dict)
+    conditions: dict[Path, tuple[Condition, ...]] = field(default_factory=dict)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A space pickled before conditions existed (a searcher's saved state) has none.
+        self.__dict__.update(state)
+        self.__dict__.setdefault("conditions", {})
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -55,10 +74,12 @@ class SearchSpace:
         if not isinstance(d, Mapping):
             raise UserError("must be a mapping of parameter names to definitions", field=where)
         space = cls()
-        space._add(d, (), (where,))
+        whens: dict[Path, tuple[tuple[str, ...], Any]] = {}
+        space._add(d, (), (where,), whens)
+        space.conditions = cond.resolve(whens, space.params, space.constants)
         return space
 
-    def _add(self, d: Mapping[str, Any], prefix: Path, where: tuple[str, ...]) -> None:
+    def _add(self, d: Mapping[str, Any], prefix: Path, where: tuple[str, ...], whens) -> None:
         from_tune = _tune_domain_types()
         for key, value in d.items():
             if not isinstance(key, str) or not key:
@@ -72,6 +93,14 @@ class SearchSpace:
                 self.params[path] = CategoricalParam(tuple(values))
             elif isinstance(value, Mapping) and "type" in value:
                 self.params[path] = parse_param(here, value)
+                if "when" in value:
+                    whens[path] = (here, value["when"])
+            elif cond.conditional_constant(value):
+                raise UserError(
+                    "a condition applies to a searched parameter (give its type); a constant "
+                    "is always passed",
+                    field=(*here, "when"),
+                )
             elif isinstance(value, Mapping) and {"low", "high", "choices"} & set(value):
                 # Without `type` this would be a nested constant: surely a slip.
                 raise UserError(
@@ -80,7 +109,7 @@ class SearchSpace:
             elif isinstance(value, Mapping):
                 if not value:
                     self.constants[path] = {}
-                self._add(value, path, here)
+                self._add(value, path, here, whens)
             elif from_tune and isinstance(value, from_tune):
                 self.params[path] = from_tune_domain(here, value)
             else:
@@ -108,9 +137,127 @@ class SearchSpace:
             node[path[-1]] = value
         return out
 
+    # ----------------------------------------------------------------- conditions
+    @property
+    def conditional(self) -> bool:
+        """Whether some parameter applies only for some values of others (``when:``)."""
+        return bool(self.conditions)
+
+    @property
+    def order(self) -> list[Path]:
+        """The parameters, parents before their children (else as declared)."""
+        return list(self._order())
+
+    def _order(self) -> tuple[Path, ...]:
+        if not self.conditions:
+            return tuple(self.params)
+        stamp = (id(self.conditions), len(self.conditions), len(self.params))
+        cached = self.__dict__.get("_sorted")
+        if cached is None or cached[0] != stamp:  # sorted once per set of conditions
+            cached = (stamp, tuple(cond.order(self.params, self.conditions)))
+            self.__dict__["_sorted"] = cached
+        return cached[1]
+
+    def is_active(self, path: Path, values: Mapping[Path, Any]) -> bool:
+        """Whether ``path`` applies given the active values of its parents (path -> value)."""
+        return all(
+            c.parent in values and c.holds(values[c.parent]) for c in self.conditions.get(path, ())
+        )
+
+    def active_values(self, flat: Mapping[Path, Any]) -> dict[Path, Any]:
+        """The values of ``flat`` (path -> value) whose parameters are active, in the order of
+        ``params``; an absent parameter's children are inactive."""
+        if not self.conditions:
+            return {path: flat[path] for path in self.params if path in flat}
+        kept: dict[Path, Any] = {}
+        for path in self._order():
+            if path in flat and self.is_active(path, kept):
+                kept[path] = flat[path]
+        return {path: kept[path] for path in self.params if path in kept}
+
+    def active_flags(self, values: Sequence[Any]) -> tuple[bool, ...]:
+        """Which parameters apply, given a value for each (in the order of ``params``)."""
+        kept = self.active_values(dict(zip(self.params, values, strict=True)))
+        return tuple(path in kept for path in self.params)
+
+    def active(self, config: Mapping[str, Any]) -> list[Path]:
+        """The searched parameters that apply to ``config`` (nested, or flat with dotted
+        keys): those whose conditions hold on its values, in the order of ``params``."""
+        present = {}
+        for path in self.params:
+            try:
+                present[path] = _lookup(config, path)
+            except KeyError:
+                present[path] = cond.ABSENT
+        values: dict[Path, Any] = {}
+        for path in self._order():
+            if self.is_active(path, values):
+                values[path] = present[path]
+        return [path for path in self.params if path in values]
+
+    def active_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """``config`` (nested) without the searched parameters that do not apply to it."""
+        drop = set(self.params) - set(self.active(config))
+        return cond.without(config, drop) if drop else dict(config)
+
+    def walk(self, draw: Callable[[Path, Param], Any]) -> dict[Path, Any]:
+        """Values drawn one parameter at a time, parents first, for the active parameters
+        only (define-by-run): ``draw(path, param)`` returns the parameter's value."""
+        values: dict[Path, Any] = {}
+        for path in self._order():
+            if self.is_active(path, values):
+                values[path] = draw(path, self.params[path])
+        return {path: values[path] for path in self.params if path in values}
+
+    def active_mask(self, u: np.ndarray) -> np.ndarray:
+        """For unit points ``u`` (n x dims), which coordinates are active (n x dims)."""
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        mask = np.ones(u.shape, dtype=bool)
+        if not self.conditions:
+            return mask
+        column = {path: j for j, path in enumerate(self.params)}
+        for path in self._order():
+            j = column[path]
+            for c in self.conditions.get(path, ()):
+                holds = _holds(self.params[c.parent], c, u[:, column[c.parent]])
+                mask[:, j] &= mask[:, column[c.parent]] & holds
+        return mask
+
+    def canonical(self, u: np.ndarray) -> np.ndarray:
+        """Unit points with each inactive coordinate at ``IMPUTED`` (a copy; the points
+        themselves when nothing is conditional)."""
+        if not self.conditions:
+            return u
+        u = np.array(u, dtype=float)
+        return np.where(self.active_mask(u).reshape(u.shape), u, IMPUTED)
+
+    def key(self, config: Mapping[str, Any]) -> tuple:
+        """A hashable identity of ``config``'s active searched values (categoricals by the
+        index of their choice; None for an inactive parameter)."""
+        values = self.path_values(config)
+        return tuple(
+            p.to_library(values[path]) if path in values else None
+            for path, p in self.params.items()
+        )
+
+    def activating(self, path: Path) -> dict[Path, Any]:
+        """Values of ``path``'s parents (and theirs) under which it applies ({} if always)."""
+        return cond.activating(self.conditions, path) or {}
+
+    def flat(self) -> SearchSpace:
+        """The same parameters and constants without conditions (every parameter always)."""
+        return SearchSpace(dict(self.params), dict(self.constants))
+
+    def describe(self, path: Path) -> str:
+        """When ``path`` applies, in words (``optimizer is 'sgd' and layers in [2, 3]``)."""
+        return " and ".join(str(c) for c in self.conditions.get(path, ())) or "always"
+
+    # ----------------------------------------------------------------- conversions
     def to_tune(self, *, grid: bool = False) -> dict[str, Any]:
         """Ray Tune ``param_space``. With ``grid=True`` every parameter becomes a
-        ``tune.grid_search`` over its grid values (Ray's own grid search)."""
+        ``tune.grid_search`` over its grid values (Ray's own grid search). Tune domains cannot
+        say when a parameter applies: conditional parameters are domains like the others
+        (the ``random``/``grid`` searchers leave the inactive ones out of each trial)."""
         from ray import tune
 
         flat = {
@@ -125,12 +272,14 @@ class SearchSpace:
         return [library_name(p) for p in self.params]
 
     def to_optuna(self) -> dict[str, Any]:
-        """Optuna distributions keyed by library names (categoricals: the choice's index)."""
+        """Optuna distributions keyed by library names (categoricals: the choice's index);
+        every parameter, conditional ones included (a trial holds the active ones)."""
         return {library_name(path): p.to_optuna() for path, p in self.params.items()}
 
     def to_configspace(self, *, seed: int | None = None):
         """A ``ConfigSpace.ConfigurationSpace`` (for BOHB) keyed by library names
-        (categoricals: the choice's index)."""
+        (categoricals: the choice's index), with the conditions as ``EqualsCondition`` /
+        ``InCondition``, several of one parameter joined by ``AndConjunction``."""
         try:
             import ConfigSpace as CS
         except ImportError as e:
@@ -138,55 +287,85 @@ class SearchSpace:
                 "ConfigSpace is not installed: pip install -e '.[bohb]' in the checkout"
             ) from e
         cs = CS.ConfigurationSpace(seed=seed)
-        for path, p in self.params.items():
-            cs.add(p.to_configspace(library_name(path)))
+        hps = {path: p.to_configspace(library_name(path)) for path, p in self.params.items()}
+        cs.add(list(hps.values()))
+        for path, conds in self.conditions.items():
+            parts = []
+            for c in conds:
+                values = [self.params[c.parent].to_library(v) for v in c.values]
+                child, parent = hps[path], hps[c.parent]
+                if len(values) == 1:
+                    parts.append(CS.EqualsCondition(child, parent, values[0]))
+                else:
+                    parts.append(CS.InCondition(child, parent, values))
+            cs.add(parts[0] if len(parts) == 1 else CS.AndConjunction(*parts))
         return cs
 
     def to_library(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """A configuration (nested or dotted) as a library's flat parameters."""
+        """A configuration (nested or dotted) as a library's flat parameters (the active
+        ones)."""
         return {
-            library_name(path): p.to_library(_lookup(config, path))
-            for path, p in self.params.items()
+            library_name(path): self.params[path].to_library(value)
+            for path, value in self.path_values(config).items()
         }
 
     def from_library(self, flat: Mapping[str, Any]) -> dict[str, Any]:
-        """A library's flat parameters as a nested configuration (constants included)."""
-        return self.nest(
-            {path: p.from_library(flat[library_name(path)]) for path, p in self.params.items()}
-        )
+        """A library's flat parameters as a nested configuration (constants included); a
+        parameter that does not apply is left out, given or not."""
+        return self.nest(self.walk(lambda path, p: p.from_library(flat[library_name(path)])))
 
     def grid(self) -> list[dict[str, Any]]:
-        """Every combination of the parameters' grid values (cartesian product)."""
-        axes = [p.grid_values(("space", *k)) for k, p in self.params.items()]
-        keys = list(self.params)
-        return [
-            self.nest(dict(zip(keys, combo, strict=True))) for combo in itertools.product(*axes)
-        ]
+        """Every combination of the parameters' grid values (cartesian product); in a
+        conditional space every combination of the active parameters' values, once."""
+        combos: list[dict[Path, Any]] = [{}]
+        for path in self._order():
+            values = self.params[path].grid_values(("space", *path))
+            grown = []
+            for combo in combos:
+                if self.is_active(path, combo):
+                    grown += [{**combo, path: v} for v in values]
+                else:
+                    grown.append(combo)
+            combos = grown
+        return [self.nest({k: c[k] for k in self.params if k in c}) for c in combos]
 
     def from_unit(self, u: Sequence[float] | np.ndarray) -> dict[str, Any]:
-        """Map a point of [0, 1]^dims to a (nested) configuration."""
+        """Map a point of [0, 1]^dims to a (nested) configuration of the active parameters."""
         u = np.asarray(u, dtype=float).reshape(-1)
         if u.shape[0] != self.dims:
             raise ValueError(f"expected {self.dims} unit coordinates, got {u.shape[0]}")
-        flat = {path: p.from_unit(x) for (path, p), x in zip(self.params.items(), u, strict=True)}
-        return self.nest(flat)
+        if not self.conditions:
+            return self.nest(
+                {path: p.from_unit(x) for (path, p), x in zip(self.params.items(), u, strict=True)}
+            )
+        at = dict(zip(self.params, u, strict=True))
+        return self.nest(self.walk(lambda path, p: p.from_unit(at[path])))
 
     def to_unit(self, config: Mapping[str, Any]) -> np.ndarray:
-        """Map a (nested, or flat with dotted keys) configuration into [0, 1]^dims."""
-        out = np.empty(self.dims)
+        """Map a (nested, or flat with dotted keys) configuration into [0, 1]^dims; an
+        inactive parameter, given or not, is at ``IMPUTED``."""
+        out = np.full(self.dims, IMPUTED)
+        values = self.path_values(config)
         for i, (path, p) in enumerate(self.params.items()):
-            out[i] = p.to_unit(_lookup(config, path))
+            if path in values:
+                out[i] = p.to_unit(values[path])
         return np.clip(out, 0.0, 1.0)
 
     def problems(self, config: Mapping[str, Any]) -> list[str]:
         """What keeps ``config`` (nested, or flat with dotted keys) out of this space: a
-        searched parameter missing or with a value it cannot take, one line each."""
+        searched parameter missing or with a value it cannot take, or given where it does not
+        apply, one line each."""
         out = []
+        active = set(self.active(config))
         for path, p in self.params.items():
             try:
                 value = _lookup(config, path)
             except KeyError:
-                out.append(f"{_dotted(path)} missing")
+                if path in active:
+                    out.append(f"{_dotted(path)} missing")
+                continue
+            if path not in active:
+                out.append(f"{_dotted(path)} given where it does not apply ({self.describe(path)})")
                 continue
             why = p.problem(value)
             if why is not None:
@@ -194,13 +373,30 @@ class SearchSpace:
         return out
 
     def flat_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """The searched values of ``config`` keyed by dotted names (where a key holds a dot,
-        two parameters may share one: libraries use ``library_names``)."""
-        return {_dotted(path): _lookup(config, path) for path in self.params}
+        """The searched values of ``config`` keyed by dotted names, the active ones (where a
+        key holds a dot, two parameters may share one: libraries use ``library_names``)."""
+        return {_dotted(path): value for path, value in self.path_values(config).items()}
 
     def path_values(self, config: Mapping[str, Any]) -> dict[Path, Any]:
-        """The searched values of ``config`` keyed by their paths, in the order of params."""
-        return {path: _lookup(config, path) for path in self.params}
+        """The searched values of ``config`` keyed by their paths, in the order of params: the
+        active ones (a KeyError for one missing); an inactive one is left out, given or not."""
+        if not self.conditions:
+            return {path: _lookup(config, path) for path in self.params}
+        return self.walk(lambda path, p: _lookup(config, path))
+
+
+def _holds(p: Param, c: Condition, u: np.ndarray) -> np.ndarray:
+    """Whether ``c`` holds on the values of ``p`` at the unit coordinates ``u``."""
+    if isinstance(p, CategoricalParam):  # the choice's cell, as from_unit picks it
+        n = len(p.choices)
+        cells = np.minimum((np.clip(u, 0.0, 1.0) * n).astype(int), n - 1)
+        return np.array([c.holds(v) for v in p.choices])[cells]
+    if isinstance(p, IntParam) and not p.log and p.q is None:  # from_unit, vectorised
+        lo, hi = float(p.low), float(p.high + 1)
+        values = np.clip(np.floor(lo + np.clip(u, 0.0, 1.0) * (hi - lo)), p.low, p.high)
+        wanted = np.array([v for v in c.values if not isinstance(v, bool)], dtype=float)
+        return (values[:, None] == wanted[None, :]).any(1)
+    return np.fromiter((c.holds(p.from_unit(x)) for x in u), bool, len(u))
 
 
 def _lookup(config: Mapping[str, Any], path: Path) -> Any:

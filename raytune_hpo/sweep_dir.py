@@ -34,13 +34,16 @@ def apply_end(row: dict[str, Any], end: dict | None) -> None:
 
 def searched_values(searched, config: dict | None) -> dict[str, Any]:
     """The searched values of a trial's config, flat; none for a trial that never got its
-    config (one still pending when the sweep was interrupted)."""
+    config (one still pending when the sweep was interrupted). A parameter that does not
+    apply to the trial (a conditional space) is None: an empty cell, not the value its
+    config may hold for the trainable."""
     if not searched.params:
         return {}
     try:
-        return searched.flat_config(config or {})
+        active = searched.flat_config(config or {})
     except KeyError:
         return {}
+    return {name: active.get(name) for name in searched.names}
 
 
 def sort_table(df: pd.DataFrame, metric: Any, mode: Any, objectives: Any = None) -> pd.DataFrame:

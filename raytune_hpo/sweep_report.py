@@ -178,7 +178,8 @@ def importance(
         except (KeyError, ValueError, TypeError):
             continue
         params = {k: v.item() if hasattr(v, "item") else v for k, v in params.items()}
-        trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=v))
+        held = {k: dists[k] for k in params}  # a conditional space: the active ones
+        trials.append(optuna.trial.create_trial(params=params, distributions=held, value=v))
     if len(trials) < 3:
         return None, f"{len(trials)} trial(s) with a value: fANOVA needs at least 3"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -188,7 +189,11 @@ def importance(
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     scores = optuna.importance.get_param_importances(study, evaluator=evaluator)
     df = pd.DataFrame({"parameter": list(scores), "importance": list(scores.values())})
-    return df, f"fANOVA on {len(trials)} trials' values of {metric}"
+    note = f"fANOVA on {len(trials)} trials' values of {metric}"
+    left = [n for n in space.library_names if n not in scores]
+    if space.conditional and left:  # Optuna fits the parameters that every trial holds
+        note += f"; {', '.join(left)} apply to some trials only and are left out"
+    return df, note
 
 
 # ---------------------------------------------------------------------- pages
@@ -218,7 +223,7 @@ def _summary(rec: SweepRecord, table: pd.DataFrame, end: pd.Series) -> dict:
         best = ok.iloc[0] if len(ok) else None
         out[f"best {rec.metric}"] = float(best[rec.metric]) if best is not None else math.nan
         out["best configuration"] = json.dumps(
-            {config_name(k): _plain(v) for k, v in best.items() if config_name(k)}
+            {config_name(k): _plain(v) for k, v in best.items() if config_name(k) and _set(v)}
             if best is not None
             else {},
             default=str,
@@ -230,6 +235,11 @@ def _summary(rec: SweepRecord, table: pd.DataFrame, end: pd.Series) -> dict:
 
 def _plain(v):
     return v.item() if hasattr(v, "item") else v
+
+
+def _set(v) -> bool:
+    """A cell with a value (an empty one: the parameter did not apply to the trial)."""
+    return not (v is None or (isinstance(v, float) and math.isnan(v)))
 
 
 def _out(dirs: list[str], recs: list[SweepRecord], out: str | None) -> str:

@@ -2,8 +2,9 @@
 searchers (see ``searchers/README.md``), and that our own contract tests run on ours.
 
 Each check takes ``make(seed) -> Searcher``: a new searcher over :data:`MIXED` (or a space of
-your own with a matching ``objective``), metric ``loss``, mode ``min``. They raise
-``AssertionError`` saying what broke.
+your own with a matching ``objective``), metric ``loss``, mode ``min``; ``check_conditional``
+one over :data:`CONDITIONAL` (a space with ``when:``). They raise ``AssertionError`` saying
+what broke.
 """
 
 from __future__ import annotations
@@ -27,6 +28,22 @@ MIXED: dict[str, Any] = {
     "layers": {"type": "int", "low": 1, "high": 4},
     "act": {"type": "categorical", "choices": ["relu", ACT, 3]},
     "opt": {"inner": {"type": "float", "low": -1.0, "high": 1.0}, "const": "kept"},
+    "fixed": 7,
+}
+
+# A conditional space (``when:``): momentum only under SGD, beta1 under Adam or RMSprop, the
+# width of a third layer only with three layers.
+CONDITIONAL: dict[str, Any] = {
+    "optimizer": {"type": "categorical", "choices": ["adam", "sgd", "rmsprop"]},
+    "momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": "sgd"}},
+    "beta1": {
+        "type": "float",
+        "low": 0.8,
+        "high": 0.999,
+        "when": {"optimizer": ["adam", "rmsprop"]},
+    },
+    "layers": {"type": "int", "low": 1, "high": 3},
+    "width3": {"type": "int", "low": 8, "high": 128, "log": True, "when": {"layers": [3]}},
     "fixed": 7,
 }
 
@@ -123,6 +140,32 @@ def check_bad_results(make: Make) -> None:
     assert drive(s, 10, start=50), "no suggestion after bad results"
 
 
+def conditional_objective(cfg: dict[str, Any]) -> float:
+    """A loss over :data:`CONDITIONAL` that raises ``AssertionError`` on a configuration with
+    a parameter that does not apply, or without one that does."""
+    need = {"optimizer", "layers", "momentum" if cfg["optimizer"] == "sgd" else "beta1"}
+    need |= {"width3"} if cfg["layers"] == 3 else set()
+    got = set(cfg) & (set(CONDITIONAL) - {"fixed"})
+    assert got == need, f"{cfg}: holds {sorted(got)}, should hold {sorted(need)}"
+    assert cfg["fixed"] == 7, cfg
+    loss = cfg["layers"] / 10 + (cfg.get("momentum", 0.9) - 0.9) ** 2
+    return loss + (math.log(cfg["width3"]) - 3) ** 2 if "width3" in cfg else loss
+
+
+def check_conditional(make: Make, n: int = 24) -> None:
+    """8. Over :data:`CONDITIONAL` (``make(seed)`` builds the searcher over it), every
+    suggestion holds exactly the parameters that apply, inside their bounds, and the search
+    reaches every branch."""
+    from raytune_hpo.space import SearchSpace
+
+    space = SearchSpace.from_dict(CONDITIONAL)
+    cfgs = drive(make(0), n, f=conditional_objective)
+    assert len(cfgs) >= min(n, 12), f"only {len(cfgs)} suggestions"
+    problems = [p for c in cfgs for p in space.problems(c)]
+    assert not problems, problems[:3]
+    assert {c["optimizer"] for c in cfgs} == {"adam", "sgd", "rmsprop"}, "a branch never tried"
+
+
 def check_contract(make: Make) -> None:
     """Checks 1-4 of the contract (5, concurrency, needs a Tuner: see the project's tests)."""
     for check in (check_bounds_and_types, check_seeding, check_save_restore, check_bad_results):
@@ -131,12 +174,15 @@ def check_contract(make: Make) -> None:
 
 __all__ = [
     "ACT",
+    "CONDITIONAL",
     "MIXED",
     "check_bad_results",
     "check_bounds_and_types",
+    "check_conditional",
     "check_contract",
     "check_save_restore",
     "check_seeding",
+    "conditional_objective",
     "drive",
     "objective",
 ]

@@ -117,9 +117,12 @@ def space_changes(earlier: SearchSpace, now: SearchSpace) -> list[str]:
         out.append(f"{', '.join(only_here)} not in its space (its trials ran with the default)")
     if only_there := [n for n in there if n not in here]:
         out.append(f"{', '.join(only_there)} only in its space (left out)")
+    path_there = dict(zip(earlier.names, earlier.params, strict=True))
+    path_here = dict(zip(now.names, now.params, strict=True))
     for name in (n for n in here if n in there):
         a, b = _describe(there[name]), _describe(here[name])
-        for key in ("type", "low", "high", "log", "choices"):
+        a["when"], b["when"] = earlier.describe(path_there[name]), now.describe(path_here[name])
+        for key in ("type", "low", "high", "log", "choices", "when"):
             if a.get(key) != b.get(key):
                 out.append(f"space.{name}.{key} is {a.get(key)!r} there, {b.get(key)!r} here")
                 break
@@ -155,9 +158,14 @@ def _csv_rows(path: Path, earlier: SweepSpec, metric: str, where: str) -> list[d
     df = pd.read_csv(path / RESULTS_CSV)
     if metric not in df.columns:
         raise UserError(f"its {RESULTS_CSV} has no column {metric!r} (the metric)", field=where)
+    space = earlier.search_space
+    # An empty cell of a conditional parameter: it did not apply, the trial ran without it.
+    named = zip(space.params, space.names, strict=True)
+    sometimes = {n for path, n in named if path in space.conditions}
     rows = []
     for rec in df.to_dict("records"):
-        config = {n: rec.get(config_column(n), math.nan) for n in earlier.search_space.names}
+        config = {n: rec.get(config_column(n), math.nan) for n in space.names}
+        config = {n: v for n, v in config.items() if not (n in sometimes and _empty(v))}
         rows.append(
             {
                 "config": config,
@@ -200,6 +208,10 @@ def _ray_rows(path: Path, earlier: SweepSpec, metric: str, where: str) -> list[d
     return rows
 
 
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _coerce(p: Any, value: Any) -> Any:
     """A value read back (CSV, JSON) as the parameter's own type; None when it cannot be."""
     if isinstance(p, CategoricalParam):
@@ -217,9 +229,15 @@ def _coerce(p: Any, value: Any) -> Any:
 
 
 def _point(space: SearchSpace, row: dict[str, Any], defaults: dict[str, Any]):
-    """``(WarmPoint, None)``, or ``(None, why)`` when this space cannot take the trial."""
+    """``(WarmPoint, None)``, or ``(None, why)`` when this space cannot take the trial. A
+    parameter of a conditional space that does not apply to the trial's values is left out,
+    whatever it held (parents first)."""
     flat = {}
-    for path, name, p in zip(space.params, space.names, space.params.values(), strict=True):
+    names = dict(zip(space.params, space.names, strict=True))
+    for path in space.order:
+        if not space.is_active(path, flat):
+            continue
+        name, p = names[path], space.params[path]
         raw = row["config"].get(name, defaults.get(name))
         if raw is None:
             return None, f"without a value for {name}"
@@ -239,7 +257,8 @@ def _point(space: SearchSpace, row: dict[str, Any], defaults: dict[str, Any]):
         budget = float(budget) if budget is not None and float(budget) > 0 else None
     except (TypeError, ValueError):
         budget = None
-    return WarmPoint(space.nest(flat), value, error or value is None, budget), None
+    config = space.nest({path: flat[path] for path in space.params if path in flat})
+    return WarmPoint(config, value, error or value is None, budget), None
 
 
 def can_learn(factory: Any) -> bool:

@@ -49,22 +49,48 @@ def _variant_generator(
     space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None, max_concurrent=None
 ):
     """Ray's own ``BasicVariantGenerator`` (``random``, ``grid``); the space reaches it as the
-    Tuner's param_space.
+    Tuner's param_space. Over a conditional space, its trials leave out the parameters that
+    do not apply (``_variants.ConditionalVariants``).
 
     Args:
-        space, metric, mode: unused (the Tuner's param_space, metric and mode).
+        space: the sweep's SearchSpace (used only when it is conditional).
+        metric, mode: unused (the Tuner's param_space, metric and mode).
         seed: Ray's ``random_state``.
         points_to_evaluate: configurations suggested first.
         max_concurrent: trials at once (None: no limit); it limits its own concurrency, since
             Ray ignores the Tuner's max_concurrent_trials for it.
     """
+    return _generator(space, seed, points_to_evaluate, max_concurrent, grid=False)
+
+
+def _generator(space, seed, points_to_evaluate, max_concurrent, *, grid: bool):
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(
-        points_to_evaluate=points_to_evaluate,
-        random_state=seed,
-        max_concurrent=max_concurrent or 0,
-    )
+    from raytune_hpo.searchers._contract import as_space
+
+    options = {
+        "points_to_evaluate": points_to_evaluate,
+        "random_state": seed,
+        "max_concurrent": max_concurrent or 0,
+    }
+    space = as_space(space) if space is not None else None
+    if space is not None and space.conditional:
+        from raytune_hpo.searchers._variants import ConditionalVariants
+
+        return ConditionalVariants(space, grid=grid, **options)
+    return BasicVariantGenerator(**options)
+
+
+def _grid_generator(
+    space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None, max_concurrent=None
+):
+    """``grid``: Ray's ``BasicVariantGenerator`` over ``tune.grid_search`` domains; over a
+    conditional space every combination of the active parameters' values, once.
+
+    Args:
+        space, metric, mode, seed, points_to_evaluate, max_concurrent: as for ``random``.
+    """
+    return _generator(space, seed, points_to_evaluate, max_concurrent, grid=True)
 
 
 # Arguments the runner fills in; a factory that does not take one does not get it.
@@ -77,7 +103,7 @@ SEARCHERS: dict[str, Entry] = {
         _RESERVED,
     ),
     "grid": Entry(
-        _variant_generator,
+        _grid_generator,
         "every combination of the grid values, once (Ray's grid_search)",
         _RESERVED,
     ),
@@ -184,7 +210,26 @@ def create_searcher(
     entry = searcher_entry(name, base_dir=base_dir)
     if budget is not None and "budget" in entry.option_names():
         kw.setdefault("budget", budget)
+    _check_conditions(name, entry, kw.get("space"))
     return build("searcher", name, entry, **kw)
+
+
+def _check_conditions(name: str, entry: Entry, space: Any) -> None:
+    """A plug-in given Tune domains (no ``space`` parameter) cannot know when a parameter
+    applies: Tune domains have no conditions, so it would propose every parameter always."""
+    from raytune_hpo.plugin_guard import proposes_own_values
+
+    if name in SEARCHERS or space is None or entry.accepts("space"):
+        return
+    from raytune_hpo.searchers._contract import as_space
+
+    if as_space(space).conditional and not proposes_own_values(entry.factory):
+        raise UserError(
+            f"{name} takes Ray Tune domains, which cannot say when a parameter applies, and "
+            "this space has conditions (when:); give its constructor a `space` parameter (it "
+            "then gets the SearchSpace with its conditions) or drop the conditions",
+            field="name",
+        )
 
 
 def owns_space(name: str, *, base_dir: str | None = None) -> bool:

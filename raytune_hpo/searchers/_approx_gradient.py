@@ -19,6 +19,11 @@ sequential run one walk runs at a time. ``FINISHED`` only when nothing is left: 
 the grid down to its finest spacing evaluated (in practice explicit grids, categoricals or a
 small ``refine``), or ``max_restarts`` used up.
 
+Conditional spaces: a walk carries every coordinate of its centre. A neighbour that differs
+only in a dimension that does not apply is the centre itself (the same configuration, not
+evaluated again), so the slope there is 0 and the walk keeps that coordinate as it was until a
+move of a parent makes it apply; no two evaluations are equal on their active parameters.
+
 Changes from the earlier grid-only version: it used to end once the coarse grid was used up (25
 points of a 2-D problem with 5 levels) and always started at a random grid point; the options
 ``levels`` and ``max_restarts`` keep their meaning (``max_restarts``: walks after the first,
@@ -129,7 +134,11 @@ class ApproxGradientSearch(UnitCubeSearcher):
         self._starts = starts
 
     def _rebuild(self) -> None:
-        self._lattice = Lattice.build(list(self.space.params.values()), self._levels, self._depth)
+        space = self.space
+        active = space.active_flags if space.conditional else None
+        self._lattice = Lattice.build(
+            list(space.params.values()), self._levels, self._depth, active=active
+        )
 
     @property
     def grid_size(self) -> int:
@@ -137,8 +146,8 @@ class ApproxGradientSearch(UnitCubeSearcher):
         return self._lattice.coarse_size
 
     def _config_of(self, idx: Index) -> dict[str, Any]:
-        values = self._lattice.values(idx)
-        return self.space.nest(dict(zip(self.space.params, values, strict=True)))
+        flat = dict(zip(self.space.params, self._lattice.values(idx), strict=True))
+        return self.space.nest(self.space.active_values(flat))
 
     def _config_for(self, trial_id: str, u: np.ndarray) -> dict[str, Any]:
         return self._config_of(self._flight[trial_id][0])  # exact grid values, not decoded

@@ -146,7 +146,8 @@ class DesignSearcher(UnitCubeSearcher):
     """Base of the fixed designs (Latin hypercube, hypertiling): ``budget`` points made up
     front by ``_design_points(n)``, served in order, then ``FINISHED``. With m earlier results
     (warm start) the design has n + m points and each earlier point takes the place of the
-    design point nearest to it, so the n left fill the space around what was already run."""
+    design point nearest to it (over the coordinates active in both), so the n left fill the
+    space around what was already run."""
 
     _saved = ("_budget", "_design", "_next")
     _budget: int
@@ -163,8 +164,12 @@ class DesignSearcher(UnitCubeSearcher):
     def _placed_design(self) -> np.ndarray:
         earlier = self.prior[0]
         design = self._design_points(self._budget + len(earlier))
+        # Nearest by the active coordinates (SearchSpace.canonical): in a conditional space an
+        # earlier point replaces a design point equal to it where both apply.
+        placed = self.space.canonical(design)
         for u in earlier:  # each earlier point replaces the nearest design point
-            design = np.delete(design, np.argmin(((design - u) ** 2).sum(1)), axis=0)
+            i = np.argmin(((placed - self.space.canonical(u)) ** 2).sum(1))
+            design, placed = np.delete(design, i, axis=0), np.delete(placed, i, axis=0)
         return design
 
     def _propose(self, trial_id: str) -> np.ndarray | str:

@@ -18,6 +18,11 @@ fall in the unit cube (the vertex density is the window's volume), and ordered g
 farthest-point first, so that any prefix is spread out. ``FINISHED`` after the ``budget`` points;
 earlier results (warm start) take the place of their nearest vertices, as in the Latin
 hypercube. The state is the seed and the count: the points are rebuilt after ``set_state``.
+
+In a conditional space the vertices are those of the whole cube: where a parameter applies is
+a region of its parents' coordinates, and the tiling is as even inside such a region as in the
+cube. Distances (the farthest-point order, the warm start's nearest vertices) count the active
+coordinates only (``SearchSpace.canonical``), so the order spreads each subspace that occurs.
 """
 
 from __future__ import annotations
@@ -182,4 +187,7 @@ class HypertilingSearch(DesignSearcher):
         self._design = self._placed_design()
 
     def _design_points(self, n: int) -> np.ndarray:
-        return tiling_points(self.space.dims, n, np.random.default_rng(self._tiling_seed))
+        u = tiling_points(self.space.dims, n, np.random.default_rng(self._tiling_seed))
+        if self.space.conditional:
+            u = u[maximin_order(self.space.canonical(u))]
+        return u

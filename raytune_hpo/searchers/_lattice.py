@@ -9,13 +9,17 @@ categoricals use their choices. A point is an ``Index``, one integer per dimensi
 coarse cell, so the spacing can halve around a point up to ``depth`` times while the coarse
 levels keep their exact values (halving happens in the unit cube: log ranges stay log-spaced);
 on the other dimensions the index is the position in the coarse values.
+
+In a conditional space (``active``: which dimensions apply, given the values of a point) a
+point's identity, its ``key``, leaves out the dimensions that do not apply to it: points that
+differ only there are one configuration, evaluated once.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -51,9 +55,18 @@ class Lattice:
     fine: tuple[bool, ...]  # dimensions whose spacing may halve
     ints: tuple[bool, ...]  # fine dimensions whose fine points may round to one value
     depth: int
+    # Which dimensions apply, given a point's values (None: all, always).
+    active: Callable[[list[Any]], Sequence[bool]] | None = None
+    _keys: dict = field(default_factory=dict, repr=False)  # a conditional space's keys, once
 
     @classmethod
-    def build(cls, params: Sequence[Param], levels: int, depth: int) -> Lattice:
+    def build(
+        cls,
+        params: Sequence[Param],
+        levels: int,
+        depth: int,
+        active: Callable[[list[Any]], Sequence[bool]] | None = None,
+    ) -> Lattice:
         axes = tuple(tuple(axis_values(p, levels)) for p in params)
         units = tuple(
             np.array([p.to_unit(v) for v in ax]) for p, ax in zip(params, axes, strict=True)
@@ -67,7 +80,7 @@ class Lattice:
             f and (isinstance(p, IntParam) or p.q is not None)
             for p, f in zip(params, fine, strict=True)
         )
-        return cls(tuple(params), axes, units, fine, ints, depth)
+        return cls(tuple(params), axes, units, fine, ints, depth, active)
 
     @property
     def dims(self) -> int:
@@ -107,9 +120,19 @@ class Lattice:
         """The values of a point, in the order of the parameters."""
         return [self.value(j, k) for j, k in enumerate(idx)]
 
-    def key(self, idx: Index) -> Index:
-        """Identity of a configuration: two fine points that round to one integer are one."""
-        return tuple(self.value(j, k) if self.ints[j] else k for j, k in enumerate(idx))
+    def key(self, idx: Index) -> tuple:
+        """Identity of a configuration: two fine points that round to one integer are one,
+        and a dimension that does not apply to the point is left out (None)."""
+        if self.active is None:
+            return tuple(self.value(j, k) if self.ints[j] else k for j, k in enumerate(idx))
+        key = self._keys.get(idx)
+        if key is None:
+            values = self.values(idx)
+            on = self.active(values)
+            key = self._keys[idx] = tuple(
+                None if not on[j] else values[j] if self.ints[j] else k for j, k in enumerate(idx)
+            )
+        return key
 
     def snap(self, u: np.ndarray, depth: int) -> Index:
         """The point of the grid at refinement ``depth`` nearest the unit point ``u``."""

@@ -2,7 +2,12 @@
 space-filling designs of Rasmussen et al., "Beating grid- and random search with alternative
 methods" (Copenhagen): with a budget of n points every dimension has exactly one point in each
 of its n equal strata. With m earlier results (warm start) the design has n + m points and each
-earlier point takes the place of the design point nearest to it; the n left are suggested."""
+earlier point takes the place of the design point nearest to it; the n left are suggested.
+
+In a conditional space a parameter that applies to k of the n points has one point in each of
+its k strata among those k (its column is drawn again over them, parents first), so the design
+is a Latin hypercube of every subspace that occurs; distances (warm start) count the active
+coordinates only."""
 
 from __future__ import annotations
 
@@ -40,4 +45,20 @@ class LatinHypercubeSearch(DesignSearcher):
         self._budget = budget
 
     def _design_points(self, n: int) -> np.ndarray:
-        return qmc.LatinHypercube(self.space.dims, seed=self._rng).random(n)
+        design = qmc.LatinHypercube(self.space.dims, seed=self._rng).random(n)
+        if self.space.conditional:
+            stratify_active(self.space, design, self._rng)
+        return design
+
+
+def stratify_active(space, design: np.ndarray, rng: np.random.Generator) -> None:
+    """Give each conditional column, in place and parents first, one value in each of the k
+    equal strata of the k points where it applies."""
+    column = {path: j for j, path in enumerate(space.params)}
+    for path in space.order:
+        if path not in space.conditions:
+            continue
+        j = column[path]
+        rows = np.flatnonzero(space.active_mask(design)[:, j])
+        k = len(rows)
+        design[rows, j] = (rng.permutation(k) + rng.random(k)) / max(k, 1)

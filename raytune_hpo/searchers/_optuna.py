@@ -18,6 +18,12 @@ through ``add_evaluated_point`` (warm start) join the study the same way (``Stud
 ``error=True`` as ``FAIL``, ``pruned=True`` as ``PRUNED`` with its intermediate values (one per
 step from 0, the finite ones), the others as ``COMPLETE``.
 
+A conditional space is asked define-by-run: ``Study.ask()`` and then one ``suggest_*`` per
+parameter that applies, parents first, so a trial holds exactly the active parameters and the
+samplers see the real structure (TPE, multivariate, with ``group=True``: Optuna's
+decomposition of the space into the groups of parameters that occur together; GPSampler models
+the parameters every trial holds and draws the others independently, as Optuna does).
+
 ``storage`` (an RDB URL such as ``sqlite:///sweep.db``) keeps the study in a database, where
 ``optuna-dashboard sqlite:///sweep.db`` can watch it live; ``study_name`` names it (a sweep
 names it after its run). A study of that name that exists already is continued: its trials
@@ -27,13 +33,14 @@ inform the sampler too.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from ray.tune.search import Searcher
 
 from raytune_hpo.errors import UserError
 from raytune_hpo.searchers._library import LibraryAdapter
-from raytune_hpo.space import SearchSpace
+from raytune_hpo.space import SearchSpace, library_name
 
 DEFAULT_STUDY = "optuna"  # the study's name without study_name (Ray's OptunaSearch's too)
 
@@ -97,9 +104,25 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
 
     def suggest(self, trial_id: str) -> dict | None:
         self._ready()
-        trial = self._study.ask(self._distributions)
+        if self.space.conditional:  # define-by-run: the parameters that apply, parents first
+            trial = self._study.ask()
+            self.space.walk(lambda path, p: p.from_library(self._suggest(trial, path)))
+        else:
+            trial = self._study.ask(self._distributions)
         self._asked[trial_id] = trial.number
         return self._decoded(trial_id, trial.params)
+
+    def _suggest(self, trial: Any, path: tuple[str, ...]) -> Any:
+        """``trial``'s value of one parameter, through Optuna's ``suggest_*``."""
+        import optuna.distributions as od
+
+        name = library_name(path)
+        d = self._distributions[name]
+        if isinstance(d, od.CategoricalDistribution):
+            return trial.suggest_categorical(name, d.choices)
+        if isinstance(d, od.IntDistribution):
+            return trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
+        return trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         from optuna.trial import TrialState
@@ -138,11 +161,12 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
         else:
             state = TrialState.FAIL if told is None else TrialState.COMPLETE
         steps = {i: float(v) for i, v in enumerate(intermediate_values or []) if _finite(v)}
+        params = self.space.to_library(parameters)  # the active ones
         trial = optuna.trial.create_trial(
             state=state,
             value=told,
-            params=self.space.to_library(parameters),
-            distributions=self._distributions,
+            params=params,
+            distributions={name: self._distributions[name] for name in params},
             intermediate_values=steps or None,
         )
         self._study.add_trial(trial)
@@ -165,6 +189,13 @@ def _check_storage(storage: object, study_name: object) -> None:
         raise UserError(f"must be a non-empty string, got {study_name!r}", field="study_name")
     if study_name is not None and storage is None:
         raise UserError("names a study kept in a database; give storage too", field="study_name")
+
+
+def _conditional(space: Any) -> bool:
+    """Whether the constructor's space (a SearchSpace or its dict form) has conditions."""
+    from raytune_hpo.searchers._contract import as_space
+
+    return space is not None and as_space(space).conditional
 
 
 def _check_initial(n: object) -> None:
@@ -200,7 +231,8 @@ class GPSearch(_OptunaAdapter):
         import optuna
 
         _check_initial(n_initial_points)
-        sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_initial_points)
+        options = {"warn_independent_sampling": False} if _conditional(space) else {}
+        sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_initial_points, **options)
         super().__init__(space, metric, mode, sampler, points_to_evaluate, storage, study_name)
 
 
@@ -212,7 +244,8 @@ class TPESearch(_OptunaAdapter):
         seed: the sampler's seed.
         n_initial_points: random points before the model proposes (10).
         multivariate: one joint density over the parameters instead of one per parameter
-            (True; Falkner et al.'s multivariate TPE).
+            (True; Falkner et al.'s multivariate TPE; in a conditional space one per group of
+            parameters that occur together).
         storage: an RDB URL (``sqlite:///studies.db``) that keeps the study; None: in memory.
         study_name: the study's name in ``storage`` (an existing one is continued).
     """
@@ -233,9 +266,17 @@ class TPESearch(_OptunaAdapter):
         import optuna
 
         _check_initial(n_initial_points)
-        sampler = optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=n_initial_points, multivariate=bool(multivariate)
-        )
+        # A conditional space: Optuna's grouped multivariate TPE (an experimental argument of
+        # Optuna's, used on purpose: its warning is not the user's to act on).
+        group = bool(multivariate) and _conditional(space)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(
+                seed=seed,
+                n_startup_trials=n_initial_points,
+                multivariate=bool(multivariate),
+                group=group,
+            )
         super().__init__(space, metric, mode, sampler, points_to_evaluate, storage, study_name)
 
 

@@ -28,6 +28,16 @@ Departure from the paper: initial velocities are uniform in [-init_speed, init_s
 than 0. With v0 = 0 the first particle to finish is both its own and the swarm's best, so it
 would not move and would evaluate the same configuration again; ``init_speed=0`` restores the
 paper's setting.
+
+Conditional spaces: a particle carries every coordinate. An inactive one moves on with its
+velocity and towards the bests' coordinates like any other (the bests keep the coordinates they
+were evaluated at) and takes effect where the particle's parents make it active. A move that
+changes only inactive coordinates, or otherwise lands on a configuration already evaluated, is
+not spent as an evaluation: the particle takes that configuration's loss and moves again, and
+one that lands on a configuration being evaluated moves again without a loss; after 64 such
+moves in a row the particle waits (``FINISHED`` when no trial is running then: the swarm only
+revisits what it has evaluated). So no two evaluations of a conditional space are equal on
+their active parameters (a flat space keeps the algorithm above unchanged).
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from raytune_hpo.searchers._base import UnitCubeSearcher
 ATTRACTORS = ("personal", "current")
 TOPOLOGIES = ("global", "ring")
 INITS = ("random", "sobol", "lhs")
+_FREE_MOVES = 64  # moves onto known configurations in a row before a particle waits
 
 
 class PSOSearch(UnitCubeSearcher):
@@ -73,6 +84,9 @@ class PSOSearch(UnitCubeSearcher):
         *("_now_loss", "_now", "_gbest", "_gbest_loss", "_moves", "_stuck", "_idle"),
         *("_running", "reseeded"),
     )
+    # Conditional spaces: evaluated configurations (SearchSpace.key) -> loss, from the
+    # observations (earlier results included).
+    _derived = ("_seen",)
 
     def __init__(
         self,
@@ -120,6 +134,7 @@ class PSOSearch(UnitCubeSearcher):
         self._idle: list[int] = []  # particles whose position awaits evaluation
         self._running: dict[str, int] = {}  # trial id -> particle
         self.reseeded = 0
+        self._seen: dict[tuple, float] = {}
 
     def _setup(self) -> None:
         d, s = self.space.dims, self._S
@@ -138,6 +153,17 @@ class PSOSearch(UnitCubeSearcher):
         self._moves = np.zeros(s, dtype=int)
         self._stuck = np.zeros(s, dtype=int)
         self._idle = list(range(s))
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._seen = {}
+        if self.space.conditional:
+            for points, losses in (self.prior, self.observations):
+                for u, loss in zip(points, losses, strict=True):
+                    self._seen[self._key(u)] = float(loss)
+
+    def _key(self, u: np.ndarray) -> tuple:
+        return self.space.key(self.space.from_unit(u))
 
     @property
     def converged(self) -> bool:
@@ -150,9 +176,32 @@ class PSOSearch(UnitCubeSearcher):
             return Searcher.FINISHED
         if not self._idle:
             return None  # every particle is being evaluated: ask again later
+        if self.space.conditional:
+            fresh = next((i for i in list(self._idle) if self._unseen(i)), None)
+            if self.converged:
+                return Searcher.FINISHED
+            if fresh is None:
+                return None if self._running else Searcher.FINISHED
+            self._idle.remove(fresh)
+            self._running[trial_id] = fresh
+            return self._x[fresh].copy()
         i = self._idle.pop(0)
         self._running[trial_id] = i
         return self._x[i].copy()
+
+    def _unseen(self, i: int) -> bool:
+        """Move particle i past configurations evaluated (it takes their loss) or being
+        evaluated (no loss yet); False if it still sits on one after ``_FREE_MOVES``."""
+        flying = {self._key(u) for u in self._live_units.values()}
+        for _ in range(_FREE_MOVES):
+            key = self._key(self._x[i])
+            if key in self._seen:
+                self._land(i, self._x[i].copy(), self._seen[key])
+            elif key in flying:
+                self._move(i)
+            else:
+                return True
+        return False
 
     def _social(self, i: int) -> np.ndarray:
         if self._topology == "ring" and self._S > 2:
@@ -168,9 +217,16 @@ class PSOSearch(UnitCubeSearcher):
     def _observe(self, trial_id: str, u: np.ndarray, loss: float) -> None:
         if loss < self._gbest_loss:
             self._gbest, self._gbest_loss = u.copy(), loss
+        if self.space.conditional:
+            self._seen[self._key(u)] = loss
         i = self._running.pop(trial_id, None)
         if i is None:
             return  # a points_to_evaluate trial: it only informs the swarm's best
+        self._land(i, u, loss)
+        self._idle.append(i)
+
+    def _land(self, i: int, u: np.ndarray, loss: float) -> None:
+        """Particle i's position ``u`` has ``loss``: its bests, then its next move."""
         self._now[i], self._now_loss[i] = u, loss
         if loss < self._pbest_loss[i]:
             self._pbest[i], self._pbest_loss[i] = u, loss
@@ -182,7 +238,6 @@ class PSOSearch(UnitCubeSearcher):
             self._reseed(i)
         else:
             self._move(i)
-        self._idle.append(i)
 
     def _move(self, i: int) -> None:
         shape = self.space.dims if self._per_dim else 1

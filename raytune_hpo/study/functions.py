@@ -1,6 +1,7 @@
 """Built-in benchmark functions (minimised) that evaluate in microseconds, for searcher
 benchmarks and studies. Each has its box, its global minimum value, and a ``space()`` in the
 YAML form. Definitions follow Surjanovic & Bingham's Virtual Library of Simulation Experiments.
+``Branches`` is a conditional problem (``when:``) built from two of them.
 """
 
 from __future__ import annotations
@@ -154,6 +155,48 @@ def _scale_of(mf: MultiFidelity) -> float:
     if key not in _SCALES:
         _SCALES[key] = mf._scale()
     return _SCALES[key]
+
+
+@dataclass(frozen=True)
+class Branches:
+    """A conditional problem: ``branch`` selects which of two functions is evaluated, each
+    over parameters of its own. ``branin``: Branin over ``a0``, ``a1``, shifted so that its
+    minimum is ``offset`` (1.0). ``tang``: Styblinski-Tang over the first ``depth`` (1-3, an
+    int that applies under ``tang`` only) of ``b0``, ``b1``, ``b2``, per dimension and shifted
+    to minimum 0; ``b1`` applies when depth >= 2, ``b2`` when depth is 3 (a chain). The global
+    minimum is 0, under ``tang`` at any depth. ``space(flat=True)``: the same parameters all
+    always present (the function ignores the ones that do not apply)."""
+
+    name: str = "branches"
+    offset: float = 1.0
+    minimum: float = 0.0
+    max_budget = 1
+    dims = 7
+
+    def space(self, flat: bool = False) -> dict[str, Any]:
+        def when(**w: Any) -> dict[str, Any]:
+            return {} if flat else {"when": w}
+
+        b = {"type": "float", "low": -5.0, "high": 5.0}
+        return {
+            "branch": {"type": "categorical", "choices": ["branin", "tang"]},
+            "a0": {"type": "float", "low": -5.0, "high": 10.0, **when(branch="branin")},
+            "a1": {"type": "float", "low": 0.0, "high": 15.0, **when(branch="branin")},
+            "depth": {"type": "int", "low": 1, "high": 3, **when(branch="tang")},
+            "b0": {**b, **when(branch="tang")},
+            "b1": {**b, **when(depth=[2, 3])},
+            "b2": {**b, **when(depth=3)},
+        }
+
+    def __call__(self, config: dict[str, Any]) -> float:
+        if config["branch"] == "branin":
+            x = np.array([config["a0"], config["a1"]], dtype=float)
+            return _branin(x) - 0.397887 + self.offset
+        x = np.array([config[f"b{i}"] for i in range(config["depth"])], dtype=float)
+        return float(_styblinski_tang(x) / len(x) + 39.16616570377142)
+
+    def at(self, config: dict[str, Any], budget: float = 1, rng=None) -> float:
+        return self(config)
 
 
 FUNCTIONS = ("branin", "ackley", "styblinski_tang", "levy")

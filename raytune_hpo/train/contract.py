@@ -136,8 +136,11 @@ def check_space_against(
                     f"{bad} not allowed; allowed: {list(allowed)}",
                     field=("space", dotted, "choices"),
                 )
+        # A conditional parameter is checked as trials send it: with parents that make it apply.
+        parents = space.activating(path)
         for value in representatives(p):
-            _try(settings, fixed, space.nest({path: value}), f"space.{dotted}", _kind(p), value)
+            over = space.nest({**parents, path: value})
+            _try(settings, fixed, over, f"space.{dotted}", _kind(p), value)
     if space.constants:
         _try(settings, fixed, space.nest({}), "space", "constant", None)
 
