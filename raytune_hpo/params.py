@@ -287,17 +287,26 @@ def parse_param(where: tuple[str, ...], d: Mapping[str, Any]) -> Param:
     if grid is not None and (not isinstance(grid, Sequence) or isinstance(grid, str) or not grid):
         raise UserError("must be a non-empty list", field=(*where, "grid"))
     if kind == "categorical":
-        choices = d.get("choices")
-        if not isinstance(choices, Sequence) or isinstance(choices, str) or len(choices) == 0:
-            raise UserError("must be a non-empty list", field=(*where, "choices"))
-        extra = {"low", "high", "log"} & set(d)
-        if extra:
-            raise UserError(f"{sorted(extra)} do not apply to a categorical", field=where)
-        if grid is not None:
-            bad = [g for g in grid if g not in choices]
-            if bad:
-                raise UserError(f"{bad} are not among the choices", field=(*where, "grid"))
-        return CategoricalParam(tuple(choices), tuple(grid) if grid is not None else None)
+        return _parse_categorical(where, d, grid)
+    return _parse_range(where, kind, d, grid)
+
+
+def _parse_categorical(where: tuple[str, ...], d: Mapping[str, Any], grid) -> CategoricalParam:
+    choices = d.get("choices")
+    if not isinstance(choices, Sequence) or isinstance(choices, str) or len(choices) == 0:
+        raise UserError("must be a non-empty list", field=(*where, "choices"))
+    extra = {"low", "high", "log"} & set(d)
+    if extra:
+        raise UserError(f"{sorted(extra)} do not apply to a categorical", field=where)
+    if grid is not None:
+        bad = [g for g in grid if g not in choices]
+        if bad:
+            raise UserError(f"{bad} are not among the choices", field=(*where, "grid"))
+    return CategoricalParam(tuple(choices), tuple(grid) if grid is not None else None)
+
+
+def _parse_range(where: tuple[str, ...], kind: str, d: Mapping[str, Any], grid) -> Param:
+    """An int or float range: bounds, log, grid values inside it, multiples of q."""
     if "low" not in d or "high" not in d:
         raise UserError(f"a {kind} parameter needs `low` and `high`", field=where)
     if "choices" in d:
@@ -314,13 +323,12 @@ def parse_param(where: tuple[str, ...], d: Mapping[str, Any]) -> Param:
         if int(low) != low or int(high) != high:
             raise UserError(f"int bounds must be whole numbers, got {low}..{high}", field=where)
         low, high = int(low), int(high)
-    if grid is not None:
-        for g in grid:
-            _number(where, "grid", g)
-            if not low <= g <= high:
-                raise UserError(f"{g} lies outside [{low}, {high}]", field=(*where, "grid"))
-            if kind == "int" and int(g) != g:
-                raise UserError(f"{g} is not an integer", field=(*where, "grid"))
+    for g in grid or ():
+        _number(where, "grid", g)
+        if not low <= g <= high:
+            raise UserError(f"{g} lies outside [{low}, {high}]", field=(*where, "grid"))
+        if kind == "int" and int(g) != g:
+            raise UserError(f"{g} is not an integer", field=(*where, "grid"))
     q = d.get("q")
     if q is not None:
         _number(where, "q", q)

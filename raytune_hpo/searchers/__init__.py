@@ -73,12 +73,19 @@ def _generator(space, seed, points_to_evaluate, max_concurrent, *, grid: bool):
         "random_state": seed,
         "max_concurrent": max_concurrent or 0,
     }
-    space = as_space(space) if space is not None else None
+    # Ray's generator runs a sweep with nothing to search too (a user trainable without config)
+    space = as_space(space) if space is not None and _searches(space) else None
     if space is not None and space.conditional:
         from raytune_hpo.searchers._variants import ConditionalVariants
 
         return ConditionalVariants(space, grid=grid, **options)
     return BasicVariantGenerator(**options)
+
+
+def _searches(space: Any) -> bool:
+    from raytune_hpo.space import SearchSpace
+
+    return space.dims > 0 if isinstance(space, SearchSpace) else bool(space)
 
 
 def _grid_generator(
