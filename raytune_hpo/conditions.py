@@ -275,11 +275,26 @@ def without(config: Mapping[str, Any], drop: set[Path]) -> dict[str, Any]:
     return out
 
 
+def holds_at(p: Param, c: Condition, u: np.ndarray) -> np.ndarray:
+    """Whether ``c`` holds on the values of ``p`` at the unit coordinates ``u``."""
+    if isinstance(p, CategoricalParam):  # the choice's cell, as from_unit picks it
+        n = len(p.choices)
+        cells = np.minimum((np.clip(u, 0.0, 1.0) * n).astype(int), n - 1)
+        return np.array([c.holds(v) for v in p.choices])[cells]
+    if isinstance(p, IntParam) and not p.log and p.q is None:  # from_unit, vectorised
+        lo, hi = float(p.low), float(p.high + 1)
+        values = np.clip(np.floor(lo + np.clip(u, 0.0, 1.0) * (hi - lo)), p.low, p.high)
+        wanted = np.array([v for v in c.values if not isinstance(v, bool)], dtype=float)
+        return (values[:, None] == wanted[None, :]).any(1)
+    return np.fromiter((c.holds(p.from_unit(x)) for x in u), bool, len(u))
+
+
 __all__ = [
     "ABSENT",
     "Condition",
     "activating",
     "conditional_constant",
+    "holds_at",
     "order",
     "raw_when",
     "resolve",

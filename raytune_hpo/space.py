@@ -219,7 +219,7 @@ class SearchSpace:
         for path in self._order():
             j = column[path]
             for c in self.conditions.get(path, ()):
-                holds = _holds(self.params[c.parent], c, u[:, column[c.parent]])
+                holds = cond.holds_at(self.params[c.parent], c, u[:, column[c.parent]])
                 mask[:, j] &= mask[:, column[c.parent]] & holds
         return mask
 
@@ -383,20 +383,6 @@ class SearchSpace:
         if not self.conditions:
             return {path: _lookup(config, path) for path in self.params}
         return self.walk(lambda path, p: _lookup(config, path))
-
-
-def _holds(p: Param, c: Condition, u: np.ndarray) -> np.ndarray:
-    """Whether ``c`` holds on the values of ``p`` at the unit coordinates ``u``."""
-    if isinstance(p, CategoricalParam):  # the choice's cell, as from_unit picks it
-        n = len(p.choices)
-        cells = np.minimum((np.clip(u, 0.0, 1.0) * n).astype(int), n - 1)
-        return np.array([c.holds(v) for v in p.choices])[cells]
-    if isinstance(p, IntParam) and not p.log and p.q is None:  # from_unit, vectorised
-        lo, hi = float(p.low), float(p.high + 1)
-        values = np.clip(np.floor(lo + np.clip(u, 0.0, 1.0) * (hi - lo)), p.low, p.high)
-        wanted = np.array([v for v in c.values if not isinstance(v, bool)], dtype=float)
-        return (values[:, None] == wanted[None, :]).any(1)
-    return np.fromiter((c.holds(p.from_unit(x)) for x in u), bool, len(u))
 
 
 def _lookup(config: Mapping[str, Any], path: Path) -> Any:
