@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="benchmarks/results", help="directory for the JSON")
     ap.add_argument("--seed", type=int, default=0, help="seeds the interleaving order")
     args = ap.parse_args(argv)
+    load_before = os.getloadavg()  # 1, 5, 15-minute load averages
     order = random.Random(args.seed)
     results = []
     for n in (int(x) for x in args.trials.split(",")):
@@ -187,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     doc = {
         "benchmark": "overhead",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_before": load_before,  # other work on the machine when it started
+            "load_after": os.getloadavg(),
+        },
         "setup": "no-op user trainable reporting once, random searcher, 2 concurrent, reuse_actors",
         "results": results,
     }

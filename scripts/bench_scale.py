@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=10_000)
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
+    load_before = os.getloadavg()  # 1, 5, 15-minute load averages
     n = args.trials
     cli = [sys.executable, "-m", "raytune_hpo.cli"]
     rows: dict[str, dict] = {}
@@ -153,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "benchmark": "scale",
         "trials": n,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_before": load_before,  # other work on the machine when it started
+            "load_after": os.getloadavg(),
+        },
         "setup": "no-op user trainable, random searcher, 8 trials at once (cpu 0.25), local disk",
         "commands": rows,
         "searcher_states": state_costs(n),

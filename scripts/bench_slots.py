@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     doc = {
         "benchmark": "slots",
-        "machine": {"cpus": os.cpu_count()},
+        "machine": {"cpus": os.cpu_count(), "load_after": os.getloadavg()},
         "setup": "1 s sleeping user trainable, random searcher, one local Ray declaring as "
         "many CPUs as slots, trials of cpu 1, reuse_actors",
         "results": rows,
