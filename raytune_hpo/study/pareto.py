@@ -62,7 +62,8 @@ def pymoo_problem(function: str, dims: int):
 
 
 @functools.lru_cache(maxsize=64)
-def _front(function: str, dims: int) -> np.ndarray:
+def front(function: str, dims: int) -> np.ndarray:
+    """The Pareto front, ``FRONT_POINTS`` points of it (pymoo's)."""
     p = pymoo_problem(function, dims)
     if function == "dtlz2":
         from pymoo.util.ref_dirs import get_reference_directions
@@ -119,7 +120,7 @@ class ParetoProblem:
     @property
     def ideal(self) -> np.ndarray:
         """The best value of each objective on the Pareto front."""
-        return _front(self.function, self.dims).min(axis=0)
+        return front(self.function, self.dims).min(axis=0)
 
     @property
     def reference(self) -> np.ndarray:
@@ -135,7 +136,7 @@ class ParetoProblem:
     @property
     def optimum(self) -> float:
         """The hypervolume of the Pareto front in the box (the highest score there is)."""
-        return self.box.hypervolume(_front(self.function, self.dims))
+        return self.box.hypervolume(front(self.function, self.dims))
 
     def score(self, trials: pd.DataFrame) -> np.ndarray:
         """The hypervolume after each evaluation of one run (rows in evaluation order)."""
@@ -172,6 +173,7 @@ __all__ = [
     "SCORE",
     "ParetoProblem",
     "check_reference",
+    "front",
     "hypervolume_after_each",
     "pymoo_problem",
     "worst",
