@@ -200,6 +200,11 @@ class OptunaProposer:
         self._space = space
         self._distributions = space.to_optuna()
 
+    @property
+    def study(self):
+        """The Optuna study asked and told (one direction per objective)."""
+        return self._study
+
     def ask(self) -> tuple[int, dict]:
         trial = self._study.ask(self._distributions)
         return trial.number, self._space.from_library(trial.params)
