@@ -39,7 +39,7 @@ def _curves(
                     index=grid,
                 )
             half = 1.96 * curve["std"].fillna(0) / np.sqrt(curve["count"])
-            (line,) = ax.plot(curve.index, curve["mean"], label=method)
+            (line,) = ax.plot(curve.index, curve["mean"], label=method, color=colors.get(method))
             ax.fill_between(
                 curve.index,
                 curve["mean"] - half,
