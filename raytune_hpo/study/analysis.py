@@ -8,7 +8,8 @@ Input is the study's trial table (problem, method, rep, trial, value, budget, co
 - normalized loss (the RSA paper on random sequential addition, Latin hypercubes and
   hypertiling): in each repetition,
   a method's loss divided by the best loss any method reached in it (1 = the best). The loss is
-  the regret ``value - minimum`` where the minimum is known (test functions), ``1 - value``
+  the regret to the known optimum where there is one (``value - minimum`` on test functions,
+  ``maximum - value`` for a hypervolume, whose maximum is the Pareto front's), ``1 - value``
   for accuracies, the value itself otherwise.
 - ``pairwise``: paired tests across repetitions of each method against the best-ranked one:
   Wilcoxon signed-rank (Holm-corrected over the comparisons) and, for accuracies, the
@@ -55,24 +56,31 @@ def final_best(trials: pd.DataFrame, mode: str) -> pd.DataFrame:
     return (s * g).rename("best").reset_index()
 
 
-def _loss(best: pd.Series, minimum: float | None, metric: str) -> pd.Series:
-    if minimum is not None:
-        return (best - minimum).clip(lower=0)
+def _loss(best: pd.Series, optimum: float | None, metric: str, sign: int = 1) -> pd.Series:
+    if optimum is not None:
+        return (sign * (best - optimum)).clip(lower=0)
     if "accuracy" in metric:
         return 1 - best
     return best
 
 
 def summary(
-    trials: pd.DataFrame, mode: str, metric: str = "loss", minima: dict | None = None
+    trials: pd.DataFrame,
+    mode: str,
+    metric: str = "loss",
+    optima: dict | None = None,
+    *,
+    minima: dict | None = None,
 ) -> pd.DataFrame:
     """Per problem and method: n, mean, sd, ci_low, ci_high, median, norm_loss (mean over
-    repetitions, and its median), rank (mean over repetitions)."""
+    repetitions, and its median), rank (mean over repetitions). ``optima``: the known best
+    value per problem (the minimum under min, the maximum under max; ``minima`` is its older
+    name)."""
     s = _sign(mode)
     fb = final_best(trials, mode)
-    minima = minima or {}
+    optima = optima or minima or {}
     fb["loss"] = [
-        float(_loss(pd.Series([b]), minima.get(p), metric).iloc[0])
+        float(_loss(pd.Series([b]), optima.get(p), metric, s).iloc[0])
         for p, b in zip(fb["problem"], fb["best"], strict=True)
     ]
     per_rep_best = fb.groupby(["problem", "rep"])["loss"].transform("min")

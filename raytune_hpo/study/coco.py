@@ -12,9 +12,10 @@ Methods and Software, 2021); Tusar, Brockhoff and Hansen, "Mixed-integer benchma
 single- and bi-objective optimization" (GECCO 2019).
 
 The problem API is the test functions' (``space``, ``at``, ``minimum``, ``max_budget``) plus
-``objectives``: a bi-objective suite (``bbob-biobj``) would return a vector from ``at`` and be
-scored by the hypervolume of a run's points against the suite's reference, which needs a study
-that scores several objectives; until then ``bbob-biobj`` is refused with one line.
+``objectives``. Studies score several objectives on ``study.pareto``'s problems (a dict from
+``at``, the hypervolume of a run's points); ``bbob-biobj`` is still refused with one line: its
+objectives are unbounded over the box, so ``study.pareto``'s reference rule does not carry
+over, and COCO's own indicator (normalised by the ideal and nadir points) is not yet in.
 """
 
 from __future__ import annotations
@@ -203,7 +204,8 @@ def check_functions(suite: str, functions: Any) -> Any:
     suite, a list of them, or ``all``."""
     if suite in MULTI_OBJECTIVE:
         raise ValueError(
-            f"{suite} has two objectives and a study scores one; use bbob or bbob-mixint"
+            f"{suite} is not yet a study problem; several objectives: function zdt1, zdt2 or "
+            "dtlz2; COCO: bbob or bbob-mixint"
         )
     count = SUITES[suite]["functions"]
     numbers = [functions] if isinstance(functions, int) else functions

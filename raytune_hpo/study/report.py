@@ -13,7 +13,7 @@ import pandas as pd
 import raytune_hpo.storage as storage
 from raytune_hpo.names import config_name
 from raytune_hpo.plots import Section, colors, figure_grid, fmt, png, write_report
-from raytune_hpo.study import analysis, coco_report
+from raytune_hpo.study import analysis, coco_report, pareto_report
 from raytune_hpo.study.runner import load_study
 from raytune_hpo.study.spec import StudySpec
 
@@ -39,7 +39,7 @@ def _curves(
                     index=grid,
                 )
             half = 1.96 * curve["std"].fillna(0) / np.sqrt(curve["count"])
-            (line,) = ax.plot(curve.index, curve["mean"], label=method)
+            (line,) = ax.plot(curve.index, curve["mean"], label=method, color=colors.get(method))
             ax.fill_between(
                 curve.index,
                 curve["mean"] - half,
@@ -98,18 +98,21 @@ def build(study_dir: str | os.PathLike[str], out: str | None = None) -> dict[str
     if out is None:
         local = not storage.is_uri(study_dir)
         out = str(study_dir) if local else str(Path.cwd() / f"report-{storage.name(study_dir)}")
-    metric, mode = study.direction(study.problems[0])
-    minima = {q.label: r.minimum for q in study.problems if (r := study.recorded.get(q.label))}
-    minima = {k: v for k, v in minima.items() if v is not None}
+    metric, mode = study.direction(study.problems[0])  # one for all: compare refuses a mix
+    optima = {q.label: r.optimum for q in study.problems if (r := study.recorded.get(q.label))}
     if not study.recorded:  # a study written before compare recorded its problems
-        minima = {q.label: q.make().minimum for q in study.problems if q.function}
+        optima = {q.label: q.make().minimum for q in study.problems if q.function}
+    optima = {k: v for k, v in optima.items() if v is not None}
     problems = list(dict.fromkeys(trials["problem"]))
-    summ = analysis.summary(trials, mode, metric, minima)
+    summ = analysis.summary(trials, mode, metric, optima)
     pairs = analysis.pairwise(trials, mode, metric, n_eval=_n_eval(study))
     bsf = analysis.best_so_far(trials, mode)
     fb = analysis.final_best(trials, mode)
     c = colors([m.name for m in study.methods])
-    coco_sections, plots = coco_report.sections(study, trials, minima, c)
+    coco_sections, plots = coco_report.sections(study, trials, optima, c)
+    pareto_sections, pareto_plots = pareto_report.sections(study, trials, summ, c)
+    coco_sections += pareto_sections
+    plots |= pareto_plots
     others = [p for p in problems if p not in coco_report.coco_problems(study)]
     if others:  # COCO functions have their own curves (log10 regret), ranks and groups
         plots |= _plots(trials, bsf, fb, others, metric, c)

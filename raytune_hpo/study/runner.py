@@ -32,6 +32,7 @@ from raytune_hpo.names import BUDGET_ATTR, config_column
 from raytune_hpo.space import SearchSpace
 from raytune_hpo.spec import SweepSpec
 from raytune_hpo.study import samplers
+from raytune_hpo.study.pareto import SCORE
 from raytune_hpo.study.spec import STUDY_COPY, MethodSpec, ProblemSpec, Recorded, StudySpec
 from raytune_hpo.train.user import UserTrainable
 
@@ -41,12 +42,18 @@ TRIALS_CSV = "trials.csv"
 def check(study: StudySpec) -> StudySpec:
     """Build every problem and assemble every problem x method once: a problem or method that
     cannot run is a one-line SpecError naming it, before anything starts."""
-    for q in study.problems:
+    for i, q in enumerate(study.problems):
         if q.is_function:
             try:
-                q.make().space()  # a COCO problem imports cocoex here
-            except UserError as e:  # COCO without its extra
-                raise e.as_spec_error(study._source) from None
+                q.make().space()  # a COCO problem imports cocoex here, a ZDT one pymoo
+            except UserError as e:  # COCO or pymoo without its extra, a bad reference
+                if not q.several:
+                    raise e.as_spec_error(study._source) from None
+                field = ("problems", i, *e.field)
+                raise SpecError(e.message, field=field, source=study._source) from None
+        elif SweepSpec.from_yaml(q.sweep).objectives.several:
+            msg = "a study scores a sweep file with one objective (function problems: zdt1, ...)"
+            raise SpecError(msg, field=("problems", i, "sweep"), source=study._source)
     for q in study.problems:
         for i, m in enumerate(study.methods):
             try:
@@ -61,10 +68,17 @@ def check(study: StudySpec) -> StudySpec:
 
 
 def _check_method(study: StudySpec, problem: ProblemSpec, method: MethodSpec) -> None:
+    if problem.several and method.scheduler.name != "fifo":
+        msg = "a problem with several objectives has a single fidelity; allowed: fifo"
+        raise UserError(msg, field=("scheduler", "name"))
     if method.optuna is None:
-        plan_for(study, problem, method, 0)
+        plan_for(study, problem, method, 0)  # refuses a searcher that takes one objective
     elif not problem.is_function:
         raise UserError("an optuna method runs on function problems only", field="optuna")
+    elif problem.several and method.optuna not in samplers.SEVERAL_OBJECTIVES:
+        allowed = ", ".join(samplers.SEVERAL_OBJECTIVES)
+        msg = f"{method.optuna!r} takes one objective; allowed with several: {allowed}"
+        raise UserError(msg, field="optuna")
     else:
         samplers.make_sampler(method.optuna, method.options, seed=study.seed)
 
@@ -76,8 +90,9 @@ def plan_for(study: StudySpec, problem: ProblemSpec, method: MethodSpec, rep: in
     if problem.sweep:
         return assemble(sweep)
     fn = _function_trainable(problem, study.seed)
-    budget = problem.make().max_budget
-    contract = UserTrainable.from_object(fn, {"metrics": ["loss"]}, max_budget=budget)
+    made = problem.make()
+    metrics = list(made.objectives) if problem.several else ["loss"]
+    contract = UserTrainable.from_object(fn, {"metrics": metrics}, max_budget=made.max_budget)
     return assemble(sweep, trainable=contract)
 
 
@@ -97,11 +112,15 @@ def run_direct(
     rng = np.random.default_rng([study.seed, rep, 7])
     if method.optuna is not None:
         sampler = samplers.make_sampler(method.optuna, method.options, seed=study.seed + rep)
-        proposer = OptunaProposer(sampler, SearchSpace.from_dict(fn.space()))
+        modes = fn.modes if problem.several else ("min",)
+        proposer = OptunaProposer(sampler, SearchSpace.from_dict(fn.space()), modes)
     else:
         proposer = SearcherProposer(_direct_searcher(plan_for(study, problem, method, rep)))
     budget = fn.max_budget
-    return drive(proposer, lambda cfg: fn.at(cfg, budget, rng), study.budget, study.concurrency)
+    df = drive(proposer, lambda cfg: fn.at(cfg, budget, rng), study.budget, study.concurrency)
+    if problem.several and len(df):
+        df["value"] = fn.score(df)  # the hypervolume after each evaluation
+    return df
 
 
 def drive(proposer, evaluate, trials: int, concurrency: int) -> pd.DataFrame:
@@ -109,8 +128,10 @@ def drive(proposer, evaluate, trials: int, concurrency: int) -> pd.DataFrame:
     returns its result, then the next is asked for (the order a cluster of equal workers gives).
     ``proposer``: ``ask() -> (key, config) | None`` and ``tell(key, value)``; None is "nothing
     now" (Ray's meaning): the free slots wait for the next result, and with nothing out the run
-    is done. Column ``out``: the trials out when this one returned, itself included, so a
-    searcher that leaves slots idle (cheap here, slow on a cluster) shows it."""
+    is done. ``evaluate`` returns a number (column ``value``) or, with several objectives, a
+    dict of them by name (a column each; ``value`` is left for the score). Column ``out``: the
+    trials out when this one returned, itself included, so a searcher that leaves slots idle
+    (cheap here, slow on a cluster) shows it."""
     live: deque[tuple[Any, dict]] = deque()
     rows: list[dict[str, Any]] = []
     asked = 0
@@ -127,8 +148,10 @@ def drive(proposer, evaluate, trials: int, concurrency: int) -> pd.DataFrame:
         key, cfg = live.popleft()
         value = evaluate(cfg)
         proposer.tell(key, value)
-        row = {"trial": len(rows), "value": value, "budget": proposer.budget, "out": out}
-        rows.append({**row, **_flat(cfg)})
+        values = value if isinstance(value, dict) else {}
+        score = math.nan if values else value
+        row = {"trial": len(rows), "value": score, "budget": proposer.budget, "out": out}
+        rows.append({**row, **values, **_flat(cfg)})
     return pd.DataFrame(rows)
 
 
@@ -151,34 +174,50 @@ class SearcherProposer:
         self._asked += 1
         return tid, cfg
 
-    def tell(self, key: str, value: float) -> None:
-        self._searcher.on_trial_complete(key, {"loss": value, BUDGET_ATTR: self.budget})
+    def tell(self, key: str, value: float | dict[str, float]) -> None:
+        self._searcher.on_trial_complete(key, searcher_result(value, self.budget))
+
+
+def searcher_result(value: float | dict[str, float], budget: int) -> dict[str, Any]:
+    """The result a searcher is told (``on_trial_complete``), as Ray Tune would give it: the
+    reported metrics, ``loss`` for a single objective or each objective by name, and the budget.
+    The one place a study tells our searchers their results."""
+    metrics = value if isinstance(value, dict) else {"loss": value}
+    return {**metrics, BUDGET_ATTR: budget}
 
 
 class OptunaProposer:
-    """An Optuna sampler through a study's ``ask``/``tell`` over the problem's distributions."""
+    """An Optuna sampler through a study's ``ask``/``tell`` over the problem's distributions,
+    with one direction per objective (``modes``; several: Optuna's multi-objective study)."""
 
     budget = 1
 
-    def __init__(self, sampler, space: SearchSpace) -> None:
+    def __init__(self, sampler, space: SearchSpace, modes: tuple[str, ...] = ("min",)) -> None:
         import optuna
 
-        self._study = optuna.create_study(sampler=sampler, direction="minimize")
+        directions = ["minimize" if m == "min" else "maximize" for m in modes]
+        self._study = optuna.create_study(sampler=sampler, directions=directions)
         self._space = space
         self._distributions = space.to_optuna()
+
+    @property
+    def study(self):
+        """The Optuna study asked and told (one direction per objective)."""
+        return self._study
 
     def ask(self) -> tuple[int, dict]:
         trial = self._study.ask(self._distributions)
         return trial.number, self._space.from_library(trial.params)
 
-    def tell(self, key: int, value: float) -> None:
-        self._study.tell(key, value)
+    def tell(self, key: int, value: float | dict[str, float]) -> None:
+        self._study.tell(key, list(value.values()) if isinstance(value, dict) else value)
 
 
 def _direct_searcher(plan: Plan):
     if plan.owns_space:
         s = plan.searcher()
-        s.set_search_properties(plan.metric, plan.mode, {})
+        objective = plan.searcher_objective()  # what Plan.searcher gave it (lists, later)
+        s.set_search_properties(objective["metric"], objective["mode"], {})
         return s
     return _RaySampler(plan.spec)
 
@@ -262,7 +301,8 @@ def _function_trainable(problem: ProblemSpec, seed: int):
         budget = fn.max_budget
         for b in range(1, budget + 1):
             value = fn.at(config, b, rng)
-            tune.report({"loss": value, "epoch": b, "wall": time.time()})
+            metrics = value if isinstance(value, dict) else {"loss": value}
+            tune.report({**metrics, "epoch": b, "wall": time.time()})
 
     return function_trial
 
@@ -322,6 +362,16 @@ def compare(study: StudySpec, out: str | os.PathLike[str], *, log=print) -> pd.D
 
 def record(problem: ProblemSpec) -> Recorded:
     """Metric, mode, validation size and optimum of a problem, once, when compare starts."""
+    if problem.several:
+        fn = problem.make()
+        return Recorded(
+            metric=SCORE,
+            mode="max",
+            objectives=list(fn.objectives),
+            ideal=fn.ideal.tolist(),
+            reference=fn.reference.tolist(),
+            maximum=fn.optimum,
+        )
     if problem.is_function:
         return Recorded(metric="loss", mode="min", minimum=problem.make().minimum)
     sweep = SweepSpec.from_yaml(problem.sweep)
@@ -375,4 +425,5 @@ __all__ = [
     "record",
     "run_direct",
     "run_tune",
+    "searcher_result",
 ]

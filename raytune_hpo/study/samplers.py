@@ -20,6 +20,8 @@ SAMPLERS: dict[str, tuple[str, str]] = {
     "nsga2": ("NSGAIISampler", "NSGA-II genetic algorithm"),
     "random": ("RandomSampler", "independent uniform sampling"),
 }
+# Samplers that take several objectives (Optuna's multi-objective study: a direction each).
+SEVERAL_OBJECTIVES = ("tpe", "gp", "nsga2", "random")
 _RESERVED = ("seed",)
 _EXTRA = 'the bench extra: pip install -e ".[bench]"'
 _NEEDS = {"cmaes": "cmaes"}  # sampler -> the module Optuna imports for it when it first samples
@@ -94,4 +96,11 @@ def make_sampler(name: str, options: dict[str, Any], seed: int):
         raise UserError(f"sampler {name!r} refused its options: {text}", field="options") from None
 
 
-__all__ = ["SAMPLERS", "check_options", "make_sampler", "option_types", "sampler_class"]
+__all__ = [
+    "SAMPLERS",
+    "SEVERAL_OBJECTIVES",
+    "check_options",
+    "make_sampler",
+    "option_types",
+    "sampler_class",
+]

@@ -29,6 +29,7 @@ from raytune_hpo.spec import (
 )
 from raytune_hpo.study import coco
 from raytune_hpo.study.functions import FUNCTIONS, make_problem
+from raytune_hpo.study.pareto import PARETO_FUNCTIONS, SCORE, ParetoProblem
 from raytune_hpo.study.samplers import SAMPLERS
 
 STUDY_COPY = "study.yaml"
@@ -38,9 +39,10 @@ Functions = int | list[int] | Literal["all"]
 
 
 class ProblemSpec(Strict):
-    """One problem: a built-in test function, COCO functions (``{bbob: [1, 8], dims: 5,
-    instance: 1}``, several numbers or ``all``: one problem each, see ``StudySpec``), or a
-    trainable sweep file."""
+    """One problem: a built-in test function, a bi-objective one (``{function: zdt1, dims: 5}``,
+    scored by hypervolume, ``study.pareto``; ``reference``: its reference point), COCO functions
+    (``{bbob: [1, 8], dims: 5, instance: 1}``, several numbers or ``all``: one problem each, see
+    ``StudySpec``), or a trainable sweep file."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -49,7 +51,9 @@ class ProblemSpec(Strict):
         validate_by_alias=True,
         serialize_by_alias=True,
     )
-    function: Literal["branin", "ackley", "styblinski_tang", "levy"] | None = None
+    function: (
+        Literal["branin", "ackley", "styblinski_tang", "levy", "zdt1", "zdt2", "dtlz2"] | None
+    ) = None
     bbob: Functions | None = None
     bbob_mixint: Functions | None = Field(default=None, alias="bbob-mixint")
     bbob_biobj: Functions | None = Field(default=None, alias="bbob-biobj")
@@ -57,6 +61,7 @@ class ProblemSpec(Strict):
     instance: int | None = Field(default=None, ge=1)  # COCO's instance (default 1)
     max_budget: int | None = Field(default=None, ge=1)  # multi-fidelity view with this budget
     sweep: str | None = None  # a trainable sweep file instead (relative to the study file)
+    reference: list[float] | None = None  # a bi-objective function's reference point
 
     @field_validator("bbob", "bbob_mixint", "bbob_biobj", mode="before")
     @classmethod
@@ -67,6 +72,8 @@ class ProblemSpec(Strict):
     @classmethod
     def _coco_dims(cls, dims: int | None, info: ValidationInfo) -> int | None:
         suite = _suite_in(info)
+        if _several(info) and (dims is None or dims < 2):
+            raise ValueError(f"{info.data['function']} needs dims >= 2 (the decision variables)")
         return coco.check_dims(suite, dims) if suite else dims
 
     @field_validator("instance", "max_budget")
@@ -77,7 +84,26 @@ class ProblemSpec(Strict):
             raise ValueError("only COCO problems (bbob, bbob-mixint) have instances")
         if value is not None and info.field_name == "max_budget" and suite:
             raise ValueError(f"{suite} problems have a single fidelity")
+        if value is not None and info.field_name == "max_budget" and _several(info):
+            raise ValueError(f"{info.data['function']} has a single fidelity")
         return value
+
+    @field_validator("reference")
+    @classmethod
+    def _reference(cls, value: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        if value is None:
+            return value
+        if not _several(info):
+            raise ValueError(f"only for {', '.join(PARETO_FUNCTIONS)} (several objectives)")
+        count = len(ParetoProblem.objectives)
+        if len(value) != count:
+            raise ValueError(f"needs {count} values (one per objective), got {len(value)}")
+        return value
+
+    @property
+    def several(self) -> bool:
+        """Several objectives: the run is scored by the hypervolume of its evaluations."""
+        return self.function in PARETO_FUNCTIONS
 
     @property
     def coco(self) -> tuple[str, Functions] | None:
@@ -102,6 +128,8 @@ class ProblemSpec(Strict):
             if len(numbers) == 1:
                 return coco.problem_id(suite, numbers[0], self.dims, self.instance or 1)
             return f"{suite}-{len(numbers)}f-{self.dims}d-i{self.instance or 1}"
+        if self.several:
+            return f"{self.function}-{self.dims}d"
         dims = f"{self.dims}d" if self.dims else ""
         mf = f"-mf{self.max_budget}" if self.max_budget else ""
         return f"{self.function}{dims}{mf}"
@@ -113,6 +141,9 @@ class ProblemSpec(Strict):
             if len(numbers) != 1:
                 raise ValueError(f"{self.label} is {len(numbers)} problems: expand() it first")
             return coco.CocoProblem(suite, numbers[0], self.dims, self.instance or 1)
+        if self.several:
+            ref = None if self.reference is None else tuple(self.reference)
+            return ParetoProblem(self.function, self.dims or 0, ref)
         return make_problem(self.function, self.dims, self.max_budget) if self.function else None
 
     def expand(self) -> list[ProblemSpec]:
@@ -128,11 +159,16 @@ class ProblemSpec(Strict):
         kinds = [k for k in ("function", *_SUITE, "sweep") if getattr(self, k) is not None]
         if len(kinds) != 1:
             names = ", ".join(_SUITE.values())
-            raise ValueError(f"give one of function ({', '.join(FUNCTIONS)}), {names} or sweep")
+            functions = ", ".join((*FUNCTIONS, *PARETO_FUNCTIONS))
+            raise ValueError(f"give one of function ({functions}), {names} or sweep")
         return self
 
 
 _SUITE = {"bbob": "bbob", "bbob_mixint": "bbob-mixint", "bbob_biobj": "bbob-biobj"}
+
+
+def _several(info: ValidationInfo) -> bool:
+    return info.data.get("function") in PARETO_FUNCTIONS
 
 
 def _suite_in(info: ValidationInfo) -> str | None:
@@ -176,6 +212,17 @@ class Recorded(Strict):
     mode: Literal["min", "max"]
     val_size: int | None = None  # validation images per run (accuracy z-test)
     minimum: float | None = None  # the known optimum of a test function
+    # Several objectives (metric: hypervolume, mode: max): the objectives, each minimised, the
+    # box the hypervolume is measured in, and the Pareto front's hypervolume there.
+    objectives: list[str] | None = None
+    ideal: list[float] | None = None
+    reference: list[float] | None = None
+    maximum: float | None = None
+
+    @property
+    def optimum(self) -> float | None:
+        """The best score there is: the minimum under min, the maximum under max."""
+        return self.minimum if self.mode == "min" else self.maximum
 
 
 class StudySpec(Strict):
@@ -232,6 +279,9 @@ class StudySpec(Strict):
         names = [m.name for m in spec.methods]
         if len(set(names)) != len(names):
             raise SpecError(f"names must be unique, got {names}", field="methods", source=source)
+        if len({q.several for q in spec.problems}) > 1:
+            msg = "give problems with one objective or problems with several, not both"
+            raise SpecError(msg, field="problems", source=source)
         labels = [q.label for q in spec.problems]
         if len(set(labels)) != len(labels):
             raise SpecError(f"each must differ, got {labels}", field="problems", source=source)
@@ -250,7 +300,12 @@ class StudySpec(Strict):
         }
         if problem.sweep:
             return SweepSpec.from_yaml(problem.sweep).with_fields(**fields)
-        data = {**fields, "space": problem.make().space(), "metric": "loss", "mode": "min"}
+        fn = problem.make()
+        if problem.several:
+            data = {**fields, "space": fn.space(), "metric": list(fn.objectives)}
+            data["mode"] = list(fn.modes)
+        else:
+            data = {**fields, "space": fn.space(), "metric": "loss", "mode": "min"}
         return SweepSpec.from_dict(data, source=f"methods {method.name}")
 
     def direction(self, problem: ProblemSpec) -> tuple[str, str]:
@@ -258,6 +313,8 @@ class StudySpec(Strict):
         rec = self.recorded.get(problem.label)
         if rec is not None:
             return rec.metric, rec.mode
+        if problem.several:
+            return SCORE, "max"
         if problem.is_function:
             return "loss", "min"
         s = SweepSpec.from_yaml(problem.sweep)
