@@ -42,7 +42,7 @@ from raytune_hpo.spec import SweepSpec
 class WarmPoint:
     """One earlier trial: its configuration (nested, as the searcher suggests them), its value
     of the metric (the first objective; None when it failed or has none), the epochs it
-    trained, and its value of every objective and constrained metric (NaN where missing)."""
+    trained, and its value of every objective and constrained metric it has (a number)."""
 
     config: dict[str, Any]
     value: float | None
@@ -272,6 +272,7 @@ def _point(space: SearchSpace, row: dict[str, Any], defaults: dict[str, Any]):
         budget = None
     config = space.nest({path: flat[path] for path in space.params if path in flat})
     values = {m: _float(v) for m, v in (row.get("values") or {}).items()}
+    values = {m: v for m, v in values.items() if not math.isnan(v)}  # missing: left out
     return WarmPoint(config, value, error or value is None, budget, values or None), None
 
 
@@ -309,7 +310,7 @@ def tell(searcher: Any, points: tuple[WarmPoint, ...]) -> None:
     for p in points:
         kw: dict[str, Any] = {"budget": p.budget} if "budget" in takes and p.budget else {}
         if "result" in takes and p.values:
-            kw["result"] = {m: v for m, v in p.values.items() if not math.isnan(v)}
+            kw["result"] = dict(p.values)
         searcher.add_evaluated_point(p.config, p.value, error=p.error, **kw)
 
 
