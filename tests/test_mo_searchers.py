@@ -300,6 +300,7 @@ def train(config):
 @pytest.mark.integration
 @pytest.mark.parametrize("name", ["tpe", "pso"])
 def test_a_real_sweep_under_asha_tells_the_searcher_both_objectives(ray_session, tmp_path, name):
+    from raytune_hpo.extend import extend
     from raytune_hpo.run import run_sweep
 
     (tmp_path / "two.py").write_text(TRAIN)
@@ -328,6 +329,15 @@ def test_a_real_sweep_under_asha_tells_the_searcher_both_objectives(ray_session,
     result = run_sweep(spec)
     table = result.table
     assert len(table) == 8 and (table["status"] == "OK").all()
+    check_told(name, result, searcher)
+    grown = extend(result.path, num_samples=2)  # the searcher restored, objectives and all
+    assert len(grown.table) == 10 and grown.table["trial_id"].is_unique
+    check_told(name, grown, searcher)
+
+
+def check_told(name: str, result, searcher: dict) -> None:
+    """The searcher was told both objectives of every trial of ``result``."""
+    table = result.table
     told = {(round(a, 9), round(c, 9)) for a, c in zip(table["acc"], table["cost"], strict=True)}
     if name == "tpe":  # the study in the database: both objectives, named for the dashboard
         study = optuna.load_study(study_name=Path(result.path).name, storage=searcher["storage"])
@@ -337,7 +347,8 @@ def test_a_real_sweep_under_asha_tells_the_searcher_both_objectives(ray_session,
         return
     state = sorted(Path(result.path).glob("searcher-state-*.pkl"))[-1]
     attrs = pickle.loads(state.read_bytes())["state"]
-    assert len(attrs["_rows"]["observed"]) == 8  # every trial, as a row of both objectives
+    assert len(attrs["_rows"]["observed"]) == len(table)  # every trial, as a row of both
     losses = np.array([[-a, c] for a, c in told])
     assert np.allclose(attrs["_scal"].low, losses.min(axis=0))
     assert np.allclose(attrs["_scal"].high, losses.max(axis=0))
+    assert attrs["_weights"].shape == (8, 2)  # the particles' weights, kept
