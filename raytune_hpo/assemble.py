@@ -179,20 +179,30 @@ def check_population(plan: Plan) -> None:
 
 def check_objectives(plan: Plan) -> None:
     """Several objectives or constraints: only the searchers and schedulers that take them
-    (``raytune_hpo.objectives``: one set of names each, widened as searchers learn them)."""
-    from raytune_hpo.objectives import MULTI_OBJECTIVE_SCHEDULERS, MULTI_OBJECTIVE_SEARCHERS
+    (``raytune_hpo.objectives``: one set of names each; a plug-in searcher declares it with
+    ``supports_multi_objective = True``), and a warm start only to a searcher that is told
+    every objective of an earlier trial (``add_evaluated_point`` taking ``result``)."""
+    from raytune_hpo.objectives import MULTI_OBJECTIVE_SCHEDULERS
     from raytune_hpo.schedulers import SCHEDULERS
-    from raytune_hpo.searchers import SEARCHERS
+    from raytune_hpo.searchers import SEARCHERS, searcher_entry, takes_objectives
 
     objectives = plan.objectives
     if not objectives.ranked:
         return
     why = "several objectives" if objectives.several else "constraints"
-    if plan.searcher_name not in MULTI_OBJECTIVE_SEARCHERS:
-        allowed = [n for n in SEARCHERS if n in MULTI_OBJECTIVE_SEARCHERS]
+    name = plan.searcher_name
+    entry = searcher_entry(name, base_dir=plan.spec.base_dir)
+    if not takes_objectives(name, entry):
+        allowed = [n for n in SEARCHERS if takes_objectives(n, SEARCHERS[n])]
+        also = "or a plug-in that declares supports_multi_objective = True"
+        said = (
+            f"{name!r} learns from one metric and cannot take {why}"
+            if name in SEARCHERS
+            else f"plug-in {name!r} does not declare that it takes {why} (class attribute "
+            "supports_multi_objective = True)"
+        )
         raise UserError(
-            f"{plan.searcher_name!r} learns from one metric and cannot take {why} yet; "
-            f"allowed with {why}: {', '.join(allowed)}",
+            f"{said}; allowed with {why}: {', '.join(allowed)}, {also}",
             field=("searcher", "name"),
         )
     if plan.scheduler_name not in MULTI_OBJECTIVE_SCHEDULERS:
@@ -202,10 +212,11 @@ def check_objectives(plan: Plan) -> None:
             f"allowed with {why}: {', '.join(allowed)}",
             field=("scheduler", "name"),
         )
-    if objectives.several and plan.spec.warm_start:
+    if plan.spec.warm_start and not warm_start.tells_every_objective(entry.factory):
         raise UserError(
-            "earlier results are told to a searcher as one value; not yet with several "
-            "objectives (leave warm_start out)",
+            f"searcher {name} would be told earlier results as one value (its "
+            "add_evaluated_point takes no result=, the trial's reported metrics); leave "
+            "warm_start out",
             field="warm_start",
         )
 

@@ -43,13 +43,17 @@ class Plan:
         """The sweep's objectives and constraints (``raytune_hpo.objectives.Objectives``)."""
         return self.spec.objectives
 
-    def searcher_objective(self) -> dict[str, str]:
-        """The metric and mode the searcher is given: the sweep's one, or with several
-        objectives the first (the searchers allowed then, ``MULTI_OBJECTIVE_SEARCHERS``, learn
-        nothing from results; Ray's bookkeeping wants a name). The one place a searcher that
-        learns several objectives will get them (lists, or a scalarisation)."""
+    def searcher_objective(self) -> dict[str, Any]:
+        """What the searcher is told to optimise: the sweep's metric and mode; with several
+        objectives or constraints the first objective's (Ray's bookkeeping wants one name) and
+        ``objectives``, the sweep's ``Objectives``, which the searchers that learn them take
+        (``MULTI_OBJECTIVE_SEARCHERS``; one that learns nothing does not take it). The one
+        place a searcher gets its objectives."""
         objectives = self.objectives
-        return {"metric": objectives.metrics[0], "mode": objectives.modes[0]}
+        known: dict[str, Any] = {"metric": objectives.metrics[0], "mode": objectives.modes[0]}
+        if objectives.ranked:
+            known["objectives"] = objectives
+        return known
 
     def tune_objective(self) -> dict[str, str]:
         """``metric``/``mode`` for Ray's ``TuneConfig``: the sweep's one, or none when trials are

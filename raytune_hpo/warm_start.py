@@ -6,6 +6,11 @@ or Ray's trial directories (``params.json`` and ``result.json``; an interrupted 
 must be this sweep's (same parameter names, types, bounds, log scale, choices); its rows give
 each trial's searched values, its value of this sweep's metric, whether it failed, and the
 epochs it trained (BOHB's budget). What each searcher does with them: see the searchers.
+
+Several objectives or constraints: a row also gives every objective and constrained metric
+(``WarmPoint.values``), told to a searcher whose ``add_evaluated_point`` takes ``result`` (ours
+that learn them: tpe, bayesopt, nsga2, pso, approx_gradient); ``value`` stays the first
+objective's.
 """
 
 from __future__ import annotations
@@ -36,12 +41,14 @@ from raytune_hpo.spec import SweepSpec
 @dataclass(frozen=True)
 class WarmPoint:
     """One earlier trial: its configuration (nested, as the searcher suggests them), its value
-    of the metric (None when it failed or has none), and the epochs it trained."""
+    of the metric (the first objective; None when it failed or has none), the epochs it
+    trained, and its value of every objective and constrained metric it has (a number)."""
 
     config: dict[str, Any]
     value: float | None
     error: bool
     budget: float | None
+    values: dict[str, float] | None = None
 
 
 def load(spec: SweepSpec) -> tuple[tuple[WarmPoint, ...], list[str]]:
@@ -58,9 +65,9 @@ def load(spec: SweepSpec) -> tuple[tuple[WarmPoint, ...], list[str]]:
         changes = space_changes(earlier.search_space, spec.search_space)
         if changes:
             warnings.append(f"{where}: its space differs from this sweep's: {'; '.join(changes)}")
-        rows = _csv_rows(path, earlier, spec.metric, where)
+        rows = _csv_rows(path, earlier, spec.objectives, where)
         if rows is None:
-            rows = _ray_rows(path, earlier, spec.metric, where)
+            rows = _ray_rows(path, earlier, spec.objectives, where)
         defaults = _defaults(earlier, spec.search_space)
         kept, why = [], Counter()
         for r in rows:
@@ -149,15 +156,18 @@ def _defaults(earlier: SweepSpec, now: SearchSpace) -> dict[str, Any]:
     return out
 
 
-def _csv_rows(path: Path, earlier: SweepSpec, metric: str, where: str) -> list[dict] | None:
+def _csv_rows(path: Path, earlier: SweepSpec, objectives, where: str) -> list[dict] | None:
     """A finished sweep's trials (``results.csv``), keyed by its own parameter names."""
     import pandas as pd
 
     if not (path / RESULTS_CSV).is_file():
         return None
     df = pd.read_csv(path / RESULTS_CSV)
-    if metric not in df.columns:
-        raise UserError(f"its {RESULTS_CSV} has no column {metric!r} (the metric)", field=where)
+    for metric in objectives.metrics:
+        if metric not in df.columns:
+            what = "the metric" if not objectives.several else "an objective"
+            raise UserError(f"its {RESULTS_CSV} has no column {metric!r} ({what})", field=where)
+    metric = objectives.metrics[0]
     space = earlier.search_space
     # An empty cell of a conditional parameter: it did not apply, the trial ran without it.
     named = zip(space.params, space.names, strict=True)
@@ -172,13 +182,15 @@ def _csv_rows(path: Path, earlier: SweepSpec, metric: str, where: str) -> list[d
                 "value": rec.get(metric),
                 "error": rec.get("status") == "ERROR",
                 "budget": rec.get("epochs"),
+                "values": {m: rec.get(m, math.nan) for m in objectives.reported},
             }
         )
     return rows
 
 
-def _ray_rows(path: Path, earlier: SweepSpec, metric: str, where: str) -> list[dict[str, Any]]:
+def _ray_rows(path: Path, earlier: SweepSpec, objectives, where: str) -> list[dict[str, Any]]:
     """An interrupted sweep: each trial directory's ``params.json`` and last reported result."""
+    metric = objectives.metrics[0]
     rows = []
     for trial in sorted(d for d in path.iterdir() if (d / PARAMS_FILE).is_file()):
         try:
@@ -201,6 +213,7 @@ def _ray_rows(path: Path, earlier: SweepSpec, metric: str, where: str) -> list[d
                 "value": last.get(metric),
                 "error": failed,
                 "budget": last.get(BUDGET_ATTR),
+                "values": {m: last.get(m, math.nan) for m in objectives.reported},
             }
         )
     if not rows:
@@ -258,7 +271,16 @@ def _point(space: SearchSpace, row: dict[str, Any], defaults: dict[str, Any]):
     except (TypeError, ValueError):
         budget = None
     config = space.nest({path: flat[path] for path in space.params if path in flat})
-    return WarmPoint(config, value, error or value is None, budget), None
+    values = {m: _float(v) for m, v in (row.get("values") or {}).items()}
+    values = {m: v for m, v in values.items() if not math.isnan(v)}  # missing: left out
+    return WarmPoint(config, value, error or value is None, budget, values or None), None
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def can_learn(factory: Any) -> bool:
@@ -271,14 +293,25 @@ def can_learn(factory: Any) -> bool:
     return factory.add_evaluated_point is not Searcher.add_evaluated_point
 
 
+def tells_every_objective(factory: Any) -> bool:
+    """Whether a searcher (class) is told every objective and constrained metric of an earlier
+    trial (its ``add_evaluated_point`` takes ``result``), or is told nothing."""
+    if not can_learn(factory):
+        return True
+    return "result" in inspect.signature(factory.add_evaluated_point).parameters
+
+
 def tell(searcher: Any, points: tuple[WarmPoint, ...]) -> None:
-    """Tell ``searcher`` the earlier results (it must know its metric and mode)."""
+    """Tell ``searcher`` the earlier results (it must know its metric and mode); one that takes
+    ``result`` is given every objective and constrained metric of each too."""
     if not points or not can_learn(type(searcher)):
         return
-    takes_budget = "budget" in inspect.signature(searcher.add_evaluated_point).parameters
+    takes = inspect.signature(searcher.add_evaluated_point).parameters
     for p in points:
-        kw = {"budget": p.budget} if takes_budget and p.budget else {}
+        kw: dict[str, Any] = {"budget": p.budget} if "budget" in takes and p.budget else {}
+        if "result" in takes and p.values:
+            kw["result"] = dict(p.values)
         searcher.add_evaluated_point(p.config, p.value, error=p.error, **kw)
 
 
-__all__ = ["WarmPoint", "can_learn", "load", "space_changes", "tell"]
+__all__ = ["WarmPoint", "can_learn", "load", "space_changes", "tell", "tells_every_objective"]

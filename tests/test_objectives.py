@@ -48,13 +48,15 @@ BAD = [
     ({**TWO, "constraints": {"params_m": {}}}, r"constraints\.params_m: give min, max or both"),
     ({**TWO, "constraints": {"params_m": {"max": 1, "below": 2}}}, r"params_m\.below: unknown"),
     (
-        {**TWO, "searcher": {"name": "tpe"}},
-        r"searcher\.name: 'tpe' learns from one metric and cannot take several objectives yet; "
-        r"allowed with several objectives: random, grid, sobol, lhs, rsa, hypertiling$",
+        {**TWO, "searcher": {"name": "bohb"}},
+        r"searcher\.name: 'bohb' learns from one metric and cannot take several objectives; "
+        r"allowed with several objectives: random, grid, sobol, lhs, rsa, hypertiling, pso, "
+        r"approx_gradient, bayesopt, tpe, nsga2, or a plug-in that declares "
+        r"supports_multi_objective = True$",
     ),
     (
-        {"constraints": {"params_m": {"max": 1}}, "searcher": {"name": "pso"}},
-        r"searcher\.name: 'pso' .* cannot take constraints yet; allowed with constraints: random",
+        {"constraints": {"params_m": {"max": 1}}, "searcher": {"name": "bohb"}},
+        r"searcher\.name: 'bohb' .* cannot take constraints; allowed with constraints: random",
     ),
     (
         {**TWO, "scheduler": {"name": "hyperband"}},
@@ -64,7 +66,6 @@ BAD = [
     ({**TWO, "scheduler": {"name": "median"}}, r"scheduler\.name: 'median' ranks trials"),
     ({**TWO, "scheduler": {"name": "asha", "tie_break": "x"}}, r"tie_break: got 'x'; allowed"),
     ({"scheduler": {"name": "asha", "tie_break": "epsnet"}}, r"tie_break: ranks a front of sev"),
-    ({**TWO, "warm_start": "/tmp/x"}, r"warm_start: earlier results are told to a searcher"),
 ]
 
 
@@ -102,7 +103,11 @@ def test_several_objectives_reach_the_searcher_and_scheduler_not_the_tune_config
     assert isinstance(sched, MultiObjectiveASHA)
     assert sched._objectives.metrics == ("val_accuracy", "latency_ms")
     assert sched._tie_break == "crowding" and sched._max_t == 4
-    assert p.searcher_objective() == {"metric": "val_accuracy", "mode": "max"}
+    told = p.searcher_objective()  # Ray's bookkeeping: the first; the searcher: all of them
+    assert told == {"metric": "val_accuracy", "mode": "max", "objectives": p.objectives}
+    assert not hasattr(p.searcher(), "_objectives")  # sobol learns nothing: not given them
+    one = plan(searcher={"name": "tpe"}, space={"lr": {"type": "float", "low": 1e-3, "high": 0.1}})
+    assert "objectives" not in one.searcher_objective()  # one objective: as before
     with_bounds = plan(constraints={"params_m": {"max": 1.5}}, scheduler={"name": "asha"})
     assert with_bounds.objectives.ranked and with_bounds.tune_objective() == {}
     assert isinstance(with_bounds.scheduler(), MultiObjectiveASHA)

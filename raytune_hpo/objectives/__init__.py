@@ -21,10 +21,17 @@ import pandas as pd
 
 from raytune_hpo.names import FEASIBLE, PARETO_RANK
 
-# Searchers that run under several objectives or constraints as they are: they learn nothing
-# from results, so the objectives need not reach them. The one rule: part 2 widens this set as
-# searchers learn several objectives (assemble.check_objectives refuses the others).
-MULTI_OBJECTIVE_SEARCHERS = frozenset({"random", "grid", "sobol", "lhs", "rsa", "hypertiling"})
+# Built-in searchers that run under several objectives or constraints: those that learn nothing
+# from results (random ... hypertiling), and those that learn every objective and constraint
+# (given the ``Objectives``: tpe, bayesopt, nsga2 through Optuna's multi-objective samplers, pso
+# and approx_gradient through a ParEGO scalarisation, ``objectives.scalarise``). The one list of
+# built-ins (assemble.check_objectives refuses the others: bohb); a plug-in declares it takes
+# them with ``supports_multi_objective = True`` (``MULTI_OBJECTIVE_ATTR``).
+MULTI_OBJECTIVE_SEARCHERS = frozenset(
+    {"random", "grid", "sobol", "lhs", "rsa", "hypertiling"}
+    | {"tpe", "bayesopt", "nsga2", "pso", "approx_gradient"}
+)
+MULTI_OBJECTIVE_ATTR = "supports_multi_objective"
 # Schedulers that take several objectives: fifo runs everything, asha ranks trials at a rung
 # by non-dominated sorting (raytune_hpo.schedulers._moasha).
 MULTI_OBJECTIVE_SCHEDULERS = frozenset({"fifo", "asha"})
@@ -50,6 +57,19 @@ class Constraint:
             if self.high is not None:
                 out = np.maximum(out, (v - self.high) / _scale(self.high))
         return np.where(np.isfinite(v), out, np.inf)
+
+    def signed(self, value: Any) -> dict[str, float]:
+        """Optuna's convention, one value per bound, named by the bound (``params_m <= 1.5``):
+        <= 0 within it, relative to the bound's size as ``violation``; NaN when missing or
+        not finite."""
+        v = float(_floats([value])[0])
+        v = v if np.isfinite(v) else np.nan
+        out = {}
+        if self.low is not None:
+            out[f"{self.metric} >= {self.low:g}"] = (self.low - v) / _scale(self.low)
+        if self.high is not None:
+            out[f"{self.metric} <= {self.high:g}"] = (v - self.high) / _scale(self.high)
+        return out
 
     def describe(self) -> str:
         if self.low is not None and self.high is not None:
@@ -238,6 +258,7 @@ def describe_reference(box: HypervolumeBox, objectives: Objectives) -> str:
 
 __all__ = [
     "MARGIN",
+    "MULTI_OBJECTIVE_ATTR",
     "MULTI_OBJECTIVE_SCHEDULERS",
     "MULTI_OBJECTIVE_SEARCHERS",
     "Constraint",

@@ -2,7 +2,12 @@
 
 ``random`` and ``grid`` are Ray's own variant generator over the Tuner's ``param_space``; the
 others take our ``SearchSpace``: ``UnitCubeSearcher`` subclasses (our algorithms) and thin
-adapters over HpBandSter (``bohb``) and Optuna (``bayesopt``, ``tpe``).
+adapters over HpBandSter (``bohb``) and Optuna (``bayesopt``, ``tpe``, ``nsga2``).
+
+Several objectives or constraints: the searchers that learn them take ``objectives`` (the
+sweep's ``raytune_hpo.objectives.Objectives``, filled in by the runner like ``metric``); which
+searchers run with them: ``raytune_hpo.objectives.MULTI_OBJECTIVE_SEARCHERS`` and, for a
+plug-in, its class attribute ``supports_multi_objective = True`` (``takes_objectives``).
 
 Plug-ins: a name ``FILE.py:Class`` (relative to the sweep file) or ``package.module:Class``,
 or a name an installed package registers in the entry-point group ``raytune_hpo.searchers``,
@@ -25,6 +30,7 @@ _CLASSES = {
     "GPSearch": "raytune_hpo.searchers._optuna",
     "HypertilingSearch": "raytune_hpo.searchers._hypertiling",
     "LatinHypercubeSearch": "raytune_hpo.searchers._lhs",
+    "NSGA2Search": "raytune_hpo.searchers._nsga2",
     "PSOSearch": "raytune_hpo.searchers._pso",
     "RSASearch": "raytune_hpo.searchers._rsa",
     "SobolSearch": "raytune_hpo.searchers._sobol",
@@ -66,26 +72,22 @@ def _variant_generator(
 def _generator(space, seed, points_to_evaluate, max_concurrent, *, grid: bool):
     from ray.tune.search import BasicVariantGenerator
 
-    from raytune_hpo.searchers._contract import as_space
+    from raytune_hpo.space import SearchSpace
 
     options = {
         "points_to_evaluate": points_to_evaluate,
         "random_state": seed,
         "max_concurrent": max_concurrent or 0,
     }
-    # Ray's generator runs a sweep with nothing to search too (a user trainable without config)
-    space = as_space(space) if space is not None and _searches(space) else None
-    if space is not None and space.conditional:
+    if isinstance(space, dict):
+        space = SearchSpace.from_dict(space)
+    # Ray's generator reads the Tuner's param_space; the space matters only with conditions
+    # (one without parameters too: a sweep of the trainable's fixed settings).
+    if isinstance(space, SearchSpace) and space.conditional:
         from raytune_hpo.searchers._variants import ConditionalVariants
 
         return ConditionalVariants(space, grid=grid, **options)
     return BasicVariantGenerator(**options)
-
-
-def _searches(space: Any) -> bool:
-    from raytune_hpo.space import SearchSpace
-
-    return space.dims > 0 if isinstance(space, SearchSpace) else bool(space)
 
 
 def _grid_generator(
@@ -101,7 +103,7 @@ def _grid_generator(
 
 
 # Arguments the runner fills in; a factory that does not take one does not get it.
-_RESERVED = ("space", "metric", "mode", "seed", "max_concurrent")
+_RESERVED = ("space", "metric", "mode", "seed", "max_concurrent", "objectives")
 
 SEARCHERS: dict[str, Entry] = {
     "random": Entry(
@@ -165,6 +167,12 @@ SEARCHERS: dict[str, Entry] = {
     "tpe": Entry(
         _lazy("TPESearch"),
         "tree-structured Parzen estimator (Optuna TPESampler)",
+        _RESERVED,
+        owns_space=True,
+    ),
+    "nsga2": Entry(
+        _lazy("NSGA2Search"),
+        "NSGA-II genetic algorithm, one objective or several (Optuna NSGAIISampler)",
         _RESERVED,
         owns_space=True,
     ),
@@ -239,6 +247,17 @@ def _check_conditions(name: str, entry: Entry, space: Any) -> None:
         )
 
 
+def takes_objectives(name: str, entry: Entry) -> bool:
+    """Whether the searcher runs under several objectives or constraints: a built-in of
+    ``MULTI_OBJECTIVE_SEARCHERS``, or a plug-in whose class declares it takes them
+    (``supports_multi_objective = True``)."""
+    from raytune_hpo.objectives import MULTI_OBJECTIVE_ATTR, MULTI_OBJECTIVE_SEARCHERS
+
+    if name in SEARCHERS:
+        return name in MULTI_OBJECTIVE_SEARCHERS
+    return getattr(entry.factory, MULTI_OBJECTIVE_ATTR, False) is True
+
+
 def owns_space(name: str, *, base_dir: str | None = None) -> bool:
     return searcher_entry(name, base_dir=base_dir).owns_space
 
@@ -251,6 +270,7 @@ __all__ = [
     "GPSearch",
     "HypertilingSearch",
     "LatinHypercubeSearch",
+    "NSGA2Search",
     "PSOSearch",
     "RSASearch",
     "SobolSearch",
@@ -260,4 +280,5 @@ __all__ = [
     "owns_space",
     "plugin_entry",
     "searcher_entry",
+    "takes_objectives",
 ]

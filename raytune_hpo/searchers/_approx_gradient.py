@@ -24,6 +24,13 @@ only in a dimension that does not apply is the centre itself (the same configura
 evaluated again), so the slope there is 0 and the walk keeps that coordinate as it was until a
 move of a parent makes it apply; no two evaluations are equal on their active parameters.
 
+Several objectives or constraints (``objectives``): ParEGO's augmented Chebyshev scalarisation
+(``raytune_hpo.objectives.scalarise``, Knowles, 2006) with one weight vector per walk, drawn
+when it starts: a walk's slopes and steps compare losses of one trade-off, and the walks
+together spread along the front. A walk scores every point it compares under its weights and
+the normalisation seen so far, whenever it compares them; an infeasible point scores worse
+than every feasible one.
+
 Changes from the earlier grid-only version: it used to end once the coarse grid was used up (25
 points of a 2-D problem with 5 levels) and always started at a random grid point; the options
 ``levels`` and ``max_restarts`` keep their meaning (``max_restarts``: walks after the first,
@@ -64,6 +71,7 @@ class Walk:
     direction: np.ndarray | None = None
     t: int = 0  # line search: multiple of the direction tried last
     best: Index = ()  # best point of this poll + line search
+    weights: np.ndarray | None = None  # several objectives: the walk's scalarisation weights
 
     def poll(self, neighbours: list[Index]) -> None:
         """Start a poll of the centre and its ``neighbours``."""
@@ -82,13 +90,17 @@ class ApproxGradientSearch(UnitCubeSearcher):
         max_restarts: walks after the first (None: unlimited; the walks started to keep
             concurrent slots busy count).
         walkers: walks at once at most (None: as many as keep the trial slots busy).
+        objectives: several objectives or constraints (the sweep gives them): scalarised,
+            one weight vector per walk.
     """
 
     _saved = (
         *("_levels", "_depth", "_max_restarts", "_max_walkers", "_loss", "_flight", "_flying"),
         *("_walks", "_starts", "_next_start", "local_optima", "_optima", "_restarts", "_done"),
+        "_row",
     )
-    _derived = ("_lattice",)
+    _added = {"_row": (2, {})}  # several objectives (version 2): evaluated points' rows
+    _derived = ("_lattice", "_weights_now")
 
     def __init__(
         self,
@@ -102,8 +114,16 @@ class ApproxGradientSearch(UnitCubeSearcher):
         refine: int = 8,
         max_restarts: int | None = None,
         walkers: int | None = None,
+        objectives=None,
     ):
-        super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
+        super().__init__(
+            space,
+            metric,
+            mode,
+            seed=seed,
+            points_to_evaluate=points_to_evaluate,
+            objectives=objectives,
+        )
         check.integer("levels", levels, 2)
         check.integer("refine", refine, 0, 30)
         if max_restarts is not None:
@@ -123,6 +143,8 @@ class ApproxGradientSearch(UnitCubeSearcher):
         self._optima: set[Index] = set()
         self._restarts = -1  # the first walk is not a restart
         self._done = False
+        self._row: dict[Index, np.ndarray] = {}  # several objectives: rows, by key
+        self._weights_now: np.ndarray | None = None  # the weights of the walk being moved on
 
     # ------------------------------------------------------------------ grid
     def _setup(self) -> None:
@@ -157,7 +179,12 @@ class ApproxGradientSearch(UnitCubeSearcher):
         return key in self._loss or key in self._flying
 
     def _loss_of(self, idx: Index) -> float | None:
-        return self._loss.get(self._lattice.key(idx))
+        """The point's loss (several objectives: its row scored under the weights of the walk
+        being moved on, and the normalisation of now); None when not evaluated."""
+        key = self._lattice.key(idx)
+        if self._scal is None or key not in self._row:
+            return self._loss.get(key)
+        return float(self._scal.loss(self._row[key], self._weights_now))
 
     # ------------------------------------------------------------------ starts
     def _new_start(self) -> tuple[Index, int] | None:
@@ -190,6 +217,8 @@ class ApproxGradientSearch(UnitCubeSearcher):
             return None
         self._restarts += 1
         walk = Walk(*start)
+        if self._scal is not None:
+            walk.weights = self._scal.weights(self._rng)
         self._poll(walk)
         self._walks.append(walk)
         return walk
@@ -203,6 +232,7 @@ class ApproxGradientSearch(UnitCubeSearcher):
 
     def _advance(self, walk: Walk) -> bool:
         """Move a walk on while its needs are met; False when it is over."""
+        self._weights_now = walk.weights
         while all(self._loss_of(i) is not None for i in walk.need):
             for i in walk.need:
                 if self._loss_of(i) < self._loss_of(walk.best):
@@ -285,10 +315,12 @@ class ApproxGradientSearch(UnitCubeSearcher):
         self._flying.add(key)
         return self.space.to_unit(self._config_of(idx))
 
-    def _observe(self, trial_id: str, u: np.ndarray, loss: float) -> None:
+    def _observe(self, trial_id: str, u: np.ndarray, loss: float, row=None) -> None:
         flight = self._flight.pop(trial_id, None)
         if flight is None:
             return
         self._flying.discard(flight[1])
         self._loss[flight[1]] = loss
+        if row is not None:
+            self._row[flight[1]] = row
         self._update()

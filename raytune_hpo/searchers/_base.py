@@ -8,13 +8,19 @@ start) to the algorithm before its first proposal (``_warm``); its randomness is
 ``_saved`` and those ``_rebuild`` makes again after a restore in ``_derived``. The rest of the
 contract (metric/mode, the space, scoring, unknown ids, the versioned state) is
 ``SearcherContract``, shared with the library adapters.
+
+Several objectives or constraints (``objectives``, for the subclasses that take them): each
+result becomes a row of ``raytune_hpo.objectives.scalarise`` (every objective's loss and the
+violation), kept with its unit point (``evaluations``) and handed to ``_observe``/``_warm`` as
+``row``; the subclass scores rows with ``self._scal`` under the weights it chooses. The loss
+recorded as the observation is the row scored with equal weights.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ray.tune.search import Searcher
@@ -22,6 +28,9 @@ from ray.tune.search import Searcher
 from raytune_hpo.names import BUDGET_ATTR
 from raytune_hpo.searchers._contract import Rows, SearcherContract, as_space, loss_of
 from raytune_hpo.space import SearchSpace
+
+if TYPE_CHECKING:
+    from raytune_hpo.objectives import Objectives
 
 _Rows = Rows  # the name our algorithms import
 # The trial id under which earlier results (warm start) reach ``_observe``.
@@ -39,7 +48,9 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         points_to_evaluate: configurations suggested first, in order.
     """
 
-    _saved = ("_rng", "_ready", "_across_budgets", "_budget_losses")
+    _saved = ("_rng", "_ready", "_across_budgets", "_budget_losses", "_scal", "_rows")
+    _state_version = 2  # 2: several objectives (_scal, _rows)
+    _added = {"_scal": (2, None), "_rows": (2, None)}
 
     def __init__(
         self,
@@ -49,12 +60,22 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         *,
         seed: int | None = None,
         points_to_evaluate: list[dict[str, Any]] | None = None,
+        objectives: Objectives | None = None,
     ) -> None:
         super().__init__(space, metric, mode, points_to_evaluate=points_to_evaluate)
         self._rng = np.random.default_rng(seed)
         self._ready = False
         self._across_budgets = False
-        self._budget_losses: list[tuple[float, float]] = []
+        self._budget_losses: list[tuple[float, Any]] = []
+        self._scal = None  # several objectives or constraints: their scalarisation
+        if objectives is not None and objectives.ranked:
+            from raytune_hpo.objectives.scalarise import Scalarisation
+
+            self._scal = Scalarisation(objectives)
+        # Several objectives: the rows of the earlier results, then of the completed trials.
+        self._rows: dict[str, list[np.ndarray]] | None = None
+        if self._scal is not None:
+            self._rows = {"prior": [], "observed": []}
 
     # ------------------------------------------------------------------ Tune hooks
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -65,8 +86,11 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         if not self._ready:
             self._setup()
             self._ready = True
-            for u, loss in zip(*self.prior, strict=True):
-                self._warm(u, loss)
+            for k, (u, loss) in enumerate(zip(*self.prior, strict=True)):
+                if self._scal is None:
+                    self._warm(u, loss)
+                else:
+                    self._warm(u, loss, row=self._rows["prior"][k])
         if self._user_points:
             point = self._user_points.pop(0)
             self._track(trial_id, space.to_unit(point))
@@ -94,11 +118,30 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         self._budget_losses.append((budget, loss))
         return max(loss, max(further)) if further else loss
 
+    def _comparable_row(self, result: dict | None, row: np.ndarray) -> np.ndarray:
+        """``_comparable`` for several objectives: each column no better than the worst of the
+        trials that went past the budget this one reached."""
+        from raytune_hpo.objectives.scalarise import no_better_than
+
+        if not self._across_budgets:
+            return row
+        budget = float((result or {}).get(BUDGET_ATTR, 0))
+        further = [r for b, r in self._budget_losses if b > budget]
+        self._budget_losses.append((budget, row))
+        return no_better_than(row, np.asarray(further)) if further else row
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         u = self._live_units.get(trial_id)
         loss = self._finish(trial_id, result, error)
-        if loss is not None:
+        if loss is None:
+            return
+        if self._scal is None:
             self._observe(trial_id, u, self._comparable(result, loss))
+            return
+        row = self._comparable_row(result, self._scal.row(result, error))
+        self._rows["observed"].append(row)
+        self._obs_y[-1] = loss = float(self._scal.loss(row, self._scal.even))
+        self._observe(trial_id, u, loss, row=row)
 
     def add_evaluated_point(
         self,
@@ -107,13 +150,37 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         error: bool = False,
         pruned: bool = False,
         intermediate_values: list[float] | None = None,
+        *,
+        result: dict[str, Any] | None = None,
     ) -> None:
         """An earlier result (Ray's warm-start API): recorded in ``prior`` and told to the
         algorithm (``_warm``) before it proposes, or at once if it has started. A pruned
-        trial's ``value`` counts as its result, as a trial stopped early by a scheduler does."""
+        trial's ``value`` counts as its result, as a trial stopped early by a scheduler does.
+        With several objectives or constraints ``result`` holds its reported metrics (only
+        ``value``, the first objective's, when it is None)."""
         u, loss = self._prior_point(parameters, value, error)
+        if self._scal is None:
+            if self._ready:
+                self._warm(u, loss)
+            return
+        if result is None:
+            result = None if value is None else {self._metric: value}
+        row = self._scal.row(result, error)
+        self._rows["prior"].append(row)
+        self._prior_y[-1] = loss = float(self._scal.loss(row, self._scal.even))
         if self._ready:
-            self._warm(u, loss)
+            self._warm(u, loss, row=row)
+
+    @property
+    def evaluations(self) -> tuple[np.ndarray, np.ndarray]:
+        """Several objectives: the unit points and rows of the earlier results, then of the
+        completed trials."""
+        (px, _), (ox, _) = self.prior, self.observations
+        rows = [*self._rows["prior"], *self._rows["observed"]]
+        points = [p for p in (px, ox) if len(p)]
+        if not rows:
+            return np.empty((0, self.space.dims)), np.empty((0, self._scal.width))
+        return np.vstack(points), np.asarray(rows)
 
     # ------------------------------------------------------------------ subclass API
     def _setup(self) -> None:
@@ -122,14 +189,20 @@ class UnitCubeSearcher(SearcherContract, Searcher):
     def _propose(self, trial_id: str) -> np.ndarray | str | None:
         raise NotImplementedError
 
-    def _observe(self, trial_id: str, u: np.ndarray, loss: float) -> None:
-        """``loss``: the metric turned into a value to minimise; +inf for failed/NaN."""
+    def _observe(
+        self, trial_id: str, u: np.ndarray, loss: float, row: np.ndarray | None = None
+    ) -> None:
+        """``loss``: the metric turned into a value to minimise; +inf for failed/NaN. With
+        several objectives (given only to the subclasses that take them) also its ``row``."""
 
-    def _warm(self, u: np.ndarray, loss: float) -> None:
+    def _warm(self, u: np.ndarray, loss: float, row: np.ndarray | None = None) -> None:
         """An earlier result, after ``_setup`` (``self.prior`` holds them all already then).
         By default it is observed as a finished trial the algorithm did not propose, as a
         ``points_to_evaluate`` trial is (PSO: it may become the swarm's best)."""
-        self._observe(WARM_TRIAL, u, loss)
+        if row is None:
+            self._observe(WARM_TRIAL, u, loss)
+        else:
+            self._observe(WARM_TRIAL, u, loss, row=row)
 
     def _config_for(self, trial_id: str, u: np.ndarray) -> dict[str, Any]:
         return self.space.from_unit(u)

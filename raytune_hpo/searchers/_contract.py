@@ -11,7 +11,9 @@ ones it rebuilds after a restore in ``_derived``; a class saves what the classes
 from save, less what it derives itself, and nothing else. It is versioned: ``{"searcher":
 class name, "version": _state_version, "state": {attribute: value}}``, and ``set_state``
 refuses another class's state or a version it does not know with one line. A class that
-changes what it saves bumps its ``_state_version``. ``save`` writes the state atomically (a
+changes what it saves bumps its ``_state_version``; an attribute added to the state names in
+``_added`` the version that added it and the value a state of an earlier version restores it
+to, so that the states users saved before still load. ``save`` writes the state atomically (a
 temporary file, then a rename).
 """
 
@@ -117,6 +119,9 @@ class SearcherContract:
     )
     _derived: ClassVar[tuple[str, ...]] = ()
     _state_version: ClassVar[int] = 1
+    # Attributes added to the state after version 1: name -> (the version that added it, what
+    # a state of an earlier version restores it to).
+    _added: ClassVar[dict[str, tuple[int, Any]]] = {}
 
     def __init__(
         self,
@@ -225,6 +230,14 @@ class SearcherContract:
             derived.update(vars(klass).get("_derived", ()))
         return tuple(n for n in names if n not in derived)
 
+    @classmethod
+    def added_names(cls) -> dict[str, tuple[int, Any]]:
+        """``_added`` of every class it derives from (base classes first)."""
+        out: dict[str, tuple[int, Any]] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(vars(klass).get("_added", {}))
+        return out
+
     def _state(self) -> dict[str, Any]:
         attrs = {name: getattr(self, name) for name in self.state_names()}
         return {"searcher": type(self).__qualname__, "version": self._state_version, "state": attrs}
@@ -244,20 +257,25 @@ class SearcherContract:
         self._restored()
 
     def _checked(self, state: Any) -> Mapping[str, Any]:
-        cls = type(self).__qualname__
+        """The attributes of ``state`` (one of any version from 1 up to this class's): those a
+        later version added take the value ``_added`` gives them."""
+        cls, version = type(self).__qualname__, self._state_version
         if not isinstance(state, Mapping) or set(state) != set(STATE_KEYS):
             raise UserError(f"not a saved state of {cls} (one from before states were versioned?)")
         if state["searcher"] != cls:
             raise UserError(f"a saved state of {state['searcher']}, not of {cls}")
-        if state["version"] != self._state_version:
+        old = state["version"]
+        if isinstance(old, bool) or not isinstance(old, int) or not 1 <= old <= version:
+            reads = f"version {version}" if version == 1 else f"versions 1 to {version}"
             raise UserError(
-                f"state version {state['version']!r} of {cls} is unknown here; this version "
-                f"reads version {self._state_version}"
+                f"state version {old!r} of {cls} is unknown here; this version reads {reads}"
             )
+        added = {n: d for n, (v, d) in self.added_names().items() if v > old}
         attrs = state["state"]
-        if not isinstance(attrs, Mapping) or set(attrs) != set(self.state_names()):
-            raise UserError(f"a state of {cls} version {self._state_version} with other entries")
-        return attrs
+        want = set(self.state_names()) - set(added)
+        if not isinstance(attrs, Mapping) or set(attrs) != want:
+            raise UserError(f"a state of {cls} version {old} with other entries")
+        return {**copy.deepcopy(added), **attrs}
 
     def _restored(self) -> None:
         """Rebuild the ``_derived`` attributes after ``set_state``."""

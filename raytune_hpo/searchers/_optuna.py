@@ -8,6 +8,19 @@
   optimization", remain an option; at 60 evaluations on Hartmann-6 they gave about 3x the
   regret (scripts/bench_searchers.py).
 - ``TPESearch`` (``tpe``): the tree-structured Parzen estimator (Bergstra et al., NeurIPS 2011).
+- ``NSGA2Search`` (``nsga2``): NSGA-II (Deb et al., 2002, "A fast and elitist multiobjective
+  genetic algorithm: NSGA-II"), Optuna's ``NSGAIISampler``; one objective or several.
+
+Several objectives and constraints (``objectives``, the sweep's ``Objectives``): the study has
+one direction per objective and is told every objective's value (``tell(trial, [v1, v2])``);
+its metric names are the objectives' (``set_metric_names``: the dashboard labels them).
+Constraints reach the samplers as Optuna's constraint values (<= 0 feasible; one per bound,
+named by it, ``params_m <= 1.5``, relative to the bound's size), set on the trial before it is
+told (``Trial.set_constraint``: Optuna 5.0's successor of ``constraints_func``, which it
+deprecates; the samplers read the same values, c-TPE, constrained logEI/logEHVI, NSGA-II's
+constrained domination). A result without one of the objectives or constrained metrics, or
+with a constrained metric not finite, is a ``FAIL`` trial; an objective NaN, inf or junk is
+told as the worst finite value of that objective so far (as for one objective).
 
 Each suggestion is ``Study.ask`` over the space's Optuna distributions, each result a
 ``Study.tell``. A trial that failed (``error=True``) is a ``FAIL`` trial of the study, as in
@@ -34,7 +47,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.tune.search import Searcher
 
@@ -42,16 +55,23 @@ from raytune_hpo.errors import UserError
 from raytune_hpo.searchers._library import LibraryAdapter
 from raytune_hpo.space import SearchSpace, library_name
 
+if TYPE_CHECKING:
+    from raytune_hpo.objectives import Objectives
+
 DEFAULT_STUDY = "optuna"  # the study's name without study_name (Ray's OptunaSearch's too)
 
 
 class _OptunaAdapter(LibraryAdapter, Searcher):
     """An Optuna study over our ``SearchSpace`` with the searcher contract on top."""
 
-    _saved = ("_sampler", "_storage_url", "_study_name", "_study", "_asked")
+    _saved = ("_sampler", "_storage_url", "_study_name", "_study", "_asked", "_objectives")
     _derived = ("_distributions",)
+    _state_version = 2  # 2: _objectives (several objectives and constraints)
+    _added = {"_objectives": (2, None)}
 
-    def __init__(self, space, metric, mode, sampler, points_to_evaluate, storage, study_name):
+    def __init__(
+        self, space, metric, mode, sampler, points_to_evaluate, storage, study_name, objectives
+    ):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial else
@@ -65,6 +85,8 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
         self._study: Any = None
         self._asked: dict[str, int] = {}  # trial id -> the number of its Optuna trial
         self._distributions: dict[str, Any] = {}
+        # Several objectives or constraints (None: the one metric and mode).
+        self._objectives = objectives if objectives is not None and objectives.ranked else None
         self._maybe_setup()
 
     @property
@@ -79,14 +101,19 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
 
         self._distributions = self.space.to_optuna()
         storage = optuna.storages.RDBStorage(self._storage_url) if self._storage_url else None
+        modes = self._objectives.modes if self._objectives else (self._mode,)
         self._study = optuna.create_study(
             storage=storage,
             sampler=self._sampler,
             pruner=optuna.pruners.NopPruner(),
             study_name=self._study_name or DEFAULT_STUDY,
-            direction="minimize" if self._mode == "min" else "maximize",
+            directions=["minimize" if m == "min" else "maximize" for m in modes],
             load_if_exists=True,
         )
+        if self._objectives is not None:
+            with warnings.catch_warnings():  # experimental in Optuna; used on purpose
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self._study.set_metric_names(list(self._objectives.metrics))
         for point in self._encoded_points():
             self._study.enqueue_trial(point)
 
@@ -132,11 +159,65 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
         number = self._asked.pop(trial_id, None)
         if loss is None or number is None:
             return  # unknown or repeated trial id
+        if self._objectives is not None:
+            self._tell_all(number, result, error)
+            return
         value = None if error else self._library_value(loss, worst)
         if value is None:
             self._study.tell(number, state=TrialState.FAIL)
         else:
             self._study.tell(number, value)
+
+    def _told(self, result: dict | None, error: bool) -> tuple[list[float], dict] | None:
+        """Every objective's value (in its own direction) and the constraint values of a
+        result; None for a failed trial (one of them missing, a constraint value not finite)."""
+        if error or not result:
+            return None
+        values = []
+        for metric, worst in zip(self._objectives.metrics, self._worst_values(), strict=True):
+            if metric not in result:
+                return None
+            v = _number(result[metric])
+            if not math.isfinite(v):
+                if worst is None:
+                    return None
+                v = worst
+            values.append(v)
+        bounds: dict[str, float] = {}
+        for c in self._objectives.constraints:
+            bounds.update(c.signed(result.get(c.metric)))
+        if not all(math.isfinite(v) for v in bounds.values()):
+            return None
+        return values, bounds
+
+    def _worst_values(self) -> list[float | None]:
+        """Each objective's worst finite value among the study's finished trials."""
+        from optuna.trial import TrialState
+
+        done = self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        out: list[float | None] = []
+        for i, mode in enumerate(self._objectives.modes):
+            seen = [t.values[i] for t in done if t.values and math.isfinite(t.values[i])]
+            out.append(None if not seen else (max(seen) if mode == "min" else min(seen)))
+        return out
+
+    def _tell_all(self, number: int, result: dict | None, error: bool) -> None:
+        """Tell trial ``number`` every objective, its constraint values set on it first."""
+        import optuna
+        from optuna.trial import TrialState
+
+        told = self._told(result, error)
+        if told is None:
+            self._study.tell(number, state=TrialState.FAIL)
+            return
+        values, bounds = told
+        # The trial of that number, as Study.tell itself finds it from a number.
+        study = self._study
+        trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+        trial = optuna.trial.Trial(study, trial_id)
+        for key, v in bounds.items():
+            trial.set_constraint(key, v)
+        study.tell(trial, values)
 
     def add_evaluated_point(
         self,
@@ -145,14 +226,25 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
         error: bool = False,
         pruned: bool = False,
         intermediate_values: list[float] | None = None,
+        *,
+        result: dict | None = None,
     ) -> None:
         """An earlier result (warm start) joins the study: failed (``error``) as a FAIL trial,
         ``pruned`` as a PRUNED one with its intermediate values, else finished; NaN counts as
-        the worst finite value seen (a failed trial while there is none)."""
+        the worst finite value seen (a failed trial while there is none). With several
+        objectives or constraints, ``result`` holds its reported metrics (every objective and
+        constrained metric; only ``value``, the first objective's, when it is None); a pruned
+        trial is then told as finished with them (Optuna prunes no multi-objective trial)."""
         import optuna
         from optuna.trial import TrialState
 
         self._maybe_setup()
+        if self._objectives is not None:
+            self._prior_point(parameters, value, error)
+            if result is None:
+                result = None if value is None else {self._metric: value}
+            self._study.add_trial(self._earlier(parameters, self._told(result, error)))
+            return
         worst = self._worst_finite()
         _, loss = self._prior_point(parameters, value, error)
         told = None if error else self._library_value(loss, worst)
@@ -170,6 +262,27 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
             intermediate_values=steps or None,
         )
         self._study.add_trial(trial)
+
+    def _earlier(self, parameters: dict, told: tuple[list[float], dict] | None) -> Any:
+        """An earlier trial of several objectives as a finished (or failed) Optuna trial."""
+        import optuna
+        from optuna.trial import TrialState
+
+        params = self.space.to_library(parameters)  # the active ones
+        return optuna.trial.create_trial(
+            state=TrialState.FAIL if told is None else TrialState.COMPLETE,
+            values=None if told is None else told[0],
+            constraints=None if told is None else told[1] or None,
+            params=params,
+            distributions={name: self._distributions[name] for name in params},
+        )
+
+
+def _number(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _finite(v: Any) -> bool:
@@ -214,6 +327,8 @@ class GPSearch(_OptunaAdapter):
         n_initial_points: random points before the GP proposes (10, GPSampler's own).
         storage: an RDB URL (``sqlite:///studies.db``) that keeps the study; None: in memory.
         study_name: the study's name in ``storage`` (an existing one is continued).
+        objectives: several objectives or constraints (``raytune_hpo.objectives.Objectives``;
+            the sweep gives them): one direction per objective, constraints as Optuna's.
     """
 
     def __init__(
@@ -227,13 +342,16 @@ class GPSearch(_OptunaAdapter):
         n_initial_points: int = 10,
         storage: str | None = None,
         study_name: str | None = None,
+        objectives: Objectives | None = None,
     ) -> None:
         import optuna
 
         _check_initial(n_initial_points)
         options = {"warn_independent_sampling": False} if _conditional(space) else {}
         sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_initial_points, **options)
-        super().__init__(space, metric, mode, sampler, points_to_evaluate, storage, study_name)
+        super().__init__(
+            space, metric, mode, sampler, points_to_evaluate, storage, study_name, objectives
+        )
 
 
 class TPESearch(_OptunaAdapter):
@@ -248,6 +366,8 @@ class TPESearch(_OptunaAdapter):
             parameters that occur together).
         storage: an RDB URL (``sqlite:///studies.db``) that keeps the study; None: in memory.
         study_name: the study's name in ``storage`` (an existing one is continued).
+        objectives: several objectives or constraints (``raytune_hpo.objectives.Objectives``;
+            the sweep gives them): one direction per objective, constraints as Optuna's.
     """
 
     def __init__(
@@ -262,6 +382,7 @@ class TPESearch(_OptunaAdapter):
         multivariate: bool = True,
         storage: str | None = None,
         study_name: str | None = None,
+        objectives: Objectives | None = None,
     ) -> None:
         import optuna
 
@@ -277,7 +398,9 @@ class TPESearch(_OptunaAdapter):
                 multivariate=bool(multivariate),
                 group=group,
             )
-        super().__init__(space, metric, mode, sampler, points_to_evaluate, storage, study_name)
+        super().__init__(
+            space, metric, mode, sampler, points_to_evaluate, storage, study_name, objectives
+        )
 
 
 __all__ = ["GPSearch", "TPESearch"]

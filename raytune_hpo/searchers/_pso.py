@@ -38,6 +38,14 @@ one that lands on a configuration being evaluated moves again without a loss; af
 moves in a row the particle waits (``FINISHED`` when no trial is running then: the swarm only
 revisits what it has evaluated). So no two evaluations of a conditional space are equal on
 their active parameters (a flat space keeps the algorithm above unchanged).
+
+Several objectives or constraints (``objectives``): ParEGO's augmented Chebyshev scalarisation
+(``raytune_hpo.objectives.scalarise``, Knowles, 2006) with one weight vector per particle,
+drawn when the swarm starts: each particle follows its own trade-off, so the swarm spreads
+along the front. When particle i lands or moves, every loss it compares (its own best, the
+swarm's current positions) is scored anew under its weights and the normalisation seen so far,
+and its social attractor is the best evaluation under them (``topology="ring"``: the best of
+its ring's own bests under them). An infeasible evaluation scores worse than every feasible one.
 """
 
 from __future__ import annotations
@@ -76,17 +84,21 @@ class PSOSearch(UnitCubeSearcher):
         epsilon: the swarm's largest speed (in the unit cube) that ends the search (1e-3).
         max_speed: the longest move (0.5).
         init_speed: initial speeds are uniform in [-init_speed, init_speed] (0.1, in [0, 1]).
+        objectives: several objectives or constraints (the sweep gives them): scalarised,
+            one weight vector per particle.
     """
 
     _saved = (
         *("_v0", "_S", "_w", "_phi_l", "_phi_g", "_attractor", "_topology", "_init"),
         *("_per_dim", "_stall", "_eps", "_vmax", "_x", "_v", "_pbest", "_pbest_loss"),
         *("_now_loss", "_now", "_gbest", "_gbest_loss", "_moves", "_stuck", "_idle"),
-        *("_running", "reseeded"),
+        *("_running", "reseeded", "_weights", "_pbest_row", "_now_row"),
     )
-    # Conditional spaces: evaluated configurations (SearchSpace.key) -> loss, from the
-    # observations (earlier results included).
-    _derived = ("_seen",)
+    # Several objectives (version 2): each particle's weights, rows of its best and latest.
+    _added = {"_weights": (2, None), "_pbest_row": (2, None), "_now_row": (2, None)}
+    # Conditional spaces: evaluated configurations (SearchSpace.key) -> loss (and row), from
+    # the observations (earlier results included).
+    _derived = ("_seen", "_seen_rows")
 
     def __init__(
         self,
@@ -108,8 +120,16 @@ class PSOSearch(UnitCubeSearcher):
         epsilon: float = 1e-3,
         max_speed: float = 0.5,
         init_speed: float = 0.1,
+        objectives=None,
     ):
-        super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
+        super().__init__(
+            space,
+            metric,
+            mode,
+            seed=seed,
+            points_to_evaluate=points_to_evaluate,
+            objectives=objectives,
+        )
         check.integer("swarm_size", swarm_size, 1)
         for name, value in (("w", w), ("phi_l", phi_l), ("phi_g", phi_g)):
             check.within(name, value, 0, 10, "[)")
@@ -134,7 +154,9 @@ class PSOSearch(UnitCubeSearcher):
         self._idle: list[int] = []  # particles whose position awaits evaluation
         self._running: dict[str, int] = {}  # trial id -> particle
         self.reseeded = 0
+        self._weights = self._pbest_row = self._now_row = None
         self._seen: dict[tuple, float] = {}
+        self._seen_rows: dict[tuple, np.ndarray] = {}
 
     def _setup(self) -> None:
         d, s = self.space.dims, self._S
@@ -153,14 +175,21 @@ class PSOSearch(UnitCubeSearcher):
         self._moves = np.zeros(s, dtype=int)
         self._stuck = np.zeros(s, dtype=int)
         self._idle = list(range(s))
+        if self._scal is not None:
+            self._weights = np.array([self._scal.weights(self._rng) for _ in range(s)])
+            self._pbest_row = np.full((s, self._scal.width), math.inf)
+            self._now_row = self._pbest_row.copy()
         self._rebuild()
 
     def _rebuild(self) -> None:
-        self._seen = {}
+        self._seen, self._seen_rows = {}, {}
         if self.space.conditional:
             for points, losses in (self.prior, self.observations):
                 for u, loss in zip(points, losses, strict=True):
                     self._seen[self._key(u)] = float(loss)
+            if self._scal is not None:
+                for u, row in zip(*self.evaluations, strict=True):
+                    self._seen_rows[self._key(u)] = row
 
     def _key(self, u: np.ndarray) -> tuple:
         return self.space.key(self.space.from_unit(u))
@@ -196,7 +225,7 @@ class PSOSearch(UnitCubeSearcher):
         for _ in range(_FREE_MOVES):
             key = self._key(self._x[i])
             if key in self._seen:
-                self._land(i, self._x[i].copy(), self._seen[key])
+                self._land(i, self._x[i].copy(), self._seen[key], self._seen_rows.get(key))
             elif key in flying:
                 self._move(i)
             else:
@@ -214,22 +243,32 @@ class PSOSearch(UnitCubeSearcher):
             return self._now[int(np.argmin(self._now_loss))]
         return self._pbest[i]
 
-    def _observe(self, trial_id: str, u: np.ndarray, loss: float) -> None:
-        if loss < self._gbest_loss:
+    def _observe(self, trial_id: str, u: np.ndarray, loss: float, row=None) -> None:
+        if row is None and loss < self._gbest_loss:  # several objectives: see _rescore
             self._gbest, self._gbest_loss = u.copy(), loss
         if self.space.conditional:
             self._seen[self._key(u)] = loss
+            if row is not None:
+                self._seen_rows[self._key(u)] = row
         i = self._running.pop(trial_id, None)
         if i is None:
             return  # a points_to_evaluate trial: it only informs the swarm's best
-        self._land(i, u, loss)
+        self._land(i, u, loss, row)
         self._idle.append(i)
 
-    def _land(self, i: int, u: np.ndarray, loss: float) -> None:
-        """Particle i's position ``u`` has ``loss``: its bests, then its next move."""
+    def _land(self, i: int, u: np.ndarray, loss: float, row: np.ndarray | None = None) -> None:
+        """Particle i's position ``u`` has ``loss`` (several objectives: ``row``, scored under
+        its weights): its bests, then its next move."""
+        if row is not None:
+            w = self._weights[i]
+            loss = float(self._scal.loss(row, w))
+            self._pbest_loss[i] = self._scal.loss(self._pbest_row[i], w)
+            self._now_row[i] = row
         self._now[i], self._now_loss[i] = u, loss
         if loss < self._pbest_loss[i]:
             self._pbest[i], self._pbest_loss[i] = u, loss
+            if row is not None:
+                self._pbest_row[i] = row
             self._stuck[i] = 0
         else:
             self._stuck[i] += 1
@@ -239,7 +278,22 @@ class PSOSearch(UnitCubeSearcher):
         else:
             self._move(i)
 
+    def _rescore(self, i: int) -> None:
+        """Several objectives: the losses particle i compares, scored under its weights and
+        the normalisation of now; the swarm's best is the best evaluation under them."""
+        w = self._weights[i]
+        self._now_loss = self._scal.loss(self._now_row, w)
+        self._pbest_loss = self._scal.loss(self._pbest_row, w)
+        points, rows = self.evaluations
+        if len(rows):
+            scores = self._scal.loss(rows, w)
+            j = int(np.argmin(scores))
+            if math.isfinite(scores[j]):
+                self._gbest, self._gbest_loss = points[j].copy(), float(scores[j])
+
     def _move(self, i: int) -> None:
+        if self._scal is not None:
+            self._rescore(i)
         shape = self.space.dims if self._per_dim else 1
         u_l = self._rng.uniform(0, self._phi_l, shape)
         u_g = self._rng.uniform(0, self._phi_g, shape)
@@ -259,5 +313,7 @@ class PSOSearch(UnitCubeSearcher):
         self._v[i] = self._rng.uniform(-self._v0, self._v0, self.space.dims)
         self._pbest_loss[i] = math.inf
         self._now_loss[i] = math.inf
+        if self._scal is not None:
+            self._pbest_row[i] = self._now_row[i] = math.inf
         self._stuck[i] = 0
         self.reseeded += 1
