@@ -164,19 +164,21 @@ def test_an_interrupted_pbt_sweep_resumes_its_population(ray_session, tmp_path):
         tmp_path,
         {"name": "pbt", "perturbation_interval": 4},
         num_samples=4,
-        trainable={"function": "toy.py:toy", "config": {"steps": 24, "pause": 0.1}},
+        # 32 epochs, interrupted near epoch 6: exploits at 8, 12, ... 28 remain after the resume
+        # even when a loaded machine delays the interrupt by several epochs
+        trainable={"function": "toy.py:toy", "config": {"steps": 32, "pause": 0.1}},
     )
     path = tmp_path / "pbt.yaml"
     path.write_text(yaml.safe_dump(spec.model_dump(exclude_unset=True)))
     storage = tmp_path / "out"
     proc = start_run(path, storage, tmp_path)
-    wait_for(lambda: results_reported(storage) >= 40, proc)
+    wait_for(lambda: results_reported(storage) >= 24, proc)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=300) == 130, (tmp_path / "driver.log").read_text()[-3000:]
     (exp,) = storage.iterdir()
     before = len(read_schedule(str(exp)))
     table = resume(exp).table
-    assert len(table) == 4 and (table["status"] == "OK").all() and (table["epochs"] == 24).all()
+    assert len(table) == 4 and (table["status"] == "OK").all() and (table["epochs"] == 32).all()
     assert len(read_schedule(str(exp))) > before, "no exploit after the resume"
 
 
