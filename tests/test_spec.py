@@ -94,7 +94,7 @@ BAD = [
     (
         "searcher: {name: bayes}",
         r"searcher: unknown searcher 'bayes'; allowed: random, grid, sobol, lhs, rsa, hypertiling, "
-        r"pso, approx_gradient, bohb, bayesopt, tpe, or a plug-in FILE\.py:Class",
+        r"pso, approx_gradient, bohb, bayesopt, tpe, nsga2, or a plug-in FILE\.py:Class",
     ),
     (
         "scheduler: {name: pbtx}",
