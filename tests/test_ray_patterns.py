@@ -60,7 +60,7 @@ def check(cfg):
 def test_tune_domains_from_param_space_quantized_and_half_open(name):
     s = fresh(name)
     assert s.set_search_properties("metric", "min", DOMAINS)
-    cfgs = drive(s, 40)
+    cfgs = drive(s, 24)  # bayesopt: 14 suggestions from its GP after 10 initial points
     assert len(cfgs) >= 20
     for cfg in cfgs:
         check(cfg)
