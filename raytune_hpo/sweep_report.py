@@ -155,6 +155,9 @@ def _best_so_far_plot(items: list[tuple[str, SweepRecord, pd.DataFrame, pd.Serie
     return plots.png(fig)
 
 
+MAX_IMPORTANCE_TRIALS = 1000  # fANOVA fits a seeded sample of this many trials beyond
+
+
 def importance(
     rec: SweepRecord, table: pd.DataFrame, metric: str | None = None, mode: str | None = None
 ) -> tuple[pd.DataFrame | None, str]:
@@ -182,14 +185,20 @@ def importance(
         trials.append(optuna.trial.create_trial(params=params, distributions=held, value=v))
     if len(trials) < 3:
         return None, f"{len(trials)} trial(s) with a value: fANOVA needs at least 3"
+    seed = rec.spec.seed if rec.spec and rec.spec.seed is not None else 0
+    valued = len(trials)
+    if valued > MAX_IMPORTANCE_TRIALS:  # its forest's marginals cost minutes at 10,000 trials
+        keep = np.random.default_rng(seed).choice(valued, MAX_IMPORTANCE_TRIALS, replace=False)
+        trials = [trials[i] for i in sorted(keep)]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
     study.add_trials(trials)
-    seed = rec.spec.seed if rec.spec and rec.spec.seed is not None else 0
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     scores = optuna.importance.get_param_importances(study, evaluator=evaluator)
     df = pd.DataFrame({"parameter": list(scores), "importance": list(scores.values())})
     note = f"fANOVA on {len(trials)} trials' values of {metric}"
+    if valued > len(trials):
+        note += f" (a seeded sample of the {valued} trials with a value)"
     left = [n for n in space.library_names if n not in scores]
     if space.conditional and left:  # Optuna fits the parameters that every trial holds
         note += f"; {', '.join(left)} apply to some trials only and are left out"

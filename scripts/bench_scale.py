@@ -49,6 +49,11 @@ def timed(cmd: list[str], env: dict, log: Path) -> dict:
         done = subprocess.run(full, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=14400)
     if done.returncode != 0:
         raise RuntimeError(f"{cmd} failed ({done.returncode}): {log.read_text()[-3000:]}")
+    return read_time(stats)
+
+
+def read_time(stats: Path) -> dict:
+    """What /usr/bin/time -f '%e %M' wrote: wall seconds and peak RSS."""
     wall, rss_kb = stats.read_text().split()[-2:]
     return {"wall_s": float(wall), "max_rss_mb": round(int(rss_kb) / 1024, 1)}
 
@@ -108,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=10_000)
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument(
+        "--work",
+        help="a working directory kept after the run; one whose sweep already ran (run.time "
+        "and runs/ from an earlier call) is measured from its sweep on, without running it again",
+    )
     args = ap.parse_args(argv)
     load_before = os.getloadavg()  # 1, 5, 15-minute load averages
     n = args.trials
@@ -117,12 +127,17 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="scale") as w,
         tempfile.TemporaryDirectory(prefix="rt", dir="/tmp") as ray_tmp,
     ):
-        work = Path(w)
+        work = Path(args.work or w)
+        work.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
         env.pop("RAY_ADDRESS", None)
-        rows["run"] = timed([*cli, "run", str(sweep_file(work, n, "many"))], env, work / "run.log")
+        if (work / "run.time").is_file() and any((work / "runs").glob("many-*")):
+            rows["run"] = read_time(work / "run.time")  # measured by the earlier call
+        else:
+            run = [*cli, "run", str(sweep_file(work, n, "many"))]
+            rows["run"] = timed(run, env, work / "run.log")
         rows["run"]["ms_per_trial"] = round(1000 * rows["run"]["wall_s"] / n, 2)
-        (exp,) = (work / "runs").iterdir()
+        (exp,) = (work / "runs").glob("many-*")
         rows["results"] = timed([*cli, "results", str(exp), "--top", "5"], env, work / "r.log")
         rows["results_live"] = timed(
             [*cli, "results", str(exp), "--by", "best", "--top", "5"], env, work / "rl.log"
