@@ -28,7 +28,10 @@ def sleeper(config):
     tune.report({"score": config["x"]})
 """
 
-ONE = """
+MARK = "slots-result: "  # the line of the run's figures among Ray's and the sweep's output
+ONE = (
+    f"MARK = {MARK!r}\n"
+    + """
 import json, sys, time, ray
 from raytune_hpo import SweepSpec, run_sweep
 
@@ -45,8 +48,9 @@ start = time.perf_counter()
 result = run_sweep(spec)
 took = time.perf_counter() - start
 assert len(result.table) == n and (result.table["status"] == "OK").all()
-print(json.dumps({"slots": slots, "trials": n, "seconds": round(took, 2)}))
+print(MARK + json.dumps({"slots": slots, "trials": n, "seconds": round(took, 2)}), flush=True)
 """
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             if done.returncode != 0:
                 raise RuntimeError(done.stdout[-2000:] + done.stderr[-2000:])
-            row = json.loads(done.stdout.strip().splitlines()[-1])
+            (line,) = [x for x in done.stdout.splitlines() if x.startswith(MARK)]
+            row = json.loads(line[len(MARK) :])
         row["trials_per_s"] = round(row["trials"] / row["seconds"], 3)
         row["ideal_per_s"] = float(slots)  # one-second trials
         row["busy"] = round(row["trials_per_s"] / row["ideal_per_s"], 3)
