@@ -351,6 +351,60 @@ def test_submit_ships_the_users_code_to_every_node(cluster, tmp_path, capsys):
     assert worker_node_id(cluster) in nodes and len(nodes) == 2
 
 
+MO_TRAIN = """
+from ray import tune
+
+
+def train(config):
+    for step in range(1, 3):
+        score = -((config["x"] - 0.3) ** 2) + step
+        tune.report({"score": score, "cost": config["x"] + config["y"]})
+"""
+
+
+def test_submit_runs_a_sweep_of_two_objectives_and_a_constraint(cluster, tmp_path, capsys):
+    """Several objectives, a constraint, a searcher that learns both (tpe) and MO-ASHA, sent as
+    a job: the head ranks the trials as the sweep file says."""
+    root = tmp_path / "mo"
+    root.mkdir()
+    (root / "train.py").write_text(MO_TRAIN)
+    sweep = {
+        "name": "mo",
+        "metric": ["score", "cost"],
+        "mode": ["max", "min"],
+        "constraints": {"cost": {"max": 1.2}},
+        "num_samples": 6,
+        "max_concurrent": 2,
+        "searcher": {"name": "tpe", "n_initial_points": 3},
+        "scheduler": {"name": "asha", "max_t": 2},
+        "space": {
+            "x": {"type": "float", "low": 0.0, "high": 1.0},
+            "y": {"type": "float", "low": 0.0, "high": 1.0},
+        },
+        "trainable": {"function": "train.py:train", "metrics": ["score", "cost"]},
+        "storage_path": str(tmp_path / "shared"),
+    }
+    (root / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    rc = main(["submit", str(root / "sweep.yaml"), "--address", cluster["address"], "--wait"])
+    assert rc == 0, capsys.readouterr().out[-3000:]
+    (exp,) = (tmp_path / "shared").iterdir()
+    df = pd.read_csv(exp / RESULTS_CSV)
+    assert len(df) == 6 and (df["status"] == "OK").all()
+    assert (df["feasible"] == (df["cost"] <= 1.2)).all()
+    ok = df[df["feasible"]]
+    front = {
+        t
+        for t, s, c in zip(ok["trial_id"], ok["score"], ok["cost"], strict=True)
+        if not any(
+            (s2 >= s and c2 <= c) and (s2 > s or c2 < c)
+            for s2, c2 in zip(ok["score"], ok["cost"], strict=True)
+        )
+    }
+    assert set(df.loc[df["pareto_rank"] == 1, "trial_id"]) & set(ok["trial_id"]) == front
+    if len(ok) < len(df):  # an infeasible trial ranks after every feasible one
+        assert df[~df["feasible"]]["pareto_rank"].min() > ok["pareto_rank"].max()
+
+
 def test_submit_refuses_a_directory_over_rays_limit(cluster, tmp_path, capsys, monkeypatch):
     # Checked on the laptop before the cluster is asked, with Ray's own packaging.
     from ray._private.runtime_env import packaging
