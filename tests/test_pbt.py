@@ -20,6 +20,7 @@ from raytune_hpo.spec import SweepSpec
 # is near a best value that first rises with the accuracy reached, then falls; a learning rate
 # more than 3x off makes it fall. No constant learning rate gets far: it takes a schedule.
 TOY = """
+import os
 import time
 
 import raytune_hpo
@@ -30,6 +31,8 @@ def toy(config):
     acc = state["acc"]
     for step in range(state["step"] + 1, config.get("steps", 40) + 1):
         time.sleep(config.get("pause", 0))
+        while step > config.get("hold_after", step) and not os.path.exists(config["hold"]):
+            time.sleep(0.05)  # held until the test lets the sweep go on
         best = 0.01 * acc / 20 if acc < 20 else 0.01 - 0.01 * (acc - 20) / 20
         best = min(0.01, max(0.001, best))
         ratio = max(config["lr"], best) / min(config["lr"], best)
@@ -160,13 +163,17 @@ def test_an_interrupted_pbt_sweep_resumes_its_population(ray_session, tmp_path):
     from raytune_hpo.live import read_schedule
     from raytune_hpo.run import resume
 
+    go = tmp_path / "go"
     spec = toy_spec(
         tmp_path,
         {"name": "pbt", "perturbation_interval": 4},
         num_samples=4,
-        # 32 epochs, interrupted near epoch 6: exploits at 8, 12, ... 28 remain after the resume
-        # even when a loaded machine delays the interrupt by several epochs
-        trainable={"function": "toy.py:toy", "config": {"steps": 32, "pause": 0.1}},
+        # 32 epochs, each trial held after epoch 6 until the interrupt has landed, so the
+        # exploits at 8, 12, ... 28 all come after the resume however loaded the machine is
+        trainable={
+            "function": "toy.py:toy",
+            "config": {"steps": 32, "pause": 0.05, "hold_after": 6, "hold": str(go)},
+        },
     )
     path = tmp_path / "pbt.yaml"
     path.write_text(yaml.safe_dump(spec.model_dump(exclude_unset=True)))
@@ -177,6 +184,7 @@ def test_an_interrupted_pbt_sweep_resumes_its_population(ray_session, tmp_path):
     assert proc.wait(timeout=300) == 130, (tmp_path / "driver.log").read_text()[-3000:]
     (exp,) = storage.iterdir()
     before = len(read_schedule(str(exp)))
+    go.touch()
     table = resume(exp).table
     assert len(table) == 4 and (table["status"] == "OK").all() and (table["epochs"] == 32).all()
     assert len(read_schedule(str(exp))) > before, "no exploit after the resume"
