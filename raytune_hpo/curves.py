@@ -34,7 +34,7 @@ def curves_note(table: pd.DataFrame) -> str:
     return (
         f"With {len(table):,} trials, the best {SHOWN} are drawn one by one; the others appear "
         "as the median (line) and the 10-90% band (shade) per epoch of the trials that ended "
-        "the same way."
+        "the same way (an error bar where they all ran one epoch)."
     )
 
 
@@ -70,7 +70,11 @@ def _curves_of(ax, history: pd.DataFrame, metric: str, end: pd.Series, table) ->
             for tid in best:
                 if tid in by_trial.groups:
                     _one_curve(ax, by_trial.get_group(tid), metric, end.get(tid, "running"), seen)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    from matplotlib.ticker import MaxNLocator
+
+    locator = ax.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # not where one epoch fixed a single tick
+        locator.set_params(integer=True)
     ax.set_xlabel(f"epoch ({BUDGET_ATTR})")
     ax.set_ylabel(metric)
     ax.set_title("learning curves, coloured by how each trial ended")
@@ -92,13 +96,26 @@ def _bands(ax, history: pd.DataFrame, metric: str, end: pd.Series, seen: set[str
     h = history[["trial_id", BUDGET_ATTR, metric]].copy()
     h["how"] = h["trial_id"].map(end).fillna("running")
     q = h.groupby(["how", BUDGET_ATTR])[metric].quantile([0.1, 0.5, 0.9]).unstack()
-    for how, g in q.groupby(level=0):
+    groups = list(q.groupby(level=0))
+    lone = [how for how, g in groups if len(g) == 1]  # endings whose trials ran one epoch
+    for how, g in groups:
         epochs = g.index.get_level_values(1)
         color = ENDINGS.get(how, "0.4")
         n = int((end == how).sum())
-        ax.fill_between(epochs, g[0.1], g[0.9], color=color, alpha=0.2, lw=0)
-        ax.plot(epochs, g[0.5], color=color, lw=2, label=f"{how} (median of {n:,})")
+        label = f"{how} (median of {n:,})"
+        if how in lone:  # a band over one point draws nothing: an error bar, side by side
+            at = epochs + 0.12 * (lone.index(how) - (len(lone) - 1) / 2)
+            low, mid, high = g[0.1].to_numpy(), g[0.5].to_numpy(), g[0.9].to_numpy()
+            ax.errorbar(at, mid, yerr=[mid - low, high - mid], fmt="o", color=color,
+                        capsize=6, lw=2, ms=6, label=label)  # fmt: skip
+        else:
+            ax.fill_between(epochs, g[0.1], g[0.9], color=color, alpha=0.2, lw=0)
+            ax.plot(epochs, g[0.5], color=color, lw=2, label=label)
         seen.add(how)
+    if h[BUDGET_ATTR].max() == h[BUDGET_ATTR].min():  # one epoch only: not a sliver of an axis
+        first = h[BUDGET_ATTR].iloc[0]
+        ax.set_xlim(first - 0.5, first + 0.5)
+        ax.set_xticks([first])
 
 
 def parallel(spec, metric: str, table: pd.DataFrame) -> bytes | None:

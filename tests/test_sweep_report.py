@@ -162,3 +162,42 @@ def test_report_dispatch_on_what_the_directory_holds(tmp_path, capsys):
     assert sweep_report.kind_of([str(tmp_path / "w"), str(tmp_path / "w")]) == "sweep"
     with pytest.raises(UserError, match="one study directory"):
         sweep_report.kind_of([str(tmp_path / "s"), str(tmp_path / "w")])
+
+
+def test_many_trials_are_drawn_as_bands_and_one_epoch_as_an_error_bar():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from matplotlib.collections import PolyCollection
+    from matplotlib.container import ErrorbarContainer
+
+    from raytune_hpo import curves
+    from raytune_hpo.names import BUDGET_ATTR
+
+    rng = np.random.default_rng(3)
+    n = curves.MAX_CURVES + 50  # past the trial-by-trial limit: aggregates are drawn
+    rows = [  # finished trials ran 3 epochs, stopped ones only their first
+        {"trial_id": f"f{i}", BUDGET_ATTR: e, "acc": e + rng.normal()}
+        for i in range(n)
+        for e in (1, 2, 3)
+    ] + [{"trial_id": f"s{i}", BUDGET_ATTR: 1, "acc": rng.normal()} for i in range(n)]
+    history = pd.DataFrame(rows)
+    end = pd.Series(
+        {f"f{i}": "finished" for i in range(n)} | {f"s{i}": "stopped early" for i in range(n)}
+    )
+    table = pd.DataFrame({"trial_id": [f"f{i}" for i in range(n)]})
+    fig, ax = plt.subplots()
+    curves._curves_of(ax, history, "acc", end, table)
+    labels = ax.get_legend_handles_labels()[1]
+    assert f"finished (median of {n:,})" in labels and f"stopped early (median of {n:,})" in labels
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 1  # the one-epoch trials: median with its 10-90% range
+    ((x, y),) = bars[0].lines[0].get_xydata()
+    stopped = history[history["trial_id"].str.startswith("s")]["acc"]
+    assert x == 1 and y == pytest.approx(stopped.median())
+    assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 1  # the 3-epoch band
+    # the best trials are still drawn one by one over their epochs
+    assert sum(len(line.get_xdata()) == 3 for line in ax.get_lines()) >= curves.SHOWN
+    plt.close(fig)
