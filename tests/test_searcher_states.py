@@ -8,6 +8,9 @@ built with another seed, completes the two trials as the saver did and compares 
 next. A change that breaks reading the states users have saved (an attribute renamed, a class
 moved, a version bumped without reading the old one) fails here.
 
+``<name>-mo.*`` are the same for a searcher told two objectives and a constraint (the state's
+version 2: the objectives, the scalarisation's weights, Optuna's multi-objective study).
+
 Record them again (only on purpose, with the format's version bumped) with
 ``python tests/test_searcher_states.py --record [NAME ...]`` (a new searcher's only: name it;
 the states of version 1 stay as they were recorded, and must go on loading)."""
@@ -21,12 +24,15 @@ from pathlib import Path
 
 import pytest
 
+from raytune_hpo.objectives import Objectives
 from raytune_hpo.searchers import create_searcher
-from raytune_hpo.testing import drive
 
 STATES = Path(__file__).parent / "data" / "searcher-states"
 NAMES = ["sobol", "lhs", "rsa", "hypertiling", "pso", "approx_gradient", "bohb", "bayesopt", "tpe"]
 NAMES += ["nsga2"]
+# Told two objectives (loss down, size up) and a constraint on a third metric.
+MO = [f"{n}-mo" for n in NAMES if n != "bohb"]  # bohb refuses several objectives
+OBJECTIVES = Objectives.from_fields(["loss", "size"], ["min", "max"], {"inner": {"max": 0.5}})
 # A mixed space whose values all write to JSON (log float, int, categorical, nesting, constants).
 SPACE = {
     "lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
@@ -43,8 +49,10 @@ OPTIONS["nsga2"] = {"population_size": 4}  # its genetic operators act within th
 
 
 def make(name: str, seed: int):
+    base = name.removesuffix("-mo")
+    told = {"objectives": OBJECTIVES} if name in MO else {}
     return create_searcher(
-        name, space=SPACE, metric="loss", mode="min", seed=seed, **OPTIONS.get(name, {})
+        base, space=SPACE, metric="loss", mode="min", seed=seed, **OPTIONS.get(base, {}), **told
     )
 
 
@@ -52,16 +60,33 @@ def loss(c: dict) -> float:
     return (math.log10(c["lr"]) + 3) ** 2 + (c["units"] - 16) ** 2 / 100 + c["opt"]["inner"]
 
 
+def result(c: dict) -> dict:
+    size = float(c["units"] * c["layers"])
+    return {"loss": loss(c), "size": size, "inner": c["opt"]["inner"], "training_iteration": 1}
+
+
+def run(s, n: int, start: int = 0) -> list[dict]:
+    """Suggest and complete ``n`` trials (ids ``t{start}``...); their configurations."""
+    out = []
+    for i in range(start, start + n):
+        cfg = s.suggest(f"t{i}")
+        if not isinstance(cfg, dict):
+            break
+        out.append(cfg)
+        s.on_trial_complete(f"t{i}", result(cfg))
+    return out
+
+
 def complete(s, pending: list) -> list[dict]:
     """Complete the running trials, then the four suggestions that follow."""
     for tid, cfg in pending:
-        s.on_trial_complete(tid, {"loss": loss(cfg), "training_iteration": 1})
-    return drive(s, 4, start=100, f=loss)
+        s.on_trial_complete(tid, result(cfg))
+    return run(s, 4, start=100)
 
 
 def record(name: str) -> None:
     s = make(name, seed=3)
-    drive(s, 6, f=loss)
+    run(s, 6)
     pending = [[f"p{i}", s.suggest(f"p{i}")] for i in range(2)]
     s.save(str(STATES / f"{name}.pkl"))
     then = complete(s, pending)
@@ -77,7 +102,7 @@ def same(got, want) -> bool:
     return type(got) is type(want) and got == want
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + MO)
 def test_a_saved_state_restores_and_continues_as_the_saver_did(name):
     saved = json.loads((STATES / f"{name}.json").read_text())
     s = make(name, seed=99)  # another seed: everything comes from the file
@@ -92,9 +117,22 @@ def test_every_searcher_of_ours_has_a_saved_state():
     from raytune_hpo.searchers import SEARCHERS, owns_space
 
     assert {n for n in SEARCHERS if owns_space(n)} == set(NAMES)
-    assert {p.stem for p in STATES.glob("*.pkl")} == set(NAMES)
+    assert {p.stem for p in STATES.glob("*.pkl")} == set(NAMES) | set(MO)
+    from raytune_hpo.searchers import searcher_entry, takes_objectives
+
+    told = {n.removesuffix("-mo") for n in MO}
+    assert told == {n for n in NAMES if takes_objectives(n, searcher_entry(n))}
+
+
+def test_a_multi_objective_state_is_of_the_version_that_adds_the_objectives():
+    import pickle
+
+    for name in MO:
+        with open(STATES / f"{name}.pkl", "rb") as f:
+            state = pickle.load(f)
+        assert state["version"] == make(name, 0)._state_version >= 2, name
 
 
 if __name__ == "__main__" and "--record" in sys.argv:
-    for searcher in sys.argv[sys.argv.index("--record") + 1 :] or NAMES:
+    for searcher in sys.argv[sys.argv.index("--record") + 1 :] or NAMES + MO:
         record(searcher)
