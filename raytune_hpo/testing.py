@@ -64,9 +64,11 @@ def drive(
     *,
     metric: str = "loss",
     prefix: str = "t",
+    report: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> list[dict]:
     """Suggest up to ``n`` configs with ids ``{prefix}{i}``, completing each with
-    ``{metric: f(cfg), BUDGET_ATTR: 1}`` as Tune reports it; returns them."""
+    ``{metric: f(cfg), BUDGET_ATTR: 1}`` as Tune reports it (or with ``report(cfg)``, a whole
+    result: several objectives, constraint metrics); returns them."""
     from ray.tune.search import Searcher
 
     out = []
@@ -76,7 +78,8 @@ def drive(
             break
         out.append(cfg)
         if complete:
-            s.on_trial_complete(f"{prefix}{i}", {metric: f(cfg), BUDGET_ATTR: 1})
+            result = report(cfg) if report else {metric: f(cfg), BUDGET_ATTR: 1}
+            s.on_trial_complete(f"{prefix}{i}", result)
     return out
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from raytune_hpo import testing
 from raytune_hpo.assemble import assemble
 from raytune_hpo.objectives import Objectives
 from raytune_hpo.objectives.scalarise import RHO, Scalarisation, simplex_lattice
@@ -66,15 +67,8 @@ def make(name: str, seed: int, objectives: Objectives = TWO, **kw):
 
 
 def drive(s, n: int, start: int = 0) -> list[dict]:
-    """Suggest and complete up to ``n`` trials; their configurations."""
-    out = []
-    for i in range(start, start + n):
-        c = s.suggest(f"t{i}")
-        if not isinstance(c, dict):
-            break
-        out.append(c)
-        s.on_trial_complete(f"t{i}", zdt1(c))
-    return out
+    """Suggest and complete up to ``n`` trials on ZDT1; their configurations."""
+    return testing.drive(s, n, start, report=zdt1)
 
 
 def hypervolume(configs: list[dict]) -> float:

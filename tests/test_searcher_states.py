@@ -26,6 +26,7 @@ import pytest
 
 from raytune_hpo.objectives import Objectives
 from raytune_hpo.searchers import create_searcher
+from raytune_hpo.testing import drive
 
 STATES = Path(__file__).parent / "data" / "searcher-states"
 NAMES = ["sobol", "lhs", "rsa", "hypertiling", "pso", "approx_gradient", "bohb", "bayesopt", "tpe"]
@@ -65,28 +66,16 @@ def result(c: dict) -> dict:
     return {"loss": loss(c), "size": size, "inner": c["opt"]["inner"], "training_iteration": 1}
 
 
-def run(s, n: int, start: int = 0) -> list[dict]:
-    """Suggest and complete ``n`` trials (ids ``t{start}``...); their configurations."""
-    out = []
-    for i in range(start, start + n):
-        cfg = s.suggest(f"t{i}")
-        if not isinstance(cfg, dict):
-            break
-        out.append(cfg)
-        s.on_trial_complete(f"t{i}", result(cfg))
-    return out
-
-
 def complete(s, pending: list) -> list[dict]:
     """Complete the running trials, then the four suggestions that follow."""
     for tid, cfg in pending:
         s.on_trial_complete(tid, result(cfg))
-    return run(s, 4, start=100)
+    return drive(s, 4, start=100, report=result)
 
 
 def record(name: str) -> None:
     s = make(name, seed=3)
-    run(s, 6)
+    drive(s, 6, report=result)
     pending = [[f"p{i}", s.suggest(f"p{i}")] for i in range(2)]
     s.save(str(STATES / f"{name}.pkl"))
     then = complete(s, pending)
