@@ -8,18 +8,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from raytune_hpo import _moved
+
 __version__ = "0.1.0"
+_moved.install()  # 0.1's flat module paths (raytune_hpo.space, ...) still import
 
 _PUBLIC = {
-    "SearchSpace": "raytune_hpo.space",
+    "SearchSpace": "raytune_hpo.sweep.space",
     "SpecError": "raytune_hpo.errors",
-    "SweepResult": "raytune_hpo.results",
-    "SweepSpec": "raytune_hpo.spec",
+    "SweepResult": "raytune_hpo.results.table",
+    "SweepSpec": "raytune_hpo.sweep.spec",
     "UserError": "raytune_hpo.errors",
     "report": "raytune_hpo.session",
     "restore_state": "raytune_hpo.session",
-    "resume": "raytune_hpo.run",
-    "run_sweep": "raytune_hpo.run",
+    "resume": "raytune_hpo.run.sweep",
+    "run_sweep": "raytune_hpo.run.sweep",
 }
 
 

@@ -21,7 +21,7 @@ STATE_GLOB = "experiment_state-*.json"  # the experiment state, one file per ses
 # ---------------------------------------------------------------- ours, in a sweep directory
 SPEC_COPY = "sweep.yaml"  # the sweep as run (``raytune-hpo resume`` reads it)
 RESULTS_CSV = "results.csv"  # one row per trial, best first, written when the sweep ends
-TRIAL_ENDS = "trial_ends.json"  # trials ended by a time limit (raytune_hpo.watch)
+TRIAL_ENDS = "trial_ends.json"  # trials ended by a time limit (raytune_hpo.run.watch)
 PBT_SCHEDULE = "pbt_schedule.jsonl"  # each exploit of population-based training
 PARETO_RANK = "pareto_rank"  # 1: the Pareto front of the feasible trials (raytune_hpo.objectives)
 FEASIBLE = "feasible"  # a trial within every constraint, with finite objectives

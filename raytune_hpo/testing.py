@@ -159,7 +159,7 @@ def check_conditional(make: Make, n: int = 24) -> None:
     """8. Over :data:`CONDITIONAL` (``make(seed)`` builds the searcher over it), every
     suggestion holds exactly the parameters that apply, inside their bounds, and the search
     reaches every branch."""
-    from raytune_hpo.space import SearchSpace
+    from raytune_hpo.sweep.space import SearchSpace
 
     space = SearchSpace.from_dict(CONDITIONAL)
     cfgs = drive(make(0), n, f=conditional_objective)

@@ -32,8 +32,8 @@ import numpy as np
 from ray.tune.search import Searcher
 
 from raytune_hpo.searchers import SEARCHERS, create_searcher
-from raytune_hpo.space import SearchSpace
 from raytune_hpo.study.functions import Branches
+from raytune_hpo.sweep.space import SearchSpace
 
 PROBLEM = Branches()
 METHODS = list(SEARCHERS)

@@ -40,9 +40,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from raytune_hpo.sweep.sections import defaults  # noqa: E402
 from raytune_hpo.train.data import load_dataset, make_splits, normalised  # noqa: E402
 from raytune_hpo.train.models import build_model  # noqa: E402
-from raytune_hpo.train.settings import defaults  # noqa: E402
 from raytune_hpo.train.trainable import fit  # noqa: E402
 
 CUDA_DATA = {"dataset": "synthetic", "data": {"n_samples": 8192, "image_size": 64}}

@@ -88,7 +88,7 @@ def sweep_file(work: Path, n: int, name: str, **extra) -> Path:
 def state_costs(n: int) -> dict:
     """Each searcher told ``n`` results, then saved: the state's size and the save's time."""
     from raytune_hpo.searchers import create_searcher
-    from raytune_hpo.space import SearchSpace
+    from raytune_hpo.sweep.space import SearchSpace
     from raytune_hpo.testing import drive
 
     out = {}
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     load_before = os.getloadavg()  # 1, 5, 15-minute load averages
     n = args.trials
-    cli = [sys.executable, "-m", "raytune_hpo.cli"]
+    cli = [sys.executable, "-m", "raytune_hpo.cli.main"]
     rows: dict[str, dict] = {}
     with (
         tempfile.TemporaryDirectory(prefix="scale") as w,

@@ -35,9 +35,9 @@ import numpy as np
 from ray.tune.search import Searcher
 
 from raytune_hpo.searchers import SEARCHERS, UnitCubeSearcher, create_searcher, owns_space
-from raytune_hpo.space import SearchSpace
 from raytune_hpo.study import functions
 from raytune_hpo.study.functions import TestFunction
+from raytune_hpo.sweep.space import SearchSpace
 
 # ----------------------------------------------------------------------------- problems
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from raytune_hpo import testing
-from raytune_hpo.space import SearchSpace
+from raytune_hpo.sweep.space import SearchSpace
 
 sys.path.insert(0, str(Path(__file__).parent))
 from local_search import LocalSearch  # noqa: E402

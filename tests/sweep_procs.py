@@ -62,7 +62,7 @@ def start_run(sweep: Path, storage: Path, tmp: Path, *extra: str) -> subprocess.
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     log = open(tmp / "driver.log", "w")  # noqa: SIM115 - the child owns it
-    cmd = [sys.executable, "-m", "raytune_hpo.cli", "run", str(sweep), "--storage-path"]
+    cmd = [sys.executable, "-m", "raytune_hpo.cli.main", "run", str(sweep), "--storage-path"]
     return subprocess.Popen(
         [*cmd, str(storage), *extra],
         env=env,
@@ -184,8 +184,8 @@ def started_trials(exp: Path) -> set[str]:
 
 def searcher_state_readable(exp: Path) -> bool:
     """False when the kill truncated the searcher's state while Ray copied it to storage."""
-    from raytune_hpo.run import check_searcher_state
-    from raytune_hpo.spec import UserError
+    from raytune_hpo.run.sweep import check_searcher_state
+    from raytune_hpo.sweep.spec import UserError
 
     try:
         check_searcher_state(exp)

@@ -50,10 +50,10 @@ from sweep_procs import (
     trial_histories,
 )
 
-from raytune_hpo import jobs
-from raytune_hpo.cli import main
+from raytune_hpo.cli.main import main
+from raytune_hpo.jobs import client as jobs
 from raytune_hpo.names import BUDGET_ATTR, RESULTS_CSV
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.sweep.spec import SweepSpec
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torchvision.ops import DropBlock2d
 
+from raytune_hpo.sweep.sections import FUSED_MAY_DIFFER, MUTABLE, CNNSettings, defaults
 from raytune_hpo.train import checkpoint
 from raytune_hpo.train.checkpoint import TrialState
 from raytune_hpo.train.cnn import CNNTrainable
 from raytune_hpo.train.perf import SpeedPath
-from raytune_hpo.train.settings import FUSED_MAY_DIFFER, MUTABLE, CNNSettings, defaults
 from raytune_hpo.train.trainable import build_folds, fit, prepare, restore
 
 DONOR = {"model": "tinyvgg", "epochs": 3, "lr": 3e-3, "dropout": 0.3, "dropblock": 0.1}
@@ -132,7 +132,7 @@ def test_a_continued_model_takes_the_new_dropout_rates_and_the_donor_weights(don
 
 
 def test_the_cnn_contract_names_the_settings_that_may_change_mid_run():
-    mutable = CNNTrainable({}).mutable_settings()
+    mutable = CNNTrainable(CNNSettings()).mutable_settings()
     assert mutable == MUTABLE
     assert set(mutable) <= set(CNNSettings.model_fields) and set(mutable) <= set(FUSED_MAY_DIFFER)
     fixed = ("model", "batch_size", "epochs", "dataset", "optimizer", "k_folds", "seed")

@@ -26,12 +26,12 @@ from sweep_procs import (
     trial_histories,
 )
 
-from raytune_hpo import jobs
-from raytune_hpo.cli import main
+from raytune_hpo.cli.main import main
 from raytune_hpo.errors import UserError
-from raytune_hpo.results import RESULTS_CSV
-from raytune_hpo.run import resume, run_sweep
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.jobs import client as jobs
+from raytune_hpo.results.table import RESULTS_CSV
+from raytune_hpo.run.sweep import resume, run_sweep
+from raytune_hpo.sweep.spec import SweepSpec
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 

@@ -348,8 +348,8 @@ def test_gpu_node_types_declare_what_one_node_offers(name):
 @pytest.mark.parametrize("name", LAUNCHERS)
 def test_trials_the_node_types_hold_pass_and_others_are_refused_naming_the_field(name):
     from raytune_hpo.errors import UserError
-    from raytune_hpo.resources import check_node_types, node_types_of
-    from raytune_hpo.spec import ResourcesSpec
+    from raytune_hpo.run.resources import check_node_types, node_types_of
+    from raytune_hpo.sweep.spec import ResourcesSpec
 
     (doc,) = docs(name)
     types = node_types_of(doc)

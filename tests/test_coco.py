@@ -11,9 +11,9 @@ import pytest
 from scipy import stats
 
 from raytune_hpo.errors import SpecError
-from raytune_hpo.space import SearchSpace
 from raytune_hpo.study import StudySpec, analysis, check, coco, compare, load_study
 from raytune_hpo.study.runner import OptunaProposer, drive, run_direct
+from raytune_hpo.sweep.space import SearchSpace
 
 cocoex = pytest.importorskip("cocoex")
 

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from raytune_hpo import warm_start
 from raytune_hpo.errors import UserError
+from raytune_hpo.plan import warm_start
 from raytune_hpo.searchers import SEARCHERS, create_searcher
-from raytune_hpo.space import IMPUTED, SearchSpace
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.sweep.space import IMPUTED, SearchSpace
+from raytune_hpo.sweep.spec import SweepSpec
 from raytune_hpo.testing import CONDITIONAL, check_conditional, drive
 
 # The issue's sweep file.
@@ -190,7 +190,7 @@ def test_a_space_saved_before_conditions_existed_loads_without_them():
 def test_the_sweep_file_keeps_its_conditions_through_its_copy_and_submit():
     """``resume`` reads the copy the run writes (sweep.yaml); ``submit`` ships the spec in
     the job's environment."""
-    from raytune_hpo.jobs import SWEEP_ENV, runtime_env
+    from raytune_hpo.jobs.client import SWEEP_ENV, runtime_env
 
     spec = SweepSpec.from_dict({"space": ISSUE, "trainable": {"model": "mlp"}})
     again = SweepSpec.from_dict(yaml.safe_load(spec.to_yaml()))
@@ -428,9 +428,9 @@ def train(config):
 
 @pytest.mark.integration
 def test_a_real_sweep_per_searcher_family(ray_session, tmp_path):
-    from raytune_hpo.cli import main
-    from raytune_hpo.results import load_results
-    from raytune_hpo.run import run_sweep
+    from raytune_hpo.cli.main import main
+    from raytune_hpo.results.table import load_results
+    from raytune_hpo.run.sweep import run_sweep
 
     (tmp_path / "strict.py").write_text(STRICT)
     for name in ("grid", "random", "pso", "tpe", "bohb"):

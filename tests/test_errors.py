@@ -7,9 +7,9 @@ import pickle
 import pytest
 
 import raytune_hpo.names as names
-from raytune_hpo.assemble import assemble
 from raytune_hpo.errors import SpecError, UserError, user_error
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.plan.assemble import assemble
+from raytune_hpo.sweep.spec import SweepSpec
 
 
 def test_an_error_carries_its_field_and_file_as_data():

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from raytune_hpo.cli import main
-from raytune_hpo.run import run_sweep
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.cli.main import main
+from raytune_hpo.run.sweep import run_sweep
+from raytune_hpo.sweep.spec import SweepSpec
 
 TRAIN = """
 from ray import tune

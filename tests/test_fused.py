@@ -10,11 +10,11 @@ import pytest
 import torch
 from torchvision.ops import DropBlock2d
 
+from raytune_hpo.sweep.sections import defaults
 from raytune_hpo.train.checkpoint import TrialState
 from raytune_hpo.train.fused import FusedTrainer, MemberDropBlock, MemberDropout
 from raytune_hpo.train.fused_optim import FusedOptimizer
 from raytune_hpo.train.optimizers import make_optimizer
-from raytune_hpo.train.settings import defaults
 from raytune_hpo.train.trainable import DivergedError, fit
 
 # No dropout: without random masks a member must match its lone run up to float rounding.
@@ -274,9 +274,9 @@ def fused_groups(ray):
 def test_a_sweep_file_with_fused_trials_trains_them_as_one_group(ray_session, tmp_path):
     import json
 
-    from raytune_hpo.assemble import assemble
-    from raytune_hpo.run import run_sweep
-    from raytune_hpo.spec import SweepSpec
+    from raytune_hpo.plan.assemble import assemble
+    from raytune_hpo.run.sweep import run_sweep
+    from raytune_hpo.sweep.spec import SweepSpec
 
     spec = SweepSpec.from_dict(
         {

@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 
+from raytune_hpo.sweep.sections import defaults
 from raytune_hpo.train.data import batches, load_dataset
 from raytune_hpo.train.models import build_model
 from raytune_hpo.train.optimizers import make_optimizer
@@ -24,7 +25,6 @@ from raytune_hpo.train.perf import (
     TrainStep,
     resolve_options,
 )
-from raytune_hpo.train.settings import defaults
 from raytune_hpo.train.trainable import fit
 
 FAST = {"model": "tinyvgg", "epochs": 1, "lr": 3e-3}
@@ -330,8 +330,8 @@ def test_quarter_gpu_trials_run_four_at_once_on_their_gpu(ray_session, tmp_path)
     assert all(dev == "cuda" and len(ids) == 1 for dev, ids, _, _ in got)
     assert max(s for *_, s, _ in got) < min(e for *_, e in got)  # all four ran at once
 
-    from raytune_hpo.run import run_sweep
-    from raytune_hpo.spec import SweepSpec
+    from raytune_hpo.run.sweep import run_sweep
+    from raytune_hpo.sweep.spec import SweepSpec
 
     spec = SweepSpec.from_dict(
         {

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from raytune_hpo.searchers._lattice import Lattice, direction
-from raytune_hpo.space import SearchSpace
+from raytune_hpo.sweep.space import SearchSpace
 
 SPACE = SearchSpace.from_dict(
     {

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raytune_hpo import loggers
-from raytune_hpo.run import run_sweep
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.plan import loggers
+from raytune_hpo.run.sweep import run_sweep
+from raytune_hpo.sweep.spec import SweepSpec
 
 
 def sweep_file(tmp_path, **fields) -> str:

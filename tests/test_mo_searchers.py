@@ -19,11 +19,11 @@ import pytest
 import yaml
 
 from raytune_hpo import testing
-from raytune_hpo.assemble import assemble
 from raytune_hpo.objectives import Objectives
 from raytune_hpo.objectives.scalarise import RHO, Scalarisation, simplex_lattice
+from raytune_hpo.plan.assemble import assemble
 from raytune_hpo.searchers import create_searcher
-from raytune_hpo.spec import SpecError, SweepSpec
+from raytune_hpo.sweep.spec import SpecError, SweepSpec
 
 SPACE = {
     "x1": {"type": "float", "low": 0.0, "high": 1.0},
@@ -298,8 +298,8 @@ def train(config):
 @pytest.mark.integration
 @pytest.mark.parametrize("name", ["tpe", "pso"])
 def test_a_real_sweep_under_asha_tells_the_searcher_both_objectives(ray_session, tmp_path, name):
-    from raytune_hpo.extend import extend
-    from raytune_hpo.run import run_sweep
+    from raytune_hpo.run.extend import extend
+    from raytune_hpo.run.sweep import run_sweep
 
     (tmp_path / "two.py").write_text(TRAIN)
     searcher = {"name": name}

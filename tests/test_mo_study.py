@@ -12,13 +12,13 @@ import pytest
 
 from raytune_hpo.objectives import MULTI_OBJECTIVE_SEARCHERS
 from raytune_hpo.searchers import SEARCHERS
-from raytune_hpo.space import SearchSpace
-from raytune_hpo.spec import SpecError
 from raytune_hpo.study import StudySpec, analysis, check, compare, run_direct
 from raytune_hpo.study import report as study_report
 from raytune_hpo.study.pareto import ParetoProblem, hypervolume_after_each, worst
 from raytune_hpo.study.runner import OptunaProposer, SearcherProposer, drive
 from raytune_hpo.study.samplers import make_sampler
+from raytune_hpo.sweep.space import SearchSpace
+from raytune_hpo.sweep.spec import SpecError
 
 pytest.importorskip("pymoo")
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from sweep_procs import trial_histories
 
-from raytune_hpo.cli import main
-from raytune_hpo.extend import extend
-from raytune_hpo.results import load_results, read_sweep
-from raytune_hpo.run import Interrupted, resume, run_sweep
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.cli.main import main
+from raytune_hpo.results.table import load_results, read_sweep
+from raytune_hpo.run.extend import extend
+from raytune_hpo.run.sweep import Interrupted, resume, run_sweep
+from raytune_hpo.sweep.spec import SweepSpec
 
 pytestmark = pytest.mark.integration
 
@@ -162,7 +162,7 @@ def test_loggers_carry_every_objective(constrained_sweep):
     import mlflow
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from raytune_hpo import loggers
+    from raytune_hpo.plan import loggers
 
     exp = Path(constrained_sweep.path)
     table = constrained_sweep.table.set_index("trial_id")

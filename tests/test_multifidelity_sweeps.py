@@ -14,9 +14,9 @@ from sweep_procs import (
     trial_histories,
 )
 
-from raytune_hpo.assemble import assemble
-from raytune_hpo.run import resume, run_sweep
-from raytune_hpo.spec import SweepSpec, UserError
+from raytune_hpo.plan.assemble import assemble
+from raytune_hpo.run.sweep import resume, run_sweep
+from raytune_hpo.sweep.spec import SweepSpec, UserError
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raytune_hpo.results import load_results
-from raytune_hpo.run import run_sweep
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.results.table import load_results
+from raytune_hpo.run.sweep import run_sweep
+from raytune_hpo.sweep.spec import SweepSpec
 
 # x < 0.2: reports once, then blocks (a dead data loader); 0.4 <= x < 0.6: keeps reporting for
 # minutes; otherwise three quick results.

@@ -15,10 +15,10 @@ import yaml
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from raytune_hpo.assemble import assemble
-from raytune_hpo.cli import main
-from raytune_hpo.metric_check import MetricCheck
+from raytune_hpo.cli.main import main
 from raytune_hpo.objectives import HypervolumeBox, Objectives, rank_points
+from raytune_hpo.plan.assemble import assemble
+from raytune_hpo.run.metric_check import MetricCheck
 from raytune_hpo.schedulers import create_scheduler
 from raytune_hpo.schedulers._moasha import (
     MultiObjectiveASHA,
@@ -26,7 +26,7 @@ from raytune_hpo.schedulers._moasha import (
     crowding_distance,
     epsilon_net,
 )
-from raytune_hpo.spec import SpecError, SweepSpec
+from raytune_hpo.sweep.spec import SpecError, SweepSpec
 
 TWO = {"metric": ["val_accuracy", "latency_ms"], "mode": ["max", "min"]}
 CNN = {"trainable": {"model": "mlp", "epochs": 4}}

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from raytune_hpo.assemble import assemble
-from raytune_hpo.cli import main
+from raytune_hpo.cli.main import main
 from raytune_hpo.errors import SpecError
-from raytune_hpo.run import run_sweep
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.plan.assemble import assemble
+from raytune_hpo.run.sweep import run_sweep
+from raytune_hpo.sweep.spec import SweepSpec
 
 # Ray Tune's PBT toy problem, in our own words: accuracy grows fastest when the learning rate
 # is near a best value that first rises with the accuracy reached, then falls; a learning rate
@@ -113,7 +113,7 @@ def test_the_cnn_under_pbt_continues_from_the_copied_weights(ray_session, tmp_pa
         }
     )
     result = run_sweep(spec)
-    from raytune_hpo.live import read_sweep
+    from raytune_hpo.results.live import read_sweep
 
     rec = read_sweep(result.path)
     assert not rec.schedule.empty, "no exploit recorded"
@@ -160,8 +160,8 @@ def test_an_interrupted_pbt_sweep_resumes_its_population(ray_session, tmp_path):
     import yaml
     from sweep_procs import results_reported, start_run, wait_for
 
-    from raytune_hpo.live import read_schedule
-    from raytune_hpo.run import resume
+    from raytune_hpo.results.live import read_schedule
+    from raytune_hpo.run.sweep import resume
 
     go = tmp_path / "go"
     spec = toy_spec(

@@ -284,7 +284,7 @@ def test_limiter_set_max_concurrency_holds(name):
 
 
 def test_library_names_are_unique_and_round_trip():
-    from raytune_hpo.space import SearchSpace
+    from raytune_hpo.sweep.space import SearchSpace
 
     space = SearchSpace.from_dict(
         {**COLLIDING, "x%": {"%2E": {"type": "int", "low": 0, "high": 3}}}

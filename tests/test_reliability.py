@@ -8,8 +8,8 @@ import time
 import pytest
 from ray import tune
 
-from raytune_hpo.run import resume, run_sweep
-from raytune_hpo.spec import SweepSpec, UserError
+from raytune_hpo.run.sweep import resume, run_sweep
+from raytune_hpo.sweep.spec import SweepSpec, UserError
 
 pytestmark = pytest.mark.integration
 
@@ -179,7 +179,7 @@ def test_a_local_run_says_what_matters_and_no_more(tmp_path):
     path.write_text(yaml.safe_dump(sweep))
     env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="rq", dir="/tmp")}
     proc = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli", "run", str(path)],
+        [sys.executable, "-m", "raytune_hpo.cli.main", "run", str(path)],
         capture_output=True,
         text=True,
         env=env,

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from sweep_procs import experiment_dir, kill_group, results_reported, start_run, trial_histories
 
-from raytune_hpo.cli import main
-from raytune_hpo.results import RESULTS_CSV, load_results, read_sweep, to_json, trial_table
-from raytune_hpo.spec import UserError
+from raytune_hpo.cli.main import main
+from raytune_hpo.results.table import RESULTS_CSV, load_results, read_sweep, to_json, trial_table
+from raytune_hpo.sweep.spec import UserError
 
 SWEEP = (
     "name: live\nnum_samples: 4\nmax_concurrent: 2\nseed: 1\nmetric: val_accuracy\nmode: max\n"
@@ -132,8 +132,8 @@ def test_json_keeps_full_float_precision(tmp_path, capsys):
 def test_a_trial_interrupted_before_it_got_its_config_is_pending():
     from ray.tune import Result
 
-    from raytune_hpo.results import results_table
-    from raytune_hpo.spec import SweepSpec
+    from raytune_hpo.results.table import results_table
+    from raytune_hpo.sweep.spec import SweepSpec
 
     spec = SweepSpec.from_dict({"space": {"lr": {"type": "float", "low": 1e-4, "high": 0.1}}})
     metrics = {"trial_id": "a", "training_iteration": 2, "val_accuracy": 0.5}

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from raytune_hpo.cli import main
-from raytune_hpo.run import run_sweep
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.cli.main import main
+from raytune_hpo.run.sweep import run_sweep
+from raytune_hpo.sweep.spec import SweepSpec
 
 NOOP = """
 from ray import tune
@@ -65,8 +65,8 @@ def test_a_sweep_imports_only_the_searcher_it_names(tmp_path):
     probe = textwrap.dedent(
         """
         import sys
-        from raytune_hpo.assemble import assemble
-        from raytune_hpo.spec import SweepSpec
+        from raytune_hpo.plan.assemble import assemble
+        from raytune_hpo.sweep.spec import SweepSpec
         spec = SweepSpec.from_dict({"searcher": {"name": "sobol"},
                                     "space": {"lr": {"type": "float", "low": 1e-3, "high": 0.1}},
                                     "trainable": {"model": "mlp"}})

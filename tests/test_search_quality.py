@@ -309,9 +309,9 @@ def test_under_early_stopping_a_short_trial_is_no_better_than_those_that_went_fu
 def test_pso_under_asha_learns_only_comparable_results(ray_session, tmp_path):
     from ray import tune
 
-    from raytune_hpo.assemble import assemble
-    from raytune_hpo.run import run_sweep
-    from raytune_hpo.spec import SweepSpec
+    from raytune_hpo.plan.assemble import assemble
+    from raytune_hpo.run.sweep import run_sweep
+    from raytune_hpo.sweep.spec import SweepSpec
 
     def curve(config):
         for epoch in range(1, 10):  # good x learns slowly: early it looks worse than it is

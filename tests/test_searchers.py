@@ -139,7 +139,7 @@ def best_after(searcher, f, n):
 
 
 def random_best(f, space, n, seed):
-    from raytune_hpo.space import SearchSpace
+    from raytune_hpo.sweep.space import SearchSpace
 
     sp, rng = SearchSpace.from_dict(space), np.random.default_rng(seed)
     return min(f(sp.from_unit(u)) for u in rng.random((n, sp.dims)))

@@ -6,10 +6,10 @@ import time
 import pytest
 from ray import tune
 
-from raytune_hpo.assemble import assemble
-from raytune_hpo.run import run_sweep
+from raytune_hpo.plan.assemble import assemble
+from raytune_hpo.run.sweep import run_sweep
 from raytune_hpo.searchers import SEARCHERS, create_searcher, owns_space
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.sweep.spec import SweepSpec
 
 pytestmark = pytest.mark.integration
 CUSTOM = [n for n in SEARCHERS if owns_space(n)]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import raytune_hpo.snapshot as snapshot
-from raytune_hpo.run import resume, run_sweep
-from raytune_hpo.spec import SweepSpec
+import raytune_hpo.run.snapshot as snapshot
+from raytune_hpo.run.sweep import resume, run_sweep
+from raytune_hpo.sweep.spec import SweepSpec
 
 TRAIN = """
 import raytune_hpo

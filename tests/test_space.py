@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from ray import tune
 
-from raytune_hpo.space import CategoricalParam, FloatParam, IntParam, SearchSpace
+from raytune_hpo.sweep.space import CategoricalParam, FloatParam, IntParam, SearchSpace
 
 YAML_SPACE = {
     "lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True},

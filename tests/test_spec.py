@@ -9,8 +9,8 @@ import textwrap
 import pytest
 import yaml
 
-from raytune_hpo.assemble import assemble
-from raytune_hpo.spec import SpecError, SweepSpec
+from raytune_hpo.plan.assemble import assemble
+from raytune_hpo.sweep.spec import SpecError, SweepSpec
 
 SPECS = os.path.join(os.path.dirname(__file__), "..", "specs", "sweeps")
 STUDIES = os.path.join(os.path.dirname(__file__), "..", "specs", "studies")
@@ -58,7 +58,7 @@ def test_every_shipped_study_is_valid(name):
 
 @pytest.mark.parametrize("name", sorted(os.listdir(SPECS)))
 def test_every_shipped_spec_is_valid_when_its_data_is_present(tmp_path, name):
-    from raytune_hpo.train.settings import TORCHVISION
+    from raytune_hpo.sweep.sections import TORCHVISION
 
     data = load(name)
     dataset = data.get("trainable", {}).get("dataset")
@@ -195,7 +195,7 @@ def test_cli_bad_input_one_line_exit_2_and_no_ray(tmp_path, text):
     ray_tmp.mkdir()
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
     proc = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli", "run", str(path)],
+        [sys.executable, "-m", "raytune_hpo.cli.main", "run", str(path)],
         capture_output=True,
         text=True,
         env=env,
@@ -210,7 +210,7 @@ def test_cli_bad_input_one_line_exit_2_and_no_ray(tmp_path, text):
 
 def test_cli_searchers_lists_the_registry():
     proc = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli", "searchers"], capture_output=True, text=True
+        [sys.executable, "-m", "raytune_hpo.cli.main", "searchers"], capture_output=True, text=True
     )
     assert proc.returncode == 0
     from raytune_hpo.schedulers import SCHEDULERS
@@ -285,7 +285,7 @@ def test_bad_model_based_searcher_options_name_the_field(searcher, message):
 
 
 def test_the_readme_documents_every_setting_of_the_builtin_trainable():
-    from raytune_hpo.train.settings import CNNSettings, DataSettings
+    from raytune_hpo.sweep.sections import CNNSettings, DataSettings
 
     with open(os.path.join(os.path.dirname(__file__), "..", "README.md")) as f:
         readme = f.read()

@@ -13,9 +13,9 @@ import pytest
 from sweep_procs import kill_group, start_run
 
 from raytune_hpo import storage
-from raytune_hpo.cli import main
-from raytune_hpo.results import RESULTS_CSV, SPEC_COPY
-from raytune_hpo.spec import UserError
+from raytune_hpo.cli.main import main
+from raytune_hpo.results.table import RESULTS_CSV, SPEC_COPY
+from raytune_hpo.sweep.spec import UserError
 
 BUCKET = "raytune-hpo-test"
 
@@ -161,7 +161,7 @@ def test_sweep_on_s3_killed_resumed_and_read(s3, tmp_path, capsys, monkeypatch):
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     done = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli", "resume", exp],
+        [sys.executable, "-m", "raytune_hpo.cli.main", "resume", exp],
         env=env,
         capture_output=True,
         text=True,
@@ -186,7 +186,7 @@ def test_sweep_on_s3_killed_resumed_and_read(s3, tmp_path, capsys, monkeypatch):
 
     # Grown by two trials on S3, the searcher restored from the bucket.
     grown = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli", "extend", exp, "--num-samples", "2"],
+        [sys.executable, "-m", "raytune_hpo.cli.main", "extend", exp, "--num-samples", "2"],
         env=env,
         capture_output=True,
         text=True,

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from scipy import stats
 
-from raytune_hpo.cli import main
-from raytune_hpo.spec import SpecError
+from raytune_hpo.cli.main import main
 from raytune_hpo.study import StudySpec, analysis, check, compare, load_study
 from raytune_hpo.study.functions import make_problem
+from raytune_hpo.sweep.spec import SpecError
 
 METHODS = [
     {"name": "random", "searcher": {"name": "random"}},

@@ -1,14 +1,16 @@
 """Real sweeps on a real local Ray (2 CPUs, shared), training on digits."""
 
 import json
+import sys
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
 
-from raytune_hpo.cli import main
-from raytune_hpo.results import RESULTS_CSV, load_results
-from raytune_hpo.run import run_sweep
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.cli.main import main
+from raytune_hpo.results.table import RESULTS_CSV, load_results
+from raytune_hpo.run.sweep import run_sweep
+from raytune_hpo.sweep.spec import SweepSpec
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +96,46 @@ def test_cli_run_then_results(ray_session, tmp_path, capsys):
     assert len(rows) == 2 and all(0.001 <= r["config.lr"] <= 0.01 for r in rows)
     assert main(["results", path, "--format", "csv", "--top", "1"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+@contextmanager
+def calls_of(*functions):
+    """How often each function is entered in this thread (by its code object: however the
+    caller imported it)."""
+    codes = {f.__code__: f.__qualname__ for f in functions}
+    counts = dict.fromkeys(codes.values(), 0)
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code in codes:
+            counts[codes[frame.f_code]] += 1
+
+    sys.setprofile(profile)
+    try:
+        yield counts
+    finally:
+        sys.setprofile(None)
+
+
+def test_run_and_resume_each_assemble_once_and_read_the_trainable_once(
+    ray_session, tmp_path, capsys
+):
+    """One assembly per command: what the command announces is what runs; the trainable
+    section is validated where the sweep file is read, not again by the run."""
+    from raytune_hpo.plan.assemble import assemble
+    from raytune_hpo.sweep.sections import parse_section
+    from raytune_hpo.train import contract_of
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(
+        "name: once\nnum_samples: 2\nmax_concurrent: 2\n"
+        "space: {lr: {type: float, low: 0.001, high: 0.01, log: true}}\n"
+        "trainable: {epochs: 1, model: mlp}\n"
+    )
+    with calls_of(assemble, parse_section, contract_of) as run:
+        assert main(["run", str(sweep), "--storage-path", str(tmp_path), "--seed", "1"]) == 0
+    path = capsys.readouterr().out.strip().splitlines()[-1].split("Results: ")[1]
+    assert run == {"assemble": 1, "parse_section": 1, "contract_of": 1}, run
+    with calls_of(assemble, parse_section, contract_of) as resumed:
+        assert main(["resume", path]) == 0
+    assert resumed == {"assemble": 1, "parse_section": 1, "contract_of": 1}, resumed
+    assert "resuming 'once': 2 trial(s)" in capsys.readouterr().out

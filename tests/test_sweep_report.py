@@ -7,11 +7,11 @@ import browser
 import numpy as np
 import pytest
 
-from raytune_hpo import sweep_report
-from raytune_hpo.cli import main
-from raytune_hpo.results import read_sweep
-from raytune_hpo.run import run_sweep
-from raytune_hpo.spec import SweepSpec, UserError
+from raytune_hpo.cli.main import kind_of, main
+from raytune_hpo.results import report as sweep_report
+from raytune_hpo.results.table import read_sweep
+from raytune_hpo.run.sweep import run_sweep
+from raytune_hpo.sweep.spec import SweepSpec, UserError
 
 pytestmark = pytest.mark.integration
 
@@ -150,18 +150,18 @@ def test_importance_and_sweeps_side_by_side(ray_session, tmp_path):
 
 def test_report_dispatch_on_what_the_directory_holds(tmp_path, capsys):
     with pytest.raises(UserError, match="no such directory"):
-        sweep_report.kind_of([str(tmp_path / "gone")])
+        kind_of([str(tmp_path / "gone")])
     with pytest.raises(UserError, match="neither a sweep directory"):
-        sweep_report.kind_of([str(tmp_path)])
+        kind_of([str(tmp_path)])
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "study.yaml").write_text("name: s\n")
     (tmp_path / "s" / "trials.csv").write_text("problem\n")
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "sweep.yaml").write_text("name: w\n")
-    assert sweep_report.kind_of([str(tmp_path / "s")]) == "study"
-    assert sweep_report.kind_of([str(tmp_path / "w"), str(tmp_path / "w")]) == "sweep"
+    assert kind_of([str(tmp_path / "s")]) == "study"
+    assert kind_of([str(tmp_path / "w"), str(tmp_path / "w")]) == "sweep"
     with pytest.raises(UserError, match="one study directory"):
-        sweep_report.kind_of([str(tmp_path / "s"), str(tmp_path / "w")])
+        kind_of([str(tmp_path / "s"), str(tmp_path / "w")])
 
 
 def test_many_trials_are_drawn_as_bands_and_one_epoch_as_an_error_bar():
@@ -173,8 +173,8 @@ def test_many_trials_are_drawn_as_bands_and_one_epoch_as_an_error_bar():
     from matplotlib.collections import PolyCollection
     from matplotlib.container import ErrorbarContainer
 
-    from raytune_hpo import curves
     from raytune_hpo.names import BUDGET_ATTR
+    from raytune_hpo.results import curves
 
     rng = np.random.default_rng(3)
     n = curves.MAX_CURVES + 50  # past the trial-by-trial limit: aggregates are drawn

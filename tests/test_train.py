@@ -178,7 +178,7 @@ def test_diverging_trial_raises_diverged():
 
 
 def test_model_names_of_the_settings_are_the_models_built():
-    from raytune_hpo.train.settings import MODEL_NAMES
+    from raytune_hpo.sweep.sections import MODEL_NAMES
 
     assert tuple(MODELS) == MODEL_NAMES
 
@@ -217,8 +217,8 @@ def test_latency_is_the_models_inference_time(one_thread):
 
 @pytest.mark.parametrize("metric", ["params_m", "latency_ms"])
 def test_a_sweep_may_minimise_the_model_size_or_latency(metric):
-    from raytune_hpo.assemble import assemble
-    from raytune_hpo.spec import SweepSpec
+    from raytune_hpo.plan.assemble import assemble
+    from raytune_hpo.sweep.spec import SweepSpec
 
     plan = assemble(SweepSpec.from_dict({"metric": metric, "mode": "min"}))
     assert metric in plan.trainable.metrics(plan.spec.search_space)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import yaml
 
-from raytune_hpo.assemble import assemble
-from raytune_hpo.results import read_sweep
-from raytune_hpo.run import run_sweep
-from raytune_hpo.spec import SpecError, SweepSpec
+from raytune_hpo.plan.assemble import assemble
+from raytune_hpo.results.table import read_sweep
+from raytune_hpo.run.sweep import run_sweep
+from raytune_hpo.sweep.spec import SpecError, SweepSpec
 
 TRAIN = """
 import helpers  # a module beside train.py: it must import on every node too
@@ -65,7 +65,7 @@ def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
     full = {**os.environ, "RAY_TMPDIR": str(ray_tmp), **(env or {})}
     full.pop("RAY_ADDRESS", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli", *args],
+        [sys.executable, "-m", "raytune_hpo.cli.main", *args],
         cwd=cwd,
         env=full,
         capture_output=True,
@@ -126,7 +126,7 @@ def test_metric_never_reported_stops_the_sweep_with_one_line(ray_session, tmp_pa
     from ray import tune
 
     from raytune_hpo import run_sweep
-    from raytune_hpo.spec import UserError
+    from raytune_hpo.sweep.spec import UserError
 
     def no_score(config):
         for _ in range(20):
@@ -276,7 +276,7 @@ def test_plugin_searcher_by_entry_point(tmp_path, monkeypatch):
     # `raytune-hpo searchers` lists it (a fresh process finds it through PYTHONPATH).
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
     proc = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli", "searchers"],
+        [sys.executable, "-m", "raytune_hpo.cli.main", "searchers"],
         capture_output=True,
         text=True,
         env=env,

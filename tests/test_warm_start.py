@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from raytune_hpo import warm_start
-from raytune_hpo.assemble import assemble
-from raytune_hpo.run import run_sweep
+from raytune_hpo.plan import warm_start
+from raytune_hpo.plan.assemble import assemble
+from raytune_hpo.run.sweep import run_sweep
 from raytune_hpo.searchers import create_searcher
-from raytune_hpo.space import SearchSpace
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.sweep.space import SearchSpace
+from raytune_hpo.sweep.spec import SweepSpec
 
 SPACE = {
     "x": {"type": "float", "low": 0.0, "high": 1.0},

@@ -3,8 +3,9 @@ pbt, pb2.
 
 The budget (``time_attr``) is ``training_iteration``: one reported result (an epoch for the
 built-in CNN). ``max_t`` is the sweep's budget; which searcher may pair with ``bohb`` is decided
-in ``raytune_hpo.bohb``. With ``objectives`` (several, or constraints: ``raytune_hpo.objectives``)
-``asha`` is MO-ASHA (``_moasha``); which schedulers take them is decided in ``assemble``.
+in ``raytune_hpo.plan.bohb``. With ``objectives`` (several, or constraints:
+``raytune_hpo.objectives``) ``asha`` is MO-ASHA (``_moasha``); which schedulers take them is
+decided in ``raytune_hpo.plan.assemble``.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from ray.tune.schedulers.pb2 import PB2
 
 from raytune_hpo.errors import UserError
 from raytune_hpo.names import BUDGET_ATTR, PBT_SCHEDULE
-from raytune_hpo.space import CategoricalParam, FloatParam, SearchSpace
+from raytune_hpo.sweep.space import CategoricalParam, FloatParam, SearchSpace
 
 
 class Keep:

@@ -72,7 +72,7 @@ def _variant_generator(
 def _generator(space, seed, points_to_evaluate, max_concurrent, *, grid: bool):
     from ray.tune.search import BasicVariantGenerator
 
-    from raytune_hpo.space import SearchSpace
+    from raytune_hpo.sweep.space import SearchSpace
 
     options = {
         "points_to_evaluate": points_to_evaluate,
@@ -186,7 +186,7 @@ def searcher_entry(name: str, *, base_dir: str | None = None) -> Entry:
     """The registry entry of a built-in name, a ``FILE.py:Class`` / ``module:Class`` reference
     or an entry-point name; a UserError (its field relative to the ``searcher`` section) when
     there is none."""
-    import raytune_hpo.load as load
+    import raytune_hpo.sweep.load as load
 
     if isinstance(name, str) and name in SEARCHERS:
         return SEARCHERS[name]
@@ -232,7 +232,7 @@ def create_searcher(
 def _check_conditions(name: str, entry: Entry, space: Any) -> None:
     """A plug-in given Tune domains (no ``space`` parameter) cannot know when a parameter
     applies: Tune domains have no conditions, so it would propose every parameter always."""
-    from raytune_hpo.plugin_guard import proposes_own_values
+    from raytune_hpo.searchers.plugin_guard import proposes_own_values
 
     if name in SEARCHERS or space is None or entry.accepts("space"):
         return

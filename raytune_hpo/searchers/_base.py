@@ -27,7 +27,7 @@ from ray.tune.search import Searcher
 
 from raytune_hpo.names import BUDGET_ATTR
 from raytune_hpo.searchers._contract import Rows, SearcherContract, as_space, loss_of
-from raytune_hpo.space import SearchSpace
+from raytune_hpo.sweep.space import SearchSpace
 
 if TYPE_CHECKING:
     from raytune_hpo.objectives import Objectives

@@ -1,7 +1,7 @@
 """BOHB's sampler (Falkner, Klein & Hutter, ICML 2018), as Goulas & Hocquette, "Deep Learning
 Project Report" (PSO, BOHB) ran it: HpBandSter's BOHB config generator, driven through its
 public interface (``get_config``, ``new_result`` with HpBandSter's ``Job``) the way Ray's
-``TuneBOHB`` drives it. Paired with ``HyperBandForBOHB`` in ``raytune_hpo.bohb``.
+``TuneBOHB`` drives it. Paired with ``HyperBandForBOHB`` in ``raytune_hpo.plan.bohb``.
 
 - the space is our ``SearchSpace`` (log, int, categorical as choice index, constants, nesting),
   as a ConfigSpace under the library names;
@@ -35,7 +35,7 @@ from raytune_hpo.names import BUDGET_ATTR
 from raytune_hpo.searchers import _options as check
 from raytune_hpo.searchers._contract import loss_of
 from raytune_hpo.searchers._library import LibraryAdapter
-from raytune_hpo.space import SearchSpace
+from raytune_hpo.sweep.space import SearchSpace
 
 INSTALL_HINT = "searcher 'bohb' needs HpBandSter: pip install -e '.[bohb]' in the checkout"
 

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from raytune_hpo.errors import UserError
-from raytune_hpo.space import SearchSpace
+from raytune_hpo.sweep.space import SearchSpace
 
 MODES = ("min", "max")
 STATE_KEYS = ("searcher", "version", "state")

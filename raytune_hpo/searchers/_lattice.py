@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from raytune_hpo.space import CategoricalParam, FloatParam, IntParam, Param
+from raytune_hpo.sweep.space import CategoricalParam, FloatParam, IntParam, Param
 
 Index = tuple[int, ...]
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from raytune_hpo.searchers import _options as check
 from raytune_hpo.searchers._optuna import _OptunaAdapter
-from raytune_hpo.space import SearchSpace
+from raytune_hpo.sweep.space import SearchSpace
 
 if TYPE_CHECKING:
     from raytune_hpo.objectives import Objectives

@@ -53,7 +53,7 @@ from ray.tune.search import Searcher
 
 from raytune_hpo.errors import UserError
 from raytune_hpo.searchers._library import LibraryAdapter
-from raytune_hpo.space import SearchSpace, library_name
+from raytune_hpo.sweep.space import SearchSpace, library_name
 
 if TYPE_CHECKING:
     from raytune_hpo.objectives import Objectives

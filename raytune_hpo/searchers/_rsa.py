@@ -25,7 +25,7 @@ import numpy as np
 
 from raytune_hpo.searchers import _options as check
 from raytune_hpo.searchers._base import UnitCubeSearcher, _Rows
-from raytune_hpo.space import IMPUTED
+from raytune_hpo.sweep.space import IMPUTED
 
 # RSA saturation packing fractions of hard spheres in d = 1..8 (Torquato et al., 2006).
 _SATURATION = (0.7476, 0.5470, 0.3841, 0.2600, 0.1707, 0.1111, 0.0712, 0.0452)

@@ -25,7 +25,7 @@ from typing import Any
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.variant_generator import format_vars
 
-from raytune_hpo.space import SearchSpace
+from raytune_hpo.sweep.space import SearchSpace
 
 
 class ConditionalVariants(BasicVariantGenerator):

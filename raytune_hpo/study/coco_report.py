@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from raytune_hpo.plots import Section, png
+from raytune_hpo.results.plots import Section, png
 from raytune_hpo.study import analysis, coco
 from raytune_hpo.study.spec import StudySpec
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from raytune_hpo.errors import UserError
-from raytune_hpo.plots import Section, figure_grid, png
+from raytune_hpo.results.plots import Section, figure_grid, png
 from raytune_hpo.study import pareto
 from raytune_hpo.study.spec import StudySpec
 

@@ -1,6 +1,7 @@
 """``raytune-hpo report DIR``: a study as one self-contained HTML page (plots embedded as PNG
 data URIs, no server, no network) and a Markdown twin with the plots as files beside it
-(``raytune_hpo.plots``). The study directory may be local or a URI (``raytune_hpo.storage``)."""
+(``raytune_hpo.results.plots``). The study directory may be local or a URI
+(``raytune_hpo.storage``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 
 import raytune_hpo.storage as storage
 from raytune_hpo.names import config_name
-from raytune_hpo.plots import Section, colors, figure_grid, fmt, png, write_report
+from raytune_hpo.results.plots import Section, colors, figure_grid, fmt, png, write_report
 from raytune_hpo.study import analysis, coco_report, pareto_report
 from raytune_hpo.study.runner import load_study
 from raytune_hpo.study.spec import StudySpec

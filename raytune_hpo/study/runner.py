@@ -26,14 +26,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from raytune_hpo.assemble import Plan, assemble
 from raytune_hpo.errors import SpecError, UserError
 from raytune_hpo.names import BUDGET_ATTR, config_column
-from raytune_hpo.space import SearchSpace
-from raytune_hpo.spec import SweepSpec
+from raytune_hpo.plan.assemble import Plan, assemble
 from raytune_hpo.study import samplers
 from raytune_hpo.study.pareto import SCORE
 from raytune_hpo.study.spec import STUDY_COPY, MethodSpec, ProblemSpec, Recorded, StudySpec
+from raytune_hpo.sweep.sections import UserSection
+from raytune_hpo.sweep.space import SearchSpace
+from raytune_hpo.sweep.spec import SweepSpec
 from raytune_hpo.train.user import UserTrainable
 
 TRIALS_CSV = "trials.csv"
@@ -92,7 +93,8 @@ def plan_for(study: StudySpec, problem: ProblemSpec, method: MethodSpec, rep: in
     fn = _function_trainable(problem, study.seed)
     made = problem.make()
     metrics = list(made.objectives) if problem.several else ["loss"]
-    contract = UserTrainable.from_object(fn, {"metrics": metrics}, max_budget=made.max_budget)
+    section = UserSection(metrics=metrics)
+    contract = UserTrainable.from_object(fn, section, max_budget=made.max_budget)
     return assemble(sweep, trainable=contract)
 
 
@@ -252,7 +254,7 @@ def run_tune(
 ):
     """One run as a real Ray Tune experiment (schedulers, trainables). Returns one row per
     trial in the order trials were created; with ``events``, also every reported epoch."""
-    from raytune_hpo.run import build_tuner, experiment_name
+    from raytune_hpo.run.sweep import build_tuner, experiment_name
 
     plan = plan_for(study, problem, method, rep)
     sweep = plan.spec.with_fields(storage_path=str(storage))
@@ -381,13 +383,10 @@ def record(problem: ProblemSpec) -> Recorded:
 def _val_size(sweep: SweepSpec) -> int | None:
     """Validation images per run of a built-in CNN sweep on digits/synthetic (the accuracy
     z-test needs it); None otherwise."""
-    from raytune_hpo.train.cnn import CNNTrainable
-    from raytune_hpo.train.user import is_user_section
+    from raytune_hpo.sweep.sections import CNNSettings
 
-    if is_user_section(sweep.trainable):
-        return None
-    t = CNNTrainable(sweep.trainable).settings
-    if t.dataset not in ("digits", "synthetic"):
+    t = sweep.trainable_section
+    if not isinstance(t, CNNSettings) or t.dataset not in ("digits", "synthetic"):
         return None
     from raytune_hpo.train.data import load_dataset
 
@@ -400,7 +399,7 @@ def load_study(out: str | os.PathLike[str]) -> tuple[StudySpec, pd.DataFrame]:
     import io
 
     import raytune_hpo.storage as storage
-    from raytune_hpo.spec import parse_yaml
+    from raytune_hpo.sweep.spec import parse_yaml
 
     out = storage.normalize(out)
     trials, copy = storage.join(out, TRIALS_CSV), storage.join(out, STUDY_COPY)

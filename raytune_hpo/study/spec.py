@@ -18,7 +18,11 @@ from pydantic import (
     model_validator,
 )
 
-from raytune_hpo.spec import (
+from raytune_hpo.study import coco
+from raytune_hpo.study.functions import FUNCTIONS, make_problem
+from raytune_hpo.study.pareto import PARETO_FUNCTIONS, SCORE, ParetoProblem
+from raytune_hpo.study.samplers import SAMPLERS
+from raytune_hpo.sweep.spec import (
     SchedulerSpec,
     SearcherSpec,
     SpecError,
@@ -27,10 +31,6 @@ from raytune_hpo.spec import (
     read_yaml,
     validate,
 )
-from raytune_hpo.study import coco
-from raytune_hpo.study.functions import FUNCTIONS, make_problem
-from raytune_hpo.study.pareto import PARETO_FUNCTIONS, SCORE, ParetoProblem
-from raytune_hpo.study.samplers import SAMPLERS
 
 STUDY_COPY = "study.yaml"
 

@@ -8,7 +8,7 @@ checkpoints load: ``epoch`` (the last epoch trained), ``models`` and ``optimizer
 (torch's CPU generator: dropout masks) and, on CUDA only, ``cuda_rng``. With all of them a
 resumed trial continues exactly where it stopped; a trial continued from another trial's
 state under a new config (population-based training) keeps the weights and optimizer buffers
-and takes the new config's settings (``raytune_hpo.train.settings.MUTABLE``).
+and takes the new config's settings (``raytune_hpo.sweep.sections.MUTABLE``).
 """
 
 from __future__ import annotations

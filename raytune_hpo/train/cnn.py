@@ -1,15 +1,13 @@
 """The built-in CNN trainable's contract: the metrics it reports, its budget (epochs), its data
 check and the callable Tune runs (``train_cnn``, or ``train_fused`` for fused trials). Its
-settings are ``raytune_hpo.train.settings.CNNSettings``."""
+settings are ``raytune_hpo.sweep.sections.CNNSettings``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from raytune_hpo.errors import UserError
-from raytune_hpo.space import CategoricalParam, SearchSpace
-from raytune_hpo.train.contract import TrainableContract, check_space_against
-from raytune_hpo.train.settings import (
+from raytune_hpo.sweep.sections import (
     BASE_METRICS,
     FUSED_MAY_DIFFER,
     KFOLD_METRICS,
@@ -18,6 +16,8 @@ from raytune_hpo.train.settings import (
     CNNSettings,
     dataset_problem,
 )
+from raytune_hpo.sweep.space import CategoricalParam, SearchSpace
+from raytune_hpo.train.contract import TrainableContract, check_space_against
 
 
 class CNNTrainable(TrainableContract):
@@ -25,15 +25,11 @@ class CNNTrainable(TrainableContract):
     epoch (with the model's ``params_m`` and ``latency_ms``), checkpointed every epoch; a trial
     continued from another's checkpoint takes its config's ``MUTABLE`` settings."""
 
-    def __init__(self, section: dict[str, Any]) -> None:
-        from raytune_hpo.spec import parse_fields
-
-        self.settings: CNNSettings = parse_fields(CNNSettings, section, prefix="trainable")
+    def __init__(self, settings: CNNSettings) -> None:
+        self.settings = settings  # the sweep's parsed section (SweepSpec.trainable_section)
 
     def fixed_config(self) -> dict[str, Any]:
-        cfg = self.settings.model_dump(exclude_none=True, exclude={"data"})
-        cfg["data"] = self.settings.data.model_dump(exclude_defaults=True)
-        return cfg
+        return self.settings.fixed_config()
 
     def check_space(self, space: SearchSpace) -> None:
         for path in space.params:

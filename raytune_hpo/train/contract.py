@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from raytune_hpo.errors import UserError
 from raytune_hpo.names import BUDGET_ATTR
-from raytune_hpo.space import CategoricalParam, FloatParam, IntParam, Param, SearchSpace
+from raytune_hpo.sweep.space import CategoricalParam, FloatParam, IntParam, Param, SearchSpace
 
 
 class TrainableContract(ABC):

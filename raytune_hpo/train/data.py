@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raytune_hpo.train.settings import DATASETS, TORCHVISION, DataSettings, dataset_problem
+from raytune_hpo.sweep.sections import DATASETS, TORCHVISION, DataSettings, dataset_problem
 
 
 @dataclass(frozen=True)

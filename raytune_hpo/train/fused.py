@@ -26,6 +26,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torchvision.ops import DropBlock2d
 
+from raytune_hpo.sweep.sections import defaults
 from raytune_hpo.train.checkpoint import TrialState
 from raytune_hpo.train.data import batches
 from raytune_hpo.train.fused_optim import FusedOptimizer
@@ -33,7 +34,6 @@ from raytune_hpo.train.measure import model_metrics, sample_batch
 from raytune_hpo.train.models import build_model
 from raytune_hpo.train.optimizers import make_optimizer
 from raytune_hpo.train.perf import PLAIN, SpeedPath, TrainStep, autocast
-from raytune_hpo.train.settings import defaults
 from raytune_hpo.train.trainable import DivergedError, prepare
 
 MEMBER_KEYS = ("lr", "weight_decay", "momentum", "dropout", "dropblock", "epochs")

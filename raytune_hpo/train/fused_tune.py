@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
+from raytune_hpo.sweep.sections import defaults
 from raytune_hpo.train import checkpoint
 from raytune_hpo.train.checkpoint import TrialState
-from raytune_hpo.train.settings import defaults
 from raytune_hpo.train.trainable import DivergedError
 
 NAMESPACE = "raytune_hpo_fused"

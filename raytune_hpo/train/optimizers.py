@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from raytune_hpo.train.settings import OPTIMIZERS
+from raytune_hpo.sweep.sections import OPTIMIZERS
 
 
 def hyperparameters(cfg: dict[str, Any]) -> dict[str, float]:

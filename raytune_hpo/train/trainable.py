@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from raytune_hpo.sweep.sections import defaults
 from raytune_hpo.train import checkpoint
 from raytune_hpo.train.checkpoint import TrialState
 from raytune_hpo.train.data import ImageData, batches, load_dataset, make_splits, normalised
@@ -37,7 +38,6 @@ from raytune_hpo.train.perf import (
     autocast,
     resolve_options,
 )
-from raytune_hpo.train.settings import defaults
 
 _log = logging.getLogger("raytune_hpo.train")
 

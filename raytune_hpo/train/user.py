@@ -10,42 +10,21 @@ In the sweep file::
 
 ``function`` names a function ``f(config)`` that reports with ``ray.tune.report`` (or
 ``raytune_hpo.report``), or a ``ray.tune.Trainable`` subclass. Without ``metrics`` the metric
-is checked on the first result (``raytune_hpo.run``); without ``settings`` the space is passed
+is checked on the first result (``raytune_hpo.run.sweep``); without ``settings`` the space is passed
 as it is. The budget of a trial (for ASHA, HyperBand, BOHB) is its number of reported results:
 give ``scheduler.max_t``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError, create_model
+from pydantic import ConfigDict, ValidationError, create_model
 
 from raytune_hpo.errors import UserError
-from raytune_hpo.space import SearchSpace
-from raytune_hpo.spec import Strict, parse_fields
+from raytune_hpo.sweep.sections import TYPES, TrainableSection, UserSection
+from raytune_hpo.sweep.space import SearchSpace
 from raytune_hpo.train.contract import TrainableContract, check_space_against
-
-TYPES: dict[str, Any] = {
-    "float": float,
-    "int": int,
-    "bool": bool,
-    "str": str,
-    "list": list,
-    "dict": dict,
-    "any": Any,
-}
-
-
-class UserSection(Strict):
-    function: str | None = None
-    config: dict[str, Any] = Field(default_factory=dict)
-    metrics: list[str] | None = Field(default=None, min_length=1)
-    settings: dict[str, Literal[tuple(TYPES)]] | None = None  # type: ignore[valid-type]
-
-
-def is_user_section(section: dict[str, Any]) -> bool:
-    return "function" in section
 
 
 def check_callable(obj: Any, field: str, ref: str) -> None:
@@ -97,27 +76,31 @@ class UserTrainable(TrainableContract):
                 raise UserError(err["msg"], field=("trainable", "config", loc)) from None
 
     @classmethod
-    def from_section(cls, section: dict[str, Any], *, base_dir: str) -> UserTrainable:
-        from raytune_hpo.load import resolve
+    def from_section(cls, section: UserSection, *, base_dir: str) -> UserTrainable:
+        from raytune_hpo.sweep.load import resolve
 
-        s = parse_fields(UserSection, section, prefix="trainable")
-        obj = resolve(s.function, base_dir=base_dir, field="trainable.function")
-        return cls(obj, s, ref=s.function)
+        if section.function is None:
+            raise UserError(
+                "missing: name the training code, FILE.py:NAME (next to the sweep file) or "
+                "package.module:NAME",
+                field=("trainable", "function"),
+            )
+        obj = resolve(section.function, base_dir=base_dir, field="trainable.function")
+        return cls(obj, section, ref=section.function)
 
     @classmethod
     def from_object(
-        cls, obj: Any, section: dict[str, Any], *, max_budget: int | None = None
+        cls, obj: Any, section: TrainableSection, *, max_budget: int | None = None
     ) -> UserTrainable:
         """``run_sweep(spec, trainable=obj)``: ``section`` may still hold config, metrics and
         settings (a built-in CNN section is ignored). ``max_budget``: the most results a
         trial reports, when known (else the scheduler's ``max_t``)."""
-        user = {k: v for k, v in section.items() if k in UserSection.model_fields}
-        s = parse_fields(UserSection, {**user, "function": None}, prefix="trainable")
+        user = section if isinstance(section, UserSection) else UserSection()
         ref = getattr(obj, "__name__", type(obj).__name__)
-        return cls(obj, s, ref=ref, max_budget=max_budget)
+        return cls(obj, user.model_copy(update={"function": None}), ref=ref, max_budget=max_budget)
 
     def fixed_config(self) -> dict[str, Any]:
-        return dict(self.section.config)
+        return self.section.fixed_config()
 
     def check_space(self, space: SearchSpace) -> None:
         if self._settings_model is None:
@@ -164,4 +147,4 @@ def _example(type_name: str) -> Any:
     return {"float": 0.0, "int": 0, "bool": False, "str": "", "list": [], "dict": {}}.get(type_name)
 
 
-__all__ = ["UserSection", "UserTrainable", "is_user_section"]
+__all__ = ["UserTrainable"]

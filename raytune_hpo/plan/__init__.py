@@ -1,0 +1,25 @@
+"""Stage 2, a sweep turned into a plan, before Ray starts.
+
+- ``assemble``: ``assemble(spec) -> Plan``, the one place a sweep becomes a run: the checks
+  against the trainable's contract, the searcher and scheduler built once, the warnings.
+- ``plan``: ``Plan``, which builds the parts of the Ray Tune run when the run needs them.
+- ``bohb`` (BOHB's pairing rule), ``warm_start`` (earlier sweeps' results), ``loggers`` (the
+  sweep file's logger callbacks).
+
+May import: the shared modules, ``objectives``, ``sweep`` and the algorithm packages
+(``searchers``, ``schedulers``, ``train``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PUBLIC = {"Plan": "raytune_hpo.plan.plan", "assemble": "raytune_hpo.plan.assemble"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,180 @@
+"""A sweep assembled: :class:`Plan` holds what ``raytune_hpo.plan.assemble`` decided and builds the
+parts of the Ray Tune run from it (the searcher, the scheduler, the param space, the trainable
+with its resources, the logger callbacks), each when the run needs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import raytune_hpo.plan.loggers as sweep_loggers
+import raytune_hpo.plan.warm_start as warm_start
+from raytune_hpo.sweep.spec import SweepSpec
+from raytune_hpo.train.contract import TrainableContract
+
+# Schedulers that stop trials early: our searchers then learn only from comparable budgets.
+EARLY_STOPPING = ("asha", "median", "hyperband")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A sweep assembled: what ``run.build_tuner`` hands to Ray Tune."""
+
+    spec: SweepSpec
+    trainable: TrainableContract
+    searcher_name: str
+    scheduler_name: str
+    samples: int
+    max_t: int | None
+    warnings: tuple[str, ...] = field(default=())
+    loggers: tuple[sweep_loggers.LoggerSpec, ...] = field(default=())
+    warm: tuple[warm_start.WarmPoint, ...] = field(default=())  # earlier results
+
+    @property
+    def metric(self) -> str:
+        return self.spec.metric
+
+    @property
+    def mode(self) -> str:
+        return self.spec.mode
+
+    @property
+    def objectives(self):
+        """The sweep's objectives and constraints (``raytune_hpo.objectives.Objectives``)."""
+        return self.spec.objectives
+
+    def searcher_objective(self) -> dict[str, Any]:
+        """What the searcher is told to optimise: the sweep's metric and mode; with several
+        objectives or constraints the first objective's (Ray's bookkeeping wants one name) and
+        ``objectives``, the sweep's ``Objectives``, which the searchers that learn them take
+        (``MULTI_OBJECTIVE_SEARCHERS``; one that learns nothing does not take it). The one
+        place a searcher gets its objectives."""
+        objectives = self.objectives
+        known: dict[str, Any] = {"metric": objectives.metrics[0], "mode": objectives.modes[0]}
+        if objectives.ranked:
+            known["objectives"] = objectives
+        return known
+
+    def tune_objective(self) -> dict[str, str]:
+        """``metric``/``mode`` for Ray's ``TuneConfig``: the sweep's one, or none when trials are
+        ranked by several objectives or constraints (the searcher and the scheduler then have
+        their own: Ray's TuneConfig takes one metric)."""
+        if self.objectives.ranked:
+            return {}
+        return {"metric": self.spec.metric, "mode": self.spec.mode}
+
+    @property
+    def grid(self) -> bool:
+        from raytune_hpo.searchers import GRID_SEARCHERS
+
+        return self.searcher_name in GRID_SEARCHERS
+
+    @property
+    def owns_space(self) -> bool:
+        """Whether the searcher takes our SearchSpace (else Tune domains in param_space)."""
+        from raytune_hpo.searchers import owns_space
+
+        return owns_space(self.searcher_name, base_dir=self.spec.base_dir)
+
+    @property
+    def checkpoints_kept(self) -> int | None:
+        """Checkpoints Ray keeps per trial: the last two (a paused or failed trial resumes from
+        the newest), all under population-based training (a trial restores a donor's
+        checkpoint after the donor trained on, when Ray would have deleted it)."""
+        from raytune_hpo.schedulers import POPULATION
+
+        return None if self.scheduler_name in POPULATION else 2
+
+    @property
+    def proposes_own_values(self) -> bool:
+        """A plug-in that takes no space and no Tune domains
+        (``raytune_hpo.searchers.plugin_guard``)."""
+        if self.owns_space or self.searcher_name in ("random", "grid"):
+            return False
+        from raytune_hpo.searchers import searcher_entry
+        from raytune_hpo.searchers.plugin_guard import proposes_own_values
+
+        entry = searcher_entry(self.searcher_name, base_dir=self.spec.base_dir)
+        return proposes_own_values(entry.factory)
+
+    def param_space(self) -> dict[str, Any]:
+        """The Tuner's ``param_space``: the trainable's fixed config plus, for Ray's own
+        searchers, the searched values as Tune domains (ours carry the space themselves)."""
+        fixed = self.trainable.fixed_config()
+        if self.owns_space or self.proposes_own_values:
+            return fixed
+        return {**fixed, **self.spec.search_space.to_tune(grid=self.grid)}
+
+    def searcher(self, experiment: str | None = None):
+        """A new searcher for this sweep, given the sweep's metric and mode (Ray tells a
+        searcher them only through ``set_search_properties``, which it skips when the
+        param_space is empty: a user trainable with no fixed config). With ``experiment`` (the
+        run's name) it is the run's own: told the earlier results of ``warm_start``, and an
+        Optuna study kept in a database (``storage``) is named after the run unless
+        ``study_name`` says otherwise."""
+        from raytune_hpo.searchers import create_searcher
+
+        options = dict(self.spec.searcher.options)
+        own_values = self.proposes_own_values
+        if experiment is not None and options.get("storage"):
+            options.setdefault("study_name", experiment)
+        known = self.searcher_objective()
+        searcher = create_searcher(
+            self.searcher_name,
+            space=self.spec.search_space,
+            seed=self.spec.seed,
+            budget=self.samples,
+            max_concurrent=self.spec.max_concurrent,
+            base_dir=self.spec.base_dir,
+            **known,
+            **options,
+        )
+        if self.scheduler_name in EARLY_STOPPING and hasattr(searcher, "set_early_stopping"):
+            searcher.set_early_stopping()  # ours learn only from comparable budgets
+        if experiment is not None:
+            warm_start.tell(searcher, self.warm)
+        if own_values:
+            from raytune_hpo.searchers.plugin_guard import CheckedSearcher
+
+            searcher = CheckedSearcher(searcher, self.spec.search_space)
+        return searcher
+
+    def callbacks(self, experiment: str, exp_dir: str) -> list[Any]:
+        """Ray Tune callbacks of the sweep's ``loggers`` for the run ``experiment``."""
+        return sweep_loggers.callbacks(
+            self.loggers, experiment=experiment, exp_dir=exp_dir, sweep_name=self.spec.name
+        )
+
+    def scheduler(self):
+        from raytune_hpo.schedulers import create_scheduler
+
+        options = dict(self.spec.scheduler.options if self.spec.scheduler else {})
+        max_t = options.pop("max_t", self.max_t)  # the sweep file's max_t wins
+        objectives = self.objectives
+        return create_scheduler(
+            self.scheduler_name,
+            max_t=max_t,
+            objectives=objectives if objectives.ranked else None,  # asha: MO-ASHA
+            space=self.spec.search_space,  # population-based training mutates within it
+            mutable=self.trainable.mutable_settings(),
+            seed=self.spec.seed,
+            **options,
+        )
+
+    def tune_trainable(self):
+        """The trainable with the sweep's resources per trial (fractional GPUs allowed)."""
+        from ray import tune
+
+        res = self.spec.resources
+        resources: dict[str, float] = {"cpu": res.cpu, "gpu": res.gpu}
+        if res.memory_gb:
+            resources["memory"] = res.memory_gb * 1024**3
+        function = self.trainable.function()
+        if self.proposes_own_values:
+            from raytune_hpo.searchers.plugin_guard import guard_trainable
+
+            function = guard_trainable(function)
+        return tune.with_resources(function, resources)
+
+
+__all__ = ["EARLY_STOPPING", "Plan"]

@@ -1,0 +1,29 @@
+"""Stage 4, running a plan on Ray Tune and guarding it.
+
+- ``sweep``: ``run_sweep`` and ``resume``, the Tuner built from a plan, Ray started or joined.
+- ``extend``: more trials of a finished sweep with its searcher restored.
+- Guards: ``resources`` (what a trial asks for against what the machine or cluster has, before
+  Ray starts), ``watch`` (time limits, pending resources), ``metric_check`` (the sweep's
+  metrics on the first result), ``snapshot`` (Ray's experiment state mended after a kill).
+
+May import: every earlier stage (``sweep``, ``plan``, ``results``), the algorithm packages
+and the shared modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PUBLIC = {
+    "Interrupted": "raytune_hpo.run.sweep",
+    "resume": "raytune_hpo.run.sweep",
+    "run_sweep": "raytune_hpo.run.sweep",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
