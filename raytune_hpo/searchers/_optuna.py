@@ -53,6 +53,7 @@ from ray.tune.search import Searcher
 
 from raytune_hpo.errors import UserError
 from raytune_hpo.searchers._library import LibraryAdapter
+from raytune_hpo.searchers._optuna_pickle import mend, picklable
 from raytune_hpo.sweep.space import SearchSpace, library_name
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial else
         _check_storage(storage, study_name)
         super().__init__(space, metric, mode, points_to_evaluate=points_to_evaluate)
-        self._sampler = sampler
+        self._sampler = picklable(sampler)
         self._storage_url = storage
         self._study_name = study_name
         # The study's direction is fixed when it is created, so it waits for the mode (which
@@ -119,6 +120,7 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
 
     def _restored(self) -> None:
         self._distributions = self.space.to_optuna() if self.space is not None else {}
+        mend(self._sampler)
 
     def _library_value(self, loss: float, worst: float | None) -> float | None:
         """The value Optuna is told, in the study's direction: NaN/inf/failed count as the
