@@ -80,10 +80,10 @@ class CNNTrainable(TrainableContract):
 
     def function(self):
         if self.settings.fused > 1:
-            from raytune_hpo.train.fused_tune import train_fused
+            from raytune_hpo.train.entry import train_fused
 
             return train_fused
-        from raytune_hpo.train.trainable import train_cnn
+        from raytune_hpo.train.entry import train_cnn
 
         return train_cnn
 
