@@ -5,10 +5,8 @@ error and a Ray worker importing ``raytune_hpo.train`` pay for nothing else."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from raytune_hpo import _moved
+from raytune_hpo._lazy import lazy_names
 
 __version__ = "0.1.0"
 _moved.install()  # 0.1's flat module paths (raytune_hpo.space, ...) still import
@@ -25,11 +23,7 @@ _PUBLIC = {
     "run_sweep": "raytune_hpo.run.sweep",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _PUBLIC)
 
 
 __all__ = [

@@ -57,6 +57,11 @@ def _ray_cpus_given_back(request, tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
+    # A test on the shared Ray runs real trials: it is an integration test, whatever its file
+    # says (the fast subset, -m "not integration and not cluster", starts no Ray).
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
     try:
         import torch
 

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from raytune_hpo.cli.main import main
 from raytune_hpo.run.sweep import run_sweep
@@ -98,6 +99,7 @@ def test_a_sweep_imports_only_the_searcher_it_names(tmp_path):
     assert not others, f"imported without being named: {others}"
 
 
+@pytest.mark.integration  # three processes, each with a Ray of its own
 def test_the_overhead_benchmark_writes_its_json(tmp_path):
     script = Path(__file__).resolve().parents[1] / "scripts" / "bench_overhead.py"
     subprocess.run(

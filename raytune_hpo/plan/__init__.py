@@ -12,14 +12,8 @@ May import: the shared modules, ``objectives``, ``sweep`` and the algorithm pack
 
 from __future__ import annotations
 
-from typing import Any
+from raytune_hpo._lazy import lazy_names
 
 _PUBLIC = {"Plan": "raytune_hpo.plan.plan", "assemble": "raytune_hpo.plan.assemble"}
 
-
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        import importlib
-
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _PUBLIC)

@@ -13,7 +13,7 @@ modules, ``objectives``, ``sweep`` and the algorithm packages.
 
 from __future__ import annotations
 
-from typing import Any
+from raytune_hpo._lazy import lazy_names
 
 _PUBLIC = {
     "SweepResult": "raytune_hpo.results.table",
@@ -21,10 +21,4 @@ _PUBLIC = {
     "to_json": "raytune_hpo.results.table",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        import importlib
-
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _PUBLIC)

@@ -12,7 +12,7 @@ and the shared modules.
 
 from __future__ import annotations
 
-from typing import Any
+from raytune_hpo._lazy import lazy_names
 
 _PUBLIC = {
     "Interrupted": "raytune_hpo.run.sweep",
@@ -20,10 +20,4 @@ _PUBLIC = {
     "run_sweep": "raytune_hpo.run.sweep",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        import importlib
-
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _PUBLIC)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from raytune_hpo._lazy import lazy_names
 from raytune_hpo._registry import Entry, build
 from raytune_hpo.errors import UserError
 
@@ -38,13 +39,7 @@ _CLASSES = {
     "UnitCubeSearcher": "raytune_hpo.searchers._base",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _CLASSES:
-        import importlib
-
-        return getattr(importlib.import_module(_CLASSES[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _CLASSES)
 
 
 def _lazy(cls: str) -> str:

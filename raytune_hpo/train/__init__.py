@@ -4,8 +4,9 @@
   picks the sweep's: ``cnn`` (the built-in CNN, ``train_cnn``) or ``user`` (a user's own
   function or ``Trainable`` class). None of these import torch.
 - The built-in CNN at run time (imported by Ray's workers): ``entry`` (what Tune is handed,
-  without torch), ``trainable`` (``train_cnn``, ``fit``), ``models``, ``data``, ``optimizers``, ``checkpoint``, ``measure``, ``perf``, and
-  fused trials (``fused``, ``fused_optim``, ``fused_tune``).
+  without torch), ``trainable`` (``train_cnn``, ``fit``), ``models``, ``data``,
+  ``optimizers``, ``checkpoint``, ``measure``, ``perf``, and fused trials (``fused``,
+  ``fused_optim``, ``fused_tune``).
 
 May import: the shared modules and ``sweep``.
 """
