@@ -31,8 +31,10 @@ _CLASSES = {
     "HypertilingSearch": "raytune_hpo.searchers._hypertiling",
     "LatinHypercubeSearch": "raytune_hpo.searchers._lhs",
     "NSGA2Search": "raytune_hpo.searchers._nsga2",
+    "NevergradSearch": "raytune_hpo.searchers._nevergrad",
     "PSOSearch": "raytune_hpo.searchers._pso",
     "RSASearch": "raytune_hpo.searchers._rsa",
+    "SMACSearch": "raytune_hpo.searchers._smac",
     "SobolSearch": "raytune_hpo.searchers._sobol",
     "TPESearch": "raytune_hpo.searchers._optuna",
     "UnitCubeSearcher": "raytune_hpo.searchers._base",
@@ -176,6 +178,19 @@ SEARCHERS: dict[str, Entry] = {
         _RESERVED,
         owns_space=True,
     ),
+    "ngopt": Entry(
+        _lazy("NevergradSearch"),
+        "Nevergrad's NGOpt, which picks an optimizer for the space, budget and workers "
+        "(`optimizer`: any other of Nevergrad's by name)",
+        _RESERVED,
+        owns_space=True,
+    ),
+    "smac": Entry(
+        _lazy("SMACSearch"),
+        "SMAC3's random-forest Bayesian optimization (HyperparameterOptimizationFacade)",
+        _RESERVED,
+        owns_space=True,
+    ),
 }
 
 # Searchers that run over `tune.grid_search` domains instead of sampled ones.
@@ -271,8 +286,10 @@ __all__ = [
     "HypertilingSearch",
     "LatinHypercubeSearch",
     "NSGA2Search",
+    "NevergradSearch",
     "PSOSearch",
     "RSASearch",
+    "SMACSearch",
     "SobolSearch",
     "TPESearch",
     "UnitCubeSearcher",
