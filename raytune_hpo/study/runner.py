@@ -119,10 +119,27 @@ def run_direct(
     else:
         proposer = SearcherProposer(_direct_searcher(plan_for(study, problem, method, rep)))
     budget = fn.max_budget
-    df = drive(proposer, lambda cfg: fn.at(cfg, budget, rng), study.budget, study.concurrency)
+    if getattr(fn, "per_config_noise", False):  # tabular: the seed read follows the config
+
+        def evaluate(cfg):
+            return fn.at(cfg, budget, config_rng(study.seed + rep, cfg))
+
+    else:
+
+        def evaluate(cfg):
+            return fn.at(cfg, budget, rng)
+
+    df = drive(proposer, evaluate, study.budget, study.concurrency)
     if problem.several and len(df):
         df["value"] = fn.score(df)  # the hypervolume after each evaluation
     return df
+
+
+def config_rng(seed: int, config: dict) -> np.random.Generator:
+    """A generator made from a run's seed and a configuration (stable across processes), so
+    the same configuration draws the same noise in one run."""
+    key = zlib.crc32(repr(sorted(_flat(config).items())).encode())
+    return np.random.default_rng([seed, key])
 
 
 def drive(proposer, evaluate, trials: int, concurrency: int) -> pd.DataFrame:
