@@ -34,6 +34,7 @@ from ray.tune.search import Searcher
 
 from raytune_hpo.errors import UserError
 from raytune_hpo.searchers import _options as check
+from raytune_hpo.searchers._kinds import ordered
 from raytune_hpo.searchers._library import LibraryAdapter
 from raytune_hpo.sweep.space import CategoricalParam, FloatParam, IntParam, SearchSpace
 
@@ -41,17 +42,25 @@ INSTALL_HINT = "searcher 'ngopt' needs Nevergrad: pip install -e '.[nevergrad]' 
 DEFAULT = "NGOpt"
 
 
-def ordered(p: CategoricalParam) -> bool:
-    """Whether a categorical's choices have an order: every choice a number (not a bool)."""
-    return all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in p.choices)
-
-
 def _nevergrad():
     try:
         import nevergrad
+        from nevergrad.optimization import metamodel
     except ImportError:
         raise UserError(INSTALL_HINT) from None
+    if "float" not in vars(metamodel):
+        metamodel.float = _scalar  # see _scalar
     return nevergrad
+
+
+def _scalar(x: Any) -> float:
+    """``float`` for Nevergrad 1.0.12's meta-models, which call it on a model's prediction of
+    shape (1,): NumPy 2 refuses that (TypeError), so NGOpt failed with 4 workers in 5-D. Set as
+    the name ``float`` in ``nevergrad.optimization.metamodel`` on first use; the same value
+    wherever the built-in took the argument."""
+    if isinstance(x, np.ndarray) and x.size == 1:
+        return float(x.reshape(-1)[0])
+    return float(x)
 
 
 def parametrization(space: SearchSpace, seed: int | None):
@@ -189,4 +198,4 @@ class NevergradSearch(LibraryAdapter, Searcher):
             self._optimizer.tell(candidate, loss)
 
 
-__all__ = ["NevergradSearch", "ordered", "parametrization"]
+__all__ = ["NevergradSearch", "parametrization"]
