@@ -26,6 +26,7 @@ from raytune_hpo.errors import UserError
 # The public classes, imported when first named (a sweep imports the searcher it runs only).
 _CLASSES = {
     "ApproxGradientSearch": "raytune_hpo.searchers._approx_gradient",
+    "AutoSearch": "raytune_hpo.searchers._auto",
     "BOHBSearch": "raytune_hpo.searchers._bohb",
     "GPSearch": "raytune_hpo.searchers._optuna",
     "HypertilingSearch": "raytune_hpo.searchers._hypertiling",
@@ -105,7 +106,7 @@ def _grid_generator(
 
 
 # Arguments the runner fills in; a factory that does not take one does not get it.
-_RESERVED = ("space", "metric", "mode", "seed", "max_concurrent", "objectives")
+_RESERVED = ("space", "metric", "mode", "seed", "max_concurrent", "objectives", "scheduler")
 
 SEARCHERS: dict[str, Entry] = {
     "random": Entry(
@@ -182,6 +183,13 @@ SEARCHERS: dict[str, Entry] = {
         _lazy("NevergradSearch"),
         "Nevergrad's NGOpt, which picks an optimizer for the space, budget and workers "
         "(`optimizer`: any other of Nevergrad's by name)",
+        _RESERVED,
+        owns_space=True,
+    ),
+    "auto": Entry(
+        _lazy("AutoSearch"),
+        "chooses a searcher from the space, budget, concurrency, objectives and scheduler, by "
+        "rules from the compare studies in specs/studies",
         _RESERVED,
         owns_space=True,
     ),
@@ -281,6 +289,7 @@ __all__ = [
     "GRID_SEARCHERS",
     "SEARCHERS",
     "ApproxGradientSearch",
+    "AutoSearch",
     "BOHBSearch",
     "GPSearch",
     "HypertilingSearch",

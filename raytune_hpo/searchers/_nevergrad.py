@@ -13,8 +13,10 @@ names any other optimizer of ``nevergrad.optimizers.registry`` (``CMA``, ``TwoPo
 - seeded through the parametrization's ``RandomState``; the saved state is the optimizer
   itself (it pickles), with the candidates of the trials still running;
 - ``budget`` (the sweep's trials) and ``max_concurrent`` (Nevergrad's ``num_workers``) reach
-  the optimizer, so NGOpt chooses for the run it is in; batch suggestions are asks made before
-  the tells, which Nevergrad's optimizers take;
+  the optimizer, so NGOpt chooses for the run it is in (without ``max_concurrent`` it plans for
+  ``WORKERS``); batch suggestions are asks made before the tells, up to ``num_workers`` at
+  once, then "nothing now" until a result returns (a sequential optimizer, NGOpt's COBYLA,
+  would wait forever for a tell in its second ask);
 - Nevergrad has no failed state: a failed trial, NaN, inf or junk is told as the worst finite
   loss so far (Nevergrad's own ceiling, 5e20, while there is none);
 - a conditional space is searched flat: each trial holds the parameters that apply, the
@@ -40,6 +42,8 @@ from raytune_hpo.sweep.space import CategoricalParam, FloatParam, IntParam, Sear
 
 INSTALL_HINT = "searcher 'ngopt' needs Nevergrad: pip install -e '.[nevergrad]' in the checkout"
 DEFAULT = "NGOpt"
+WORKERS = 8  # trials at once Nevergrad plans for when the sweep sets no max_concurrent
+BUDGET = 100  # trials it plans for without a budget (NGOpt needs one with several workers)
 
 
 def _nevergrad():
@@ -89,8 +93,9 @@ class NevergradSearch(LibraryAdapter, Searcher):
         space, metric, mode, points_to_evaluate: as for ``UnitCubeSearcher``.
         seed: seeds the parametrization's random state.
         optimizer: a name of ``nevergrad.optimizers.registry`` (``NGOpt``).
-        budget: the trials the optimizer plans for (the sweep's ``num_samples``).
-        max_concurrent: trials at once (Nevergrad's ``num_workers``; None: 1).
+        budget: the trials the optimizer plans for (the sweep's ``num_samples``; None:
+            ``BUDGET``).
+        max_concurrent: trials at once (Nevergrad's ``num_workers``; None: ``WORKERS``).
     """
 
     _saved = ("_name", "_seed", "_budget", "_workers", "_optimizer", "_asked")
@@ -120,8 +125,8 @@ class NevergradSearch(LibraryAdapter, Searcher):
         if max_concurrent is not None:
             check.integer("max_concurrent", max_concurrent, 1)
         super().__init__(space, metric, mode, points_to_evaluate=points_to_evaluate)
-        self._name, self._seed, self._budget = optimizer, seed, budget
-        self._workers = max_concurrent or 1
+        self._name, self._seed, self._budget = optimizer, seed, budget or BUDGET
+        self._workers = max_concurrent or WORKERS
         self._optimizer: Any = None  # built once the space is known
         self._asked: dict[str, Any] = {}  # trial id -> its Nevergrad candidate
         self._maybe_setup()
@@ -152,12 +157,18 @@ class NevergradSearch(LibraryAdapter, Searcher):
 
     def suggest(self, trial_id: str) -> dict | None:
         self._ready()
+        if len(self._asked) >= self._workers:
+            return None  # as many out as the optimizer plans for: wait for a result
+        point = self._user_points.pop(0) if self._user_points else None
         with warnings.catch_warnings():  # Nevergrad warns about its own choices per call
             warnings.simplefilter("ignore")
-            if self._user_points:
-                self._optimizer.suggest(self.space.to_library(self._user_points.pop(0)))
+            if point is not None:
+                self._optimizer.suggest(self.space.to_library(point))
             candidate = self._optimizer.ask()
         self._asked[trial_id] = candidate
+        if point is not None:  # the values as given (Nevergrad's log transform rounds them)
+            self._track(trial_id, self.space.to_unit(point))
+            return self.space.nest(self.space.path_values(point))
         return self._decoded(trial_id, self._flat(candidate.value))
 
     def _flat(self, value: dict[str, Any]) -> dict[str, Any]:
