@@ -163,13 +163,24 @@ class NevergradSearch(LibraryAdapter, Searcher):
         with warnings.catch_warnings():  # Nevergrad warns about its own choices per call
             warnings.simplefilter("ignore")
             if point is not None:
-                self._optimizer.suggest(self.space.to_library(point))
+                self._optimizer.suggest(self._full(point))
             candidate = self._optimizer.ask()
         self._asked[trial_id] = candidate
         if point is not None:  # the values as given (Nevergrad's log transform rounds them)
             self._track(trial_id, self.space.to_unit(point))
             return self.space.nest(self.space.path_values(point))
         return self._decoded(trial_id, self._flat(candidate.value))
+
+    def _full(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A configuration as Nevergrad's value: every parameter by library name, one that
+        does not apply at the centre of its range (Nevergrad's Dict wants them all)."""
+        values = self.space.path_values(config)
+        return {
+            name: p.to_library(values[path] if path in values else p.from_unit(0.5))
+            for name, (path, p) in zip(
+                self.space.library_names, self.space.params.items(), strict=True
+            )
+        }
 
     def _flat(self, value: dict[str, Any]) -> dict[str, Any]:
         """Nevergrad's values as library values (numpy scalars as Python numbers)."""
@@ -203,7 +214,7 @@ class NevergradSearch(LibraryAdapter, Searcher):
         if not math.isfinite(loss):
             loss = worst if worst is not None else math.inf
         param = self._optimizer.parametrization
-        candidate = param.spawn_child(new_value=self.space.to_library(parameters))
+        candidate = param.spawn_child(new_value=self._full(parameters))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._optimizer.tell(candidate, loss)

