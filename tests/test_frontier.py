@@ -61,7 +61,9 @@ def test_auto_picks_as_documented(space, budget, concurrency, objectives, schedu
 
 
 def test_auto_builds_the_chosen_searcher_and_continues_it_after_a_restore(tmp_path):
-    s = create_searcher("auto", space=FLOATS, metric="loss", mode="min", seed=1, budget=30)
+    s = create_searcher(
+        "auto", space=FLOATS, metric="loss", mode="min", seed=1, budget=30, max_concurrent=1
+    )
     assert type(s.inner).__name__ == "NevergradSearch"
 
     def f(c):
@@ -70,6 +72,7 @@ def test_auto_builds_the_chosen_searcher_and_continues_it_after_a_restore(tmp_pa
     drive(s, 6, f=f)
     s.save(str(tmp_path / "auto.pkl"))
     again = create_searcher("auto", space=FLOATS, metric="loss", mode="min", seed=9, budget=5)
+    assert again.choice.name == "pso"  # no max_concurrent: several at once
     again.restore(str(tmp_path / "auto.pkl"))  # everything from the file
     assert again.choice.name == "ngopt" and again.inner.optimizer.budget == 30
     assert drive(again, 5, start=50, f=f) == drive(s, 5, start=50, f=f)
