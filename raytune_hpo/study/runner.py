@@ -55,7 +55,12 @@ def check(study: StudySpec) -> StudySpec:
         elif SweepSpec.from_yaml(q.sweep).objectives.several:
             msg = "a study scores a sweep file with one objective (function problems: zdt1, ...)"
             raise SpecError(msg, field=("problems", i, "sweep"), source=study._source)
+    checked: set[tuple] = set()
     for q in study.problems:
+        same = _same_run(q)  # problems whose runs assemble alike are checked once
+        if same is not None and same in checked:
+            continue
+        checked.add(same)
         for i, m in enumerate(study.methods):
             try:
                 _check_method(study, q, m)
@@ -66,6 +71,15 @@ def check(study: StudySpec) -> StudySpec:
                     source=study._source,
                 ) from None
     return study
+
+
+def _same_run(problem: ProblemSpec) -> tuple | None:
+    """What assembling a run of a function problem depends on (its space, objectives and
+    fidelities: COCO's 24 functions of one dimension share it); None for a sweep file."""
+    if not problem.is_function:
+        return None
+    fn = problem.make()
+    return (repr(fn.space()), problem.several, fn.max_budget)
 
 
 def _check_method(study: StudySpec, problem: ProblemSpec, method: MethodSpec) -> None:
