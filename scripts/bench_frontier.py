@@ -8,6 +8,11 @@ configuration it had already evaluated in that run (repeats), and the trials it 
 once (``out``). Writes JSON and prints the tables as Markdown.
 
     python scripts/bench_frontier.py DIR [DIR ...] --out benchmarks/results/frontier/summary.json
+
+A study still running (or stopped part way) is summarised from the runs on disk
+(``DIR/runs/*.csv``) with ``--spec STUDY.yaml`` per directory (the study file, for the problems
+and methods): only the problems and repetitions where every method has finished count, and the
+summary says how many of each that is.
 """
 
 from __future__ import annotations
@@ -57,8 +62,30 @@ def repeats(trials: pd.DataFrame) -> dict[str, float]:
     return {m: round(float(v), 2) for m, v in per_run.groupby(level=1).mean().items()}
 
 
-def summarize(path: str) -> dict:
-    study, trials = load_study(path)
+def from_runs(path: str, spec: str):
+    """The study of ``spec`` and the trials of its runs finished under ``path``, restricted to
+    the problem and repetition pairs every method has finished."""
+    import glob
+
+    from raytune_hpo.study import StudySpec
+    from raytune_hpo.study.runner import record
+
+    study = StudySpec.from_yaml(spec)
+    study = study.model_copy(update={"recorded": {q.label: record(q) for q in study.problems}})
+    frames = [pd.read_csv(f) for f in sorted(glob.glob(os.path.join(path, "runs", "*.csv")))]
+    trials = pd.concat(frames, ignore_index=True)
+    methods = [m.name for m in study.methods]
+    labels = [q.label for q in study.problems]
+    trials = trials[trials["method"].isin(methods) & trials["problem"].isin(labels)]
+    trials = trials[trials["rep"] < study.repetitions]
+    done = trials.groupby(["problem", "rep"])["method"].nunique()
+    full = done[done == len(methods)].reset_index()[["problem", "rep"]]
+    return study, trials.merge(full, on=["problem", "rep"])
+
+
+def summarize(path: str, spec: str | None = None) -> dict:
+    study, trials = from_runs(path, spec) if spec else load_study(path)
+    pairs = trials[["problem", "rep"]].drop_duplicates()
     methods = [m.name for m in study.methods if m.name in set(trials["method"])]
     table = ranks(study, trials)
     groups = {q.label: _group(q) for q in study.problems}
@@ -69,6 +96,8 @@ def summarize(path: str) -> dict:
         "description": study.description,
         "problems": len(study.problems),
         "repetitions": study.repetitions,
+        "problems_complete": int(pairs["problem"].nunique()),
+        "problem_repetitions_complete": int(len(pairs)),
         "budget": study.budget,
         "concurrency": study.concurrency,
         "methods": methods,
@@ -94,6 +123,10 @@ def markdown(s: dict) -> str:
     lines = [
         f"### {s['study']}: {s['description']}",
         "",
+        f"Every method finished: {s['problem_repetitions_complete']} of "
+        f"{s['problems'] * s['repetitions']} problem x repetition pairs "
+        f"({s['problems_complete']} of {s['problems']} problems).",
+        "",
         "| group | " + " | ".join(methods) + " |",
         "|---|" + "---|" * len(methods),
     ]
@@ -114,9 +147,11 @@ def markdown(s: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dirs", nargs="+")
+    ap.add_argument("--spec", action="append", default=[], help="study file per DIR (runs)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    studies = [summarize(d) for d in args.dirs]
+    specs = args.spec or [None] * len(args.dirs)
+    studies = [summarize(d, spec) for d, spec in zip(args.dirs, specs, strict=True)]
     out = {"benchmark": "bench_frontier", "studies": studies}
     out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
