@@ -38,9 +38,9 @@ TWO = Objectives.from_fields(["loss", "size"], ["min", "max"], {})
         (FLOATS, 20, 1, None, "asha", "ngopt"),
         (FLOATS, 100, 4, None, "fifo", RULES[4].name),
         (FLOATS, 100, None, None, "fifo", RULES[4].name),  # unlimited: several at once
-        (NAMES, 100, 1, None, "fifo", "tpe"),
-        (NAMES, 100, 8, None, "fifo", "tpe"),
-        (ORDINAL, 50, 1, None, "fifo", "tpe"),  # discrete values only
+        (NAMES, 100, 1, None, "fifo", "approx_gradient"),
+        (NAMES, 100, 8, None, "fifo", "approx_gradient"),
+        (ORDINAL, 50, 1, None, "fifo", "approx_gradient"),  # discrete values only
         (CONDITIONAL, 60, 1, None, "fifo", "bayesopt"),
         (FLOATS, 100, 1, TWO, "fifo", "tpe"),
         (CONDITIONAL, 100, 2, TWO, "asha", "tpe"),  # several objectives come first

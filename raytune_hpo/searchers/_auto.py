@@ -49,8 +49,9 @@ CONDITIONAL = Rule(
 )
 CATEGORICAL = Rule(
     "a categorical of names, or discrete values only (integers, choices)",
-    "tpe",
-    "frontier-tabular (15 tabulated NN benchmarks, 100 evaluations)",
+    "approx_gradient",
+    "frontier-tabular (15 tabulated NN benchmarks, 100 evaluations: approx_gradient mean rank "
+    "2.71, tpe 3.04 of 7)",
 )
 CONTINUOUS = Rule(
     "floats and integer ranges, one trial at a time",
