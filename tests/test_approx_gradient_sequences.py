@@ -25,6 +25,9 @@ SPACE = {
     "units": {"type": "int", "low": 4, "high": 40},
     "act": {"type": "categorical", "choices": ["relu", "tanh", "gelu"]},
 }
+# The algorithm these sequences were recorded from: the paper's step, new walks for free
+# slots, categoricals walked in their list's order (the defaults before issue 37).
+PAPER = {"model": "none", "fill": "walks", "categorical": "ordered"}
 # name -> (seed, options, suggestions, trials in flight, warm start)
 RUNS = {
     "seed0": (0, {}, 60, 1, False),
@@ -50,7 +53,7 @@ def loss(c: dict) -> float:
 def run(seed: int, options: dict, n: int, in_flight: int, warm: bool) -> list:
     """The suggestions of one run: up to ``in_flight`` trials out at once, the oldest completing
     first; ``FINISHED`` ends it (recorded as the string)."""
-    s = ApproxGradientSearch(SPACE, "loss", "min", seed=seed, **options)
+    s = ApproxGradientSearch(SPACE, "loss", "min", seed=seed, **PAPER, **options)
     if warm:
         for lr, units, act in ((1e-3, 10, "relu"), (3e-2, 30, "tanh"), (2e-4, 5, "gelu")):
             s.add_evaluated_point(

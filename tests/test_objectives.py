@@ -51,7 +51,7 @@ BAD = [
         {**TWO, "searcher": {"name": "bohb"}},
         r"searcher\.name: 'bohb' learns from one metric and cannot take several objectives; "
         r"allowed with several objectives: random, grid, sobol, lhs, rsa, hypertiling, pso, "
-        r"approx_gradient, bayesopt, tpe, nsga2, or a plug-in that declares "
+        r"approx_gradient, bayesopt, tpe, nsga2, auto, or a plug-in that declares "
         r"supports_multi_objective = True$",
     ),
     (

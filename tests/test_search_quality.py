@@ -236,10 +236,10 @@ def test_pso_standard_settings_differ_from_the_paper():
     assert s.converged and s.suggest("next") == Searcher.FINISHED
 
 
-def test_pso_default_swarm_starts_on_a_sobol_net():
+def test_pso_default_swarm_starts_on_a_latin_hypercube():
     s = PSOSearch(cube(2), "loss", "min", seed=4)
     pts = np.array([[c["x0"], c["x1"]] for c in (s.suggest(str(i)) for i in range(8))])
-    for j in range(2):  # the first 8 scrambled Sobol' points: one in each eighth per axis
+    for j in range(2):  # a Latin hypercube of 8 points: one in each eighth per axis
         assert sorted(np.floor(pts[:, j] * 8).astype(int)) == list(range(8))
 
 

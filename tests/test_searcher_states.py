@@ -30,9 +30,10 @@ from raytune_hpo.testing import drive
 
 STATES = Path(__file__).parent / "data" / "searcher-states"
 NAMES = ["sobol", "lhs", "rsa", "hypertiling", "pso", "approx_gradient", "bohb", "bayesopt", "tpe"]
-NAMES += ["nsga2"]
+NAMES += ["nsga2", "ngopt", "smac", "auto"]
 # Told two objectives (loss down, size up) and a constraint on a third metric.
-MO = [f"{n}-mo" for n in NAMES if n != "bohb"]  # bohb refuses several objectives
+ONE_METRIC = ("bohb", "ngopt", "smac")  # they refuse several objectives
+MO = [f"{n}-mo" for n in NAMES if n not in ONE_METRIC]
 OBJECTIVES = Objectives.from_fields(["loss", "size"], ["min", "max"], {"inner": {"max": 0.5}})
 # A mixed space whose values all write to JSON (log float, int, categorical, nesting, constants).
 SPACE = {
@@ -119,7 +120,11 @@ def test_a_multi_objective_state_is_of_the_version_that_adds_the_objectives():
     for name in MO:
         with open(STATES / f"{name}.pkl", "rb") as f:
             state = pickle.load(f)
-        assert state["version"] == make(name, 0)._state_version >= 2, name
+        if name == "auto-mo":  # auto's state holds the chosen searcher's own
+            state = state["state"]["_inner_state"]
+            assert state["searcher"] == "TPESearch", state["searcher"]
+        # version 2 added the objectives; a later version of the class still reads it
+        assert state["version"] >= 2, name
 
 
 if __name__ == "__main__" and "--record" in sys.argv:

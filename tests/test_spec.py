@@ -94,7 +94,8 @@ BAD = [
     (
         "searcher: {name: bayes}",
         r"searcher: unknown searcher 'bayes'; allowed: random, grid, sobol, lhs, rsa, hypertiling, "
-        r"pso, approx_gradient, bohb, bayesopt, tpe, nsga2, or a plug-in FILE\.py:Class",
+        r"pso, approx_gradient, bohb, bayesopt, tpe, nsga2, ngopt, auto, smac, or a plug-in "
+        r"FILE\.py:Class",
     ),
     (
         "scheduler: {name: pbtx}",

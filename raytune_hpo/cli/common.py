@@ -76,6 +76,8 @@ def announce(plan, verb: str = "sweep") -> None:
         f"searcher {plan.searcher_name}, scheduler {plan.scheduler_name}, "
         f"{plan.objectives.describe()}"
     )
+    if plan.searcher_choice:
+        print(plan.searcher_choice)
     for line in plan.warnings:
         print(f"raytune-hpo: warning: {line}", file=sys.stderr)
 

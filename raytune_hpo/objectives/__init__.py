@@ -30,6 +30,7 @@ from raytune_hpo.names import FEASIBLE, PARETO_RANK
 MULTI_OBJECTIVE_SEARCHERS = frozenset(
     {"random", "grid", "sobol", "lhs", "rsa", "hypertiling"}
     | {"tpe", "bayesopt", "nsga2", "pso", "approx_gradient"}
+    | {"auto"}  # it chooses one of the above for several objectives
 )
 MULTI_OBJECTIVE_ATTR = "supports_multi_objective"
 # Schedulers that take several objectives: fifo runs everything, asha ranks trials at a rung

@@ -125,6 +125,7 @@ class Plan:
             seed=self.spec.seed,
             budget=self.samples,
             max_concurrent=self.spec.max_concurrent,
+            scheduler=self.scheduler_name,  # for auto, which chooses by it
             base_dir=self.spec.base_dir,
             **known,
             **options,
@@ -138,6 +139,22 @@ class Plan:
 
             searcher = CheckedSearcher(searcher, self.spec.search_space)
         return searcher
+
+    @property
+    def searcher_choice(self) -> str | None:
+        """For searcher ``auto``: what it chooses for this sweep and why (one line)."""
+        if self.searcher_name != "auto":
+            return None
+        from raytune_hpo.searchers._auto import choose
+
+        objectives = self.objectives
+        return choose(
+            self.spec.search_space,
+            budget=self.samples,
+            concurrency=self.spec.max_concurrent,
+            objectives=objectives if objectives.ranked else None,
+            scheduler=self.scheduler_name,
+        ).line
 
     def callbacks(self, experiment: str, exp_dir: str) -> list[Any]:
         """Ray Tune callbacks of the sweep's ``loggers`` for the run ``experiment``."""

@@ -27,13 +27,16 @@ from raytune_hpo.errors import UserError
 # The public classes, imported when first named (a sweep imports the searcher it runs only).
 _CLASSES = {
     "ApproxGradientSearch": "raytune_hpo.searchers._approx_gradient",
+    "AutoSearch": "raytune_hpo.searchers._auto",
     "BOHBSearch": "raytune_hpo.searchers._bohb",
     "GPSearch": "raytune_hpo.searchers._optuna",
     "HypertilingSearch": "raytune_hpo.searchers._hypertiling",
     "LatinHypercubeSearch": "raytune_hpo.searchers._lhs",
     "NSGA2Search": "raytune_hpo.searchers._nsga2",
+    "NevergradSearch": "raytune_hpo.searchers._nevergrad",
     "PSOSearch": "raytune_hpo.searchers._pso",
     "RSASearch": "raytune_hpo.searchers._rsa",
+    "SMACSearch": "raytune_hpo.searchers._smac",
     "SobolSearch": "raytune_hpo.searchers._sobol",
     "TPESearch": "raytune_hpo.searchers._optuna",
     "UnitCubeSearcher": "raytune_hpo.searchers._base",
@@ -98,7 +101,7 @@ def _grid_generator(
 
 
 # Arguments the runner fills in; a factory that does not take one does not get it.
-_RESERVED = ("space", "metric", "mode", "seed", "max_concurrent", "objectives")
+_RESERVED = ("space", "metric", "mode", "seed", "max_concurrent", "objectives", "scheduler")
 
 SEARCHERS: dict[str, Entry] = {
     "random": Entry(
@@ -168,6 +171,26 @@ SEARCHERS: dict[str, Entry] = {
     "nsga2": Entry(
         _lazy("NSGA2Search"),
         "NSGA-II genetic algorithm, one objective or several (Optuna NSGAIISampler)",
+        _RESERVED,
+        owns_space=True,
+    ),
+    "ngopt": Entry(
+        _lazy("NevergradSearch"),
+        "Nevergrad's NGOpt, which picks an optimizer for the space, budget and workers "
+        "(`optimizer`: any other of Nevergrad's by name)",
+        _RESERVED,
+        owns_space=True,
+    ),
+    "auto": Entry(
+        _lazy("AutoSearch"),
+        "chooses a searcher from the space, budget, concurrency, objectives and scheduler, by "
+        "rules from the compare studies in specs/studies",
+        _RESERVED,
+        owns_space=True,
+    ),
+    "smac": Entry(
+        _lazy("SMACSearch"),
+        "SMAC3's random-forest Bayesian optimization (HyperparameterOptimizationFacade)",
         _RESERVED,
         owns_space=True,
     ),
@@ -261,13 +284,16 @@ __all__ = [
     "GRID_SEARCHERS",
     "SEARCHERS",
     "ApproxGradientSearch",
+    "AutoSearch",
     "BOHBSearch",
     "GPSearch",
     "HypertilingSearch",
     "LatinHypercubeSearch",
     "NSGA2Search",
+    "NevergradSearch",
     "PSOSearch",
     "RSASearch",
+    "SMACSearch",
     "SobolSearch",
     "TPESearch",
     "UnitCubeSearcher",

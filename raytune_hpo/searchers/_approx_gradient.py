@@ -13,9 +13,30 @@ times; then the centre is a local optimum and the walk restarts. Start points ar
 scrambled-Sobol points snapped to the coarsest grid that still has an unevaluated point there.
 No configuration is evaluated twice.
 
-Several walks run at once: when every walk waits for results and Tune asks for another trial,
-a new walk starts, so concurrent trial slots stay busy (``walkers`` caps their number). In a
-sequential run one walk runs at a time. ``FINISHED`` only when nothing is left: every point of
+Several trials at once (``fill="line"``, the default): when every walk waits for results and
+Tune asks for another trial, the slot takes a point the walk will want next: the line search's
+next multiples (2t, 4t) while it waits for t, then the axis neighbours of its best point so far
+(the poll of its likely next centre); only when no walk has such a point does a new walk start
+(``walkers`` caps their number). ``fill="walks"``, the earlier behaviour, starts a new walk
+whenever every walk waits: with 4 at once four walks shared 100 evaluations and the search fell
+from first to last on COCO (benchmarks/results/coco-bbob-5d). In a sequential run one walk runs
+at a time either way.
+
+The step (``model="quadratic"``, the default): after a poll, a fine dimension whose centre
+and two neighbours curve upwards moves to the vertex of their parabola (the minimum of a
+separable quadratic model of the poll, a Newton step), the others by the paper's scaled finite
+difference; the line search then doubles that step while it improves. On smooth functions one
+step reaches the bottom of a quadratic along each axis instead of walking there a grid step at a
+time. ``model="none"`` is the paper's step.
+
+Unordered categoricals (``categorical="unordered"``, choices that are not all numbers): every
+other choice is a neighbour, and a walk moves to the best of them; numbers keep their order
+(``_lattice``). ``categorical="ordered"`` walks a list of names by its order, as before.
+
+The paper's algorithm is ``model="none", fill="walks", categorical="ordered"`` (and one trial
+at a time).
+
+``FINISHED`` only when nothing is left: every point of
 the grid down to its finest spacing evaluated (in practice explicit grids, categoricals or a
 small ``refine``), or ``max_restarts`` used up.
 
@@ -53,6 +74,9 @@ from raytune_hpo.searchers._lattice import Index, Lattice, direction
 
 _STARTS = 256  # Sobol start points drawn at once (then uniform random ones)
 _ENUMERATE = 200_000  # grids up to this size are searched exhaustively for a free start
+MODELS = ("quadratic", "none")
+FILLS = ("line", "walks")
+CATEGORICALS = ("unordered", "ordered")
 
 
 class Phase(enum.Enum):
@@ -72,6 +96,7 @@ class Walk:
     t: int = 0  # line search: multiple of the direction tried last
     best: Index = ()  # best point of this poll + line search
     weights: np.ndarray | None = None  # several objectives: the walk's scalarisation weights
+    newton: bool = False  # the line follows a Newton step (a fallback to the paper's is left)
 
     def poll(self, neighbours: list[Index]) -> None:
         """Start a poll of the centre and its ``neighbours``."""
@@ -90,6 +115,12 @@ class ApproxGradientSearch(UnitCubeSearcher):
         max_restarts: walks after the first (None: unlimited; the walks started to keep
             concurrent slots busy count).
         walkers: walks at once at most (None: as many as keep the trial slots busy).
+        model: ``quadratic`` (a Newton step where the poll curves upwards) or ``none`` (the
+            paper's finite-difference step).
+        fill: ``line`` (free slots take the walk's next line or poll points) or ``walks``
+            (free slots start new walks).
+        categorical: ``unordered`` (a categorical of names has every other choice as a
+            neighbour) or ``ordered`` (the list's neighbours, the earlier behaviour).
         objectives: several objectives or constraints (the sweep gives them): scalarised,
             one weight vector per walk.
     """
@@ -97,9 +128,17 @@ class ApproxGradientSearch(UnitCubeSearcher):
     _saved = (
         *("_levels", "_depth", "_max_restarts", "_max_walkers", "_loss", "_flight", "_flying"),
         *("_walks", "_starts", "_next_start", "local_optima", "_optima", "_restarts", "_done"),
-        "_row",
+        *("_row", "_model", "_fill", "_hamming"),
     )
-    _added = {"_row": (2, {})}  # several objectives (version 2): evaluated points' rows
+    _state_version = 3
+    _added = {
+        "_row": (2, {}),  # several objectives (version 2): evaluated points' rows
+        # version 3: the Newton step, filling slots from the line, unordered categoricals (a
+        # state of an earlier version continues as it ran)
+        "_model": (3, "none"),
+        "_fill": (3, "walks"),
+        "_hamming": (3, False),
+    }
     _derived = ("_lattice", "_weights_now")
 
     def __init__(
@@ -114,6 +153,9 @@ class ApproxGradientSearch(UnitCubeSearcher):
         refine: int = 8,
         max_restarts: int | None = None,
         walkers: int | None = None,
+        model: str = "quadratic",
+        fill: str = "line",
+        categorical: str = "unordered",
         objectives=None,
     ):
         super().__init__(
@@ -131,7 +173,12 @@ class ApproxGradientSearch(UnitCubeSearcher):
         if walkers is not None:
             check.integer("walkers", walkers, 1)
         self._levels, self._depth = levels, refine
+        check.one_of("model", model, MODELS)
+        check.one_of("fill", fill, FILLS)
+        check.one_of("categorical", categorical, CATEGORICALS)
         self._max_restarts, self._max_walkers = max_restarts, walkers
+        self._model, self._fill = model, fill
+        self._hamming = categorical == "unordered"
         self._lattice: Lattice | None = None
         self._loss: dict[Index, float] = {}  # evaluated points, by key (Lattice.key)
         self._flight: dict[str, tuple[Index, Index]] = {}  # trial id -> (point, key)
@@ -159,7 +206,11 @@ class ApproxGradientSearch(UnitCubeSearcher):
         space = self.space
         active = space.active_flags if space.conditional else None
         self._lattice = Lattice.build(
-            list(space.params.values()), self._levels, self._depth, active=active
+            list(space.params.values()),
+            self._levels,
+            self._depth,
+            active=active,
+            hamming=self._hamming,
         )
 
     @property
@@ -239,11 +290,16 @@ class ApproxGradientSearch(UnitCubeSearcher):
                     walk.best = i
             if walk.phase is Phase.POLL:
                 walk.phase, walk.t = Phase.LINE, 0
-                walk.direction = direction(self._lattice, walk.centre, walk.depth, self._loss_of)
+                walk.direction = self._direction(walk, self._model == "quadratic")
+                walk.newton = self._model == "quadratic"
                 previous = walk.centre
             else:
                 previous = self._line_point(walk)
-                if walk.best != previous:  # the last step did not improve: the line is over
+                if walk.best != previous and walk.newton and walk.t == 1:
+                    # the Newton step did not improve: the paper's step from the centre
+                    walk.direction, walk.newton, walk.t = self._direction(walk, False), False, 0
+                    previous = walk.centre
+                elif walk.best != previous:  # the last step did not improve: the line is over
                     walk.need = []
                     if not self._settle(walk):
                         return False
@@ -256,6 +312,10 @@ class ApproxGradientSearch(UnitCubeSearcher):
                 continue
             walk.need = [point]
         return True
+
+    def _direction(self, walk: Walk, model: bool) -> np.ndarray:
+        lat = self._lattice
+        return direction(lat, walk.centre, walk.depth, self._loss_of, model=model)
 
     def _settle(self, walk: Walk) -> bool:
         """After a line search: move, refine or end the walk (False)."""
@@ -294,6 +354,18 @@ class ApproxGradientSearch(UnitCubeSearcher):
                 return idx
         return None
 
+    def _ahead(self, walk: Walk) -> Index | None:
+        """A point the walk will likely want next and nobody has: during a line search its
+        next multiples, then the neighbours of its best point so far."""
+        if walk.phase is not Phase.LINE or walk.direction is None:
+            return None
+        lat = self._lattice
+        line = [lat.line_point(walk.centre, walk.direction, k * walk.t) for k in (2, 4)]
+        for idx in (*line, *lat.neighbours(walk.best, walk.depth)):
+            if not self._known(idx):
+                return idx
+        return None
+
     def _propose(self, trial_id: str) -> np.ndarray | str | None:
         if self._done:
             return Searcher.FINISHED
@@ -302,6 +374,8 @@ class ApproxGradientSearch(UnitCubeSearcher):
             if self._done:
                 return Searcher.FINISHED
         idx = next((i for w in self._walks if (i := self._launch(w)) is not None), None)
+        if idx is None and self._fill == "line":
+            idx = next((i for w in self._walks if (i := self._ahead(w)) is not None), None)
         while idx is None and (self._max_walkers is None or len(self._walks) < self._max_walkers):
             walk = self._spawn()  # every walk waits: start another to keep the slot busy
             if walk is None:

@@ -10,6 +10,14 @@ coarse cell, so the spacing can halve around a point up to ``depth`` times while
 levels keep their exact values (halving happens in the unit cube: log ranges stay log-spaced);
 on the other dimensions the index is the position in the coarse values.
 
+An unordered categorical (``unordered``: choices that are not all numbers, when the lattice is
+built with ``hamming=True``) has every other choice as a neighbour (Hamming distance 1), and a
+move goes to the best of them: the list's order means nothing. Numbers keep their order.
+
+With ``model=True``, ``direction`` takes a Newton step where it can: on a fine dimension whose
+centre and two neighbours curve upwards it moves to the vertex of the parabola through them
+(the minimum of a separable quadratic model fitted to the poll), elsewhere the paper's step.
+
 In a conditional space (``active``: which dimensions apply, given the values of a point) a
 point's identity, its ``key``, leaves out the dimensions that do not apply to it: points that
 differ only there are one configuration, evaluated once.
@@ -24,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from raytune_hpo.searchers._kinds import ordered
 from raytune_hpo.sweep.space import CategoricalParam, FloatParam, IntParam, Param
 
 Index = tuple[int, ...]
@@ -57,6 +66,7 @@ class Lattice:
     depth: int
     # Which dimensions apply, given a point's values (None: all, always).
     active: Callable[[list[Any]], Sequence[bool]] | None = None
+    unordered: tuple[bool, ...] = ()  # unordered categoricals (none: every dimension ordered)
     _keys: dict = field(default_factory=dict, repr=False)  # a conditional space's keys, once
 
     @classmethod
@@ -66,6 +76,8 @@ class Lattice:
         levels: int,
         depth: int,
         active: Callable[[list[Any]], Sequence[bool]] | None = None,
+        *,
+        hamming: bool = False,
     ) -> Lattice:
         axes = tuple(tuple(axis_values(p, levels)) for p in params)
         units = tuple(
@@ -80,7 +92,13 @@ class Lattice:
             f and (isinstance(p, IntParam) or p.q is not None)
             for p, f in zip(params, fine, strict=True)
         )
-        return cls(tuple(params), axes, units, fine, ints, depth, active)
+        unordered = tuple(
+            hamming and isinstance(p, CategoricalParam) and not ordered(p) for p in params
+        )
+        return cls(tuple(params), axes, units, fine, ints, depth, active, unordered)
+
+    def is_unordered(self, j: int) -> bool:
+        return bool(self.unordered) and self.unordered[j]
 
     @property
     def dims(self) -> int:
@@ -150,7 +168,11 @@ class Lattice:
         out = []
         for j in range(len(idx)):
             s = self.step(j, depth)
-            for k in (idx[j] - s, idx[j] + s):
+            if self.is_unordered(j):  # every other choice
+                ks: Sequence[int] = [k for k in range(len(self.axes[j])) if k != idx[j]]
+            else:
+                ks = (idx[j] - s, idx[j] + s)
+            for k in ks:
                 if 0 <= k <= self.span(j):
                     out.append(idx[:j] + (k,) + idx[j + 1 :])
         return out
@@ -158,31 +180,73 @@ class Lattice:
     def line_point(self, centre: Index, direction: np.ndarray, t: int) -> Index:
         """``centre + t * direction``, rounded to the grid and kept inside it."""
         target = np.rint(np.array(centre) + t * direction).astype(int)
+        for j in range(len(centre)):
+            if self.is_unordered(j):  # a jump to the chosen choice, whatever the multiple
+                target[j] = centre[j] + (int(direction[j]) if t else 0)
         return tuple(int(min(max(v, 0), self.span(j))) for j, v in enumerate(target))
 
 
 def direction(
-    lat: Lattice, centre: Index, depth: int, loss: Callable[[Index], float | None]
+    lat: Lattice,
+    centre: Index,
+    depth: int,
+    loss: Callable[[Index], float | None],
+    *,
+    model: bool = False,
 ) -> np.ndarray:
     """Descent direction in index units from the losses of ``centre`` and its axis
     neighbours (``loss``: None for a point not evaluated): central or one-sided finite
     differences on fine dimensions, scaled so that the largest move is one grid step; on the
-    others a step to the better neighbour when it beats the centre."""
+    others a step to the better neighbour when it beats the centre (an unordered categorical:
+    to the best other choice). ``model``: a fine dimension that curves upwards moves to its
+    parabola's vertex instead (a Newton step)."""
     f0 = loss(centre)
     slope = np.zeros(len(centre))
     move = np.zeros(len(centre))
+    newton = np.zeros(len(centre), dtype=bool)
     for j in range(len(centre)):
+        if lat.is_unordered(j):
+            move[j] = _best_choice(lat, centre, j, f0, loss)
+            continue
         lo, hi = _sides(lat, centre, depth, j, loss)
         if not lat.fine[j]:
             if min(lo, hi) < f0:
                 move[j] = -1 if lo < hi else 1
-        else:
-            slope[j] = _slope(lo, f0, hi)
-    top = np.abs(slope).max()
+            continue
+        slope[j] = _slope(lo, f0, hi)
+        vertex = _vertex(lo, f0, hi) if model else None
+        if vertex is not None:
+            move[j], newton[j] = vertex * lat.step(j, depth), True
+    top = np.abs(np.where(newton, 0.0, slope)).max()
     if top > 0:
         steps = np.array([lat.step(j, depth) for j in range(len(centre))])
-        move += np.where(lat.fine, -slope / top * steps, 0.0)
+        fd = np.array(lat.fine) & ~newton
+        move += np.where(fd, -slope / top * steps, 0.0)
     return move
+
+
+def _vertex(lo: float, f0: float, hi: float) -> float | None:
+    """The vertex of the parabola through (-1, lo), (0, f0), (1, hi), in steps, when it curves
+    upwards and the vertex moves (None otherwise)."""
+    if not (math.isfinite(lo) and math.isfinite(f0) and math.isfinite(hi)):
+        return None
+    curve = lo - 2 * f0 + hi
+    if curve <= 0 or lo == hi:
+        return None
+    return (lo - hi) / (2 * curve)
+
+
+def _best_choice(lat: Lattice, c: Index, j: int, f0: float, loss) -> int:
+    """The index step to the best other choice of an unordered categorical when it beats the
+    centre, else 0."""
+    best, step = f0, 0
+    for k in range(len(lat.axes[j])):
+        if k == c[j]:
+            continue
+        value = loss(c[:j] + (k,) + c[j + 1 :])
+        if value is not None and value < best:
+            best, step = value, k - c[j]
+    return step
 
 
 def _sides(lat: Lattice, c: Index, depth: int, j: int, loss) -> tuple[float, float]:

@@ -18,11 +18,14 @@ evaluations (``scripts/bench_searchers.py --tune``, benchmarks/results/searchers
 held-out functions only checked afterwards): Clerc & Kennedy's (2002) acceleration
 phi_l = phi_g = 1.49618 drawn per dimension, but inertia w = 0.4 (their 0.7298 converges too
 slowly for such budgets: about 1.3x the regret), a global best (a ring was worse), eight
-particles, a scrambled-Sobol initial swarm. Re-seeding particles that have not improved their
-own best for ``stall`` moves made no difference at 60 evaluations and is off (it would also keep
-the swarm from ever stopping). The paper's settings: ``attractor="current",
-per_dimension=False, init="random", init_speed=0, max_speed=math.inf`` with its
-``w``, ``phi_l``, ``phi_g``.
+particles. The initial swarm, a Latin hypercube with initial speeds up to 0.3, comes from the
+COCO tuning (BBOB instances 2-4, 5-D, 100 evaluations: the best of 33 settings with 4 trials at
+once, benchmarks/results/coco-bbob-5d/tuning.json), re-checked on instance 1 in 5-D and 10-D
+(benchmarks/results/frontier/); before it was a scrambled-Sobol swarm with speeds up to 0.1.
+Re-seeding particles that have not improved their own best for ``stall`` moves made no
+difference at 60 evaluations and is off (it would also keep the swarm from ever stopping).
+The paper's settings: ``attractor="current", per_dimension=False, init="random",
+init_speed=0, max_speed=math.inf`` with its ``w``, ``phi_l``, ``phi_g``.
 
 Departure from the paper: initial velocities are uniform in [-init_speed, init_speed] rather
 than 0. With v0 = 0 the first particle to finish is both its own and the swarm's best, so it
@@ -38,6 +41,21 @@ one that lands on a configuration being evaluated moves again without a loss; af
 moves in a row the particle waits (``FINISHED`` when no trial is running then: the swarm only
 revisits what it has evaluated). So no two evaluations of a conditional space are equal on
 their active parameters (a flat space keeps the algorithm above unchanged).
+
+No repeats (``repeats=False``, the default): in a space where configurations can coincide
+(integers, categoricals, quantized floats, conditions), a move that lands on a configuration
+already evaluated is not spent as an evaluation, as in a conditional space above; in a space of
+plain floats nothing changes. ``repeats=True`` evaluates such configurations again (a noisy
+objective).
+
+Unordered categoricals (choices that are not all numbers: optimizer names, NAS-Bench-201's
+operations) move as probabilities, one-hot, after the categorical PSO of Strasser et al.
+("An adaptive particle swarm optimization algorithm for mixed-variable optimization problems",
+2016): each particle holds a probability per choice and a velocity of them,
+``v <- w v + u_l (e_a - p) + u_g (e_g - p)``, ``p <- p + v`` (clipped, renormalised), where e_a
+and e_g are one-hot vectors of the attractors' choices; its choice is drawn from p. A choice's
+place in the list means nothing. Categoricals of numbers keep their order (a coordinate like a
+range's). The swarm's speed in such a dimension is half the L1 norm of v.
 
 Several objectives or constraints (``objectives``): ParEGO's augmented Chebyshev scalarisation
 (``raytune_hpo.objectives.scalarise``, Knowles, 2006) with one weight vector per particle,
@@ -58,10 +76,11 @@ from scipy.stats import qmc
 
 from raytune_hpo.searchers import _options as check
 from raytune_hpo.searchers._base import UnitCubeSearcher
+from raytune_hpo.searchers._kinds import discrete, unordered_dims
 
 ATTRACTORS = ("personal", "current")
 TOPOLOGIES = ("global", "ring")
-INITS = ("random", "sobol", "lhs")
+INITS = ("lhs", "sobol", "random")
 _FREE_MOVES = 64  # moves onto known configurations in a row before a particle waits
 
 
@@ -79,11 +98,13 @@ class PSOSearch(UnitCubeSearcher):
         topology: ``global`` (the swarm's best) or ``ring`` (the best of the particle and its
             two ring neighbours).
         per_dimension: random factors drawn per dimension (True) or one per move.
-        init: the initial swarm, ``sobol``, ``lhs`` or ``random``.
+        init: the initial swarm, ``lhs``, ``sobol`` or ``random``.
         stall: moves without a new personal best before a particle starts afresh (0: never).
         epsilon: the swarm's largest speed (in the unit cube) that ends the search (1e-3).
         max_speed: the longest move (0.5).
-        init_speed: initial speeds are uniform in [-init_speed, init_speed] (0.1, in [0, 1]).
+        init_speed: initial speeds are uniform in [-init_speed, init_speed] (0.3, in [0, 1]).
+        repeats: evaluate a configuration again when a move lands on one already evaluated
+            (False: such a move is not spent as an evaluation).
         objectives: several objectives or constraints (the sweep gives them): scalarised,
             one weight vector per particle.
     """
@@ -93,9 +114,20 @@ class PSOSearch(UnitCubeSearcher):
         *("_per_dim", "_stall", "_eps", "_vmax", "_x", "_v", "_pbest", "_pbest_loss"),
         *("_now_loss", "_now", "_gbest", "_gbest_loss", "_moves", "_stuck", "_idle"),
         *("_running", "reseeded", "_weights", "_pbest_row", "_now_row"),
+        *("_no_repeats", "_cat_p", "_cat_v"),
     )
+    _state_version = 3
     # Several objectives (version 2): each particle's weights, rows of its best and latest.
-    _added = {"_weights": (2, None), "_pbest_row": (2, None), "_now_row": (2, None)}
+    # Version 3: no repeats on discrete spaces, unordered categoricals as probabilities (a state
+    # of an earlier version continues as it ran: repeats allowed, categoricals ordered).
+    _added = {
+        "_weights": (2, None),
+        "_pbest_row": (2, None),
+        "_now_row": (2, None),
+        "_no_repeats": (3, False),
+        "_cat_p": (3, None),
+        "_cat_v": (3, None),
+    }
     # Conditional spaces: evaluated configurations (SearchSpace.key) -> loss (and row), from
     # the observations (earlier results included).
     _derived = ("_seen", "_seen_rows")
@@ -115,11 +147,12 @@ class PSOSearch(UnitCubeSearcher):
         attractor: str = "personal",
         topology: str = "global",
         per_dimension: bool = True,
-        init: str = "sobol",
+        init: str = "lhs",
         stall: int = 0,
         epsilon: float = 1e-3,
         max_speed: float = 0.5,
-        init_speed: float = 0.1,
+        init_speed: float = 0.3,
+        repeats: bool = False,
         objectives=None,
     ):
         super().__init__(
@@ -155,6 +188,11 @@ class PSOSearch(UnitCubeSearcher):
         self._running: dict[str, int] = {}  # trial id -> particle
         self.reseeded = 0
         self._weights = self._pbest_row = self._now_row = None
+        self._no_repeats = not repeats
+        # Unordered categoricals: dimension -> each particle's probabilities (S x choices) and
+        # their velocities (None: every categorical moves as an ordered coordinate).
+        self._cat_p: dict[int, np.ndarray] | None = {}
+        self._cat_v: dict[int, np.ndarray] | None = {}
         self._seen: dict[tuple, float] = {}
         self._seen_rows: dict[tuple, np.ndarray] = {}
 
@@ -179,11 +217,34 @@ class PSOSearch(UnitCubeSearcher):
             self._weights = np.array([self._scal.weights(self._rng) for _ in range(s)])
             self._pbest_row = np.full((s, self._scal.width), math.inf)
             self._now_row = self._pbest_row.copy()
+        if self._cat_p is not None:
+            for j, n in self._unordered().items():
+                self._cat_p[j] = np.eye(n)[self._choice(self._x[:, j], n)]
+                self._cat_v[j] = np.zeros((s, n))
         self._rebuild()
+
+    def _unordered(self) -> dict[int, int]:
+        """Dimension -> number of choices of the unordered categoricals (none when this state
+        moves every categorical as an ordered coordinate)."""
+        return {} if self._cat_p is None else unordered_dims(self.space)
+
+    @staticmethod
+    def _choice(u: np.ndarray, n: int) -> np.ndarray:
+        """The choice index of unit coordinates (the space's cells)."""
+        return np.minimum((np.asarray(u) * n).astype(int), n - 1)
+
+    @property
+    def _dedupe(self) -> bool:
+        """Whether moves onto evaluated configurations are skipped: conditional spaces always,
+        and spaces whose configurations can coincide unless repeats are asked for."""
+        space = self.space
+        if space.conditional:
+            return True
+        return self._no_repeats and any(discrete(p) for p in space.params.values())
 
     def _rebuild(self) -> None:
         self._seen, self._seen_rows = {}, {}
-        if self.space.conditional:
+        if self._dedupe:
             for points, losses in (self.prior, self.observations):
                 for u, loss in zip(points, losses, strict=True):
                     self._seen[self._key(u)] = float(loss)
@@ -205,7 +266,7 @@ class PSOSearch(UnitCubeSearcher):
             return Searcher.FINISHED
         if not self._idle:
             return None  # every particle is being evaluated: ask again later
-        if self.space.conditional:
+        if self._dedupe:
             fresh = next((i for i in list(self._idle) if self._unseen(i)), None)
             if self.converged:
                 return Searcher.FINISHED
@@ -246,7 +307,7 @@ class PSOSearch(UnitCubeSearcher):
     def _observe(self, trial_id: str, u: np.ndarray, loss: float, row=None) -> None:
         if row is None and loss < self._gbest_loss:  # several objectives: see _rescore
             self._gbest, self._gbest_loss = u.copy(), loss
-        if self.space.conditional:
+        if self._dedupe:
             self._seen[self._key(u)] = loss
             if row is not None:
                 self._seen_rows[self._key(u)] = row
@@ -305,12 +366,34 @@ class PSOSearch(UnitCubeSearcher):
         new = np.clip(x + v, 0.0, 1.0)
         self._v[i] = new - x  # what the particle really moved, walls included
         self._x[i] = new
+        if self._unordered():
+            self._move_choices(i, u_l, u_g)
+
+    def _move_choices(self, i: int, u_l: np.ndarray, u_g: np.ndarray) -> None:
+        """Particle i's unordered categoricals: probabilities pulled towards the attractors'
+        choices (one-hot), its choice drawn from them."""
+        local, social = self._local(i), self._social(i)
+        for j, n in self._unordered().items():
+            a = u_l[j] if np.ndim(u_l) and len(u_l) > 1 else float(np.ravel(u_l)[0])
+            g = u_g[j] if np.ndim(u_g) and len(u_g) > 1 else float(np.ravel(u_g)[0])
+            p, eye = self._cat_p[j][i], np.eye(n)
+            e_a, e_g = eye[self._choice(local[j], n)], eye[self._choice(social[j], n)]
+            v = self._w * self._cat_v[j][i] + a * (e_a - p) + g * (e_g - p)
+            q = np.clip(p + v, 0.0, None)
+            q = q / q.sum() if q.sum() > 0 else np.full(n, 1 / n)
+            self._cat_v[j][i], self._cat_p[j][i] = q - p, q
+            c = int(self._rng.choice(n, p=q))
+            self._x[i, j] = (c + 0.5) / n
+            self._v[i, j] = 0.5 * np.abs(q - p).sum()  # its speed, for the stopping rule
 
     def _reseed(self, i: int) -> None:
         """A particle stuck for ``stall`` moves starts afresh at a random point (its memory
         goes; the swarm's best stays)."""
         self._x[i] = self._rng.random(self.space.dims)
         self._v[i] = self._rng.uniform(-self._v0, self._v0, self.space.dims)
+        for j, n in self._unordered().items():
+            self._cat_p[j][i] = np.eye(n)[self._choice(self._x[i, j], n)]
+            self._cat_v[j][i] = 0.0
         self._pbest_loss[i] = math.inf
         self._now_loss[i] = math.inf
         if self._scal is not None:

@@ -55,7 +55,12 @@ def check(study: StudySpec) -> StudySpec:
         elif SweepSpec.from_yaml(q.sweep).objectives.several:
             msg = "a study scores a sweep file with one objective (function problems: zdt1, ...)"
             raise SpecError(msg, field=("problems", i, "sweep"), source=study._source)
+    checked: set[tuple] = set()
     for q in study.problems:
+        same = _same_run(q)  # problems whose runs assemble alike are checked once
+        if same is not None and same in checked:
+            continue
+        checked.add(same)
         for i, m in enumerate(study.methods):
             try:
                 _check_method(study, q, m)
@@ -66,6 +71,15 @@ def check(study: StudySpec) -> StudySpec:
                     source=study._source,
                 ) from None
     return study
+
+
+def _same_run(problem: ProblemSpec) -> tuple | None:
+    """What assembling a run of a function problem depends on (its space, objectives and
+    fidelities: COCO's 24 functions of one dimension share it); None for a sweep file."""
+    if not problem.is_function:
+        return None
+    fn = problem.make()
+    return (repr(fn.space()), problem.several, fn.max_budget)
 
 
 def _check_method(study: StudySpec, problem: ProblemSpec, method: MethodSpec) -> None:
@@ -119,10 +133,27 @@ def run_direct(
     else:
         proposer = SearcherProposer(_direct_searcher(plan_for(study, problem, method, rep)))
     budget = fn.max_budget
-    df = drive(proposer, lambda cfg: fn.at(cfg, budget, rng), study.budget, study.concurrency)
+    if getattr(fn, "per_config_noise", False):  # tabular: the seed read follows the config
+
+        def evaluate(cfg):
+            return fn.at(cfg, budget, config_rng(study.seed + rep, cfg))
+
+    else:
+
+        def evaluate(cfg):
+            return fn.at(cfg, budget, rng)
+
+    df = drive(proposer, evaluate, study.budget, study.concurrency)
     if problem.several and len(df):
         df["value"] = fn.score(df)  # the hypervolume after each evaluation
     return df
+
+
+def config_rng(seed: int, config: dict) -> np.random.Generator:
+    """A generator made from a run's seed and a configuration (stable across processes), so
+    the same configuration draws the same noise in one run."""
+    key = zlib.crc32(repr(sorted(_flat(config).items())).encode())
+    return np.random.default_rng([seed, key])
 
 
 def drive(proposer, evaluate, trials: int, concurrency: int) -> pd.DataFrame:

