@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from raytune_hpo import ray_compat
 from raytune_hpo.errors import UserError
 from raytune_hpo.sweep.spec import SweepSpec
 
@@ -88,15 +89,8 @@ def runtime_env(spec: SweepSpec) -> dict:
 def check_upload_size(path: str, excludes: list[str]) -> int:
     """The size of ``path`` as Ray will ship it (zipped with Ray's own packaging, honouring
     ``.gitignore``, ``.rayignore`` and ``excludes``); UserError above Ray's upload limit."""
-    import tempfile
-
-    from ray._private.runtime_env import packaging
-
-    with tempfile.TemporaryDirectory() as d:
-        target = Path(d) / "package.zip"
-        packaging.create_package(path, target, include_gitignore=True, excludes=excludes)
-        size = target.stat().st_size
-    limit = packaging.GCS_STORAGE_MAX_SIZE
+    size = ray_compat.package_size(path, excludes)
+    limit = ray_compat.upload_limit()
     if size >= limit:
         raise UserError(
             f"trainable: the sweep's directory {path} is too large to ship: "

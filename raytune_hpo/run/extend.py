@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 import raytune_hpo.storage as storage
+from raytune_hpo import ray_compat
 from raytune_hpo.errors import UserError
 from raytune_hpo.names import RESULTS_CSV
 
@@ -60,7 +61,7 @@ def restore_searcher(searcher, exp: str, more: int) -> None:
             searcher.restore_from_dir(d)
             # Ray's private flags: its sequence was used up (the extension adds samples), and
             # a metric set means "set_search_properties refused" to the Tuner.
-            searcher._finished, searcher._metric = False, None
+            ray_compat.reopen_variant_generator(searcher)
         else:
             searcher.restore(str(local))
     inner = getattr(searcher, "inner", searcher)  # a checked plug-in: the plug-in itself

@@ -20,6 +20,7 @@ from typing import Any
 import raytune_hpo.run.resources as resources
 import raytune_hpo.run.snapshot as snapshot
 import raytune_hpo.storage as storage
+from raytune_hpo import ray_compat
 from raytune_hpo.errors import UserError
 from raytune_hpo.names import SPEC_COPY
 from raytune_hpo.plan.assemble import Plan, assemble
@@ -62,7 +63,7 @@ def init_ray(
 # authentication is on (it is, and stays on), and where the result files were written (the
 # summary says). Ray's warnings stay.
 _QUIET = {
-    "ray._private.authentication.authentication_token_setup": logging.ERROR,
+    ray_compat.AUTH_SETUP_LOGGER: logging.ERROR,
     "ray.tune.tune": logging.WARNING,
 }
 
