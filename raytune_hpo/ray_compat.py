@@ -18,6 +18,8 @@ WRITTEN_FOR = "2.60.0"  # the Ray every function here was written for (pyproject
 
 # Ray 2.60: the logger of `ray start`/`ray.init`'s notice that token authentication is on.
 AUTH_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
+# Ray 2.60: the logger of the HTTP clients' warning that token mode found no token.
+HTTP_AUTH_LOGGER = "ray._private.authentication.http_token_authentication"
 # Ray 2.60: the resource only the head node carries (ray.nodes()[i]["Resources"]).
 HEAD_NODE_RESOURCE = "node:__internal_head__"
 # Ray 2.60: the `ray start` flag of the dashboard agent's HTTP port (default 52365), the port
@@ -58,26 +60,6 @@ def package_size(path: str, excludes: list[str]) -> int:
         target = Path(d) / "package.zip"
         packaging.create_package(path, target, include_gitignore=True, excludes=excludes)
         return target.stat().st_size
-
-
-def ray_sends_token() -> bool:
-    """Ray 2.60: whether Ray's own HTTP clients (``JobSubmissionClient``) add the auth token
-    themselves: only when this process runs in token mode (``RAY_AUTH_MODE=token``)."""
-    from ray._private.authentication.authentication_utils import is_token_auth_enabled
-
-    return bool(is_token_auth_enabled())
-
-
-def auth_token() -> str | None:
-    """Ray 2.60: the token Ray's own loader finds (``RAY_AUTH_TOKEN``, else the file at
-    ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``), read afresh; None without one."""
-    from ray._raylet import AuthenticationTokenLoader
-
-    loader = AuthenticationTokenLoader.instance()
-    loader.reset_cache()  # the environment may have changed since the last request
-    if not loader.has_token(ignore_auth_mode=True):
-        return None
-    return loader.get_raw_token(ignore_auth_mode=True) or None
 
 
 def head_log_dir(dashboard_port: int) -> Path | None:
@@ -268,13 +250,13 @@ __all__ = [
     "AGENT_PORT_FLAG",
     "AUTH_SETUP_LOGGER",
     "HEAD_NODE_RESOURCE",
+    "HTTP_AUTH_LOGGER",
     "SEARCHER_METRIC_ATTRS",
     "WRITTEN_FOR",
     "ExploitHook",
     "RestoreHook",
     "add_points_to_evaluate",
     "agent_port_taken",
-    "auth_token",
     "changed",
     "experiment_list",
     "forget_live_trial",
@@ -285,7 +267,6 @@ __all__ = [
     "mark_trial_to_checkpoint",
     "package_size",
     "perturbation_interval",
-    "ray_sends_token",
     "reopen_variant_generator",
     "result_grid_trials",
     "set_latest_checkpoint",

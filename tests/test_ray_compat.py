@@ -76,22 +76,16 @@ SYMBOLS = [
         lambda: _attr("ray._private.runtime_env.packaging", "create_package"),
     ),
     (
-        "ray._private.authentication.authentication_utils.is_token_auth_enabled",
-        "ray_sends_token",
-        lambda: _attr("ray._private.authentication.authentication_utils", "is_token_auth_enabled"),
-    ),
-    (
-        "ray._raylet.AuthenticationTokenLoader.get_raw_token",
-        "auth_token",
-        lambda: [
-            _attr("ray._raylet", "AuthenticationTokenLoader", n)
-            for n in ("instance", "reset_cache", "has_token", "get_raw_token")
-        ],
-    ),
-    (
         ray_compat.AUTH_SETUP_LOGGER,
         "AUTH_SETUP_LOGGER",
         lambda: importlib.import_module(ray_compat.AUTH_SETUP_LOGGER),
+    ),
+    (
+        ray_compat.HTTP_AUTH_LOGGER,
+        "HTTP_AUTH_LOGGER",
+        lambda: _source_has(
+            importlib.import_module(ray_compat.HTTP_AUTH_LOGGER), "no token was found"
+        ),
     ),
     (
         "ray._common.constants.HEAD_NODE_RESOURCE_NAME",
@@ -229,7 +223,7 @@ def test_every_function_names_the_ray_it_was_written_for():
         if inspect.isfunction(obj) or inspect.isclass(obj):
             assert obj.__doc__ and "Ray 2.60" in obj.__doc__, name
     lines = (PACKAGE / "ray_compat.py").read_text().splitlines()
-    for name in ("AUTH_SETUP_LOGGER", "HEAD_NODE_RESOURCE", "AGENT_PORT_FLAG"):
+    for name in ("AUTH_SETUP_LOGGER", "HTTP_AUTH_LOGGER", "HEAD_NODE_RESOURCE", "AGENT_PORT_FLAG"):
         at = next(i for i, ln in enumerate(lines) if ln.startswith(f"{name} ="))
         start = at
         while lines[start - 1].startswith("#"):

@@ -39,7 +39,7 @@ def _finished_csv(exp: str) -> str:
     if not storage.is_file(csv):
         raise UserError(
             f"no {RESULTS_CSV}: the sweep has not finished; `raytune-hpo resume {exp}` first",
-            source=exp,
+            source=storage.display(exp),
         )
     return csv
 
@@ -53,7 +53,9 @@ def restore_searcher(searcher, exp: str, more: int) -> None:
     variant = isinstance(searcher, BasicVariantGenerator)
     path = _newest(exp, VARIANT_STATE if variant else SEARCHER_STATE)
     if path is None:
-        raise UserError("the searcher's saved state is missing; cannot extend", source=exp)
+        raise UserError(
+            "the searcher's saved state is missing; cannot extend", source=storage.display(exp)
+        )
     with tempfile.TemporaryDirectory() as d:
         local = Path(d) / storage.name(path)
         local.write_bytes(storage.read_bytes(path))
