@@ -402,8 +402,9 @@ def test_fused_trials_of_the_builtin_trainable_share_an_added_gpu(sim, submit, t
     assert len(df) == 2 and (df["status"] == "OK").all() and (df["epochs"] == 2).all()
     histories = trial_histories(exp)
     assert all(r["fused_members"] == 2 for rows in histories.values() for r in rows)
-    # Both trials held half of one added node's GPU.
+    # Both trials held half a GPU of one node the autoscaler added (of either GPU type).
     (node_id,) = sim.trial_nodes(job)
     (node,) = [n for n in sim.nodes() if n["node_id"] == node_id]
-    assert not node["is_head_node"] and node["resources_total"]["GPU"] == 1
-    say(capsys, f"fused: 2 trials as one model on node {node['node_id'][-5:]}, its one GPU")
+    assert not node["is_head_node"] and node["resources_total"].get("GPU", 0) >= 1
+    gpus = node["resources_total"]["GPU"]
+    say(capsys, f"fused: 2 trials as one model on node {node_id[-5:]} (GPU {gpus:g}), 0.5 each")
