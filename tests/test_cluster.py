@@ -378,7 +378,7 @@ def test_submit_to_a_head_whose_job_agent_cannot_bind_names_the_port(tmp_path, m
 def test_killed_driver_then_resume_holds_exactly_the_uninterrupted_trials(ray_session, tmp_path):
     sweep = {
         "name": "killed",
-        "num_samples": 10,
+        "num_samples": 6,
         "max_concurrent": 2,
         "searcher": {"name": "sobol"},
         "space": {
@@ -390,7 +390,7 @@ def test_killed_driver_then_resume_holds_exactly_the_uninterrupted_trials(ray_se
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))  # key order = dimension order
     proc = start_run(path, tmp_path / "killed", tmp_path)
-    exp = kill_after(proc, tmp_path / "killed", results=28)
+    exp = kill_after(proc, tmp_path / "killed", results=16)  # of 30: some done, some not
     done_before = finished_trials(exp)
     assert done_before, "no trial had finished before the kill: the check below would be empty"
     try:
@@ -404,13 +404,13 @@ def test_killed_driver_then_resume_holds_exactly_the_uninterrupted_trials(ray_se
     # The uninterrupted sweep's trials: Sobol's design does not depend on results, so the
     # sweep's own searcher, driven in process, proposes them (no second run on Ray).
     plan = assemble(SweepSpec.from_dict(sweep))
-    reference = drive(plan.searcher(), 10, f=lambda cfg: 0.5, metric=plan.spec.metric)
-    assert len(reference) == 10
+    reference = drive(plan.searcher(), 6, f=lambda cfg: 0.5, metric=plan.spec.metric)
+    assert len(reference) == 6
 
     def configs(df):
         return sorted(zip(df["config.lr"].round(12), df["config.dropout"].round(12), strict=True))
 
-    assert len(resumed) == 10 and resumed["trial_id"].is_unique
+    assert len(resumed) == 6 and resumed["trial_id"].is_unique
     assert (resumed["status"] == "OK").all() and (resumed["epochs"] == 5).all()
     expected = pd.DataFrame({f"config.{k}": [c[k] for c in reference] for k in ("lr", "dropout")})
     assert configs(resumed) == configs(expected)  # same trials, none lost or doubled
