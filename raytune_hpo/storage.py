@@ -5,7 +5,10 @@ A URI may carry pyarrow's options as a query (``s3://bucket/dir?endpoint_overrid
 scheme=http``); ``join`` keeps the query at the end. Credentials and endpoints otherwise come
 from the usual environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``,
 ``AWS_ENDPOINT_URL``; ``GOOGLE_APPLICATION_CREDENTIALS``), as for Ray. A storage error (no
-such bucket, no credentials, no connection) is a one-line ``UserError``.
+such bucket, no credentials, no connection) is a one-line ``UserError``, which shows the URI as
+``display`` does: credentials a URI may carry (``s3://KEY:SECRET@bucket``, ``?secret_key=``,
+``?session_token=``...) are hidden. ``download`` refuses a key with a ``..`` component: nothing
+lands outside its directory.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import contextlib
 import fnmatch
 import functools
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from raytune_hpo.errors import UserError
 
@@ -58,6 +62,43 @@ def name(path: str | os.PathLike[str]) -> str:
     return p.rstrip("/").rsplit("/", 1)[-1]
 
 
+# Query options of a URI that may carry credentials (pyarrow's access_key, secret_key,
+# session_token; GCS's access_token...): their values are never shown.
+_SECRET_OPTION = re.compile(r"key|token|secret|password|credential", re.IGNORECASE)
+HIDDEN = "***"
+
+
+def _secrets_of(path: str | os.PathLike[str]) -> list[str]:
+    """The credentials ``path`` carries: a password in its netloc, secret query values."""
+    if not is_uri(path):
+        return []
+    split = urlsplit(str(path))
+    found = [split.password] if split.password else []
+    pairs = parse_qsl(split.query, keep_blank_values=True)
+    return found + [v for k, v in pairs if v and _SECRET_OPTION.search(k)]
+
+
+def display(path: str | os.PathLike[str]) -> str:
+    """``path`` as messages show it: a URI's credentials replaced by ``***``."""
+    text = str(path)
+    if not is_uri(path):
+        return text
+    split = urlsplit(text)
+    netloc = split.netloc
+    if split.password:
+        netloc = netloc.replace(f":{split.password}@", f":{HIDDEN}@", 1)
+    pairs = parse_qsl(split.query, keep_blank_values=True)
+    query = "&".join(f"{k}={HIDDEN if _SECRET_OPTION.search(k) else v}" for k, v in pairs)
+    return urlunsplit(split._replace(netloc=netloc, query=query))
+
+
+def scrub(text: str, path: str | os.PathLike[str]) -> str:
+    """``text`` (a message about ``path``) without the credentials ``path`` carries."""
+    for secret in _secrets_of(path):
+        text = text.replace(secret, HIDDEN)
+    return text
+
+
 # The environment variables a remote file system is built from (part of the cache key).
 _ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_PROFILE")
 
@@ -93,7 +134,7 @@ def errors(path: str | os.PathLike[str]) -> Iterator[None]:
     except (OSError, ValueError) as e:
         if not is_uri(path) and isinstance(e, ValueError):
             raise
-        text = " ".join(str(e).split())[:300]
+        text = scrub(" ".join(str(e).split()), path)[:300]
         hint = ""
         if is_uri(path) and any(
             w in text for w in ("ACCESS_DENIED", "credentials", "NETWORK", "Forbidden", "403")
@@ -103,7 +144,7 @@ def errors(path: str | os.PathLike[str]) -> Iterator[None]:
                 "AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL or "
                 "GOOGLE_APPLICATION_CREDENTIALS)"
             )
-        raise UserError(f"{text}{hint}", source=str(path)) from None
+        raise UserError(f"{text}{hint}", source=display(path)) from None
 
 
 def _info(path: str | os.PathLike[str]):
@@ -179,19 +220,29 @@ def download(
     path: str | os.PathLike[str], dest: Path, keep: Callable[[str], bool] | None = None
 ) -> int:
     """Copy the tree at ``path`` into the local directory ``dest``; ``keep(relative_path)``
-    selects files (e.g. leave checkpoints behind). Returns the number of files copied."""
+    selects files (e.g. leave checkpoints behind). Returns the number of files copied. A key
+    with a ``..`` component (it could land outside ``dest``) is a UserError; nothing of the
+    tree is copied then."""
     import pyarrow.fs as pafs
 
     fs, root = filesystem(path)
     with errors(path):
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-    copied = 0
+    files = []
     for info in infos:
         if info.type != pafs.FileType.File:
             continue
         rel = info.path[len(root) :].lstrip("/")
-        if keep is not None and not keep(rel):
-            continue
+        if ".." in rel.split("/"):
+            raise UserError(
+                f"the key {rel!r} has a '..' component and would be written outside the "
+                f"download directory; nothing was downloaded",
+                source=display(path),
+            )
+        if keep is None or keep(rel):
+            files.append((info, rel))
+    copied = 0
+    for info, rel in files:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         with errors(path), fs.open_input_stream(info.path) as f:
@@ -225,6 +276,7 @@ def upload(src: Path, path: str | os.PathLike[str]) -> None:
 
 
 __all__ = [
+    "display",
     "download",
     "errors",
     "exists",
@@ -241,6 +293,7 @@ __all__ = [
     "parent",
     "read_bytes",
     "read_text",
+    "scrub",
     "upload",
     "write_bytes",
     "write_text",

@@ -79,6 +79,18 @@ class Simulated:
         options = ListApiOptions(detail=True, limit=1000)
         return [vars(n) for n in client.list(StateResource.NODES, options, True)]
 
+    def trial_nodes(self, job: str) -> set[str]:
+        """The nodes the job's trial actors ran on (Ray's state API)."""
+        from ray.util.state import StateApiClient
+        from ray.util.state.common import ListApiOptions, StateResource
+
+        ray_job = jobs.status(job, address=self.address)["ray_job_id"]
+        headers = {"Content-Type": "application/json", **jobs.auth_headers()}
+        client = StateApiClient(address=self.address, headers=headers)
+        options = ListApiOptions(detail=True, limit=10000, filters=[("job_id", "=", ray_job)])
+        actors = [vars(a) for a in client.list(StateResource.ACTORS, options, True)]
+        return {a["node_id"] for a in actors if "ImplicitFunc" in a["class_name"] and a["node_id"]}
+
     def workers(self, state: str = "ALIVE") -> list[dict]:
         return [n for n in self.nodes() if not n["is_head_node"] and n["state"] == state]
 
@@ -299,35 +311,6 @@ def test_gpu_trials_grow_the_cluster_two_per_gpu_then_shrink_it(sim, submit, tmp
     )
 
 
-def test_fused_trials_of_the_builtin_trainable_share_an_added_gpu(sim, submit, tmp_path, capsys):
-    """Two ``fused: 2`` trials of the built-in MLP on a node Ray gave a GPU but that has no
-    CUDA: they train as one model on the CPU (``device: auto``) and the sweep succeeds."""
-    sim.wait(lambda: not sim.workers(), "no worker node")
-    known = {n["node_id"] for n in sim.nodes()}
-    sweep = {
-        "name": "fused",
-        "num_samples": 2,
-        "max_concurrent": 2,
-        "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
-        "trainable": {"model": "mlp", "epochs": 2, "fused": 2},
-        "resources": {"cpu": 1, "gpu": 0.5},
-        "storage_path": str(tmp_path / "shared"),
-    }
-    job = submit(SweepSpec.from_dict(sweep))
-    info = jobs.follow(job, address=sim.address, out=lambda s: None)
-    log = sim.logs(job)
-    assert info["status"] == "SUCCEEDED", log[-3000:]
-    exp = experiment_dir(tmp_path / "shared")
-    df = pd.read_csv(exp / RESULTS_CSV)
-    assert len(df) == 2 and (df["status"] == "OK").all() and (df["epochs"] == 2).all()
-    histories = trial_histories(exp)
-    assert all(r["fused_members"] == 2 for rows in histories.values() for r in rows)
-    # The autoscaler added one node, and both trials held half of its GPU.
-    (node,) = [n for n in sim.nodes() if n["node_id"] not in known]
-    assert node["resources_total"]["GPU"] == 1
-    say(capsys, f"fused: 2 trials as one model on node {node['node_id'][-5:]}, its one GPU")
-
-
 def test_a_preempted_node_loses_no_trial_and_costs_no_retry(sim, submit, tmp_path, capsys):
     """Trials x=1, 2 finish on the first node; x=3, 4 hold their step-2 checkpoints there when
     the node is lost as a spot instance is (drained with Ray's preemption reason, as
@@ -393,3 +376,35 @@ def test_a_preempted_node_loses_no_trial_and_costs_no_retry(sim, submit, tmp_pat
         f"{sorted({v[1] for v in retried.values()})} on node {sorted(n[-5:] for n in newcomers)}"
         f" (up {added:.1f} s after the loss); num_failures {[failures[t] for t in holding]}",
     )
+
+
+# Last: see its docstring.
+def test_fused_trials_of_the_builtin_trainable_share_an_added_gpu(sim, submit, tmp_path, capsys):
+    """Two ``fused: 2`` trials of the built-in MLP on a node Ray gave a GPU but that has no
+    CUDA: they train as one model on the CPU (``device: auto``) and the sweep succeeds. Last:
+    it takes the GPU node the preemption test's sweep left (or one the autoscaler adds if
+    that one went idle first), so no test waits for it to go."""
+    sweep = {
+        "name": "fused",
+        "num_samples": 2,
+        "max_concurrent": 2,
+        "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
+        "trainable": {"model": "mlp", "epochs": 2, "fused": 2},
+        "resources": {"cpu": 1, "gpu": 0.5},
+        "storage_path": str(tmp_path / "shared"),
+    }
+    job = submit(SweepSpec.from_dict(sweep))
+    info = jobs.follow(job, address=sim.address, out=lambda s: None)
+    log = sim.logs(job)
+    assert info["status"] == "SUCCEEDED", log[-3000:]
+    exp = experiment_dir(tmp_path / "shared")
+    df = pd.read_csv(exp / RESULTS_CSV)
+    assert len(df) == 2 and (df["status"] == "OK").all() and (df["epochs"] == 2).all()
+    histories = trial_histories(exp)
+    assert all(r["fused_members"] == 2 for rows in histories.values() for r in rows)
+    # Both trials held half a GPU of one node the autoscaler added (of either GPU type).
+    (node_id,) = sim.trial_nodes(job)
+    (node,) = [n for n in sim.nodes() if n["node_id"] == node_id]
+    assert not node["is_head_node"] and node["resources_total"].get("GPU", 0) >= 1
+    gpus = node["resources_total"]["GPU"]
+    say(capsys, f"fused: 2 trials as one model on node {node_id[-5:]} (GPU {gpus:g}), 0.5 each")

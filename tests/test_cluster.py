@@ -1,10 +1,15 @@
-"""A real two-node Ray cluster on loopback (head 127.0.0.1, worker 127.0.0.2, each its own
-`ray start --block` process group), sweeps submitted through the Job Submission API, a worker
-node killed mid-sweep; and a local driver killed with SIGKILL, then `resume`."""
+"""A real two-node Ray cluster on loopback started with the launcher configs' own commands
+(head 127.0.0.1 from cluster/aws-gpu.yaml, worker 127.0.0.2 from cluster/gcp-gpu.yaml, token
+authentication on as they turn it on: tests/launcher.py), reached as cluster/README.md says
+(the head's token copied to this machine's ~/.ray/auth_token); sweeps submitted through the Job
+Submission API, secrets kept off every record, a worker node killed mid-sweep; and a local
+driver killed with SIGKILL, then `resume`."""
 
+import hashlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,8 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import launcher
 import pandas as pd
 import pytest
+import requests
 import yaml
 from sweep_procs import (
     _state_entries,
@@ -26,16 +33,20 @@ from sweep_procs import (
     trial_histories,
 )
 
+from raytune_hpo import ray_compat
 from raytune_hpo.cli.main import main
 from raytune_hpo.errors import UserError
 from raytune_hpo.jobs import client as jobs
-from raytune_hpo.results.table import RESULTS_CSV
-from raytune_hpo.run.sweep import resume, run_sweep
+from raytune_hpo.plan.assemble import assemble
+from raytune_hpo.results.table import RESULTS_CSV, SPEC_COPY
+from raytune_hpo.run.sweep import resume
 from raytune_hpo.sweep.spec import SweepSpec
+from raytune_hpo.testing import drive
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
 RAY = str(Path(sys.executable).with_name("ray"))
+JOB_COMMANDS = (["submit"], ["status", "job"], ["logs", "job"], ["stop", "job"], ["list"])
 
 
 def cluster_env() -> dict:
@@ -44,16 +55,12 @@ def cluster_env() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     env.update(
         RAY_TMPDIR=ray_tmp,
-        RAY_AUTH_MODE="token",  # Ray's default; the jobs client sends the token
+        RAY_AUTH_MODE="token",  # as the launcher configs start their nodes
         # A token of the cluster's own: the test needs none in ~/.ray (a fresh CI machine
         # has none) and leaves the user's alone.
         RAY_AUTH_TOKEN=secrets.token_hex(32),
         # The job's `python` is the cluster's: here, this venv's.
         PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        # Notice a dead node within seconds instead of the default ~30 s.
-        RAY_health_check_period_ms="1000",
-        RAY_health_check_failure_threshold="3",
-        RAY_health_check_timeout_ms="1000",
     )
     return env
 
@@ -71,51 +78,66 @@ def head_args(gcs: int, dash: int) -> list[str]:
     ]
 
 
+def wait_for_dashboard(address: str, proc: subprocess.Popen, log: Path) -> None:
+    """Until the dashboard answers at all (401 without a token counts)."""
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            requests.get(f"{address}/api/version", timeout=5)
+            return
+        except requests.RequestException:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError(log.read_text()[-3000:]) from None
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ray_imported():
+    """Ray's loggers keep the stderr of the moment Ray is imported: not a test's capsys, which
+    closes after that test (every later log line would be a "Logging error")."""
+    import ray  # noqa: F401
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cluster")
-    env = cluster_env()
-    gcs, dash = free_port(), free_port()
-    head = start_node(head_args(gcs, dash), env, tmp / "head.log")
-    address = f"http://127.0.0.1:{dash}"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RAY_AUTH_TOKEN", env["RAY_AUTH_TOKEN"])  # what the jobs client sends
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            jobs.list_jobs(address=address)
-            break
-        except Exception:
-            if time.monotonic() > deadline or head.poll() is not None:
-                kill_group(head)
-                raise AssertionError((tmp / "head.log").read_text()[-2000:]) from None
+    head = launcher.start_head(tmp)
+    worker = None
+    # Ray's own CLI on the head (`ray list ...`): its token is in the head's home.
+    env = {**head.env, "RAY_AUTH_MODE": "token"}
+    try:
+        wait_for_dashboard(head.address, head.proc, tmp / "head.log")
+        worker = launcher.start_worker(head, tmp, ip="127.0.0.2")
+        deadline = time.monotonic() + 120
+        while _alive_nodes(env, head.gcs) < 2:
+            log = (tmp / "worker-127.0.0.2.log").read_text()[-2000:]
+            assert time.monotonic() < deadline and worker.poll() is None, log
             time.sleep(1)
-    # A temp dir of the worker's own, as another machine's disk: Ray unpacks a job's
-    # working_dir into each node's temp dir, deleting a copy already there, which in one
-    # shared dir pulls it from under the head's trials (os.getcwd() fails: seen with the
-    # simulated autoscaling cluster, tests/autoscale_provider.py).
-    worker_tmp = tempfile.mkdtemp(prefix="rw", dir="/tmp")
-    worker = start_node(
-        [
-            f"--address=127.0.0.1:{gcs}",
-            "--node-ip-address=127.0.0.2",
-            "--num-cpus=1",
-            f"--temp-dir={worker_tmp}",
-        ],
-        env,
-        tmp / "worker.log",
-    )
-    import ray
+        yield {
+            "address": head.address,
+            "tmp": tmp,
+            "worker": worker,
+            "env": env,
+            "gcs": head.gcs,
+            "head": head,
+        }
+    finally:
+        if worker is not None:
+            kill_group(worker)
+        kill_group(head.proc)
 
-    deadline = time.monotonic() + 60
-    while _alive_nodes(env, gcs) < 2:
-        assert time.monotonic() < deadline, (tmp / "worker.log").read_text()[-2000:]
-        time.sleep(1)
-    yield {"address": address, "tmp": tmp, "worker": worker, "env": env, "gcs": gcs}
-    del ray
-    kill_group(worker)
-    kill_group(head)
-    mp.undo()
+
+@pytest.fixture
+def laptop(cluster, tmp_path, monkeypatch):
+    """This machine as cluster/README.md sets it up: the head's ~/.ray/auth_token copied to
+    its own ~/.ray/auth_token (`ray rsync-down`), nothing else."""
+    home = tmp_path / "laptop-home"
+    (home / ".ray").mkdir(parents=True)
+    shutil.copy(cluster["head"].token_file, home / ".ray" / "auth_token")
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
+        monkeypatch.delenv(var, raising=False)
+    return home
 
 
 def _alive_nodes(env: dict, gcs: int) -> int:
@@ -175,7 +197,7 @@ def epochs_on_node(cluster: dict, submission_id: str, node_id: str, exp: Path | 
     return max((r["training_iteration"] for r in rows), default=0)
 
 
-def worker_node_id(cluster: dict) -> str:
+def node_id(cluster: dict, ip: str) -> str:
     out = subprocess.run(
         [RAY, "list", "nodes", "--format=json", f"--address=127.0.0.1:{cluster['gcs']}"],
         env=cluster["env"],
@@ -183,11 +205,27 @@ def worker_node_id(cluster: dict) -> str:
         text=True,
         timeout=60,
     )
-    (node,) = [n for n in json.loads(out.stdout) if n["node_ip"] == "127.0.0.2"]
+    (node,) = [n for n in json.loads(out.stdout) if n["node_ip"] == ip and n["state"] == "ALIVE"]
     return node["node_id"]
 
 
-def test_submit_wait_runs_the_quickstart_on_both_nodes(cluster, tmp_path, capsys):
+def worker_node_id(cluster: dict) -> str:
+    return node_id(cluster, "127.0.0.2")
+
+
+def head_node_id(cluster: dict) -> str:
+    out = subprocess.run(
+        [RAY, "list", "nodes", "--format=json", f"--address=127.0.0.1:{cluster['gcs']}"],
+        env=cluster["env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    (node,) = [n for n in json.loads(out.stdout) if n["is_head_node"]]
+    return node["node_id"]
+
+
+def test_submit_wait_runs_the_quickstart_on_both_nodes(cluster, laptop, tmp_path, capsys):
     storage = tmp_path / "shared"  # one local path both nodes see (as NFS would be)
     start = time.perf_counter()
     rc = main(["submit", "--address", cluster["address"], "--wait", "--storage-path", str(storage)])
@@ -211,45 +249,128 @@ def test_submit_wait_runs_the_quickstart_on_both_nodes(cluster, tmp_path, capsys
     assert "Best configuration" in capsys.readouterr().out
 
 
+def one_line(capsys, argv: list[str], expected: str) -> str:
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+    assert err.startswith("raytune-hpo: error: ") and expected in err, (argv, err)
+    return err.strip()
+
+
+def test_the_cluster_refuses_whoever_lacks_its_token(cluster, tmp_path, monkeypatch, capsys):
+    url = cluster["address"]
+    token = cluster["head"].token_file.read_text().strip()
+    # Ray's Jobs API itself: no token, 401; another token, 403; the head's token, 200.
+    assert requests.get(f"{url}/api/jobs/", timeout=30).status_code == 401
+    wrong = {"Authorization": f"Bearer {secrets.token_hex(16)}"}
+    assert requests.get(f"{url}/api/jobs/", headers=wrong, timeout=30).status_code == 403
+    right = {"Authorization": f"Bearer {token}"}
+    assert requests.get(f"{url}/api/jobs/", headers=right, timeout=30).status_code == 200
+    # The job commands: a machine with no token anywhere, then with another cluster's.
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token
+    for var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    lines = {}
+    for argv in JOB_COMMANDS:
+        lines["none"] = one_line(capsys, [*argv, "--address", url], "none was found here")
+        assert "RAY_AUTH_TOKEN" in lines["none"] and "RAY_AUTH_TOKEN_PATH" in lines["none"]
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
+    for argv in JOB_COMMANDS:
+        lines["wrong"] = one_line(capsys, [*argv, "--address", url], "refused the auth token")
+        assert "from RAY_AUTH_TOKEN " in lines["wrong"] and "RAY_AUTH_TOKEN_PATH" in lines["wrong"]
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    lines["path"] = one_line(capsys, ["list", "--address", url], "cannot be read or is empty")
+    # The right token, named by RAY_AUTH_TOKEN_PATH: it is never sent over plain http to
+    # another host (0.0.0.0 reaches this machine's dashboard, but is not loopback by name)
+    # unless the user says so.
+    shutil.copy(cluster["head"].token_file, tmp_path / "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "token"))
+    elsewhere = f"http://0.0.0.0:{cluster['head'].dash}"
+    for argv in JOB_COMMANDS:
+        lines["http"] = one_line(capsys, [*argv, "--address", elsewhere], "unencrypted over plain")
+        assert "--allow-plain-http" in lines["http"]
+    assert main(["list", "--address", elsewhere, "--allow-plain-http"]) == 0, capsys.readouterr()
+    assert main(["list", "--address", url]) == 0
+    capsys.readouterr()
+    with capsys.disabled():  # quoted in the closing note
+        print("\n" + "\n".join(f"{k}: {v}" for k, v in lines.items()))
+
+
+def test_a_worker_without_the_token_does_not_join(cluster, tmp_path):
+    """The worker config's own commands on a node that did not get the head's token, and a
+    plain `ray start` (no auth mode, no token) pointed at the head's GCS: neither joins."""
+    before = _alive_nodes(cluster["env"], cluster["gcs"])
+    untokened = launcher.start_worker(cluster["head"], tmp_path, ip="127.0.0.3", sync=False)
+    home = tmp_path / "plain-home"
+    home.mkdir()
+    plain_env = {**launcher.node_env(home), "RAY_NUM_REDIS_GET_RETRIES": "3"}  # give up soon
+    plain = subprocess.Popen(
+        [
+            RAY,
+            "start",
+            "--block",
+            f"--address=127.0.0.1:{cluster['gcs']}",
+            "--node-ip-address=127.0.0.4",
+            f"--temp-dir={tempfile.mkdtemp(prefix='rp', dir='/tmp')}",
+            *launcher.agent_ports(),
+        ],
+        env=plain_env,
+        stdout=open(tmp_path / "plain.log", "w"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert untokened.wait(timeout=180) != 0
+        assert plain.wait(timeout=180) != 0
+    finally:
+        kill_group(untokened)
+        kill_group(plain)
+    log = (tmp_path / "worker-127.0.0.3.log").read_text()
+    assert "no authentication token was found" in log, log[-2000:]
+    log = (tmp_path / "plain.log").read_text()
+    assert "InvalidAuthToken" in log, log[-2000:]  # the GCS refused it
+    assert _alive_nodes(cluster["env"], cluster["gcs"]) == before == 2
+
+
 def test_unreachable_cluster_is_a_one_line_error(capsys):
     rc = main(["list", "--address", f"http://127.0.0.1:{free_port()}"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "no Ray dashboard answers" in err
 
 
-def test_submit_to_a_head_whose_job_agent_never_comes_up_is_one_line(tmp_path, monkeypatch, capsys):
-    """Right after `ray up` the dashboard answers before the head's job agent is up, and Ray
-    refuses jobs with 'No available agent to submit job'. Here the agent never comes (its port
-    is held): submit retries for AGENT_WAIT_S (shortened), then one line, exit 2."""
+def test_submit_to_a_head_whose_job_agent_cannot_bind_names_the_port(tmp_path, monkeypatch, capsys):
+    """Another Ray on this machine holds the port of the head's job agent (here: a socket
+    of the test's): Ray answers every submit with 'No available agent to submit job'.
+    `submit` reads the head's agent log (under the head's temp dir) and says so in one line,
+    with the port and the `ray start` flag that moves it, without waiting AGENT_WAIT_S."""
     env = cluster_env()
     gcs, dash = free_port(), free_port()
     with socket.socket() as held:
         held.bind(("0.0.0.0", 0))
         held.listen()
-        args = head_args(gcs, dash)
-        head = start_node(args, env, tmp_path / "head.log", agent_port=held.getsockname()[1])
+        port = held.getsockname()[1]
+        head = start_node(head_args(gcs, dash), env, tmp_path / "head.log", agent_port=port)
         try:
             monkeypatch.setenv("RAY_AUTH_TOKEN", env["RAY_AUTH_TOKEN"])
             address = f"http://127.0.0.1:{dash}"
-            deadline = time.monotonic() + 120
-            while True:  # the dashboard answers (as after `ray up`)
-                try:
-                    jobs.list_jobs(address=address)
-                    break
-                except Exception:
-                    assert time.monotonic() < deadline and head.poll() is None
-                    time.sleep(1)
-            monkeypatch.setattr(jobs, "AGENT_WAIT_S", 15)
+            wait_for_dashboard(address, head, tmp_path / "head.log")
+            monkeypatch.setattr(jobs, "AGENT_WAIT_S", 120)
             start = time.monotonic()
             rc = main(["submit", "--address", address])
             took = time.monotonic() - start
             err = capsys.readouterr().err
             assert rc == 2 and "Traceback" not in err, err
-            # Ray's own lines on the package it uploads come first; ours is the last, alone.
+            # Ray's lines on the package it uploads come first; ours is the last, alone.
             last = err.strip().splitlines()[-1]
-            assert last.startswith("raytune-hpo: error: --address http://127.0.0.1:"), err
-            assert "job agent did not come up within 15 s" in last, err
-            assert took >= 15  # it retried for the bound, then gave up
+            assert last.startswith(f"raytune-hpo: error: --address {address}: "), err
+            assert f"cannot listen on port {port}" in last, err
+            assert f"{ray_compat.AGENT_PORT_FLAG}=" in last, err
+            log = last.rsplit("(its log: ", 1)[1].rstrip(")")
+            assert log.startswith(env["RAY_TMPDIR"]) and Path(log).is_file(), last
+            assert took < jobs.AGENT_WAIT_S  # it read the cause instead of waiting it out
+            with capsys.disabled():
+                print(f"\nport clash, after {took:.1f} s: {last}")
         finally:
             kill_group(head)
 
@@ -257,7 +378,7 @@ def test_submit_to_a_head_whose_job_agent_never_comes_up_is_one_line(tmp_path, m
 def test_killed_driver_then_resume_holds_exactly_the_uninterrupted_trials(ray_session, tmp_path):
     sweep = {
         "name": "killed",
-        "num_samples": 10,
+        "num_samples": 6,
         "max_concurrent": 2,
         "searcher": {"name": "sobol"},
         "space": {
@@ -269,7 +390,7 @@ def test_killed_driver_then_resume_holds_exactly_the_uninterrupted_trials(ray_se
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))  # key order = dimension order
     proc = start_run(path, tmp_path / "killed", tmp_path)
-    exp = kill_after(proc, tmp_path / "killed", results=28)
+    exp = kill_after(proc, tmp_path / "killed", results=16)  # of 30: some done, some not
     done_before = finished_trials(exp)
     assert done_before, "no trial had finished before the kill: the check below would be empty"
     try:
@@ -280,14 +401,19 @@ def test_killed_driver_then_resume_holds_exactly_the_uninterrupted_trials(ray_se
         # instead of restarting the experiment. Recovering it from the staging copy is not built.
         assert "saved state cannot be read" in str(e) and "\n" not in str(e), e
         pytest.skip(f"the kill truncated the searcher state's copy on storage: {e}")
-    reference = run_sweep(SweepSpec.from_dict({**sweep, "storage_path": str(tmp_path / "ref")}))
+    # The uninterrupted sweep's trials: Sobol's design does not depend on results, so the
+    # sweep's own searcher, driven in process, proposes them (no second run on Ray).
+    plan = assemble(SweepSpec.from_dict(sweep))
+    reference = drive(plan.searcher(), 6, f=lambda cfg: 0.5, metric=plan.spec.metric)
+    assert len(reference) == 6
 
     def configs(df):
         return sorted(zip(df["config.lr"].round(12), df["config.dropout"].round(12), strict=True))
 
-    assert len(resumed) == 10 and resumed["trial_id"].is_unique
+    assert len(resumed) == 6 and resumed["trial_id"].is_unique
     assert (resumed["status"] == "OK").all() and (resumed["epochs"] == 5).all()
-    assert configs(resumed) == configs(reference.table)  # same trials, none lost or doubled
+    expected = pd.DataFrame({f"config.{k}": [c[k] for c in reference] for k in ("lr", "dropout")})
+    assert configs(resumed) == configs(expected)  # same trials, none lost or doubled
     assert_kept(done_before, resumed)
     # The check has teeth: a finished trial missing after resume fails it.
     with pytest.raises(AssertionError):
@@ -301,7 +427,9 @@ def assert_kept(done_before: set[str], resumed: pd.DataFrame) -> None:
     assert not missing, f"finished before the kill, lost after resume: {sorted(missing)}"
 
 
-USER_TRAIN = """
+TRAIN = """
+import hashlib
+import os
 import time
 
 import helpers
@@ -309,11 +437,14 @@ from ray import tune
 
 
 def train(config):
+    key = hashlib.sha256(os.environ.get("API_KEY", "").encode()).hexdigest()[:16]
     for step in range(1, 4):
         time.sleep(1)  # long enough that two trials run at once, one on each 1-CPU node
-        tune.report({"score": helpers.score(config["x"]) + step, "node": helpers.node()})
+        score = helpers.score(config["x"]) + step
+        cost = config["x"] + config["y"]
+        tune.report({"score": score, "cost": cost, "node": helpers.node(), "key": key})
 """
-USER_HELPERS = """
+HELPERS = """
 def score(x):
     return -((x - 0.3) ** 2)
 
@@ -325,79 +456,88 @@ def node():
 """
 
 
-def user_project(tmp_path: Path, storage: Path) -> Path:
+def user_project(tmp_path: Path, storage: Path, secret: str = "") -> Path:
+    """A sweep of the user's own code (train.py importing helpers.py) with two objectives, a
+    constraint, a searcher that learns both and MO-ASHA, and a secret in runtime_env."""
     root = tmp_path / "project"  # not where either node was started
     root.mkdir()
-    (root / "train.py").write_text(USER_TRAIN)
-    (root / "helpers.py").write_text(USER_HELPERS)
+    (root / "train.py").write_text(TRAIN)
+    (root / "helpers.py").write_text(HELPERS)
     sweep = {
         "name": "mine",
-        "metric": "score",
-        "mode": "max",
+        "metric": ["score", "cost"],
+        "mode": ["max", "min"],
+        "constraints": {"cost": {"max": 1.2}},
         "num_samples": 6,
         "max_concurrent": 2,
-        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-        "trainable": {"function": "train.py:train", "metrics": ["score", "node"]},
-        "runtime_env": {"env_vars": {"MY_SETTING": "1"}},
+        "searcher": {"name": "tpe", "n_initial_points": 4},
+        "scheduler": {"name": "asha", "max_t": 3},
+        "space": {
+            "x": {"type": "float", "low": 0.0, "high": 1.0},
+            "y": {"type": "float", "low": 0.0, "high": 1.0},
+        },
+        "trainable": {"function": "train.py:train", "metrics": ["score", "cost", "node", "key"]},
+        "runtime_env": {"env_vars": {"API_KEY": secret or "unused", "OMP_NUM_THREADS": "1"}},
         "storage_path": str(storage),
     }
     (root / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     return root / "sweep.yaml"
 
 
-def test_submit_ships_the_users_code_to_every_node(cluster, tmp_path, capsys):
+def test_submit_ships_the_users_code_and_keeps_its_secret(cluster, laptop, tmp_path, capsys):
+    """The user's modules run on both nodes (the worker never had the files); the head ranks
+    the two objectives as the sweep file says; the trainable sees runtime_env.env_vars'
+    API_KEY, whose value is in no stored file, no command's output, not in the job's
+    metadata and not in `ray job list` (its name may be)."""
+    secret = f"sk-{secrets.token_hex(12)}"
     storage = tmp_path / "shared"
-    sweep = user_project(tmp_path, storage)
+    sweep = user_project(tmp_path, storage, secret)
     rc = main(["submit", str(sweep), "--address", cluster["address"], "--wait"])
     out = capsys.readouterr().out
     assert rc == 0, out[-3000:]
+    job_id = out.split("as job ")[1].split()[0]
     (exp,) = storage.iterdir()
     df = pd.read_csv(exp / RESULTS_CSV)
     assert len(df) == 6 and (df["status"] == "OK").all()
-    # The user's modules ran on both nodes (the worker never had the files).
-    nodes = {r["node"] for rows in trial_histories(exp).values() for r in rows}
-    assert worker_node_id(cluster) in nodes and len(nodes) == 2
-
-
-MO_TRAIN = """
-from ray import tune
-
-
-def train(config):
-    for step in range(1, 3):
-        score = -((config["x"] - 0.3) ** 2) + step
-        tune.report({"score": score, "cost": config["x"] + config["y"]})
-"""
-
-
-def test_submit_runs_a_sweep_of_two_objectives_and_a_constraint(cluster, tmp_path, capsys):
-    """Several objectives, a constraint, a searcher that learns both (tpe) and MO-ASHA, sent as
-    a job: the head ranks the trials as the sweep file says."""
-    root = tmp_path / "mo"
-    root.mkdir()
-    (root / "train.py").write_text(MO_TRAIN)
-    sweep = {
-        "name": "mo",
-        "metric": ["score", "cost"],
-        "mode": ["max", "min"],
-        "constraints": {"cost": {"max": 1.2}},
-        "num_samples": 6,
-        "max_concurrent": 2,
-        "searcher": {"name": "tpe", "n_initial_points": 3},
-        "scheduler": {"name": "asha", "max_t": 2},
-        "space": {
-            "x": {"type": "float", "low": 0.0, "high": 1.0},
-            "y": {"type": "float", "low": 0.0, "high": 1.0},
-        },
-        "trainable": {"function": "train.py:train", "metrics": ["score", "cost"]},
-        "storage_path": str(tmp_path / "shared"),
+    rows = [r for rs in trial_histories(exp).values() for r in rs]
+    assert {r["node"] for r in rows} == {worker_node_id(cluster), head_node_id(cluster)}
+    assert {r["key"] for r in rows} == {hashlib.sha256(secret.encode()).hexdigest()[:16]}
+    assert_ranked(df)
+    # Everything the sweep, the commands, the job and Ray's job list say holds no value.
+    said = {"submit": out}
+    for argv in (
+        ["results", str(exp)],
+        ["report", str(exp), "--out", str(tmp_path / "report")],
+        ["status", job_id, "--address", cluster["address"]],
+        ["logs", job_id, "--address", cluster["address"]],
+        ["list", "--address", cluster["address"]],
+    ):
+        assert main(argv) == 0, argv
+        said[argv[0]] = "".join(capsys.readouterr())
+    info = jobs.client(cluster["address"]).get_job_info(job_id)
+    said["job info"] = json.dumps(info.dict(), default=str)
+    ray_job_list = subprocess.run(
+        [RAY, "job", "list", "--address", cluster["address"]],
+        env={**os.environ, "RAY_AUTH_MODE": "token"},  # Ray's CLI: the laptop's token
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ray_job_list.returncode == 0, ray_job_list.stderr[-2000:]
+    said["ray job list"] = ray_job_list.stdout
+    assert job_id in said["ray job list"] and "API_KEY" in said["ray job list"]  # a name only
+    assert not {k for k, v in said.items() if secret in v}, said
+    files = [f for d in (exp, tmp_path / "report") for f in d.rglob("*") if f.is_file()]
+    assert len(files) > 20
+    assert not [f for f in files if secret.encode() in f.read_bytes()]
+    copy = yaml.safe_load((exp / SPEC_COPY).read_text())
+    assert copy["runtime_env"]["env_vars"] == {
+        "API_KEY": "<not stored>",
+        "OMP_NUM_THREADS": "<not stored>",
     }
-    (root / "sweep.yaml").write_text(yaml.safe_dump(sweep))
-    rc = main(["submit", str(root / "sweep.yaml"), "--address", cluster["address"], "--wait"])
-    assert rc == 0, capsys.readouterr().out[-3000:]
-    (exp,) = (tmp_path / "shared").iterdir()
-    df = pd.read_csv(exp / RESULTS_CSV)
-    assert len(df) == 6 and (df["status"] == "OK").all()
+
+
+def assert_ranked(df: pd.DataFrame) -> None:
     assert (df["feasible"] == (df["cost"] <= 1.2)).all()
     ok = df[df["feasible"]]
     front = {
@@ -413,7 +553,7 @@ def test_submit_runs_a_sweep_of_two_objectives_and_a_constraint(cluster, tmp_pat
         assert df[~df["feasible"]]["pareto_rank"].min() > ok["pareto_rank"].max()
 
 
-def test_submit_refuses_a_directory_over_rays_limit(cluster, tmp_path, capsys, monkeypatch):
+def test_submit_refuses_a_directory_over_rays_limit(cluster, laptop, tmp_path, capsys, monkeypatch):
     # Checked on the laptop before the cluster is asked, with Ray's own packaging.
     from ray._private.runtime_env import packaging
 
@@ -423,20 +563,21 @@ def test_submit_refuses_a_directory_over_rays_limit(cluster, tmp_path, capsys, m
     monkeypatch.setattr(packaging, "GCS_STORAGE_MAX_SIZE", 128 * 1024)  # Ray's limit, lowered
     rc = main(["submit", str(sweep), "--address", cluster["address"]])
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1, err
-    assert "too large to ship" in err and ".gitignore" in err
-    # Excluded, the same directory ships (Ray reads .gitignore in the working_dir).
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("raytune-hpo: error:")]
+    assert rc == 2 and err.strip().endswith(line), err  # the plan's warnings come first
+    assert "too large to ship" in line and ".gitignore" in line
+    assert not storage.exists()  # nothing started
+    # Excluded (Ray reads .gitignore in the working_dir), the same directory is within it.
     (sweep.parent / ".gitignore").write_text("weights.bin\n")
-    job = jobs.submit(SweepSpec.from_yaml(sweep), address=cluster["address"])
-    info = jobs.follow(job, address=cluster["address"], out=lambda s: None)
-    assert info["status"] == "SUCCEEDED", jobs.logs(job, address=cluster["address"])[-3000:]
+    assert jobs.check_upload_size(str(sweep.parent), []) < 128 * 1024
 
 
 # Last: it kills the module's worker node.
-def test_sweep_survives_losing_the_worker_node(cluster, tmp_path):
+def test_sweep_survives_losing_the_worker_node(cluster, laptop, tmp_path):
     sweep = {
         "name": "nodeloss",
-        "num_samples": 4,
+        "num_samples": 2,  # one on each 1-CPU node; the worker's is retried on the head
+        "max_concurrent": 2,
         "max_failures": 3,
         "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
         "trainable": {"model": "tinyvgg", "epochs": 30},
@@ -462,7 +603,7 @@ def test_sweep_survives_losing_the_worker_node(cluster, tmp_path):
     assert info["status"] == "SUCCEEDED", log[-3000:]
     (exp,) = storage.iterdir()
     df = pd.read_csv(exp / RESULTS_CSV)
-    assert len(df) == 4 and (df["status"] == "OK").all() and (df["epochs"] == 30).all()
+    assert len(df) == 2 and (df["status"] == "OK").all() and (df["epochs"] == 30).all()
     histories = trial_histories(exp)
     # The trial that died with the node was retried from its checkpoint: its iterations
     # since the restore are fewer than its epochs, and its epochs still count up to 30.

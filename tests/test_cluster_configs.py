@@ -89,6 +89,31 @@ def index_requirements(line):
     return found
 
 
+RAY_PIN = re.compile(r"""^["']?ray(\[[\w,]*\])?==([\w.]+)["']?$""")
+
+
+def ray_pins(line):
+    """The Ray versions a pip line pins (``ray[tune,default]==2.60.0``)."""
+    tokens = shlex.split(PIP.sub("", line.strip(), count=1))
+    return [m.group(2) for t in tokens if (m := RAY_PIN.match(t))]
+
+
+def installs_ray_only(line):
+    """A line that installs exactly one pinned Ray and nothing else."""
+    tokens = [t for t in shlex.split(PIP.sub("", line.strip(), count=1)) if not t.startswith("-")]
+    return len(tokens) == 1 and bool(ray_pins(line))
+
+
+def ray_tested_on():
+    """The Ray pyproject.toml admits: (the lower bound, the specifier)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (req,) = [Requirement(r) for r in project["dependencies"] if Requirement(r).name == "ray"]
+    (low,) = [s.version for s in req.specifier if s.operator == ">="]
+    return low, req.specifier
+
+
 def dry_run(line, tmp_path, *, home=None):
     """Runs one pip line as written, in pip's dry run: returns (process, pip's report)."""
     assert PIP.match(line), f"not a pip install command: {line}"
@@ -268,6 +293,7 @@ def test_launcher_nodes_install_the_shipped_wheel_with_bohb(name, wheel, tmp_pat
     assert len(placed) == 1, f"{name}: file_mounts ship {len(placed)} wheels"
     (node_wheel,) = placed.values()
     lines = [ln for cmd in doc["setup_commands"] for ln in pip_lines(cmd)]
+    lines = [ln for ln in lines if not installs_ray_only(ln)]  # test_one_ray_everywhere
     assert lines, f"{name}: setup_commands install nothing"
     extras = set()
     for line in lines:
@@ -286,7 +312,8 @@ def test_dockerfile_installs_the_wheel_with_bohb_on_the_manifests_ray(wheel, tmp
     assert len(froms) == 1, "one stage"
     image = re.sub(r"\$\{?(\w+)\}?", lambda m: defaults[m.group(1)], froms[0].split()[0])
     repo, tag = image.rsplit(":", 1)
-    assert repo in ("rayproject/ray", "rayproject/ray-ml"), image
+    # Ray's own image: ray-ml is no longer published after 2.49 (ray-project/ray#57070).
+    assert repo == "rayproject/ray", image
     assert tag.split("-")[0] == kuberay_ray_version(), f"{image}: not the manifests' Ray"
     assert tag.endswith("-gpu"), f"{image}: the workers have GPUs"
     copies = [shlex.split(a) for k, a in instructions if k in ("COPY", "ADD")]
@@ -298,6 +325,7 @@ def test_dockerfile_installs_the_wheel_with_bohb_on_the_manifests_ray(wheel, tmp
     node_wheel.parent.mkdir(parents=True)
     shutil.copy(wheel, node_wheel)
     lines = [ln for k, a in instructions if k == "RUN" for ln in pip_lines(a)]
+    lines = [ln for ln in lines if not installs_ray_only(ln)]  # test_one_ray_everywhere
     assert lines, "Dockerfile: no pip install"
     extras = set()
     for line in lines:
@@ -377,7 +405,7 @@ def test_launcher_workers_run_the_spot_drain_for_their_cloud(name, cloud):
     (doc,) = docs(name)
     assert doc["file_mounts"]["~/raytune-hpo-dist/spot_drain.py"] == "cluster/spot_drain.py"
     starts = doc["worker_start_ray_commands"]
-    ray_start = next(i for i, c in enumerate(starts) if c.startswith("ray start"))
+    ray_start = next(i for i, c in enumerate(starts) if "ray start" in c)
     (watch,) = [c for c in starts[ray_start:] if "spot_drain.py" in c]  # after ray start
     assert f"spot_drain.py {cloud} " in watch and watch.rstrip().endswith("&"), watch
 
@@ -452,3 +480,76 @@ def test_spot_drain_reads_the_interruption_notices_and_drains_before_the_end():
     (deadline,) = [int(c.split("=")[1]) for c in command if c.startswith("--deadline")]
     assert 0 < deadline < left  # Ray infers a preemption only for a node dead after it
     assert drain.main(["azure"]) == 2
+
+
+def test_one_ray_everywhere():
+    """pyproject.toml declares the Ray range the package is tested on, with an upper bound;
+    this environment runs its lower bound, and so does every node we ship: the launcher
+    configs install exactly it on every node before the wheel, the Dockerfile starts from
+    Ray's image of it and pins it again, the KubeRay manifests say it (rayVersion)."""
+    from raytune_hpo import ray_compat
+
+    version, specifier = ray_tested_on()
+    assert any(s.operator in ("<", "<=") for s in specifier), f"ray{specifier}: no upper bound"
+    import ray
+
+    assert ray.__version__ == version == ray_compat.WRITTEN_FOR
+    found = {}
+    for name in LAUNCHERS:
+        (doc,) = docs(name)
+        lines = [ln for cmd in doc["setup_commands"] for ln in pip_lines(cmd)]
+        first_ray = next(i for i, ln in enumerate(lines) if installs_ray_only(ln))
+        wheel_at = next(i for i, ln in enumerate(lines) if ".whl" in ln)
+        assert first_ray < wheel_at, f"{name}: Ray is pinned after the wheel is installed"
+        found[name] = {v for ln in lines for v in ray_pins(ln)}
+    instructions = dockerfile()
+    (base,) = [a for k, a in instructions if k == "FROM"]
+    found["Dockerfile FROM"] = {base.split(":", 1)[1].split("-")[0]}
+    found["Dockerfile pip"] = {
+        v for k, a in instructions if k == "RUN" for ln in pip_lines(a) for v in ray_pins(ln)
+    }
+    found["KubeRay rayVersion"] = {kuberay_ray_version()}
+    assert all(v == {version} for v in found.values()), (version, found)
+    # Nothing installs a Ray unpinned or pinned otherwise.
+    every = [(n, ln) for n in CONFIGS for d in docs(n) for _, v in walk(d) for ln in pip_lines(v)]
+    for where, line in every:
+        named = [t for t in shlex.split(line) if re.match(r"""^["']?ray\b(?!-)""", t)]
+        assert all(ray_pins(t) == [version] for t in named), f"{where}: {line}"
+
+
+def test_the_pin_checks_have_teeth():
+    assert ray_pins('pip install "ray[tune,default]==2.60.0"') == ["2.60.0"]
+    assert installs_ray_only('pip install "ray[tune,default]==2.60.0"')
+    assert not installs_ray_only('pip install "ray[tune]==2.60.0" "/w/x.whl[bohb]"')
+    assert ray_pins('pip install "ray[tune]>=2.40"') == []
+    assert not ray_pins('pip install "$HOME/raytune_hpo-0.1.0-py3-none-any.whl[bohb]"')
+
+
+def test_launcher_configs_turn_token_authentication_on():
+    """The head makes the cluster's token with Ray's own command before it starts; every
+    `ray start` and the spot drain (its `ray drain-node` talks to the GCS) run in token mode;
+    the launcher copies the head's token to the workers. tests/test_cluster.py runs these
+    commands on loopback."""
+    for name in LAUNCHERS:
+        (doc,) = docs(name)
+        head, workers = doc["head_start_ray_commands"], doc["worker_start_ray_commands"]
+        make = next(i for i, c in enumerate(head) if "ray get-auth-token --generate" in c)
+        start = next(i for i, c in enumerate(head) if "ray start --head" in c)
+        assert make < start and "> /dev/null" in head[make], f"{name}: {head[make]}"  # no echo
+        for command in [*head, *workers]:
+            if re.search(r"\bray start\b|spot_drain\.py \w", command):
+                assert re.search(r"(^|\s)RAY_AUTH_MODE=token \S", command), f"{name}: {command}"
+        assert doc["cluster_synced_files"] == ["~/.ray/auth_token"], name
+
+
+def test_the_launcher_configs_start_ray_the_same_way():
+    """aws-gpu.yaml and gcp-gpu.yaml differ only in the cloud their spot drain watches:
+    tests/test_cluster.py starts its head with one's commands and its worker with the other's."""
+    (aws,), (gcp,) = docs("aws-gpu.yaml"), docs("gcp-gpu.yaml")
+    for key in ("head_start_ray_commands", "setup_commands", "cluster_synced_files"):
+        assert aws[key] == gcp[key], key
+    same = [
+        c.replace("spot_drain.py aws", "spot_drain.py gcp")
+        for c in aws["worker_start_ray_commands"]
+    ]
+    assert same == gcp["worker_start_ray_commands"]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raytune_hpo import ray_compat
 from raytune_hpo.errors import UserError
 
 OPTIONS: dict[str, tuple[str, ...]] = {
@@ -120,16 +121,15 @@ def record_loggers() -> list[Any]:
     """Ray's JSON and CSV loggers (``result.json``, ``progress.csv`` of each trial), except
     that a trial restarted in the same session (paused by HyperBand, exploited by
     population-based training) keeps the file it has written. Ray copies the stored file back
-    over it whenever a trial with a checkpoint starts (``LoggerCallback._restore_from_remote``),
+    over it whenever a trial with a checkpoint starts (``ray_compat.RestoreHook``),
     but within a session the stored copy lags behind (it is synced every few minutes): the
     lines reported since the last sync were lost (seen under PBT here). A trial that starts in
     a new session (``resume``) has no local file yet and gets the stored one, as before."""
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    class KeepSession:
-        def _restore_from_remote(self, file_name: str, trial) -> None:
-            if not (Path(trial.local_path) / file_name).exists():
-                super()._restore_from_remote(file_name, trial)
+    class KeepSession(ray_compat.RestoreHook):
+        def should_restore(self, file_name: str, trial) -> bool:
+            return not (Path(trial.local_path) / file_name).exists()
 
     class ResultJson(KeepSession, JsonLoggerCallback):
         pass

@@ -103,7 +103,7 @@ def read_sweep(path: str | Path) -> SweepRecord:
     """Read a sweep directory (local or a URI) as it is now: running, interrupted or done."""
     where = storage.normalize(path)
     if not storage.exists(where):
-        raise UserError("no such sweep directory", source=str(path))
+        raise UserError("no such sweep directory", source=storage.display(path))
     with storage.local_copy(where, keep=_small) as d:
         states = sorted(d.glob(STATE_GLOB))  # names carry the session's time: oldest first
         has_csv = (d / RESULTS_CSV).is_file()
@@ -111,7 +111,7 @@ def read_sweep(path: str | Path) -> SweepRecord:
             raise UserError(
                 f"no {RESULTS_CSV} here, nor Ray Tune's experiment state or "
                 f"{SPEC_COPY} (is this a sweep directory?)",
-                source=str(path),
+                source=storage.display(path),
             )
         spec = read_spec_copy(d) if (d / SPEC_COPY).is_file() else None
         trials, history = _read_trials(d, [json.loads(s.read_text()) for s in states], spec)

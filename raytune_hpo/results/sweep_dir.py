@@ -90,7 +90,9 @@ def read_spec_copy(where: str | Path) -> SweepSpec:
     the original sweep file was."""
     copy = storage.join(storage.normalize(where), SPEC_COPY)
     if not storage.is_file(copy):
-        raise UserError(f"no {SPEC_COPY} here (is this a sweep directory?)", source=str(where))
+        raise UserError(
+            f"no {SPEC_COPY} here (is this a sweep directory?)", source=storage.display(where)
+        )
     if not storage.is_uri(copy):
         return SweepSpec.from_yaml(copy)
     return SweepSpec.from_dict(parse_yaml(storage.read_text(copy), copy), source=copy)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 import raytune_hpo.storage as storage
+from raytune_hpo import ray_compat
 from raytune_hpo.errors import UserError
 from raytune_hpo.names import (
     BUDGET_ATTR,
@@ -127,7 +128,7 @@ def _trial_ids(grid) -> list[str | None]:
     a trial that copied another under population-based training as its last step keeps the
     copied trial's last result. Ray's ResultGrid lists ``ExperimentAnalysis.trials`` in order
     but does not say so publicly; without them, None (the result's own ``trial_id``)."""
-    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None)
+    trials = ray_compat.result_grid_trials(grid)
     if trials is None or len(trials) != len(grid):
         return [None] * len(grid)
     return [t.trial_id for t in trials]

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 import raytune_hpo.storage as storage
+from raytune_hpo import ray_compat
 from raytune_hpo.errors import UserError
 from raytune_hpo.names import RESULTS_CSV
 
@@ -38,7 +39,7 @@ def _finished_csv(exp: str) -> str:
     if not storage.is_file(csv):
         raise UserError(
             f"no {RESULTS_CSV}: the sweep has not finished; `raytune-hpo resume {exp}` first",
-            source=exp,
+            source=storage.display(exp),
         )
     return csv
 
@@ -52,7 +53,9 @@ def restore_searcher(searcher, exp: str, more: int) -> None:
     variant = isinstance(searcher, BasicVariantGenerator)
     path = _newest(exp, VARIANT_STATE if variant else SEARCHER_STATE)
     if path is None:
-        raise UserError("the searcher's saved state is missing; cannot extend", source=exp)
+        raise UserError(
+            "the searcher's saved state is missing; cannot extend", source=storage.display(exp)
+        )
     with tempfile.TemporaryDirectory() as d:
         local = Path(d) / storage.name(path)
         local.write_bytes(storage.read_bytes(path))
@@ -60,7 +63,7 @@ def restore_searcher(searcher, exp: str, more: int) -> None:
             searcher.restore_from_dir(d)
             # Ray's private flags: its sequence was used up (the extension adds samples), and
             # a metric set means "set_search_properties refused" to the Tuner.
-            searcher._finished, searcher._metric = False, None
+            ray_compat.reopen_variant_generator(searcher)
         else:
             searcher.restore(str(local))
     inner = getattr(searcher, "inner", searcher)  # a checked plug-in: the plug-in itself

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from raytune_hpo import ray_compat
 from raytune_hpo.errors import UserError
 
 
@@ -47,13 +48,7 @@ def _gpus() -> int:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and not visible.strip():
         return 0
-    try:
-        from ray._private.accelerators import get_accelerator_manager_for_resource
-
-        manager = get_accelerator_manager_for_resource("GPU")
-        count = int(manager.get_current_node_num_accelerators()) if manager else 0
-    except Exception:  # no NVIDIA library or driver: no GPU
-        return 0
+    count = ray_compat.gpus_here()
     if visible:
         count = min(count, len([v for v in visible.split(",") if v.strip()]))
     return count
@@ -143,7 +138,9 @@ def cluster_node_types() -> dict[str, dict[str, float]] | None:
     import yaml
 
     ctx = ray.get_runtime_context()
-    head = [n["NodeID"] for n in ray.nodes() if "node:__internal_head__" in n.get("Resources", {})]
+    head = [
+        n["NodeID"] for n in ray.nodes() if ray_compat.HEAD_NODE_RESOURCE in n.get("Resources", {})
+    ]
     path = _monitor_config(ctx.gcs_address) if ctx.get_node_id() in head else None
     if path is None:
         return None

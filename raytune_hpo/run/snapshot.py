@@ -9,8 +9,9 @@ from checkpoint as it does not exist on storage anymore"): a finished epoch lost
 reported with that checkpoint, so the trial continues from there.
 
 Ray keeps a trial's checkpoints in a pickled ``_CheckpointManager`` inside the state; that private
-format is read and written only by the three functions at the bottom of this module, which fail
-with a message naming what changed when a Ray upgrade changes it (``tests/test_snapshot.py``).
+format is read and written only by ``load_run_metadata``, ``latest_checkpoint`` and
+``set_latest_checkpoint`` of ``raytune_hpo.ray_compat``, which fail with a message naming what
+changed when a Ray upgrade changes it (``tests/test_snapshot.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import raytune_hpo.storage as storage
 from raytune_hpo.names import RESULT_FILE, STATE_GLOB
+from raytune_hpo.ray_compat import latest_checkpoint, load_run_metadata, set_latest_checkpoint
 
 CHECKPOINT_GLOB = "checkpoint_*"
 
@@ -84,52 +86,6 @@ def _reported_with(trial_dir: str, checkpoint_name: str) -> dict | None:
             if result.get("checkpoint_dir_name") == checkpoint_name:
                 return result
     return None
-
-
-# ---------------------------------------------------------------- Ray's private state format
-def _private(what: str, error: Exception) -> RuntimeError:
-    import ray
-
-    return RuntimeError(
-        f"Ray {ray.__version__} changed its experiment state ({what}: {error}); "
-        "raytune_hpo.run.snapshot must follow it"
-    )
-
-
-def load_run_metadata(meta_json: str) -> Any:
-    """A trial's run metadata (last result, checkpoint manager) from the state's JSON."""
-    try:
-        from ray.tune.trainable.metadata import _TrainingRunMetadata
-
-        return _TrainingRunMetadata.from_json_state(meta_json)
-    except (ImportError, AttributeError) as e:
-        raise _private("_TrainingRunMetadata.from_json_state", e) from None
-
-
-def latest_checkpoint(meta: Any) -> Any:
-    """The trial's latest registered checkpoint result (``.checkpoint``, ``.metrics``)."""
-    try:
-        manager = meta.checkpoint_manager
-        return None if manager is None else manager.latest_checkpoint_result
-    except AttributeError as e:
-        raise _private("checkpoint_manager.latest_checkpoint_result", e) from None
-
-
-def set_latest_checkpoint(meta: Any, path: str, metrics: dict) -> None:
-    """Make ``path`` (on the latest checkpoint's file system) the trial's only checkpoint,
-    reported with ``metrics``, and ``metrics`` its last result."""
-    try:
-        from ray.train import Checkpoint
-        from ray.train._internal.session import _TrainingResult
-
-        manager = meta.checkpoint_manager
-        fs = manager.latest_checkpoint_result.checkpoint.filesystem
-        result = _TrainingResult(checkpoint=Checkpoint(path, filesystem=fs), metrics=metrics)
-        manager._latest_checkpoint_result = result
-        manager._checkpoint_results = [result]
-        meta.last_result = metrics
-    except (ImportError, AttributeError, TypeError) as e:
-        raise _private("_CheckpointManager._latest_checkpoint_result", e) from None
 
 
 __all__ = ["latest_checkpoint", "load_run_metadata", "mend", "newest_state"]

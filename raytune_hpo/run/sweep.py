@@ -20,6 +20,7 @@ from typing import Any
 import raytune_hpo.run.resources as resources
 import raytune_hpo.run.snapshot as snapshot
 import raytune_hpo.storage as storage
+from raytune_hpo import ray_compat, secret_env
 from raytune_hpo.errors import UserError
 from raytune_hpo.names import SPEC_COPY
 from raytune_hpo.plan.assemble import Plan, assemble
@@ -37,9 +38,11 @@ from raytune_hpo.sweep.spec import SweepSpec
 def init_ray(
     address: str | None = None, num_cpus: int | None = None, env_vars: dict | None = None
 ) -> None:
-    """Start (or join) Ray; ``env_vars`` reach every worker of a Ray started here."""
+    """Start (or join) Ray; ``env_vars`` (the sweep's ``runtime_env.env_vars``, redacted
+    ones filled in by ``secret_env.reveal``) reach every worker of the sweep."""
     import ray
 
+    runtime_env = {"env_vars": secret_env.reveal(env_vars)} if env_vars else None
     # Every epoch checkpoints (num_to_keep=2 forces a state snapshot, which is what makes a
     # sweep resumable at any moment); Ray warns about that on every fast epoch otherwise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -47,9 +50,8 @@ def init_ray(
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
     else:
-        runtime_env = {"env_vars": dict(env_vars)} if env_vars else None
         ray.init(
             num_cpus=num_cpus,
             include_dashboard=False,
@@ -62,7 +64,7 @@ def init_ray(
 # authentication is on (it is, and stays on), and where the result files were written (the
 # summary says). Ray's warnings stay.
 _QUIET = {
-    "ray._private.authentication.authentication_token_setup": logging.ERROR,
+    ray_compat.AUTH_SETUP_LOGGER: logging.ERROR,
     "ray.tune.tune": logging.WARNING,
 }
 
@@ -221,10 +223,12 @@ def resume(
         plan = assemble(read_spec_copy(where), trainable=trainable)
     spec = plan.spec
     if snapshot.newest_state(where) is None:
-        raise UserError("no Ray Tune experiment state here to resume", source=str(path))
+        raise UserError("no Ray Tune experiment state here to resume", source=storage.display(path))
     with storage.errors(where):
         if not tune.Tuner.can_restore(where):
-            raise UserError("no Ray Tune experiment state here to resume", source=str(path))
+            raise UserError(
+                "no Ray Tune experiment state here to resume", source=storage.display(path)
+            )
     if address is None:
         resources.check_local(spec.resources, num_cpus=num_cpus)
     check_searcher_state(where)
@@ -255,7 +259,7 @@ def check_searcher_state(exp: str | Path) -> None:
             "the searcher's saved state (searcher-state-*.pkl or basic-variant-state-*.json) "
             f"is missing: the sweep stopped before its first checkpoint; start it again with "
             f"{again}",
-            source=exp,
+            source=storage.display(exp),
         )
     newest = found[-1]
     try:  # both are Ray's cloudpickle (basic-variant-state-*.json too, despite its name)

@@ -23,6 +23,7 @@ from typing import Any
 from ray.tune import Callback, Stopper
 
 import raytune_hpo.storage as storage
+from raytune_hpo import ray_compat
 from raytune_hpo.names import TRIAL_ENDS
 from raytune_hpo.results.trial_ends import CUT, STALLED, TIMEOUT
 
@@ -141,7 +142,7 @@ class TrialWatch(Callback):
         """Kill the trial's actor: Ray records the failure and frees the slot."""
         import ray
 
-        actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
+        actor = ray_compat.trial_actor(trial)
         if actor is None or trial.trial_id in self.ends:
             return
         self.ends[trial.trial_id] = {"status": "ERROR", "reason": reason}

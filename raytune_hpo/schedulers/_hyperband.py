@@ -13,6 +13,7 @@ from __future__ import annotations
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import HyperBandForBOHB, HyperBandScheduler, TrialScheduler
 
+from raytune_hpo import ray_compat
 from raytune_hpo.names import BUDGET_ATTR
 
 
@@ -52,9 +53,7 @@ class _RestoreSafe:
         # HyperBand stops a PAUSED trial (no live actor), and Ray 2.60's controller then never
         # re-snapshots it: the experiment state would keep "PAUSED" for a finished trial, so
         # `results`, the report and `resume` would take it for unfinished. Ask for a snapshot.
-        mark = getattr(tune_controller, "_mark_trial_to_checkpoint", None)
-        if mark is not None:
-            mark(trial)
+        ray_compat.mark_trial_to_checkpoint(tune_controller, trial)
         if self._is_restored(trial):
             return None
         return super().on_trial_remove(tune_controller, trial)

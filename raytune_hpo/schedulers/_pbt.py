@@ -31,6 +31,7 @@ import numpy as np
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2
 
+from raytune_hpo import ray_compat
 from raytune_hpo.errors import UserError
 from raytune_hpo.names import BUDGET_ATTR, PBT_SCHEDULE
 from raytune_hpo.sweep.space import CategoricalParam, FloatParam, SearchSpace
@@ -91,7 +92,7 @@ def _at(config: dict, path: tuple[str, ...]) -> Any:
     return node
 
 
-class _Population:
+class _Population(ray_compat.ExploitHook):
     """What our PBT and PB2 add to Ray's (see the module docstring)."""
 
     def __init__(self, *, space: SearchSpace, paths, seed: int | None, **kw) -> None:
@@ -123,7 +124,8 @@ class _Population:
             return super().on_trial_result(tune_controller, trial, result)
 
     def _check_checkpoint(self, trial, result: dict) -> None:
-        if self._warned_no_checkpoint or result.get(BUDGET_ATTR, 0) < self._perturbation_interval:
+        interval = ray_compat.perturbation_interval(self)
+        if self._warned_no_checkpoint or result.get(BUDGET_ATTR, 0) < interval:
             return
         if trial.checkpoint is None:
             self._warned_no_checkpoint = True
@@ -136,8 +138,7 @@ class _Population:
                 flush=True,
             )
 
-    def _log_config_on_step(self, trial_state, new_state, trial, trial_to_clone, new_config):
-        super()._log_config_on_step(trial_state, new_state, trial, trial_to_clone, new_config)
+    def on_exploit(self, trial_state, new_state, trial, trial_to_clone, new_config):
         # The states' results are the ones this exploit acts on: the trial's own (Ray updates
         # trial.last_result only after the scheduler) and the donor's checkpointed one.
         entry = {

@@ -25,6 +25,7 @@ from typing import Any
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.variant_generator import format_vars
 
+from raytune_hpo import ray_compat
 from raytune_hpo.sweep.space import SearchSpace
 
 
@@ -39,13 +40,11 @@ class ConditionalVariants(BasicVariantGenerator):
         self._given: set[tuple] = set()  # grid: the active combinations given so far
 
     def add_configurations(self, experiments) -> None:
-        from ray.tune.experiment import _convert_to_experiment_list
-
-        experiments = _convert_to_experiment_list(experiments)
+        experiments = ray_compat.experiment_list(experiments)
         if self._grid:  # the active grid as Ray's points, each searched key a placeholder
             for experiment in experiments:
                 _placeholders(experiment.spec["config"], self._space.params)
-            self._points_to_evaluate = [*self._points_to_evaluate, *self._space.grid()]
+            ray_compat.add_points_to_evaluate(self, self._space.grid())
         super().add_configurations(experiments)
 
     def next_trial(self):
@@ -58,7 +57,7 @@ class ConditionalVariants(BasicVariantGenerator):
             if self._grid:
                 key = self._space.key(trial.config)
                 if key in self._given:  # a point of the user's that the grid holds too
-                    self._live_trials.discard(trial.trial_id)
+                    ray_compat.forget_live_trial(self, trial.trial_id)
                     continue
                 self._given.add(key)
                 trial.evaluated_params = {

@@ -17,6 +17,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from raytune_hpo import ray_compat
 from raytune_hpo.sweep.space import SearchSpace
 
 INVALID = "__raytune_hpo_invalid__"  # the config key that carries why a suggestion is invalid
@@ -43,10 +44,11 @@ class CheckedSearcher(Searcher):
         self.inner, self.space = inner, space
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        if metric and not self.inner.metric:
-            self.inner._metric = metric  # Ray's Searcher keeps them there; it has no setter
-        if mode and not self.inner.mode:
-            self.inner._mode = mode
+        ray_compat.set_metric_mode(
+            self.inner,
+            metric if metric and not self.inner.metric else None,
+            mode if mode and not self.inner.mode else None,
+        )
         self._metric, self._mode = self.inner.metric, self.inner.mode
         return True
 

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from raytune_hpo import secret_env
 from raytune_hpo.errors import SpecError, UserError, user_error
 from raytune_hpo.sweep.fields import (
     Strict,
@@ -286,8 +287,11 @@ class SweepSpec(Strict):
 
     def to_yaml(self, *, absolute_code_dir: bool = False) -> str:
         """The spec as YAML; ``absolute_code_dir``: record where its user code is (the copy
-        in a sweep directory, read back from elsewhere)."""
+        in a sweep directory, read back from elsewhere). The values of ``runtime_env.env_vars``
+        are left out (``raytune_hpo.secret_env``): no text form of a sweep holds them."""
         data = self.model_dump(exclude_none=True)
+        if (data.get("runtime_env") or {}).get("env_vars"):
+            data["runtime_env"]["env_vars"] = secret_env.redact(data["runtime_env"]["env_vars"])
         if absolute_code_dir:
             data["code_dir"] = self.base_dir
         if self.warm_start:  # the copy in a sweep directory is read from elsewhere

@@ -1,0 +1,276 @@
+"""Every use of a private Ray name in raytune-hpo: ``ray._private`` and ``_internal`` modules,
+underscored attributes and methods of Ray's objects, Ray's process and log layout.
+
+Nothing else in the package touches them. Each name says the Ray version it was written for;
+``tests/test_ray_compat.py`` checks every one against the installed Ray and names the symbol
+that moved when an upgrade changes one. A function that meets a changed Ray raises
+``RuntimeError`` naming the symbol (``changed``), never a bare ``AttributeError``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+WRITTEN_FOR = "2.60.0"  # the Ray every function here was written for (pyproject's range)
+
+# Ray 2.60: the logger of `ray start`/`ray.init`'s notice that token authentication is on.
+AUTH_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
+# Ray 2.60: the logger of the HTTP clients' warning that token mode found no token.
+HTTP_AUTH_LOGGER = "ray._private.authentication.http_token_authentication"
+# Ray 2.60: the resource only the head node carries (ray.nodes()[i]["Resources"]).
+HEAD_NODE_RESOURCE = "node:__internal_head__"
+# Ray 2.60: the `ray start` flag of the dashboard agent's HTTP port (default 52365), the port
+# the Job Submission API's agent listens on.
+AGENT_PORT_FLAG = "--dashboard-agent-listen-port"
+# Ray 2.60: attributes Ray's Searcher keeps its metric and mode in (no setter exists; every
+# searcher of Ray's sets them in set_search_properties).
+SEARCHER_METRIC_ATTRS = ("_metric", "_mode")
+
+
+def changed(symbol: str, error: BaseException) -> RuntimeError:
+    """The error for a private Ray name that is not what this module was written for."""
+    import ray
+
+    return RuntimeError(
+        f"Ray {ray.__version__} changed {symbol} ({type(error).__name__}: {error}); "
+        f"raytune_hpo.ray_compat was written for Ray {WRITTEN_FOR} and must follow it"
+    )
+
+
+# ------------------------------------------------------------------ job submission (jobs)
+def upload_limit() -> int:
+    """Ray 2.60: the largest package a job may upload
+    (``ray._private.runtime_env.packaging.GCS_STORAGE_MAX_SIZE``)."""
+    from ray._private.runtime_env import packaging
+
+    return packaging.GCS_STORAGE_MAX_SIZE
+
+
+def package_size(path: str, excludes: list[str]) -> int:
+    """Ray 2.60: the size of ``path`` zipped as Ray ships a ``working_dir`` (its own
+    ``packaging.create_package``, honouring ``.gitignore``, ``.rayignore``, ``excludes``)."""
+    import tempfile
+
+    from ray._private.runtime_env import packaging
+
+    with tempfile.TemporaryDirectory() as d:
+        target = Path(d) / "package.zip"
+        packaging.create_package(path, target, include_gitignore=True, excludes=excludes)
+        return target.stat().st_size
+
+
+def head_log_dir(dashboard_port: int) -> Path | None:
+    """Ray 2.60: the log directory of the head whose dashboard listens on ``dashboard_port``
+    on this machine (its ``dashboard.py`` process's ``--log-dir``, which follows the head's
+    temp dir); None when no process of ours here listens there."""
+    import psutil
+
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return None
+    pids = {c.pid for c in conns if c.pid and c.laddr and c.laddr.port == dashboard_port}
+    for pid in pids:
+        try:
+            args = psutil.Process(pid).cmdline()
+        except psutil.Error:
+            continue
+        for arg in args:
+            if arg.startswith("--log-dir="):
+                return Path(arg.split("=", 1)[1])
+    return None
+
+
+# "Failed to start HTTP server with exception: [Errno 98] error while attempting to bind on
+# address ('HOST', PORT): address already in use" (dashboard/agent.py, Ray 2.60).
+_AGENT_BIND = re.compile(r"Failed to start HTTP server.*?, (\d+)\)\S*: address already in use")
+AGENT_LOG = "dashboard_agent.log"
+
+
+def agent_port_taken(log_dir: Path) -> int | None:
+    """Ray 2.60: the port the head's dashboard agent could not bind (its log says so), or
+    None. That agent serves the Job Submission API: without it every submit is refused."""
+    try:
+        text = (log_dir / AGENT_LOG).read_text(errors="replace")
+    except OSError:
+        return None
+    found = _AGENT_BIND.findall(text)
+    return int(found[-1]) if found else None
+
+
+# ------------------------------------------------------------ Tune's experiment state (run)
+def load_run_metadata(meta_json: str) -> Any:
+    """Ray 2.60: a trial's run metadata from the experiment state's JSON
+    (``ray.tune.trainable.metadata._TrainingRunMetadata``)."""
+    try:
+        from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+        return _TrainingRunMetadata.from_json_state(meta_json)
+    except (ImportError, AttributeError) as e:
+        raise changed("its experiment state (_TrainingRunMetadata.from_json_state)", e) from None
+
+
+def latest_checkpoint(meta: Any) -> Any:
+    """Ray 2.60: the trial's latest registered checkpoint result (``.checkpoint``,
+    ``.metrics``) from its metadata's ``_CheckpointManager``."""
+    try:
+        manager = meta.checkpoint_manager
+        return None if manager is None else manager.latest_checkpoint_result
+    except AttributeError as e:
+        what = "its experiment state (checkpoint_manager.latest_checkpoint_result)"
+        raise changed(what, e) from None
+
+
+def set_latest_checkpoint(meta: Any, path: str, metrics: dict) -> None:
+    """Ray 2.60: make ``path`` (on the latest checkpoint's file system) the trial's only
+    checkpoint, reported with ``metrics``, and ``metrics`` its last result
+    (``ray.train._internal.session._TrainingResult``, ``_CheckpointManager.
+    _latest_checkpoint_result`` and ``._checkpoint_results``)."""
+    try:
+        from ray.train import Checkpoint
+        from ray.train._internal.session import _TrainingResult
+
+        manager = meta.checkpoint_manager
+        fs = manager.latest_checkpoint_result.checkpoint.filesystem
+        result = _TrainingResult(checkpoint=Checkpoint(path, filesystem=fs), metrics=metrics)
+        manager._latest_checkpoint_result = result
+        manager._checkpoint_results = [result]
+        meta.last_result = metrics
+    except (ImportError, AttributeError, TypeError) as e:
+        what = "its experiment state (_CheckpointManager._latest_checkpoint_result)"
+        raise changed(what, e) from None
+
+
+def result_grid_trials(grid: Any) -> list | None:
+    """Ray 2.60: the trials of a ``ResultGrid`` in its order
+    (``ResultGrid._experiment_analysis.trials``); None when Ray does not say."""
+    return getattr(getattr(grid, "_experiment_analysis", None), "trials", None)
+
+
+def trial_actor(trial: Any) -> Any:
+    """Ray 2.60: the actor running a trial now, or None (``Trial.temporary_state``, a
+    ``_TemporaryTrialState``, holds it as ``ray_actor``)."""
+    return getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
+
+
+def gpus_here() -> int:
+    """Ray 2.60: the GPUs Ray's NVIDIA accelerator manager sees on this machine
+    (``ray._private.accelerators``); 0 when it sees none or cannot look."""
+    try:
+        from ray._private.accelerators import get_accelerator_manager_for_resource
+
+        manager = get_accelerator_manager_for_resource("GPU")
+        return int(manager.get_current_node_num_accelerators()) if manager else 0
+    except Exception:  # no NVIDIA library or driver: no GPU
+        return 0
+
+
+def mark_trial_to_checkpoint(tune_controller: Any, trial: Any) -> None:
+    """Ray 2.60: ask Tune's controller to write the trial into the next experiment snapshot
+    (``TuneController._mark_trial_to_checkpoint``); nothing where the controller has none."""
+    mark = getattr(tune_controller, "_mark_trial_to_checkpoint", None)
+    if mark is not None:
+        mark(trial)
+
+
+# ------------------------------------------------------------------------- searchers
+def experiment_list(experiments: Any) -> list:
+    """Ray 2.60: what a search algorithm's ``add_configurations`` receives, as a list of
+    ``Experiment`` (``ray.tune.experiment._convert_to_experiment_list``)."""
+    from ray.tune.experiment import _convert_to_experiment_list
+
+    return _convert_to_experiment_list(experiments)
+
+
+def add_points_to_evaluate(generator: Any, points: Iterable[dict]) -> None:
+    """Ray 2.60: append ``points`` to a ``BasicVariantGenerator``'s own points to evaluate
+    before it expands its configurations (``._points_to_evaluate``)."""
+    generator._points_to_evaluate = [*generator._points_to_evaluate, *points]
+
+
+def forget_live_trial(generator: Any, trial_id: str) -> None:
+    """Ray 2.60: a trial a ``BasicVariantGenerator`` made but that will not run no longer
+    counts against its ``max_concurrent`` (``._live_trials``)."""
+    generator._live_trials.discard(trial_id)
+
+
+def reopen_variant_generator(generator: Any) -> None:
+    """Ray 2.60: a restored ``BasicVariantGenerator`` goes on making trials (``._finished``:
+    its sequence was used up) and takes the Tuner's metric again (``._metric`` set means
+    "set_search_properties refused" to the Tuner)."""
+    generator._finished, generator._metric = False, None
+
+
+def set_metric_mode(searcher: Any, metric: Any = None, mode: Any = None) -> None:
+    """Ray 2.60: set a ``Searcher``'s metric and mode (kept in ``._metric`` / ``._mode``;
+    Ray has no setter); None leaves one as it is."""
+    if metric is not None:
+        searcher._metric = metric
+    if mode is not None:
+        searcher._mode = mode
+
+
+# ------------------------------------------------------------------------- schedulers
+def perturbation_interval(scheduler: Any) -> float:
+    """Ray 2.60: a ``PopulationBasedTraining``'s perturbation interval
+    (``._perturbation_interval``)."""
+    return scheduler._perturbation_interval
+
+
+class ExploitHook:
+    """Ray 2.60: mixin for ``PopulationBasedTraining`` (before it in the bases): after Ray
+    logs an exploit (``_log_config_on_step``), ``on_exploit`` gets the same arguments."""
+
+    def on_exploit(self, trial_state, new_state, trial, trial_to_clone, new_config) -> None:
+        """Called after each exploit; override."""
+
+    def _log_config_on_step(self, trial_state, new_state, trial, trial_to_clone, new_config):
+        super()._log_config_on_step(trial_state, new_state, trial, trial_to_clone, new_config)
+        self.on_exploit(trial_state, new_state, trial, trial_to_clone, new_config)
+
+
+# ---------------------------------------------------------------------------- loggers
+class RestoreHook:
+    """Ray 2.60: mixin for Ray's ``LoggerCallback`` (before it in the bases): Ray copies a
+    trial's stored file back over the local one whenever a trial with a checkpoint starts
+    (``_restore_from_remote``); ``should_restore(file_name, trial)`` decides whether it does."""
+
+    def should_restore(self, file_name: str, trial) -> bool:
+        return True
+
+    def _restore_from_remote(self, file_name: str, trial) -> None:
+        if self.should_restore(file_name, trial):
+            super()._restore_from_remote(file_name, trial)
+
+
+__all__ = [
+    "AGENT_PORT_FLAG",
+    "AUTH_SETUP_LOGGER",
+    "HEAD_NODE_RESOURCE",
+    "HTTP_AUTH_LOGGER",
+    "SEARCHER_METRIC_ATTRS",
+    "WRITTEN_FOR",
+    "ExploitHook",
+    "RestoreHook",
+    "add_points_to_evaluate",
+    "agent_port_taken",
+    "changed",
+    "experiment_list",
+    "forget_live_trial",
+    "gpus_here",
+    "head_log_dir",
+    "latest_checkpoint",
+    "load_run_metadata",
+    "mark_trial_to_checkpoint",
+    "package_size",
+    "perturbation_interval",
+    "reopen_variant_generator",
+    "result_grid_trials",
+    "set_latest_checkpoint",
+    "set_metric_mode",
+    "trial_actor",
+    "upload_limit",
+]
