@@ -212,6 +212,8 @@ def submit(
     allow_plain_http: bool = False,
 ) -> str:
     """Submit ``spec`` as a Ray job; returns its submission id."""
+    import requests  # Ray's own HTTP client, under JobSubmissionClient
+
     env = runtime_env(spec)
     if "working_dir" in env:
         check_upload_size(env["working_dir"], env.get("excludes", []))
@@ -238,9 +240,18 @@ def submit(
                     raise
                 agent_down(url, gave_up=time.monotonic() > deadline)
                 time.sleep(2)
+            except requests.exceptions.ConnectionError:
+                # The dashboard dropped the upload without an answer (seen while the head's job
+                # agent was not up): the same wait, the same causes looked for.
+                agent_down(url, gave_up=time.monotonic() > deadline, ray_said=DROPPED)
+                time.sleep(2)
 
 
-def agent_down(url: str, *, gave_up: bool) -> None:
+DROPPED = "the dashboard closed the connection without an answer"
+NO_AGENT = "Ray: 'No available agent to submit job'"
+
+
+def agent_down(url: str, *, gave_up: bool, ray_said: str = NO_AGENT) -> None:
     """Ray refused a job for want of a job agent: a UserError when the head's agent log (a
     head on this machine) says its port is taken, or when ``gave_up``; else keep waiting."""
     split = urlsplit(url)
@@ -263,7 +274,7 @@ def agent_down(url: str, *, gave_up: bool) -> None:
     )
     raise UserError(
         f"--address {url}: the cluster's job agent did not come up within {AGENT_WAIT_S:g} s "
-        f"(Ray: 'No available agent to submit job'); a head that `ray up` just started may "
+        f"({ray_said}); a head that `ray up` just started may "
         f"need a few minutes: submit again, or read {where}"
     )
 
