@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from sweep_procs import kill_group, start_run
@@ -29,6 +30,60 @@ def test_uris_keep_their_query_at_the_end():
     assert storage.name(joined) == "sweep.yaml" and storage.name("gs://b/a/") == "a"
     assert storage.join("/tmp/a", "b", "c") == "/tmp/a/b/c"
     assert storage.normalize("~/x") == os.path.expanduser("~/x")
+
+
+WRITER = """
+import sys
+from raytune_hpo import storage
+
+fs = storage.ray_filesystem(sys.argv[1])
+with fs.open_output_stream(sys.argv[1]) as f:
+    f.write(b"new" * 1000)
+    print("writing", flush=True)
+    while True:
+        f.write(b"new" * 100000)
+"""
+
+
+def test_a_killed_writer_leaves_the_whole_old_file(tmp_path):
+    """What Ray writes through ``ray_filesystem`` (its experiment state, the searcher's,
+    result rows) is the old file or the new one, whenever the writer is SIGKILLed."""
+    target = tmp_path / "experiment_state-x.json"
+    target.write_text('{"old": true}')
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, env=env
+    )
+    assert proc.stdout.readline() == b"writing\n"
+    proc.kill()
+    proc.wait()
+    assert target.read_text() == '{"old": true}'
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]  # its leftover
+    assert storage.remove_leftovers(tmp_path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_rays_file_system_writes_whole_files_and_travels(tmp_path):
+    import pickle
+
+    import pyarrow.fs as pafs
+
+    assert storage.ray_filesystem("s3://bucket/sweeps") is None  # S3 writes whole objects
+    fs = storage.ray_filesystem(tmp_path)
+    out = fs.open_output_stream(str(tmp_path / "a" / "b.json"))
+    out.write(b"half")
+    assert not (tmp_path / "a" / "b.json").exists()  # not there until it is whole
+    out.close()
+    assert (tmp_path / "a" / "b.json").read_bytes() == b"half"
+    src = tmp_path / "staging"
+    (src / "trial").mkdir(parents=True)
+    (src / "trial" / "result.json").write_text("{}\n")
+    pafs.copy_files(str(src), str(tmp_path / "exp"), destination_filesystem=fs)
+    assert (tmp_path / "exp" / "trial" / "result.json").read_text() == "{}\n"
+    again = pickle.loads(pickle.dumps(fs))  # Ray ships it to the trials' workers
+    assert again.equals(fs) and again.type_name == fs.type_name
+    sel = pafs.FileSelector(str(tmp_path / "exp"), recursive=True)
+    assert len(again.get_file_info(sel)) == 2
 
 
 def free_port() -> int:
