@@ -6,17 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sweep_procs import (
-    kill_after,
-    searcher_state_readable,
-    start_run,
-    started_trials,
-    trial_histories,
-)
+from sweep_procs import kill_after, start_run, started_trials, trial_histories
 
 from raytune_hpo.plan.assemble import assemble
 from raytune_hpo.run.sweep import resume, run_sweep
-from raytune_hpo.sweep.spec import SweepSpec, UserError
+from raytune_hpo.sweep.spec import SweepSpec
 
 pytestmark = pytest.mark.integration
 
@@ -73,19 +67,9 @@ def test_paused_trials_continue_from_their_checkpoint_epoch(ray_session, tmp_pat
 def test_interrupted_bohb_sweep_resumes_without_losing_trials(ray_session, tmp_path):
     sweep = tmp_path / "bohb.yaml"
     sweep.write_text(yaml.safe_dump(bohb_spec(tmp_path, num_samples=12)))
-    for attempt in range(3):
-        storage = tmp_path / f"results{attempt}"
-        proc = start_run(sweep, storage, tmp_path)
-        exp = kill_after(proc, storage, results=25, started=2)
-        if searcher_state_readable(exp):
-            break
-        # The kill hit Ray copying the searcher's state to storage (Ray writes that copy in
-        # place): resume must then stop with one line instead of restarting and hanging.
-        with pytest.raises(UserError, match="searcher's saved state cannot be read") as err:
-            resume(exp)
-        assert "\n" not in str(err.value)
-    else:
-        pytest.fail("three kills in a row truncated the searcher's state")
+    storage = tmp_path / "results"
+    proc = start_run(sweep, storage, tmp_path)
+    exp = kill_after(proc, storage, results=25, started=2)
     before = trial_histories(exp)
     # What Ray's last snapshot before the kill knew had reported; a trial that started after
     # it (seen once in five runs) is run again from its first epoch: Ray cannot know it ran.
