@@ -1,0 +1,639 @@
+"""Kill harness: sweeps SIGKILLed at seeded random moments, again and again, then the tally.
+
+Each case is a small sweep of a user function trainable (no torch; it sleeps ``--step-s`` per
+step, checkpoints every step through ``raytune_hpo.report(state=...)`` and notes every step it
+runs in a ledger) on one Ray head this script starts on loopback. A ``driver`` case SIGKILLs the
+driver's whole process group at K moments spread over the sweep (a seeded number of results
+reported, plus a random fraction of a step) and runs ``raytune-hpo resume`` after each; a
+``worker`` case SIGKILLs a running trial's worker process instead (the trial comes back from its
+checkpoint within ``max_failures``). At the end every case is checked:
+
+- exactly ``num_samples`` trials, each TERMINATED once, in ``results.csv`` as OK;
+- each trial's ``result.json``: its budget 1, 2, ..., n with no row twice or missing
+  (population-based training: each jump is an exploit of ``pbt_schedule.jsonl``, and each
+  exploit a jump);
+- the searcher's saved observations are the finished trials (same points); Sobol and LHS
+  suggested the first ``num_samples`` points of their unkilled sequence;
+- no resume printed a traceback, and each printed its one line.
+
+Measured: kills, resumes, trials lost and repeated, epochs redone (steps the ledger saw beyond
+the rows kept) and seconds. Storage: a local directory, or S3 (moto's server on loopback).
+
+    python scripts/kill_harness.py --kills 7 --storage local,s3 --out benchmarks/results
+    python scripts/kill_harness.py --quick --out /tmp/k   # the short run the tests use
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).with_name("ray"))
+BUCKET = "kill-harness"
+
+TRAIN = """
+import os
+import time
+
+from ray import tune
+
+import raytune_hpo
+
+
+def train(config):
+    tid = tune.get_context().get_trial_id()
+    state = raytune_hpo.restore_state() or {"step": 0}
+    for step in range(state["step"] + 1, config["steps"] + 1):
+        time.sleep(config["step_s"])
+        with open(os.path.join(config["ledger"], tid), "a") as f:
+            f.write(f"{step}\\n")
+        x, y = config["x"], config["y"]
+        score = step * (1.0 - (x - 0.3) ** 2 - (y - 0.6) ** 2)
+        raytune_hpo.report({"score": score, "cost": x + y}, state={"step": step})
+"""
+
+SPACE = {
+    "x": {"type": "float", "low": 0.0, "high": 1.0},
+    "y": {"type": "float", "low": 0.0, "high": 1.0},
+}
+# name: (searcher, scheduler, two objectives)
+FAMILIES = {
+    "sobol": ("sobol", None, False),
+    "pso-asha": ("pso", "asha", False),
+    "approx_gradient": ("approx_gradient", None, False),
+    "tpe-mo-asha": ("tpe", "asha", True),
+    "bohb": ("bohb", "bohb", False),
+    "pbt": ("random", "pbt", False),
+    "lhs-median": ("lhs", "median", False),
+    "tpe": ("tpe", None, False),
+}
+QUICK = ("sobol", "pso-asha", "approx_gradient", "tpe-mo-asha", "bohb", "pbt")
+SEQUENCES = ("sobol", "lhs")  # their suggestions do not depend on results
+
+
+def sweep_file(case: str, family: str, args, ledger: Path, storage: str) -> dict:
+    searcher, scheduler, mo = FAMILIES[family]
+    data = {
+        "name": case,
+        "metric": ["score", "cost"] if mo else "score",
+        "mode": ["max", "min"] if mo else "max",
+        "num_samples": args.samples,
+        "max_concurrent": 2,
+        "max_failures": 3,
+        "seed": args.seed,
+        "searcher": {"name": searcher},
+        "space": SPACE,
+        "storage_path": storage,
+        "trainable": {
+            "function": "train.py:train",
+            "config": {"ledger": str(ledger), "steps": args.steps, "step_s": args.step_s},
+        },
+    }
+    if scheduler in ("asha", "bohb", "median"):
+        data["scheduler"] = {"name": scheduler, "max_t": args.steps}
+        if scheduler == "median":
+            data["scheduler"]["grace_period"] = 2
+    elif scheduler == "pbt":
+        data["scheduler"] = {"name": "pbt", "perturbation_interval": 2}
+    return data
+
+
+# ---------------------------------------------------------------- processes
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def start_head(env: dict, log: Path, cpus: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    args = [
+        "--head",
+        "--block",
+        "--disable-usage-stats",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        f"--num-cpus={cpus}",
+        "--include-dashboard=false",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+    ]
+    head = subprocess.Popen(
+        [RAY, "start", *args],
+        env=env,
+        stdout=open(log, "w"),  # noqa: SIM115 - the head owns it
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        probe = subprocess.run(
+            [RAY, "status", f"--address={address}"], env=env, capture_output=True, text=True
+        )
+        if probe.returncode == 0 and "CPU" in probe.stdout:
+            return head, address
+        if head.poll() is not None or time.monotonic() > deadline:
+            kill_group(head)
+            raise SystemExit(f"the Ray head did not start:\n{log.read_text()[-2000:]}")
+        time.sleep(1)
+
+
+def ray_env(extra: dict) -> dict:
+    import secrets
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env.update(
+        RAY_TMPDIR=tempfile.mkdtemp(prefix="rk", dir="/tmp"),
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=secrets.token_hex(32),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        PYTHONUNBUFFERED="1",
+        RAY_health_check_period_ms="1000",
+        RAY_health_check_failure_threshold="3",
+        RAY_health_check_timeout_ms="1000",
+        **extra,
+    )
+    return env
+
+
+def moto(port: int):
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    import pyarrow.fs as pafs
+
+    fs = pafs.S3FileSystem(
+        endpoint_override=f"127.0.0.1:{port}", scheme="http", allow_bucket_creation=True
+    )
+    fs.create_dir(BUCKET)
+    return server
+
+
+# ---------------------------------------------------------------- one case
+class Case:
+    def __init__(self, name: str, family: str, where: str, mode: str, kills: int, ctx) -> None:
+        self.name, self.family, self.where, self.mode, self.kills = name, family, where, mode, kills
+        self.ctx, self.args = ctx, ctx.args
+        self.dir = ctx.work / name
+        self.dir.mkdir(parents=True)
+        self.ledger = self.dir / "ledger"
+        self.ledger.mkdir()
+        (self.dir / "train.py").write_text(TRAIN)
+        root = str(self.dir / "out") if where == "local" else f"s3://{BUCKET}/{name}"
+        self.root = root
+        import yaml
+
+        self.sweep = self.dir / "sweep.yaml"
+        data = sweep_file(name, family, self.args, self.ledger, root)
+        self.sweep.write_text(yaml.safe_dump(data))
+        self.rng = random.Random(f"{self.args.seed}-{name}")
+        self.logs: list[Path] = []
+        self.exp: str | None = None
+        self.restarts = self.truncated = 0
+
+    def driver(self, *argv: str) -> subprocess.Popen:
+        log = self.dir / f"{len(self.logs)}-{argv[0]}"
+        self.logs.append(log)
+        return subprocess.Popen(
+            [sys.executable, "-m", "raytune_hpo.cli.main", *argv, "--address", self.ctx.address],
+            env=self.ctx.env,
+            stdout=open(f"{log}.out", "w"),  # noqa: SIM115 - the driver owns them
+            stderr=open(f"{log}.err", "w"),  # noqa: SIM115
+            start_new_session=True,
+            cwd=self.dir,
+        )
+
+    def rows(self) -> int:
+        from raytune_hpo import storage
+
+        exp = self.exp or self._find_exp()
+        if exp is None:
+            return 0
+        n = 0
+        for trial in storage.listdir(exp):
+            f = storage.join(exp, trial, "result.json")
+            with contextlib.suppress(Exception):
+                n += sum(1 for x in storage.read_text(f).splitlines() if x.strip())
+        return n
+
+    def _find_exp(self) -> str | None:
+        """The sweep directory, once it holds something to resume from."""
+        from raytune_hpo import storage
+
+        names = [n for n in storage.listdir(self.root) if n.startswith(self.name)]
+        if len(names) == 1:
+            exp = storage.join(self.root, names[0])
+            inside = storage.listdir(exp)
+            if any(n.startswith("experiment_state-") for n in inside) or ".raytune-hpo" in inside:
+                self.exp = exp
+        return self.exp
+
+    def _start_over(self) -> subprocess.Popen:
+        """A kill before the sweep saved anything: remove what it wrote, run it again."""
+        from raytune_hpo import storage
+
+        for n in storage.listdir(self.root):
+            path = storage.join(self.root, n)
+            if storage.is_uri(path):
+                fs, fs_path = storage.filesystem(path)
+                fs.delete_dir(fs_path)
+            else:
+                shutil.rmtree(path)
+        self.restarts += 1
+        return self.driver("run", str(self.sweep))
+
+    def run(self) -> dict:
+        start = time.monotonic()
+        total = self.args.samples * self.args.steps
+        targets = sorted(self.rng.uniform(0, 0.9 * total) for _ in range(self.kills))
+        proc = self.driver("run", str(self.sweep))
+        landed = resumes = 0
+        kill = {"worker": self._worker, "node": self._node}.get(self.mode, self._kill_at)
+        for target in targets:
+            hit = kill(proc, target)
+            if hit is None:  # the sweep ended first
+                break
+            landed += 1
+            if self.mode == "truncate":
+                self._truncate()
+            if self.mode in ("driver", "truncate"):
+                exp = self.exp or self._find_exp()
+                if exp is None:  # killed before Ray saved anything: start again
+                    proc = self._start_over()
+                    continue
+                proc = self.driver("resume", exp)
+                resumes += 1
+        rc = proc.wait(timeout=self.args.timeout)
+        err = Path(f"{self.logs[-1]}.err").read_text()
+        if rc == 2 and "start the sweep again" in err and self.rows() == 0:
+            self.exp = None  # nothing had run: what the one line says to do
+            rc = self._start_over().wait(timeout=self.args.timeout)
+        out = {
+            "case": self.name,
+            "family": self.family,
+            "storage": self.where,
+            "kill": self.mode,
+            "kills": landed,
+            "resumes": resumes,
+            "restarts": self.restarts,
+            "staged_copies_cut": self.truncated,
+            "seconds": round(time.monotonic() - start, 1),
+            "rc": rc,
+        }
+        out.update(check(self, rc))
+        return out
+
+    def _kill_at(self, proc: subprocess.Popen, target: float):
+        deadline = time.monotonic() + self.args.timeout
+        started = time.monotonic()
+        early = self.rng.random() < 0.15  # now and then while the driver starts or restores
+        delay = self.rng.uniform(0, 4.0)
+        while True:
+            if proc.poll() is not None:
+                return None
+            if early and time.monotonic() - started >= delay:
+                break
+            if not early and self.rows() >= target:
+                time.sleep(self.rng.uniform(0, 1.5 * self.args.step_s))
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: no progress before the kill")
+            time.sleep(0.1 if self.where == "local" else 0.3)
+        kill_group(proc)
+        return True
+
+    def _truncate(self) -> None:
+        """Cut the newest searcher state short mid-file on storage and in the killed
+        driver's staging copy (what a kill during Ray's copy would leave, both at once)."""
+        from raytune_hpo import storage
+
+        exp = self.exp or self._find_exp()
+        if exp is None:
+            return
+        name = storage.name(max(storage.glob(exp, "searcher-state-*.pkl"), key=storage.name))
+        data = storage.read_bytes(storage.join(exp, name))
+        storage.write_bytes(storage.join(exp, name), data[: len(data) // 2])
+        staged = Path(self.ctx.env["RAY_TMPDIR"]).glob(
+            f"ray/session_*/artifacts/*/{storage.name(exp)}/driver_artifacts/{name}"
+        )
+        for copy in staged:
+            copy.write_bytes(copy.read_bytes()[: len(data) // 2])
+            self.truncated += 1
+
+    def _node(self, proc: subprocess.Popen, target: float):
+        """SIGKILL the worker node (the context's ``kill_node``) once a trial runs there."""
+        deadline = time.monotonic() + self.args.timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return None
+            if self.rows() >= target and trial_workers(self.ctx.node_pid()):
+                time.sleep(self.rng.uniform(0, self.args.step_s))
+                self.ctx.kill_node()
+                return True
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name}: no trial on the worker node to kill")
+
+    def _worker(self, proc: subprocess.Popen, target: float):
+        deadline = time.monotonic() + self.args.timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return None
+            if self.rows() >= target and (pids := trial_workers(self.ctx.head_pid)):
+                time.sleep(self.rng.uniform(0, self.args.step_s))
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.rng.choice(sorted(pids)), signal.SIGKILL)
+                return True
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name}: no trial worker to kill")
+
+
+def trial_workers(head_pid: int) -> list[int]:
+    """The processes of the head that run a trial (Ray names them ``ray::ImplicitFunc...``)."""
+    ppids = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppids[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, todo = [], [head_pid]
+    while todo:
+        parent = todo.pop()
+        kids = [p for p, pp in ppids.items() if pp == parent]
+        found += kids
+        todo += kids
+    out = []
+    for pid in found:
+        with contextlib.suppress(OSError):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            if cmd.startswith("ray::ImplicitFunc"):
+                out.append(pid)
+    return out
+
+
+# ---------------------------------------------------------------- the tally
+def check(case: Case, rc: int) -> dict:
+    """Every check of the module docstring; ``failures`` lists the ones that fail."""
+    from raytune_hpo import storage
+
+    fails: list[str] = []
+    exp = case.exp or case._find_exp()
+    if rc != 0 or exp is None:
+        err = Path(f"{case.logs[-1]}.err").read_text()[-1500:]
+        return {"failures": [f"rc {rc}: {err}"], "lost": case.args.samples, "repeated": 0}
+    state = json.loads(storage.read_text(max(storage.glob(exp, "experiment_state-*.json"))))
+    trials = [(json.loads(t), json.loads(m)) for t, m in state["trial_data"]]
+    finished = [t for t, _ in trials if t["status"] == "TERMINATED"]
+    ids = [t["trial_id"] for t in finished]
+    n = case.args.samples
+    lost = max(0, n - len(set(ids)))
+    repeated = len(ids) - len(set(ids)) + max(0, len(set(ids)) - n)
+    if len(trials) != n or len(finished) != n:
+        fails.append(f"{len(trials)} trials, {len(finished)} finished, want {n}")
+    import pandas as pd
+
+    table = pd.read_csv(storage.join(exp, "results.csv"))
+    if sorted(table["trial_id"]) != sorted(ids) or not (table["status"] == "OK").all():
+        fails.append("results.csv differs from the finished trials")
+    schedule = _schedule(exp)
+    kept = 0
+    for t, _ in trials:
+        text = storage.read_text(storage.join(exp, t["relative_logdir"], "result.json"))
+        rows = [json.loads(x) for x in text.splitlines() if x.strip()]
+        kept += len(rows)
+        problem = _rows_problem(rows, [e for e in schedule if e["trial_id"] == t["trial_id"]])
+        if problem:
+            fails.append(f"{t['trial_id']}: {problem}")
+    ran = sum(len(p.read_text().split()) for p in case.ledger.iterdir())
+    configs = [{k: t["config"][k] for k in SPACE} for t in finished]
+    fails += _searcher_checks(case, exp, configs)
+    lines = []
+    for log in case.logs:
+        err = Path(f"{log}.err").read_text()
+        if "Traceback" in err:
+            fails.append(f"{log.name}: a traceback on stderr")
+        said = [x for x in err.splitlines() if x.startswith("raytune-hpo: resuming from")]
+        lines += said
+        restored = "Restoring the run" in err or log == case.logs[-1]
+        if not said and log.name.endswith("-resume") and restored:
+            fails.append(f"{log.name}: no resume line")
+    return {
+        "lost": lost,
+        "repeated": repeated,
+        "epochs_redone": ran - kept,
+        "epochs_kept": kept,
+        "resume_lines": lines,
+        "failures": fails,
+    }
+
+
+def _schedule(exp: str) -> list[dict]:
+    from raytune_hpo import storage
+
+    path = storage.join(exp, "pbt_schedule.jsonl")
+    if not storage.is_file(path):
+        return []
+    return [json.loads(x) for x in storage.read_text(path).splitlines() if x.strip()]
+
+
+def _rows_problem(rows: list[dict], exploits: list[dict]) -> str | None:
+    """None when the budgets run 1, 2, ... with each jump an exploit and each exploit a jump."""
+    if not rows or rows[0]["training_iteration"] != 1:
+        return "no first row"
+    todo = list(exploits)
+    for prev, row in zip(rows, rows[1:], strict=False):
+        a, b = prev["training_iteration"], row["training_iteration"]
+        e = todo[0] if todo else None
+        if (
+            e is not None
+            and row.get("iterations_since_restore") == 1
+            and a == e["training_iteration"]
+            and b == e["copied_at"] + 1
+        ):
+            todo.pop(0)
+        elif b != a + 1:
+            return f"budget {a} followed by {b}"
+    return f"{len(todo)} exploit(s) not in its rows" if todo else None
+
+
+def _searcher_checks(case: Case, exp: str, configs: list[dict]) -> list[str]:
+    import numpy as np
+
+    from raytune_hpo import storage
+    from raytune_hpo.plan.assemble import assemble
+    from raytune_hpo.results.sweep_dir import read_spec_copy
+
+    fails = []
+    plan = assemble(read_spec_copy(exp))
+    space = plan.spec.search_space
+    mine = np.array(sorted(tuple(space.to_unit(c)) for c in configs))
+    searcher = FAMILIES[case.family][0]
+    if searcher in SEQUENCES:
+        ref = plan.searcher()
+        points = [space.to_unit(ref.suggest(f"r{i}")) for i in range(len(mine))]
+        want = np.array(sorted(map(tuple, points)))
+        if mine.shape != want.shape or not np.allclose(mine, want):
+            fails.append("the configurations are not the sequence's first points")
+    found = storage.glob(exp, "searcher-state-*.pkl")
+    if not found or searcher == "random":
+        return fails
+    s = plan.searcher()
+    with tempfile.TemporaryDirectory() as d:
+        local = Path(d) / "state.pkl"
+        local.write_bytes(storage.read_bytes(max(found)))
+        s.restore(str(local))
+    x, _ = s.observations
+    seen = np.array(sorted(map(tuple, x))) if len(x) else np.empty((0, mine.shape[1]))
+    if seen.shape != mine.shape or not np.allclose(seen, mine):
+        fails.append(f"the searcher observed {len(x)} trials, not the {len(mine)} finished")
+    return fails
+
+
+# ---------------------------------------------------------------- main
+class Context:
+    pass
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kills", type=int, default=7, help="driver kills per case (7)")
+    p.add_argument("--families", default=",".join(FAMILIES), help="comma-separated")
+    p.add_argument("--storage", default="local", help="local,s3")
+    p.add_argument("--s3-kills", type=int, default=None, help="kills per S3 case (--kills)")
+    p.add_argument("--s3-families", default="sobol", help="families run on S3 (sobol)")
+    p.add_argument("--worker-kills", type=int, default=0, help="a worker-kill case with N kills")
+    p.add_argument(
+        "--truncate", action="store_true", help="a case whose searcher state is cut short"
+    )
+    p.add_argument("--samples", type=int, default=6)
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--step-s", type=float, default=0.3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parallel", type=int, default=3, help="cases at once (3)")
+    p.add_argument("--timeout", type=float, default=400)
+    p.add_argument("--quick", action="store_true", help="the tests' short run")
+    p.add_argument("--keep", action="store_true", help="keep the cases' files")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--address", help="a Ray head to use (its RAY_AUTH_TOKEN in the environment)")
+    p.add_argument("--head-pid", type=int, help="that head's process (worker kills find trials)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.kills, args.families, args.storage, args.s3_kills = 3, ",".join(QUICK), "local,s3", 2
+        args.worker_kills, args.truncate = args.worker_kills or 2, True
+    ctx = Context()
+    ctx.args, ctx.work = args, Path(tempfile.mkdtemp(prefix="kill-harness-"))
+    extra = {}
+    server = None
+    if "s3" in args.storage:
+        port = free_port()
+        server = moto(port)
+        extra = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+        }
+        os.environ.update(extra)
+    ctx.env = ray_env(extra)
+    cases = build_cases(args, ctx)
+    started = time.monotonic()
+    if args.address:  # the head's token and temp dir (where drivers stage their files)
+        ctx.head, ctx.address = None, args.address
+        ctx.head_pid = args.head_pid
+        for k in ("RAY_AUTH_TOKEN", "RAY_TMPDIR"):
+            ctx.env[k] = os.environ.get(k, "")
+    else:
+        ctx.head, ctx.address = start_head(ctx.env, ctx.work / "head.log", cpus=2 * args.parallel)
+        ctx.head_pid = ctx.head.pid
+    try:
+        with ThreadPoolExecutor(args.parallel) as pool:
+            results = list(pool.map(_safe_run, cases))
+    finally:
+        if ctx.head is not None:
+            kill_group(ctx.head)
+        if server is not None:
+            server.stop()
+    report = {
+        "what": "kill harness: SIGKILL at seeded random moments, resume, tally",
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": f"{os.cpu_count()} cores",
+        "seconds": round(time.monotonic() - started, 1),
+        "cases": results,
+        "totals": {
+            k: sum(r.get(k, 0) for r in results)
+            for k in ("kills", "resumes", "lost", "repeated", "epochs_redone", "epochs_kept")
+        },
+    }
+    report["totals"]["failures"] = sum(len(r["failures"]) for r in results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "kill-harness-quick.json" if args.quick else "kill-harness.json"
+    (args.out / name).write_text(json.dumps(report, indent=2))
+    _table(results, report)
+    if report["totals"]["failures"] or args.keep:
+        print(f"the cases' files (logs, sweeps, ledgers): {ctx.work}")
+    else:
+        shutil.rmtree(ctx.work, ignore_errors=True)
+    return 0 if report["totals"]["failures"] == 0 else 1
+
+
+def build_cases(args, ctx) -> list[Case]:
+    cases = [
+        Case(f"{fam}-local", fam, "local", "driver", args.kills, ctx)
+        for fam in filter(None, args.families.split(","))
+    ]
+    if "s3" in args.storage:
+        kills = args.kills if args.s3_kills is None else args.s3_kills
+        for fam in filter(None, args.s3_families.split(",")):
+            cases.append(Case(f"{fam}-s3", fam, "s3", "driver", kills, ctx))
+    if args.worker_kills:
+        cases.append(Case("sobol-worker", "sobol", "local", "worker", args.worker_kills, ctx))
+    if args.truncate:
+        cases.append(Case("sobol-truncate", "sobol", "local", "truncate", 1, ctx))
+    return cases
+
+
+def _safe_run(case: Case) -> dict:
+    try:
+        return case.run()
+    except Exception as e:
+        return {"case": case.name, "failures": [f"{type(e).__name__}: {e}"], "lost": 0}
+
+
+def _table(results: list[dict], report: dict) -> None:
+    cols = ("case", "kills", "resumes", "lost", "repeated", "epochs_redone", "seconds")
+    print(" ".join(f"{c:>14s}" for c in cols))
+    for r in results:
+        print(" ".join(f"{r.get(c, '-')!s:>14s}" for c in cols))
+        for f in r["failures"]:
+            print(f"    FAIL {f}")
+    t = report["totals"]
+    print(
+        f"total: {t['kills']} kills, {t['resumes']} resumes, {t['lost']} lost, "
+        f"{t['repeated']} repeated, {t['epochs_redone']} epochs redone of {t['epochs_kept']} "
+        f"kept, {t['failures']} failed checks, {report['seconds']} s"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
