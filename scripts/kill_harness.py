@@ -57,9 +57,11 @@ def train(config):
     tid = tune.get_context().get_trial_id()
     state = raytune_hpo.restore_state() or {"step": 0}
     for step in range(state["step"] + 1, config["steps"] + 1):
+        with open(os.path.join(config["ledger"], tid), "a") as f:
+            f.write(f"begin {step}\\n")
         time.sleep(config["step_s"])
         with open(os.path.join(config["ledger"], tid), "a") as f:
-            f.write(f"{step}\\n")
+            f.write(f"end {step}\\n")
         x, y = config["x"], config["y"]
         score = step * (1.0 - (x - 0.3) ** 2 - (y - 0.6) ** 2)
         raytune_hpo.report({"score": score, "cost": x + y}, state={"step": step})
@@ -425,13 +427,15 @@ def check(case: Case, rc: int) -> dict:
         problem = _rows_problem(rows, [e for e in schedule if e["trial_id"] == t["trial_id"]])
         if problem:
             fails.append(f"{t['trial_id']}: {problem}")
-    ran = sum(len(p.read_text().split()) for p in case.ledger.iterdir())
+    ledger = [line for p in case.ledger.iterdir() for line in p.read_text().splitlines()]
+    ran = sum(line.startswith("end ") for line in ledger)
+    begun = sum(line.startswith("begin ") for line in ledger)
     configs = [{k: t["config"][k] for k in SPACE} for t in finished]
     fails += _searcher_checks(case, exp, configs)
     lines = []
     for log in case.logs:
         err = Path(f"{log}.err").read_text()
-        if "Traceback" in err:
+        if "Traceback" in err and log.name.endswith("-resume"):
             fails.append(f"{log.name}: a traceback on stderr")
         said = [x for x in err.splitlines() if x.startswith("raytune-hpo: resuming from")]
         lines += said
@@ -442,6 +446,7 @@ def check(case: Case, rc: int) -> dict:
         "lost": lost,
         "repeated": repeated,
         "epochs_redone": ran - kept,
+        "epochs_cut": begun - ran,  # killed while they ran
         "epochs_kept": kept,
         "resume_lines": lines,
         "failures": fails,
@@ -582,7 +587,15 @@ def main(argv=None) -> int:
         "cases": results,
         "totals": {
             k: sum(r.get(k, 0) for r in results)
-            for k in ("kills", "resumes", "lost", "repeated", "epochs_redone", "epochs_kept")
+            for k in (
+                "kills",
+                "resumes",
+                "lost",
+                "repeated",
+                "epochs_redone",
+                "epochs_cut",
+                "epochs_kept",
+            )
         },
     }
     report["totals"]["failures"] = sum(len(r["failures"]) for r in results)
@@ -621,7 +634,8 @@ def _safe_run(case: Case) -> dict:
 
 
 def _table(results: list[dict], report: dict) -> None:
-    cols = ("case", "kills", "resumes", "lost", "repeated", "epochs_redone", "seconds")
+    cols = ("case", "kills", "resumes", "lost", "repeated", "epochs_redone", "epochs_cut")
+    cols += ("seconds",)
     print(" ".join(f"{c:>14s}" for c in cols))
     for r in results:
         print(" ".join(f"{r.get(c, '-')!s:>14s}" for c in cols))
@@ -630,8 +644,9 @@ def _table(results: list[dict], report: dict) -> None:
     t = report["totals"]
     print(
         f"total: {t['kills']} kills, {t['resumes']} resumes, {t['lost']} lost, "
-        f"{t['repeated']} repeated, {t['epochs_redone']} epochs redone of {t['epochs_kept']} "
-        f"kept, {t['failures']} failed checks, {report['seconds']} s"
+        f"{t['repeated']} repeated, {t['epochs_redone']} whole epochs redone and "
+        f"{t['epochs_cut']} cut while running, of {t['epochs_kept']} kept; "
+        f"{t['failures']} failed checks, {report['seconds']} s"
     )
 
 
