@@ -112,13 +112,15 @@ def start_run(sweep: Path, storage: Path, tmp: Path, *extra: str) -> subprocess.
     env.pop("RAY_ADDRESS", None)
     log = open(tmp / "driver.log", "w")  # noqa: SIM115 - the child owns it
     cmd = [sys.executable, "-m", "raytune_hpo.cli.main", "run", str(sweep), "--storage-path"]
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [*cmd, str(storage), *extra],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    proc.ray_tmp = ray_tmp  # its Ray's local disk
+    return proc
 
 
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 240):
