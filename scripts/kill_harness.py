@@ -36,11 +36,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+IMPORTS = threading.Lock()
 RAY = str(Path(sys.executable).with_name("ray"))
 BUCKET = "kill-harness"
 
@@ -418,9 +420,11 @@ def check(case: Case, rc: int) -> dict:
     repeated = len(ids) - len(set(ids)) + max(0, len(set(ids)) - n)
     if len(trials) != n or len(finished) != n:
         fails.append(f"{len(trials)} trials, {len(finished)} finished, want {n}")
+    import io
+
     import pandas as pd
 
-    table = pd.read_csv(storage.join(exp, "results.csv"))
+    table = pd.read_csv(io.StringIO(storage.read_text(storage.join(exp, "results.csv"))))
     if sorted(table["trial_id"]) != sorted(ids) or not (table["status"] == "OK").all():
         fails.append("results.csv differs from the finished trials")
     schedule = _schedule(exp)
@@ -436,7 +440,8 @@ def check(case: Case, rc: int) -> dict:
     ran = sum(line.startswith("end ") for line in ledger)
     begun = sum(line.startswith("begin ") for line in ledger)
     configs = [{k: t["config"][k] for k in SPACE} for t in finished]
-    fails += _searcher_checks(case, exp, configs)
+    with IMPORTS:  # assemble imports each case's train.py as the module "train"
+        fails += _searcher_checks(case, exp, configs)
     lines = []
     for log in case.logs:
         err = Path(f"{log}.err").read_text()

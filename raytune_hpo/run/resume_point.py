@@ -16,6 +16,7 @@ files from the newest resume point that reads (``choose``) before Ray reads them
 from __future__ import annotations
 
 import fnmatch
+import json
 import pickle
 import sys
 import time
@@ -83,6 +84,25 @@ class ResumePoint(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         self._rows[trial.trial_id].append((self._count, ray_compat.result_line(result)))
 
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        """A trial that failed (its worker or node killed) runs again from its last checkpoint
+        (``max_failures``): the rows it reported after that checkpoint are dropped from its
+        ``result.json`` and ``progress.csv``, on storage and in staging (Ray's JSON logger would
+        keep them and append the same epochs again)."""
+        try:
+            _trim_to_checkpoint(trial)
+        except Exception as e:
+            self._warn(f"could not trim the rows of trial {trial.trial_id}", e)
+
+    def _warn(self, what: str, e: Exception) -> None:
+        if not self._warned:
+            self._warned = True
+            print(
+                f"raytune-hpo: warning: {what} in {self.exp} ({type(e).__name__}: {e})",
+                file=sys.stderr,
+                flush=True,
+            )
+
     def get_state(self) -> None:
         """Ray calls this while it snapshots the sweep, after writing the experiment state and
         the searcher's; nothing is returned (Ray keeps no state of ours)."""
@@ -90,14 +110,7 @@ class ResumePoint(Callback):
             try:
                 self._write()
             except Exception as e:  # never the sweep's end: say it once
-                if not self._warned:
-                    self._warned = True
-                    print(
-                        f"raytune-hpo: warning: could not save a resume point in {self.exp} "
-                        f"({type(e).__name__}: {e}); a resume relies on Ray's own files",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                self._warn("could not save a resume point (a resume relies on Ray's files)", e)
         return None
 
     def _write(self) -> None:
@@ -127,6 +140,31 @@ class ResumePoint(Callback):
         slot = SLOTS[self._count % len(SLOTS)]
         storage.write_bytes(storage.join(self.exp, RESUME_DIR, slot), pickle.dumps(point))
         self._count += 1
+
+
+def _trim_to_checkpoint(trial) -> None:
+    from raytune_hpo.names import RESULT_FILE
+    from raytune_hpo.run.snapshot import PROGRESS_FILE, progress_csv, whole_lines
+
+    local = Path(trial.local_path, RESULT_FILE)
+    if not local.is_file():
+        return
+    lines = whole_lines(local.read_text())
+    checkpoint = trial.checkpoint
+    name = checkpoint.path.rstrip("/").rsplit("/", 1)[-1] if checkpoint else None
+    keep = 0
+    for i, line in enumerate(lines):
+        if name is not None and json.loads(line).get("checkpoint_dir_name") == name:
+            keep = i + 1
+    if keep == len(lines):
+        return
+    rows, csv = "".join(f"{x}\n" for x in lines[:keep]), progress_csv(lines[:keep])
+    local.write_text(rows)
+    Path(trial.local_path, PROGRESS_FILE).write_text(csv)
+    fs = trial.storage.storage_filesystem
+    for file, text in ((RESULT_FILE, rows), (PROGRESS_FILE, csv)):
+        with fs.open_output_stream(f"{trial.path}/{file}") as f:
+            f.write(text.encode())
 
 
 @dataclass

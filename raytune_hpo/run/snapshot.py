@@ -130,7 +130,7 @@ def mend(exp: str, restored: Any, staging: Path | None = None) -> Mended:
 
 
 # ---------------------------------------------------------------- result rows
-def _lines(text: str) -> list[str]:
+def whole_lines(text: str) -> list[str]:
     """The whole JSON lines of a result file (a line cut short by a kill is no row)."""
     out = []
     for line in text.splitlines():
@@ -143,7 +143,7 @@ def _lines(text: str) -> list[str]:
 
 
 def _read_lines(path: str) -> list[str]:
-    return _lines(storage.read_text(path)) if storage.is_file(path) else []
+    return whole_lines(storage.read_text(path)) if storage.is_file(path) else []
 
 
 def _known_rows(trial_dir: str, staged: Path | None, kept: dict, tid: str) -> list[str]:
@@ -152,7 +152,7 @@ def _known_rows(trial_dir: str, staged: Path | None, kept: dict, tid: str) -> li
     the rows the resume point kept."""
     rows = _read_lines(storage.join(trial_dir, RESULT_FILE))
     if staged is not None and (staged / RESULT_FILE).is_file():
-        local = _lines((staged / RESULT_FILE).read_text())
+        local = whole_lines((staged / RESULT_FILE).read_text())
         if len(local) > len(rows) and local[: len(rows)] == rows:
             rows = local
     return _merge_rows(rows, kept.get(tid) or [])
@@ -253,10 +253,10 @@ def _write_rows(trial_dir: str, rows: list[str], out: Mended) -> None:
     out.rows_dropped += len(stored) - common
     out.rows_added += len(rows) - common
     storage.write_text(path, "".join(f"{x}\n" for x in rows))
-    storage.write_text(storage.join(trial_dir, PROGRESS_FILE), _progress_csv(rows))
+    storage.write_text(storage.join(trial_dir, PROGRESS_FILE), progress_csv(rows))
 
 
-def _progress_csv(rows: list[str]) -> str:
+def progress_csv(rows: list[str]) -> str:
     import csv
     import io
 
@@ -285,7 +285,7 @@ def _mend_schedule(exp: str, rows: dict[str, list[dict]]) -> int:
     path = storage.join(exp, PBT_SCHEDULE)
     if not storage.is_file(path):
         return 0
-    entries = [json.loads(x) for x in _lines(storage.read_text(path))]
+    entries = [json.loads(x) for x in whole_lines(storage.read_text(path))]
     shown: dict[str, int] = {}
     for tid in {e[TRIAL_ID] for e in entries}:
         mine = [e for e in entries if e[TRIAL_ID] == tid]
@@ -318,4 +318,4 @@ def _exploits_shown(entries: list[dict], rows: list[dict] | None) -> int:
     return n
 
 
-__all__ = ["Mended", "mend", "newest_state"]
+__all__ = ["Mended", "mend", "newest_state", "progress_csv", "whole_lines"]

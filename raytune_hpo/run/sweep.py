@@ -21,7 +21,6 @@ from typing import Any
 
 import raytune_hpo.ray_compat as ray_compat
 import raytune_hpo.run.resources as resources
-import raytune_hpo.run.resume_point as resume_point
 import raytune_hpo.run.snapshot as snapshot
 import raytune_hpo.storage as storage
 from raytune_hpo.errors import UserError
@@ -138,6 +137,8 @@ def build_tuner(plan: Plan, name: str, *, guards: Guards | None = None, prepare=
     ``prepare(searcher)``: called on the run's searcher before Tune gets it (``extend``)."""
     from ray import tune
 
+    from raytune_hpo.run.resume_point import ResumePoint
+
     # A result without the sweep's metric is caught by MetricCheck (one line, the whole sweep
     # stopped) instead of Ray's check, which fails the driver with the whole result dict.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
@@ -175,7 +176,7 @@ def build_tuner(plan: Plan, name: str, *, guards: Guards | None = None, prepare=
                 num_to_keep=plan.checkpoints_kept, checkpoint_at_end=False
             ),
             verbose=1,
-            callbacks=[*plan.callbacks(name, exp), guards.watch, resume_point.ResumePoint(exp)],
+            callbacks=[*plan.callbacks(name, exp), guards.watch, ResumePoint(exp)],
         ),
     )
 
@@ -225,6 +226,8 @@ def resume(
     (``resume_point``) and mended to agree with storage (``snapshot``); one line on stderr says
     what is resumed and from what."""
     from ray import tune
+
+    import raytune_hpo.run.resume_point as resume_point
 
     where = storage.normalize(path)  # a local path or a URI (s3://, gs://)
     if plan is None:
