@@ -122,10 +122,102 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+# A process that imports what every driver imports, then forks a driver per request: the
+# same `raytune-hpo` main in its own process group (killed as a whole), without the seconds
+# of imports each (--fork; the tests' short run).
+ZYGOTE = r"""
+import json, os, signal, sys, traceback
+import raytune_hpo.cli.main as cli
+import pandas, pyarrow.fs, ray, ray.tune
+import raytune_hpo.run.sweep, raytune_hpo.run.resume_point, raytune_hpo.plan.assemble
+try:
+    import tensorboardX  # Ray's default logger
+except ImportError:
+    pass
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps them
+print("ready", flush=True)
+for line in sys.stdin:
+    req = json.loads(line)
+    pid = os.fork()
+    if pid:
+        print(pid, flush=True)
+        continue
+    os.setsid()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.chdir(req["cwd"])
+    for fd, path in ((1, req["out"]), (2, req["err"])):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    try:
+        rc = cli.main(req["argv"])
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        rc = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(req["rc"], "w") as f:
+        f.write(str(rc))
+    os._exit(rc)
+"""
+
+
+class Forked:
+    """A driver the zygote forked: ``poll``/``wait``/``pid`` as a ``Popen``'s."""
+
+    def __init__(self, pid: int, rc_file: Path) -> None:
+        self.pid, self._rc = pid, rc_file
+
+    def poll(self):
+        try:
+            os.kill(self.pid, 0)
+            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z":
+                return None
+        except (ProcessLookupError, FileNotFoundError):
+            pass
+        return int(self._rc.read_text()) if self._rc.is_file() else -signal.SIGKILL
+
+    def wait(self, timeout: float | None = None):
+        deadline = time.monotonic() + (timeout or 1e9)
+        while (rc := self.poll()) is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("driver", timeout)
+            time.sleep(0.1)
+        return rc
+
+
+class Zygote:
+    def __init__(self, env: dict) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ZYGOTE],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the driver zygote did not start")
+        self.lock = threading.Lock()
+
+    def start(self, argv: list[str], log: Path, cwd: Path) -> Forked:
+        rc = Path(f"{log}.rc")
+        req = {"argv": argv, "out": f"{log}.out", "err": f"{log}.err", "rc": str(rc)}
+        with self.lock:
+            self.proc.stdin.write(json.dumps({**req, "cwd": str(cwd)}) + "\n")
+            self.proc.stdin.flush()
+            return Forked(int(self.proc.stdout.readline()), rc)
+
+    def close(self) -> None:
+        kill_group(self.proc)
 
 
 def start_head(env: dict, log: Path, cpus: int) -> tuple[subprocess.Popen, str]:
@@ -221,10 +313,13 @@ class Case:
         self.logs: list[Path] = []
         self.exp: str | None = None
         self.restarts = self.truncated = 0
+        self.truncate, self.truncated_log = False, None
 
-    def driver(self, *argv: str) -> subprocess.Popen:
+    def driver(self, *argv: str):
         log = self.dir / f"{len(self.logs)}-{argv[0]}"
         self.logs.append(log)
+        if getattr(self.ctx, "zygote", None) is not None:
+            return self.ctx.zygote.start([*argv, "--address", self.ctx.address], log, self.dir)
         return subprocess.Popen(
             [sys.executable, "-m", "raytune_hpo.cli.main", *argv, "--address", self.ctx.address],
             env=self.ctx.env,
@@ -282,14 +377,18 @@ class Case:
         proc = self.driver("run", str(self.sweep))
         landed = resumes = 0
         kill = {"worker": self._worker, "node": self._node}.get(self.mode, self._kill_at)
-        for target in targets:
-            hit = kill(proc, target)
+        for i, target in enumerate(targets):
+            cut = self.truncate and i == len(targets) - 1
+            if cut:  # once trials have reported: Ray has saved a searcher state to cut
+                target = max(target, self.args.samples)
+            hit = kill(proc, target) if not cut else self._kill_at(proc, target, early=False)
             if hit is None:  # the sweep ended first
                 break
             landed += 1
-            if self.mode == "truncate":
+            if cut:
                 self._truncate()
-            if self.mode in ("driver", "truncate"):
+                self.truncated_log = len(self.logs)  # the resume that follows
+            if self.mode == "driver":
                 exp = self.exp or self._find_exp()
                 if exp is None:  # killed before Ray saved anything: start again
                     proc = self._start_over()
@@ -310,16 +409,18 @@ class Case:
             "resumes": resumes,
             "restarts": self.restarts,
             "staged_copies_cut": self.truncated,
+            "after_the_cut": _resume_line(self.logs, self.truncated_log),
             "seconds": round(time.monotonic() - start, 1),
             "rc": rc,
         }
         out.update(check(self, rc))
         return out
 
-    def _kill_at(self, proc: subprocess.Popen, target: float):
+    def _kill_at(self, proc, target: float, early: bool = True):
         deadline = time.monotonic() + self.args.timeout
         started = time.monotonic()
-        early = self.rng.random() < 0.15  # now and then while the driver starts or restores
+        # now and then while the driver starts or restores
+        early = self.rng.random() < 0.15 and early
         delay = self.rng.uniform(0, 4.0)
         while True:
             if proc.poll() is not None:
@@ -463,6 +564,13 @@ def check(case: Case, rc: int) -> dict:
     }
 
 
+def _resume_line(logs: list[Path], index: int | None) -> str | None:
+    if index is None or index >= len(logs):
+        return None
+    err = Path(f"{logs[index]}.err").read_text().splitlines()
+    return next((x for x in err if x.startswith("raytune-hpo: resuming from")), None)
+
+
 def _schedule(exp: str) -> list[dict]:
     from raytune_hpo import storage
 
@@ -549,13 +657,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=400)
     p.add_argument("--quick", action="store_true", help="the tests' short run")
     p.add_argument("--keep", action="store_true", help="keep the cases' files")
+    p.add_argument("--fork", action="store_true", help="fork drivers from a zygote (--quick)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--address", help="a Ray head to use (its RAY_AUTH_TOKEN in the environment)")
     p.add_argument("--head-pid", type=int, help="that head's process (worker kills find trials)")
     args = p.parse_args(argv)
     if args.quick:
         args.kills, args.families, args.storage, args.s3_kills = 3, ",".join(QUICK), "local,s3", 2
-        args.worker_kills, args.truncate = args.worker_kills or 2, True
+        args.worker_kills, args.truncate, args.fork = args.worker_kills or 2, True, True
     return args
 
 
@@ -578,6 +687,7 @@ def main(argv=None) -> int:
     ctx.env = ray_env(extra)
     cases = build_cases(args, ctx)
     started = time.monotonic()
+    ctx.zygote = Zygote(ctx.env) if args.fork else None
     if args.address:  # the head's token and temp dir (where drivers stage their files)
         ctx.head, ctx.address = None, args.address
         ctx.head_pid = args.head_pid
@@ -590,6 +700,8 @@ def main(argv=None) -> int:
         with ThreadPoolExecutor(args.parallel) as pool:
             results = list(pool.map(_safe_run, cases))
     finally:
+        if ctx.zygote is not None:
+            ctx.zygote.close()
         if ctx.head is not None:
             kill_group(ctx.head)
         if server is not None:
@@ -636,8 +748,10 @@ def build_cases(args, ctx) -> list[Case]:
             cases.append(Case(f"{fam}-s3", fam, "s3", "driver", kills, ctx))
     if args.worker_kills:
         cases.append(Case("sobol-worker", "sobol", "local", "worker", args.worker_kills, ctx))
-    if args.truncate:
-        cases.append(Case("sobol-truncate", "sobol", "local", "truncate", 1, ctx))
+    if args.truncate:  # the last kill of the first local case cuts its searcher state short
+        if not cases or cases[0].where != "local":
+            cases.insert(0, Case("sobol-truncate", "sobol", "local", "driver", 1, ctx))
+        cases[0].truncate = True
     return cases
 
 
