@@ -37,7 +37,7 @@ def harness():
 def head(tmp_path_factory):
     pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
     env = ray_env(PYTHONPATH=str(ROOT))
-    proc, address = start_head(env, tmp_path_factory.mktemp("head") / "head.log", cpus=6)
+    proc, address = start_head(env, tmp_path_factory.mktemp("head") / "head.log", cpus=8)
     yield env, address, proc
     kill_group(proc)
 

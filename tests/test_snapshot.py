@@ -217,3 +217,55 @@ def test_a_killed_sweeps_state_resumes_quietly_with_its_one_line(exp, ray_sessio
     assert table.loc[trial["trial_id"], "status"] == "OK"
     assert table.loc[trial["trial_id"], "epochs"] == 6
     assert [r["training_iteration"] for r in _rows(exp, trial)] == [1, 2, 3, 4, 5, 6]
+
+
+CRASH_ONCE = """
+import os
+
+import raytune_hpo
+
+
+def train(config):
+    state = raytune_hpo.restore_state() or {"step": 0}
+    for step in range(state["step"] + 1, 5):
+        if step == 3:  # reported without a checkpoint
+            raytune_hpo.report({"score": step})
+            continue
+        if step == 4 and not os.path.exists(config["marker"]):  # its worker dies, once
+            open(config["marker"], "w").close()
+            os._exit(1)
+        raytune_hpo.report({"score": step}, state={"step": step})
+"""
+
+
+def test_a_trial_retried_after_its_worker_died_reports_each_epoch_once(ray_session, tmp_path):
+    """Ray retries it from its last checkpoint (step 2); row 3, reported after that checkpoint,
+    is dropped before the retry reports it again (the kill harness saw "2 followed by 2")."""
+    from raytune_hpo.run.sweep import run_sweep
+    from raytune_hpo.sweep.spec import SweepSpec
+
+    (tmp_path / "crash.py").write_text(CRASH_ONCE)
+    spec = SweepSpec.from_dict(
+        {
+            "metric": "score",
+            "mode": "max",
+            "num_samples": 1,
+            "max_failures": 1,
+            "space": {"x": {"type": "float", "low": 0, "high": 1}},
+            "trainable": {
+                "function": "crash.py:train",
+                "config": {"marker": str(tmp_path / "crashed")},
+            },
+            "storage_path": str(tmp_path / "runs"),
+        },
+        base_dir=str(tmp_path),
+    )
+    result = run_sweep(spec)
+    assert (tmp_path / "crashed").exists()  # it did die once
+    (row,) = result.table.to_dict("records")
+    assert row["status"] == "OK" and row["epochs"] == 4
+    (trial_dir,) = [p for p in Path(result.path).iterdir() if (p / "result.json").is_file()]
+    rows = [json.loads(x) for x in (trial_dir / "result.json").read_text().splitlines()]
+    assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4]
+    csv = (trial_dir / "progress.csv").read_text().splitlines()
+    assert len(csv) == 5  # its header and a line per row
