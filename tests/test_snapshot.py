@@ -201,6 +201,18 @@ def test_exploits_the_kept_rows_do_not_show_are_dropped():
     assert snapshot._exploits_shown([later], rows) == 0
 
 
+def test_the_exploit_a_snapshot_left_pending_is_kept(tmp_path):
+    """Ray's PBT points an exploiting trial at its donor's checkpoint before it restores from
+    it; a snapshot taken then resumes the exploit, so its record stays."""
+    rows = [{"training_iteration": i, "iterations_since_restore": i} for i in (1, 2, 3, 4)]
+    entry = {"trial_id": "a", "training_iteration": 4, "copied": "b", "copied_at": 3}
+    path = tmp_path / "pbt_schedule.jsonl"
+    path.write_text(json.dumps(entry) + "\n")
+    assert snapshot._mend_schedule(str(tmp_path), {"a": rows}, {"a": 3}) == 0
+    assert snapshot._mend_schedule(str(tmp_path), {"a": rows}, {}) == 1
+    assert path.read_text() == ""
+
+
 def test_a_killed_sweeps_state_resumes_quietly_with_its_one_line(exp, ray_session, capfd):
     """The traceback Ray printed on such a resume (issue 39: "Error handling checkpoint ...
     FileNotFoundError: Path not found ... checkpoint_000002") is gone."""

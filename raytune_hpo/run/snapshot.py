@@ -58,6 +58,7 @@ class Mended:
     rows_added: int = 0  # known to the snapshot, missing on storage
     gaps: list[str] = field(default_factory=list)  # finished trials with rows not recovered
     exploits_dropped: int = 0
+    pending_exploits: dict[str, int] = field(default_factory=dict)  # trial -> donor's budget
 
     def line(self, used: str | None) -> str:
         source = used or "Ray's last snapshot"
@@ -123,7 +124,7 @@ def mend(exp: str, restored: Any, staging: Path | None = None) -> Mended:
         cut[tid] = [json.loads(x) for x in rows]
         _write_rows(trial_dir, rows, out)
         entry[1] = meta.get_json_state()
-    out.exploits_dropped = _mend_schedule(exp, cut)
+    out.exploits_dropped = _mend_schedule(exp, cut, out.pending_exploits)
     if changed:
         storage.write_text(storage.join(exp, restored.state_name), json.dumps(state))
     return out
@@ -198,6 +199,11 @@ def _unfinished_rows(exp, trial_dir, lines, meta, tid, out: Mended):
     whose row is known; its rows up to it. The checkpoints Ray then keeps (and deletes in
     turn) are the ones on storage up to it: a deleted one would fail Ray's deletion."""
     latest, kept = ray_compat.checkpoint_results(meta)
+    donor = _donor(exp, trial_dir, latest)
+    if donor:  # PBT's exploit, decided before the snapshot: continue it from the donor's
+        out.continuing[tid] = latest.metrics.get(BUDGET_ATTR, 0)
+        out.pending_exploits[tid] = latest.metrics.get(BUDGET_ATTR, 0)
+        return _finished_rows(lines, meta.last_result)
     index = {}  # checkpoint name -> index of the row reported with it
     for i, line in enumerate(lines):
         name = json.loads(line).get("checkpoint_dir_name")
@@ -226,6 +232,17 @@ def _unfinished_rows(exp, trial_dir, lines, meta, tid, out: Mended):
     meta.last_result = row
     out.continuing[tid] = row.get(BUDGET_ATTR, 0)
     return lines[: index[best] + 1], None
+
+
+def _donor(exp: str, trial_dir: str, latest: Any) -> bool:
+    """Whether the trial's latest checkpoint is another trial's, there on storage: Ray's PBT
+    points an exploiting trial at its donor's checkpoint until it restores from it."""
+    if latest is None:
+        return False
+    parts = latest.checkpoint.path.rstrip("/").rsplit("/", 2)
+    if len(parts) < 3 or parts[1] == storage.name(trial_dir):
+        return False
+    return storage.exists(storage.join(exp, parts[1], parts[2]))
 
 
 def _name(result: Any) -> str:
@@ -278,10 +295,11 @@ def progress_csv(rows: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- population-based training
-def _mend_schedule(exp: str, rows: dict[str, list[dict]]) -> int:
+def _mend_schedule(exp: str, rows: dict[str, list[dict]], pending: dict[str, int]) -> int:
     """Drop the exploits (``pbt_schedule.jsonl``) that a trial's kept rows do not show: each
     exploit at ``training_iteration`` t copying another trial's checkpoint at ``copied_at``
-    is followed by a row of ``copied_at + 1`` reported first after a restore."""
+    is followed by a row of ``copied_at + 1`` reported first after a restore; the exploit a
+    trial is about to continue from (``pending``: its donor's budget) is kept."""
     path = storage.join(exp, PBT_SCHEDULE)
     if not storage.is_file(path):
         return 0
@@ -290,6 +308,11 @@ def _mend_schedule(exp: str, rows: dict[str, list[dict]]) -> int:
     for tid in {e[TRIAL_ID] for e in entries}:
         mine = [e for e in entries if e[TRIAL_ID] == tid]
         shown[tid] = _exploits_shown(mine, rows.get(tid))
+        last = (rows.get(tid) or [{}])[-1].get(BUDGET_ATTR)
+        if tid in pending and len(mine) > shown[tid]:  # the exploit it continues
+            e = mine[shown[tid]]
+            if (e.get(BUDGET_ATTR), e.get("copied_at")) == (last, pending[tid]):
+                shown[tid] += 1
     keep, seen = [], dict.fromkeys(shown, 0)
     for e in entries:
         seen[e[TRIAL_ID]] += 1
