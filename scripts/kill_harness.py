@@ -534,9 +534,12 @@ def check(case: Case, rc: int) -> dict:
         text = storage.read_text(storage.join(exp, t["relative_logdir"], "result.json"))
         rows = [json.loads(x) for x in text.splitlines() if x.strip()]
         kept += len(rows)
-        problem = _rows_problem(rows, [e for e in schedule if e["trial_id"] == t["trial_id"]])
+        exploits = [e for e in schedule if e["trial_id"] == t["trial_id"]]
+        problem = _rows_problem(rows, exploits)
         if problem:
             fails.append(f"{t['trial_id']}: {problem}")
+        if exploits and any(t["config"].get(k) != v for k, v in exploits[-1]["config"].items()):
+            fails.append(f"{t['trial_id']}: its config is not its last exploit's")
     ledger = [line for p in case.ledger.iterdir() for line in p.read_text().splitlines()]
     ran = sum(line.startswith("end ") for line in ledger)
     begun = sum(line.startswith("begin ") for line in ledger)
