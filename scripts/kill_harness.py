@@ -32,19 +32,26 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-IMPORTS = threading.Lock()
-RAY = str(Path(sys.executable).with_name("ray"))
-BUCKET = "kill-harness"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when a test imports this file
+from kill_procs import (  # noqa: E402
+    BUCKET,
+    ROOT,
+    Zygote,
+    free_port,
+    kill_group,
+    moto,
+    ray_env,
+    start_head,
+    trial_workers,
+)
+from kill_tally import check, resume_line  # noqa: E402
 
 TRAIN = """
 import os
@@ -85,7 +92,6 @@ FAMILIES = {
     "tpe": ("tpe", None, False),
 }
 QUICK = ("sobol", "pso-asha", "approx_gradient", "tpe-mo-asha", "bohb", "pbt")
-SEQUENCES = ("sobol", "lhs")  # their suggestions do not depend on results
 
 
 def sweep_file(case: str, family: str, args, ledger: Path, storage: str) -> dict:
@@ -116,186 +122,10 @@ def sweep_file(case: str, family: str, args, ledger: Path, storage: str) -> dict
 
 
 # ---------------------------------------------------------------- processes
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def kill_group(proc) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-# A process that imports what every driver imports, then forks a driver per request: the
-# same `raytune-hpo` main in its own process group (killed as a whole), without the seconds
-# of imports each (--fork; the tests' short run).
-ZYGOTE = r"""
-import json, os, signal, sys, traceback
-import raytune_hpo.cli.main as cli
-import pandas, pyarrow.fs, ray, ray.tune
-import raytune_hpo.run.sweep, raytune_hpo.run.resume_point, raytune_hpo.plan.assemble
-try:
-    import tensorboardX  # Ray's default logger
-except ImportError:
-    pass
-signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps them
-print("ready", flush=True)
-for line in sys.stdin:
-    req = json.loads(line)
-    pid = os.fork()
-    if pid:
-        print(pid, flush=True)
-        continue
-    os.setsid()
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    os.chdir(req["cwd"])
-    for fd, path in ((1, req["out"]), (2, req["err"])):
-        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    try:
-        rc = cli.main(req["argv"])
-    except SystemExit as e:
-        rc = e.code if isinstance(e.code, int) else 1
-    except BaseException:
-        traceback.print_exc()
-        rc = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with open(req["rc"], "w") as f:
-        f.write(str(rc))
-    os._exit(rc)
-"""
-
-
-class Forked:
-    """A driver the zygote forked: ``poll``/``wait``/``pid`` as a ``Popen``'s."""
-
-    def __init__(self, pid: int, rc_file: Path) -> None:
-        self.pid, self._rc = pid, rc_file
-
-    def poll(self):
-        try:
-            os.kill(self.pid, 0)
-            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            if state != "Z":
-                return None
-        except (ProcessLookupError, FileNotFoundError):
-            pass
-        return int(self._rc.read_text()) if self._rc.is_file() else -signal.SIGKILL
-
-    def wait(self, timeout: float | None = None):
-        deadline = time.monotonic() + (timeout or 1e9)
-        while (rc := self.poll()) is None:
-            if time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired("driver", timeout)
-            time.sleep(0.1)
-        return rc
-
-
-class Zygote:
-    def __init__(self, env: dict) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", ZYGOTE],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        if self.proc.stdout.readline().strip() != "ready":
-            raise SystemExit("the driver zygote did not start")
-        self.lock = threading.Lock()
-
-    def start(self, argv: list[str], log: Path, cwd: Path) -> Forked:
-        rc = Path(f"{log}.rc")
-        req = {"argv": argv, "out": f"{log}.out", "err": f"{log}.err", "rc": str(rc)}
-        with self.lock:
-            self.proc.stdin.write(json.dumps({**req, "cwd": str(cwd)}) + "\n")
-            self.proc.stdin.flush()
-            return Forked(int(self.proc.stdout.readline()), rc)
-
-    def close(self) -> None:
-        kill_group(self.proc)
-
-
-def start_head(env: dict, log: Path, cpus: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    args = [
-        "--head",
-        "--block",
-        "--disable-usage-stats",
-        "--node-ip-address=127.0.0.1",
-        f"--port={port}",
-        f"--num-cpus={cpus}",
-        "--include-dashboard=false",
-        f"--ray-client-server-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-    ]
-    head = subprocess.Popen(
-        [RAY, "start", *args],
-        env=env,
-        stdout=open(log, "w"),  # noqa: SIM115 - the head owns it
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        probe = subprocess.run(
-            [RAY, "status", f"--address={address}"], env=env, capture_output=True, text=True
-        )
-        if probe.returncode == 0 and "CPU" in probe.stdout:
-            return head, address
-        if head.poll() is not None or time.monotonic() > deadline:
-            kill_group(head)
-            raise SystemExit(f"the Ray head did not start:\n{log.read_text()[-2000:]}")
-        time.sleep(1)
-
-
-def ray_env(extra: dict) -> dict:
-    import secrets
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    env.update(
-        RAY_TMPDIR=tempfile.mkdtemp(prefix="rk", dir="/tmp"),
-        RAY_AUTH_MODE="token",
-        RAY_AUTH_TOKEN=secrets.token_hex(32),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        PYTHONUNBUFFERED="1",
-        RAY_health_check_period_ms="1000",
-        RAY_health_check_failure_threshold="3",
-        RAY_health_check_timeout_ms="1000",
-        **extra,
-    )
-    return env
-
-
-def moto(port: int):
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    import pyarrow.fs as pafs
-
-    fs = pafs.S3FileSystem(
-        endpoint_override=f"127.0.0.1:{port}", scheme="http", allow_bucket_creation=True
-    )
-    fs.create_dir(BUCKET)
-    return server
-
-
-# ---------------------------------------------------------------- one case
 class Case:
     def __init__(self, name: str, family: str, where: str, mode: str, kills: int, ctx) -> None:
         self.name, self.family, self.where, self.mode, self.kills = name, family, where, mode, kills
+        self.searcher, self.space = FAMILIES[family][0], tuple(SPACE)
         self.ctx, self.args = ctx, ctx.args
         self.dir = ctx.work / name
         self.dir.mkdir(parents=True)
@@ -409,7 +239,7 @@ class Case:
             "resumes": resumes,
             "restarts": self.restarts,
             "staged_copies_cut": self.truncated,
-            "after_the_cut": _resume_line(self.logs, self.truncated_log),
+            "after_the_cut": resume_line(self.logs, self.truncated_log),
             "seconds": round(time.monotonic() - start, 1),
             "rc": rc,
         }
@@ -481,162 +311,6 @@ class Case:
         raise RuntimeError(f"{self.name}: no trial worker to kill")
 
 
-def trial_workers(head_pid: int) -> list[int]:
-    """The processes of the head that run a trial (Ray names them ``ray::ImplicitFunc...``)."""
-    ppids = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            ppids[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    found, todo = [], [head_pid]
-    while todo:
-        parent = todo.pop()
-        kids = [p for p, pp in ppids.items() if pp == parent]
-        found += kids
-        todo += kids
-    out = []
-    for pid in found:
-        with contextlib.suppress(OSError):
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            if cmd.startswith("ray::ImplicitFunc"):
-                out.append(pid)
-    return out
-
-
-# ---------------------------------------------------------------- the tally
-def check(case: Case, rc: int) -> dict:
-    """Every check of the module docstring; ``failures`` lists the ones that fail."""
-    from raytune_hpo import storage
-
-    fails: list[str] = []
-    exp = case.exp or case._find_exp()
-    if rc != 0 or exp is None:
-        err = Path(f"{case.logs[-1]}.err").read_text()[-1500:]
-        return {"failures": [f"rc {rc}: {err}"], "lost": case.args.samples, "repeated": 0}
-    state = json.loads(storage.read_text(max(storage.glob(exp, "experiment_state-*.json"))))
-    trials = [(json.loads(t), json.loads(m)) for t, m in state["trial_data"]]
-    finished = [t for t, _ in trials if t["status"] == "TERMINATED"]
-    ids = [t["trial_id"] for t in finished]
-    n = case.args.samples
-    lost = max(0, n - len(set(ids)))
-    repeated = len(ids) - len(set(ids)) + max(0, len(set(ids)) - n)
-    if len(trials) != n or len(finished) != n:
-        fails.append(f"{len(trials)} trials, {len(finished)} finished, want {n}")
-    import io
-
-    import pandas as pd
-
-    table = pd.read_csv(io.StringIO(storage.read_text(storage.join(exp, "results.csv"))))
-    if sorted(table["trial_id"]) != sorted(ids) or not (table["status"] == "OK").all():
-        fails.append("results.csv differs from the finished trials")
-    schedule = _schedule(exp)
-    kept = 0
-    for t, _ in trials:
-        text = storage.read_text(storage.join(exp, t["relative_logdir"], "result.json"))
-        rows = [json.loads(x) for x in text.splitlines() if x.strip()]
-        kept += len(rows)
-        exploits = [e for e in schedule if e["trial_id"] == t["trial_id"]]
-        problem = _rows_problem(rows, exploits)
-        if problem:
-            fails.append(f"{t['trial_id']}: {problem}")
-        if exploits and any(t["config"].get(k) != v for k, v in exploits[-1]["config"].items()):
-            fails.append(f"{t['trial_id']}: its config is not its last exploit's")
-    ledger = [line for p in case.ledger.iterdir() for line in p.read_text().splitlines()]
-    ran = sum(line.startswith("end ") for line in ledger)
-    begun = sum(line.startswith("begin ") for line in ledger)
-    configs = [{k: t["config"][k] for k in SPACE} for t in finished]
-    with IMPORTS:  # assemble imports each case's train.py as the module "train"
-        fails += _searcher_checks(case, exp, configs)
-    lines = []
-    for log in case.logs:
-        err = Path(f"{log}.err").read_text()
-        if "Traceback" in err and log.name.endswith("-resume"):
-            fails.append(f"{log.name}: a traceback on stderr")
-        said = [x for x in err.splitlines() if x.startswith("raytune-hpo: resuming from")]
-        lines += said
-        restored = "Restoring the run" in err or log == case.logs[-1]
-        if not said and log.name.endswith("-resume") and restored:
-            fails.append(f"{log.name}: no resume line")
-    return {
-        "lost": lost,
-        "repeated": repeated,
-        "epochs_redone": ran - kept,
-        "epochs_cut": begun - ran,  # killed while they ran
-        "epochs_kept": kept,
-        "resume_lines": lines,
-        "failures": fails,
-    }
-
-
-def _resume_line(logs: list[Path], index: int | None) -> str | None:
-    if index is None or index >= len(logs):
-        return None
-    err = Path(f"{logs[index]}.err").read_text().splitlines()
-    return next((x for x in err if x.startswith("raytune-hpo: resuming from")), None)
-
-
-def _schedule(exp: str) -> list[dict]:
-    from raytune_hpo import storage
-
-    path = storage.join(exp, "pbt_schedule.jsonl")
-    if not storage.is_file(path):
-        return []
-    return [json.loads(x) for x in storage.read_text(path).splitlines() if x.strip()]
-
-
-def _rows_problem(rows: list[dict], exploits: list[dict]) -> str | None:
-    """None when the budgets run 1, 2, ... with each jump an exploit and each exploit a jump."""
-    if not rows or rows[0]["training_iteration"] != 1:
-        return "no first row"
-    todo = list(exploits)
-    for prev, row in zip(rows, rows[1:], strict=False):
-        a, b = prev["training_iteration"], row["training_iteration"]
-        e = todo[0] if todo else None
-        if (
-            e is not None
-            and row.get("iterations_since_restore") == 1
-            and a == e["training_iteration"]
-            and b == e["copied_at"] + 1
-        ):
-            todo.pop(0)
-        elif b != a + 1:
-            return f"budget {a} followed by {b}"
-    return f"{len(todo)} exploit(s) not in its rows" if todo else None
-
-
-def _searcher_checks(case: Case, exp: str, configs: list[dict]) -> list[str]:
-    import numpy as np
-
-    from raytune_hpo import storage
-    from raytune_hpo.plan.assemble import assemble
-    from raytune_hpo.results.sweep_dir import read_spec_copy
-
-    fails = []
-    plan = assemble(read_spec_copy(exp))
-    space = plan.spec.search_space
-    mine = np.array(sorted(tuple(space.to_unit(c)) for c in configs))
-    searcher = FAMILIES[case.family][0]
-    if searcher in SEQUENCES:
-        ref = plan.searcher()
-        points = [space.to_unit(ref.suggest(f"r{i}")) for i in range(len(mine))]
-        want = np.array(sorted(map(tuple, points)))
-        if mine.shape != want.shape or not np.allclose(mine, want):
-            fails.append("the configurations are not the sequence's first points")
-    found = storage.glob(exp, "searcher-state-*.pkl")
-    if not found or searcher == "random":
-        return fails
-    s = plan.searcher()
-    with tempfile.TemporaryDirectory() as d:
-        local = Path(d) / "state.pkl"
-        local.write_bytes(storage.read_bytes(max(found)))
-        s.restore(str(local))
-    x, _ = s.observations
-    seen = np.array(sorted(map(tuple, x))) if len(x) else np.empty((0, mine.shape[1]))
-    if seen.shape != mine.shape or not np.allclose(seen, mine):
-        fails.append(f"the searcher observed {len(x)} trials, not the {len(mine)} finished")
-    return fails
-
-
-# ---------------------------------------------------------------- main
 class Context:
     pass
 
