@@ -264,7 +264,14 @@ class Case:
                 raise RuntimeError(f"{self.name}: no progress before the kill")
             time.sleep(0.1 if self.where == "local" else 0.3)
         kill_group(proc)
+        self._mark()
         return True
+
+    def _mark(self) -> None:
+        """A kill line in every trial's ledger: what each kill cost is read back from them."""
+        for p in self.ledger.iterdir():
+            with open(p, "a") as f:
+                f.write("kill\n")
 
     def _truncate(self) -> None:
         """Cut the newest searcher state short mid-file on storage and in the killed
@@ -293,6 +300,7 @@ class Case:
             if self.rows() >= target and trial_workers(self.ctx.node_pid()):
                 time.sleep(self.rng.uniform(0, self.args.step_s))
                 self.ctx.kill_node()
+                self._mark()
                 return True
             time.sleep(0.2)
         raise RuntimeError(f"{self.name}: no trial on the worker node to kill")
@@ -306,6 +314,7 @@ class Case:
                 time.sleep(self.rng.uniform(0, self.args.step_s))
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.rng.choice(sorted(pids)), signal.SIGKILL)
+                self._mark()
                 return True
             time.sleep(0.1)
         raise RuntimeError(f"{self.name}: no trial worker to kill")
@@ -404,6 +413,11 @@ def main(argv=None) -> int:
         },
     }
     report["totals"]["failures"] = sum(len(r["failures"]) for r in results)
+    costs = [c for r in results for c in r.get("lost_per_trial_kill", [])]
+    report["totals"]["trials_hit"] = len(costs)  # a trial running (or paused) at a kill
+    report["totals"]["epochs_per_trial_hit"] = {
+        n: costs.count(n) for n in sorted(set(costs))
+    }  # how many trials ran 0, 1, 2, ... epochs again after a kill
     args.out.mkdir(parents=True, exist_ok=True)
     name = "kill-harness-quick.json" if args.quick else "kill-harness.json"
     (args.out / name).write_text(json.dumps(report, indent=2))
@@ -453,7 +467,8 @@ def _table(results: list[dict], report: dict) -> None:
         f"total: {t['kills']} kills, {t['resumes']} resumes, {t['lost']} lost, "
         f"{t['repeated']} repeated, {t['epochs_redone']} whole epochs redone and "
         f"{t['epochs_cut']} cut while running, of {t['epochs_kept']} kept; "
-        f"{t['failures']} failed checks, {report['seconds']} s"
+        f"{t['failures']} failed checks, {report['seconds']} s; epochs a hit trial ran again: "
+        f"{t['epochs_per_trial_hit']} (epochs: trials)"
     )
 
 

@@ -69,10 +69,30 @@ def check(case, rc: int) -> dict:
         "repeated": repeated,
         "epochs_redone": ran - kept,
         "epochs_cut": begun - ran,  # killed while they ran
+        "lost_per_trial_kill": kill_costs(case.ledger),
         "epochs_kept": kept,
         "resume_lines": lines,
         "failures": fails,
     }
+
+
+def kill_costs(ledger: Path) -> list[int]:
+    """For each kill and each trial it hit, the epochs that trial ran again: those it had
+    begun (finished or not) beyond the step it went on from after the kill."""
+    costs = []
+    for path in sorted(ledger.iterdir()):
+        begun, after_kill = 0, False  # the last step begun; a kill since
+        for line in path.read_text().splitlines():
+            if line == "kill":
+                after_kill = begun > 0
+                continue
+            word, step = line.split()
+            if word == "begin":
+                if after_kill:
+                    costs.append(max(0, begun - (int(step) - 1)))
+                    after_kill = False
+                begun = int(step)
+    return costs
 
 
 def resume_line(logs: list[Path], index: int | None) -> str | None:
