@@ -62,12 +62,27 @@ def test_max_concurrent_one_runs_one_trial_at_a_time(ray_session, tmp_path, sear
 
 SLOW_SWEEP = {
     "name": "ctrlc",
+    "metric": "score",
+    "mode": "max",
     "num_samples": 6,
     "max_concurrent": 2,
     "searcher": {"name": "sobol"},
     "space": {"lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}},
-    "trainable": {"model": "mlp", "epochs": 6},
+    "trainable": {"function": "slow.py:train"},
 }
+# Six epochs of half a second, each checkpointed: a sweep a Ctrl-C lands in the middle of.
+SLOW = """
+import time
+
+import raytune_hpo
+
+
+def train(config):
+    state = raytune_hpo.restore_state() or {"epoch": 0}
+    for epoch in range(state["epoch"] + 1, 7):
+        time.sleep(0.5)
+        raytune_hpo.report({"score": epoch * config["lr"]}, state={"epoch": epoch})
+"""
 
 
 def test_ctrl_c_saves_the_sweep_and_says_how_to_resume(ray_session, tmp_path):
@@ -78,6 +93,7 @@ def test_ctrl_c_saves_the_sweep_and_says_how_to_resume(ray_session, tmp_path):
 
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(SLOW_SWEEP))
+    (tmp_path / "slow.py").write_text(SLOW)
     storage = tmp_path / "out"
     proc = start_run(path, storage, tmp_path)
     exp = wait_for(lambda: results_reported(storage) >= 4 and storage, proc)
@@ -100,6 +116,7 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
 
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(SLOW_SWEEP))
+    (tmp_path / "slow.py").write_text(SLOW)
     storage = tmp_path / "out"
     proc = start_run(path, storage, tmp_path)
     try:
