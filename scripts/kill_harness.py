@@ -374,7 +374,6 @@ def main(argv=None) -> int:
     ctx.env = ray_env(extra)
     cases = build_cases(args, ctx)
     started = time.monotonic()
-    ctx.zygote = Zygote(ctx.env) if args.fork else None
     if args.address:  # the head's token and temp dir (where drivers stage their files)
         ctx.head, ctx.address = None, args.address
         ctx.head_pid = args.head_pid
@@ -383,6 +382,7 @@ def main(argv=None) -> int:
     else:
         ctx.head, ctx.address = start_head(ctx.env, ctx.work / "head.log", cpus=2 * args.parallel)
         ctx.head_pid = ctx.head.pid
+    ctx.zygote = Zygote(ctx.env) if args.fork else None  # with the head's token
     try:
         with ThreadPoolExecutor(args.parallel) as pool:
             results = list(pool.map(_safe_run, cases))
