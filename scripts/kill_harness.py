@@ -310,7 +310,8 @@ class Case:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 return None
-            if self.rows() >= target and (pids := trial_workers(self.ctx.head_pid)):
+            pids = trial_workers(self.ctx.head_pid, self.name)  # this case's, not another's
+            if self.rows() >= target and pids:
                 time.sleep(self.rng.uniform(0, self.args.step_s))
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.rng.choice(sorted(pids)), signal.SIGKILL)

@@ -200,8 +200,10 @@ def moto(port: int):
 # ---------------------------------------------------------------- one case
 
 
-def trial_workers(head_pid: int) -> list[int]:
-    """The processes of the head that run a trial (Ray names them ``ray::ImplicitFunc...``)."""
+def trial_workers(head_pid: int, experiment: str | None = None) -> list[int]:
+    """The processes under ``head_pid`` that run a trial (Ray names them
+    ``ray::ImplicitFunc...``); with ``experiment``, only its trials (Ray runs a trial in a
+    working directory under the experiment's name)."""
     ppids = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
@@ -216,9 +218,8 @@ def trial_workers(head_pid: int) -> list[int]:
     for pid in found:
         with contextlib.suppress(OSError):
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            if cmd.startswith("ray::ImplicitFunc"):
+            if not cmd.startswith("ray::ImplicitFunc"):
+                continue
+            if experiment is None or f"/{experiment}-" in os.readlink(f"/proc/{pid}/cwd"):
                 out.append(pid)
     return out
-
-
-# ---------------------------------------------------------------- the tally

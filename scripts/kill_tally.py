@@ -128,6 +128,8 @@ def _rows_problem(rows: list[dict], exploits: list[dict]) -> str | None:
             todo.pop(0)
         elif b != a + 1:
             return f"budget {a} followed by {b}"
+    if len(todo) == 1 and todo[0]["training_iteration"] == rows[-1]["training_iteration"]:
+        return None  # the exploit that ended it: its donor's checkpoint had nothing left to run
     return f"{len(todo)} exploit(s) not in its rows" if todo else None
 
 

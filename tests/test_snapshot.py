@@ -208,8 +208,9 @@ def test_the_exploit_a_snapshot_left_pending_is_kept(tmp_path):
     entry = {"trial_id": "a", "training_iteration": 4, "copied": "b", "copied_at": 3}
     path = tmp_path / "pbt_schedule.jsonl"
     path.write_text(json.dumps(entry) + "\n")
-    assert snapshot._mend_schedule(str(tmp_path), {"a": rows}, {"a": 3}) == 0
-    assert snapshot._mend_schedule(str(tmp_path), {"a": rows}, {}) == 1
+    assert snapshot._mend_schedule(str(tmp_path), {"a": rows}, {"a": 3}, set()) == 0
+    assert snapshot._mend_schedule(str(tmp_path), {"a": rows}, {}, {"a"}) == 0  # it ended it
+    assert snapshot._mend_schedule(str(tmp_path), {"a": rows}, {}, set()) == 1
     assert path.read_text() == ""
 
 

@@ -92,6 +92,7 @@ def mend(exp: str, restored: Any, staging: Path | None = None) -> Mended:
     out = Mended()
     state = restored.state
     cut: dict[str, list[dict]] = {}
+    done: set[str] = set()
     changed = False
     for entry in state.get("trial_data", []):
         trial = json.loads(entry[0])
@@ -105,6 +106,7 @@ def mend(exp: str, restored: Any, staging: Path | None = None) -> Mended:
         lines = _known_rows(trial_dir, staging / logdir if staging else None, restored.rows, tid)
         if trial["status"] in FINISHED:
             out.finished += 1
+            done.add(tid)
             rows, note = _finished_rows(lines, meta.last_result)
         elif not lines and not storage.glob(trial_dir, CHECKPOINT_GLOB):
             out.pending += 1  # started, never reported
@@ -124,7 +126,7 @@ def mend(exp: str, restored: Any, staging: Path | None = None) -> Mended:
         cut[tid] = [json.loads(x) for x in rows]
         _write_rows(trial_dir, rows, out)
         entry[1] = meta.get_json_state()
-    out.exploits_dropped = _mend_schedule(exp, cut, out.pending_exploits)
+    out.exploits_dropped = _mend_schedule(exp, cut, out.pending_exploits, done)
     if changed:
         storage.write_text(storage.join(exp, restored.state_name), json.dumps(state))
     return out
@@ -295,7 +297,9 @@ def progress_csv(rows: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- population-based training
-def _mend_schedule(exp: str, rows: dict[str, list[dict]], pending: dict[str, int]) -> int:
+def _mend_schedule(
+    exp: str, rows: dict[str, list[dict]], pending: dict[str, int], finished: set[str]
+) -> int:
     """Drop the exploits (``pbt_schedule.jsonl``) that a trial's kept rows do not show: each
     exploit at ``training_iteration`` t copying another trial's checkpoint at ``copied_at``
     is followed by a row of ``copied_at + 1`` reported first after a restore; the exploit a
@@ -309,9 +313,11 @@ def _mend_schedule(exp: str, rows: dict[str, list[dict]], pending: dict[str, int
         mine = [e for e in entries if e[TRIAL_ID] == tid]
         shown[tid] = _exploits_shown(mine, rows.get(tid))
         last = (rows.get(tid) or [{}])[-1].get(BUDGET_ATTR)
-        if tid in pending and len(mine) > shown[tid]:  # the exploit it continues
-            e = mine[shown[tid]]
-            if (e.get(BUDGET_ATTR), e.get("copied_at")) == (last, pending[tid]):
+        if len(mine) > shown[tid] and mine[shown[tid]].get(BUDGET_ATTR) == last:
+            # the exploit it is about to continue from, or the one that ended it (a donor's
+            # checkpoint at the last budget leaves nothing to run)
+            copied = mine[shown[tid]].get("copied_at")
+            if tid in finished or (tid in pending and copied == pending[tid]):
                 shown[tid] += 1
     keep, seen = [], dict.fromkeys(shown, 0)
     for e in entries:
