@@ -351,7 +351,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.kills, args.families, args.storage, args.s3_kills = 3, ",".join(QUICK), "local,s3", 2
-        args.worker_kills, args.truncate, args.fork = args.worker_kills or 2, True, True
+        args.truncate, args.fork = True, True
         args.samples, args.steps, args.step_s, args.parallel = 5, 5, 0.25, 4
     return args
 
