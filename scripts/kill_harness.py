@@ -252,6 +252,9 @@ class Case:
         # now and then while the driver starts or restores
         early = self.rng.random() < 0.15 and early
         delay = self.rng.uniform(0, 4.0)
+        # Else once the sweep has reached the target and this driver has made progress: a
+        # resumed sweep already holds the rows of the targets before.
+        target = max(target, self.rows() + 1)
         while True:
             if proc.poll() is not None:
                 return None
