@@ -184,8 +184,10 @@ def _same(row: dict, result: dict) -> bool:
 
 
 def _finished_rows(lines: list[str], last: dict) -> tuple[list[str], str | None]:
-    """A finished trial's rows up to its last result (the snapshot's)."""
-    if not last:
+    """A finished trial's rows up to its last result (the snapshot's). Under PBT the last
+    result of a trial that ended on its donor's final checkpoint is the donor's: its own rows
+    are all there is."""
+    if not last or (lines and json.loads(lines[0]).get(TRIAL_ID) != last.get(TRIAL_ID)):
         return lines, None
     for i in range(len(lines) - 1, -1, -1):
         if _same(json.loads(lines[i]), last):
