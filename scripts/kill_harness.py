@@ -401,6 +401,7 @@ def main(argv=None) -> int:
         "what": "kill harness: SIGKILL at seeded random moments, resume, tally",
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": f"{os.cpu_count()} cores",
+        "load_average_at_end": os.getloadavg()[0],  # other jobs on the machine
         "seconds": round(time.monotonic() - started, 1),
         "cases": results,
         "totals": {
