@@ -17,12 +17,22 @@ PARAMS_FILE = "params.json"  # EXPR_PARAM_FILE: the trial's config
 ERROR_FILE = "error.txt"  # EXPR_ERROR_FILE
 ERROR_PICKLE = "error.pkl"  # EXPR_ERROR_PICKLE_FILE
 STATE_GLOB = "experiment_state-*.json"  # the experiment state, one file per session
+# What Ray's search algorithms save beside it, named by the same session (CKPT_FILE_TMPL of
+# SearchGenerator, Searcher, BasicVariantGenerator).
+SEARCH_STATE_GLOBS = (
+    "search_gen_state-*.json",
+    "searcher-state-*.pkl",
+    "basic-variant-state-*.json",
+)
 
 # ---------------------------------------------------------------- ours, in a sweep directory
 SPEC_COPY = "sweep.yaml"  # the sweep as run (``raytune-hpo resume`` reads it)
 RESULTS_CSV = "results.csv"  # one row per trial, best first, written when the sweep ends
 TRIAL_ENDS = "trial_ends.json"  # trials ended by a time limit (raytune_hpo.run.watch)
 PBT_SCHEDULE = "pbt_schedule.jsonl"  # each exploit of population-based training
+# Our resume points: Ray's experiment state and the searcher's saved together (one file each,
+# raytune_hpo.run.resume_point). Not a .json/.pkl at the top, which Ray copies back and forth.
+RESUME_DIR = ".raytune-hpo"
 PARETO_RANK = "pareto_rank"  # 1: the Pareto front of the feasible trials (raytune_hpo.objectives)
 FEASIBLE = "feasible"  # a trial within every constraint, with finite objectives
 CONFIG_PREFIX = "config."  # a searched value's column in results: ``config.<dotted name>``
@@ -49,6 +59,8 @@ __all__ = [
     "PBT_SCHEDULE",
     "RESULTS_CSV",
     "RESULT_FILE",
+    "RESUME_DIR",
+    "SEARCH_STATE_GLOBS",
     "SPEC_COPY",
     "STATE_GLOB",
     "TIMESTAMP",

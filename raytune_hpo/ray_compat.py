@@ -4,7 +4,7 @@ underscored attributes and methods of Ray's objects, Ray's process and log layou
 Nothing else in the package touches them. Each name says the Ray version it was written for;
 ``tests/test_ray_compat.py`` checks every one against the installed Ray and names the symbol
 that moved when an upgrade changes one. A function that meets a changed Ray raises
-``RuntimeError`` naming the symbol (``changed``), never a bare ``AttributeError``.
+``RayMoved`` (a ``RuntimeError``) naming the symbol (``changed``), never a bare ``AttributeError``.
 """
 
 from __future__ import annotations
@@ -30,11 +30,15 @@ AGENT_PORT_FLAG = "--dashboard-agent-listen-port"
 SEARCHER_METRIC_ATTRS = ("_metric", "_mode")
 
 
-def changed(symbol: str, error: BaseException) -> RuntimeError:
+class RayMoved(RuntimeError):
+    """A private Ray name this module relies on is gone or changed."""
+
+
+def changed(symbol: str, error: BaseException) -> RayMoved:
     """The error for a private Ray name that is not what this module was written for."""
     import ray
 
-    return RuntimeError(
+    return RayMoved(
         f"Ray {ray.__version__} changed {symbol} ({type(error).__name__}: {error}); "
         f"raytune_hpo.ray_compat was written for Ray {WRITTEN_FOR} and must follow it"
     )
@@ -103,45 +107,126 @@ def agent_port_taken(log_dir: Path) -> int | None:
 
 # ------------------------------------------------------------ Tune's experiment state (run)
 def load_run_metadata(meta_json: str) -> Any:
-    """Ray 2.60: a trial's run metadata from the experiment state's JSON
-    (``ray.tune.trainable.metadata._TrainingRunMetadata``)."""
+    """A trial's run metadata (last result, checkpoint manager) from the experiment state's
+    JSON. Ray 2.60: ``ray.tune.trainable.metadata._TrainingRunMetadata.from_json_state``."""
     try:
         from ray.tune.trainable.metadata import _TrainingRunMetadata
 
         return _TrainingRunMetadata.from_json_state(meta_json)
     except (ImportError, AttributeError) as e:
-        raise changed("its experiment state (_TrainingRunMetadata.from_json_state)", e) from None
+        raise changed("_TrainingRunMetadata.from_json_state", e) from None
 
 
-def latest_checkpoint(meta: Any) -> Any:
-    """Ray 2.60: the trial's latest registered checkpoint result (``.checkpoint``,
-    ``.metrics``) from its metadata's ``_CheckpointManager``."""
+def checkpoint_results(meta: Any) -> tuple[Any, list[Any]]:
+    """``(latest, kept)``: the trial's latest registered checkpoint result and every one its
+    checkpoint manager keeps (each with ``.checkpoint`` and ``.metrics``). Ray 2.60:
+    ``_CheckpointManager.latest_checkpoint_result`` and ``._checkpoint_results``."""
     try:
         manager = meta.checkpoint_manager
-        return None if manager is None else manager.latest_checkpoint_result
+        if manager is None:
+            return None, []
+        return manager.latest_checkpoint_result, list(manager._checkpoint_results)
     except AttributeError as e:
-        what = "its experiment state (checkpoint_manager.latest_checkpoint_result)"
-        raise changed(what, e) from None
+        raise changed("_CheckpointManager._checkpoint_results", e) from None
 
 
-def set_latest_checkpoint(meta: Any, path: str, metrics: dict) -> None:
-    """Ray 2.60: make ``path`` (on the latest checkpoint's file system) the trial's only
-    checkpoint, reported with ``metrics``, and ``metrics`` its last result
-    (``ray.train._internal.session._TrainingResult``, ``_CheckpointManager.
-    _latest_checkpoint_result`` and ``._checkpoint_results``)."""
+def set_checkpoint_results(meta: Any, latest: Any, kept: list[Any]) -> None:
+    """Make ``latest`` the trial's latest checkpoint result and ``kept`` the ones its manager
+    keeps (Ray deletes the oldest of them when a new one comes). Ray 2.60:
+    ``_CheckpointManager._latest_checkpoint_result``, ``._checkpoint_results``."""
+    try:
+        manager = meta.checkpoint_manager
+        if manager is None:
+            return
+        manager._latest_checkpoint_result = latest
+        manager._checkpoint_results = list(kept)
+        meta.invalidate_cache()  # its JSON is cached until an attribute of its own changes
+    except AttributeError as e:
+        raise changed("_CheckpointManager._latest_checkpoint_result", e) from None
+
+
+def checkpoint_result(path: str, filesystem: Any, metrics: dict) -> Any:
+    """A checkpoint result (a checkpoint at ``path`` reported with ``metrics``). Ray 2.60:
+    ``ray.train._internal.session._TrainingResult``."""
     try:
         from ray.train import Checkpoint
         from ray.train._internal.session import _TrainingResult
 
-        manager = meta.checkpoint_manager
-        fs = manager.latest_checkpoint_result.checkpoint.filesystem
-        result = _TrainingResult(checkpoint=Checkpoint(path, filesystem=fs), metrics=metrics)
-        manager._latest_checkpoint_result = result
-        manager._checkpoint_results = [result]
-        meta.last_result = metrics
+        return _TrainingResult(checkpoint=Checkpoint(path, filesystem=filesystem), metrics=metrics)
     except (ImportError, AttributeError, TypeError) as e:
-        what = "its experiment state (_CheckpointManager._latest_checkpoint_result)"
-        raise changed(what, e) from None
+        raise changed("ray.train._internal.session._TrainingResult", e) from None
+
+
+def _trial_storage(trial: dict) -> Any:
+    """The ``StorageContext`` a trial's state (its JSON in the experiment state, parsed) holds,
+    which Ray encodes as a cloudpickle fallback (``TuneFunctionEncoder``)."""
+    from ray import cloudpickle
+
+    field = trial["storage"]
+    if not isinstance(field, dict) or field.get("_type") != "CLOUDPICKLE_FALLBACK":
+        raise KeyError("storage")
+    return cloudpickle.loads(bytes.fromhex(field["value"]))
+
+
+def trial_staging_stamp(trial: dict) -> str:
+    """The time stamp naming the driver's staging directory of the run a trial belongs to (a
+    restored run reuses its first trial's). Ray 2.60: ``Trial.storage._timestamp``."""
+    try:
+        return _trial_storage(trial)._timestamp
+    except (KeyError, AttributeError) as e:
+        raise changed("Trial.storage._timestamp", e) from None
+
+
+def raise_checkpoint_index(trial: dict, index: int) -> bool:
+    """Make the trial's next checkpoint directory ``checkpoint_<index + 1>`` at least (Ray
+    numbers them from the index its state holds: a trial continuing from a checkpoint the
+    state did not know yet would otherwise write over it). Whether it changed. Ray 2.60:
+    ``StorageContext.current_checkpoint_index`` inside the trial's state."""
+    from ray import cloudpickle
+
+    try:
+        context = _trial_storage(trial)
+        if context.current_checkpoint_index >= index:
+            return False
+        context.current_checkpoint_index = index
+    except (KeyError, AttributeError) as e:
+        raise changed("StorageContext.current_checkpoint_index", e) from None
+    trial["storage"] = {"_type": "CLOUDPICKLE_FALLBACK", "value": cloudpickle.dumps(context).hex()}
+    return True
+
+
+def staging_dir(trial: Any) -> str:
+    """The driver's local staging directory of a running trial's experiment, where Ray writes
+    the experiment state and the searcher's before copying them to storage. Ray 2.60:
+    ``StorageContext.experiment_driver_staging_path`` (``ray.train._internal.storage``)."""
+    try:
+        return trial.storage.experiment_driver_staging_path
+    except AttributeError as e:
+        raise changed("StorageContext.experiment_driver_staging_path", e) from None
+
+
+def session_staging_dir(stamp: str, experiment: str) -> Path:
+    """Where a run stamped ``stamp`` stages ``experiment`` on this Ray session (Ray must be
+    initialised; a driver that joins a cluster shares the head's session). Ray 2.60:
+    ``ray.train.constants._get_ray_train_session_dir``."""
+    try:
+        from ray.train.constants import _get_ray_train_session_dir
+
+        return Path(_get_ray_train_session_dir(), stamp, experiment, "driver_artifacts")
+    except (ImportError, AttributeError) as e:
+        raise changed("ray.train.constants._get_ray_train_session_dir", e) from None
+
+
+def result_line(result: dict) -> str:
+    """A result as Ray's JSON logger writes it to ``result.json`` (one line, no newline).
+    Ray 2.60: ``ray.air._internal.json.SafeFallbackEncoder``."""
+    import json
+
+    try:
+        from ray.air._internal.json import SafeFallbackEncoder
+    except ImportError as e:
+        raise changed("ray.air._internal.json.SafeFallbackEncoder", e) from None
+    return json.dumps(result, cls=SafeFallbackEncoder)
 
 
 def result_grid_trials(grid: Any) -> list | None:
@@ -254,23 +339,30 @@ __all__ = [
     "SEARCHER_METRIC_ATTRS",
     "WRITTEN_FOR",
     "ExploitHook",
+    "RayMoved",
     "RestoreHook",
     "add_points_to_evaluate",
     "agent_port_taken",
     "changed",
+    "checkpoint_result",
+    "checkpoint_results",
     "experiment_list",
     "forget_live_trial",
     "gpus_here",
     "head_log_dir",
-    "latest_checkpoint",
     "load_run_metadata",
     "mark_trial_to_checkpoint",
     "package_size",
     "perturbation_interval",
+    "raise_checkpoint_index",
     "reopen_variant_generator",
     "result_grid_trials",
-    "set_latest_checkpoint",
+    "result_line",
+    "session_staging_dir",
+    "set_checkpoint_results",
     "set_metric_mode",
+    "staging_dir",
     "trial_actor",
+    "trial_staging_stamp",
     "upload_limit",
 ]

@@ -9,6 +9,11 @@ such bucket, no credentials, no connection) is a one-line ``UserError``, which s
 ``display`` does: credentials a URI may carry (``s3://KEY:SECRET@bucket``, ``?secret_key=``,
 ``?session_token=``...) are hidden. ``download`` refuses a key with a ``..`` component: nothing
 lands outside its directory.
+
+Every whole file written here is whole or not there, whenever the writer is killed: locally
+through a temporary file and a rename, on an object store by its single PUT. Ray Tune writes
+its own files (the experiment state, the searcher's, each trial's results) in place on a local
+disk, so a run gets ``ray_filesystem``: the local file system, each output written the same way.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
+import io
 import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -182,13 +189,23 @@ def read_text(path: str | os.PathLike[str]) -> str:
     return read_bytes(path).decode("utf-8")
 
 
+# A file being written beside its final name (``._name.<hex>.part``): left by a killed writer,
+# never read, removed by ``remove_leftovers``.
+PART_SUFFIX = ".part"
+
+
+def _part_name(final: str) -> str:
+    head, _, name = final.rpartition("/")
+    return f"{head}/.{name}.{uuid.uuid4().hex[:8]}{PART_SUFFIX}" if head else f".{name}.part"
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write a whole file; locally through a temporary file and a rename, so a reader never
-    sees half of it (an object store's PUT is whole by itself)."""
+    """Write a whole file; locally through a temporary file and a rename, so a reader (or a
+    killed writer) never leaves half of it (an object store's PUT is whole by itself)."""
     if not is_uri(path):
         p = Path(normalize(path))
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp")
+        tmp = Path(_part_name(str(p)))
         tmp.write_bytes(data)
         tmp.replace(p)
         return
@@ -199,6 +216,26 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
+
+
+def move(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Move a file (a rename on a local disk; copy and delete on an object store)."""
+    fs, s = filesystem(src)
+    _, d = filesystem(dest)
+    if not is_uri(dest):
+        Path(d).parent.mkdir(parents=True, exist_ok=True)
+    with errors(src):
+        fs.move(s, d)
+
+
+def delete(path: str | os.PathLike[str]) -> None:
+    """Delete a file; nothing when it is not there."""
+    import pyarrow.fs as pafs
+
+    fs, p = filesystem(path)
+    with errors(path):
+        if fs.get_file_info(p).type == pafs.FileType.File:
+            fs.delete_file(p)
 
 
 def listdir(path: str | os.PathLike[str]) -> list[str]:
@@ -268,6 +305,132 @@ def local_copy(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def remove_leftovers(path: str | os.PathLike[str]) -> int:
+    """Delete the partial files killed writers left anywhere under the local directory
+    ``path`` (none on object stores); their number."""
+    if is_uri(path):
+        return 0
+    gone = 0
+    for p in Path(normalize(path)).rglob(f".*{PART_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            gone += 1
+    return gone
+
+
+class _WholeFile(io.FileIO):
+    """A local file written under a temporary name and renamed to its own when closed."""
+
+    def __init__(self, final: str) -> None:
+        self._final, self._part = final, _part_name(final)
+        super().__init__(self._part, "wb")
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+            os.replace(self._part, self._final)
+
+
+class WholeFilesHandler:
+    """A ``pyarrow.fs.FileSystemHandler`` over the local file system in which every output
+    stream is a whole file (``_WholeFile``); the rest is the local file system's.
+    (Subclassed from pyarrow's ABC in ``ray_filesystem``, so that importing this module
+    imports no pyarrow.)"""
+
+    def __init__(self) -> None:
+        import pyarrow.fs as pafs
+
+        self._fs = pafs.LocalFileSystem()
+
+    def __reduce__(self):  # Ray ships the file system to the trials' workers
+        return (_make_handler, ())
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self)
+
+    def __ne__(self, other) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def get_type_name(self) -> str:
+        return "raytune-hpo-local"
+
+    def normalize_path(self, path):
+        return self._fs.normalize_path(path)
+
+    def get_file_info(self, paths):
+        return self._fs.get_file_info(paths)
+
+    def get_file_info_selector(self, selector):
+        return self._fs.get_file_info(selector)
+
+    def create_dir(self, path, recursive):
+        self._fs.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path):
+        self._fs.delete_dir(path)
+
+    def delete_dir_contents(self, path, missing_dir_ok=False):
+        self._fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self):
+        raise OSError("raytune-hpo never deletes the root of the file system")
+
+    def delete_file(self, path):
+        self._fs.delete_file(path)
+
+    def move(self, src, dest):
+        self._fs.move(src, dest)
+
+    def copy_file(self, src, dest):
+        import pyarrow as pa
+
+        with self._fs.open_input_stream(src) as f, pa.PythonFile(_WholeFile(dest), "w") as out:
+            while chunk := f.read(1 << 22):
+                out.write(chunk)
+
+    def open_input_stream(self, path):
+        return self._fs.open_input_stream(path)
+
+    def open_input_file(self, path):
+        return self._fs.open_input_file(path)
+
+    def open_output_stream(self, path, metadata):
+        import pyarrow as pa
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return pa.PythonFile(_WholeFile(path), mode="w")
+
+    def open_append_stream(self, path, metadata):
+        return self._fs.open_append_stream(path)
+
+
+@functools.cache
+def _handler_class():
+    import pyarrow.fs as pafs
+
+    return type("WholeFiles", (WholeFilesHandler, pafs.FileSystemHandler), {})
+
+
+def _make_handler():
+    return _handler_class()()
+
+
+def ray_filesystem(root: str | os.PathLike[str]):
+    """The file system Ray Tune gets for a sweep under ``root`` (``RunConfig`` and
+    ``Tuner.restore``'s ``storage_filesystem``): on a local disk, the local file system with
+    each file written whole (Ray writes its experiment state, the searcher's and the trials'
+    results in place, which a kill cuts short); None for a URI, whose store writes whole
+    objects and which Ray builds from the URI itself."""
+    if is_uri(root):
+        return None
+    import pyarrow.fs as pafs
+
+    return pafs.PyFileSystem(_make_handler())
+
+
 def upload(src: Path, path: str | os.PathLike[str]) -> None:
     """Copy the local files directly in ``src`` to the directory ``path`` (local or URI)."""
     for f in sorted(src.iterdir()):
@@ -276,6 +439,7 @@ def upload(src: Path, path: str | os.PathLike[str]) -> None:
 
 
 __all__ = [
+    "delete",
     "display",
     "download",
     "errors",
@@ -288,11 +452,14 @@ __all__ = [
     "join",
     "listdir",
     "local_copy",
+    "move",
     "name",
     "normalize",
     "parent",
     "read_bytes",
+    "ray_filesystem",
     "read_text",
+    "remove_leftovers",
     "scrub",
     "upload",
     "write_bytes",

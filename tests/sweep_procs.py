@@ -56,6 +56,55 @@ def start_node(
     )
 
 
+def ray_env(**extra: str) -> dict:
+    """The environment of a test's own Ray nodes and of the drivers that join them: a short
+    Ray temp dir (socket paths) and an auth token of their own, dead nodes noticed in seconds."""
+    import secrets
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env.update(
+        RAY_TMPDIR=tempfile.mkdtemp(prefix="rh", dir="/tmp"),
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=secrets.token_hex(32),
+        PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        RAY_health_check_period_ms="1000",
+        RAY_health_check_failure_threshold="3",
+        RAY_health_check_timeout_ms="1000",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def start_head(env: dict, log: Path, *, cpus: int = 2, timeout: float = 120) -> tuple:
+    """A Ray head on loopback (no dashboard), ready for drivers: ``(process, address)``."""
+    port = free_port()
+    head = start_node(
+        [
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            f"--num-cpus={cpus}",
+            "--include-dashboard=false",
+            f"--ray-client-server-port={free_port()}",
+        ],
+        env,
+        log,
+    )
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        probe = subprocess.run(
+            [RAY, "status", f"--address={address}"], env=env, capture_output=True, text=True
+        )
+        if probe.returncode == 0 and "CPU" in probe.stdout:
+            return head, address
+        if head.poll() is not None or time.monotonic() > deadline:
+            kill_group(head)
+            raise AssertionError(log.read_text()[-2000:])
+        time.sleep(1)
+
+
 def start_run(sweep: Path, storage: Path, tmp: Path, *extra: str) -> subprocess.Popen:
     """`raytune-hpo run` in its own process group, with its own Ray temp dir."""
     ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must be short
@@ -63,13 +112,15 @@ def start_run(sweep: Path, storage: Path, tmp: Path, *extra: str) -> subprocess.
     env.pop("RAY_ADDRESS", None)
     log = open(tmp / "driver.log", "w")  # noqa: SIM115 - the child owns it
     cmd = [sys.executable, "-m", "raytune_hpo.cli.main", "run", str(sweep), "--storage-path"]
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [*cmd, str(storage), *extra],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    proc.ray_tmp = ray_tmp  # its Ray's local disk
+    return proc
 
 
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 240):
@@ -180,18 +231,6 @@ def started_trials(exp: Path) -> set[str]:
         for t, meta in _state_entries(exp)
         if (meta.get("last_result") or {}).get("training_iteration", 0) > 0
     }
-
-
-def searcher_state_readable(exp: Path) -> bool:
-    """False when the kill truncated the searcher's state while Ray copied it to storage."""
-    from raytune_hpo.run.sweep import check_searcher_state
-    from raytune_hpo.sweep.spec import UserError
-
-    try:
-        check_searcher_state(exp)
-    except UserError:
-        return False
-    return True
 
 
 def _ppids() -> dict[int, int]:

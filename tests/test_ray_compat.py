@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import json
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,14 @@ def _checkpoint_manager():
     from ray.train._internal.checkpoint_manager import _CheckpointManager
 
     return _CheckpointManager(checkpoint_config=CheckpointConfig())
+
+
+def _storage_context():
+    import tempfile
+
+    from ray.train._internal.storage import StorageContext
+
+    return StorageContext(tempfile.gettempdir(), "exp", trial_dir_name="t")
 
 
 def _source_has(obj, text: str) -> None:
@@ -118,18 +127,40 @@ SYMBOLS = [
     ),
     (
         "ray.train._internal.session._TrainingResult",
-        "set_latest_checkpoint",
+        "checkpoint_result",
         lambda: _attr("ray.train._internal.session", "_TrainingResult"),
     ),
     (
         "_CheckpointManager._latest_checkpoint_result, ._checkpoint_results",
-        "set_latest_checkpoint",
+        "checkpoint_results, set_checkpoint_results",
         lambda: _instance_attrs(
             _checkpoint_manager,
             "_latest_checkpoint_result",
             "_checkpoint_results",
             "latest_checkpoint_result",
         ),
+    ),
+    (
+        "StorageContext._timestamp, .current_checkpoint_index",
+        "trial_staging_stamp, raise_checkpoint_index",
+        lambda: _instance_attrs(_storage_context, "_timestamp", "current_checkpoint_index"),
+    ),
+    (
+        "StorageContext.experiment_driver_staging_path",
+        "staging_dir",
+        lambda: _attr(
+            "ray.train._internal.storage", "StorageContext", "experiment_driver_staging_path"
+        ),
+    ),
+    (
+        "ray.train.constants._get_ray_train_session_dir",
+        "session_staging_dir",
+        lambda: _attr("ray.train.constants", "_get_ray_train_session_dir"),
+    ),
+    (
+        "ray.air._internal.json.SafeFallbackEncoder",
+        "result_line",
+        lambda: _attr("ray.air._internal.json", "SafeFallbackEncoder"),
     ),
     (
         "ResultGrid._experiment_analysis",
@@ -218,7 +249,7 @@ def test_the_ray_installed_is_the_one_ray_compat_was_written_for():
 
 
 def test_every_function_names_the_ray_it_was_written_for():
-    for name in set(ray_compat.__all__) - {"changed"}:  # `changed` is ours: the error
+    for name in set(ray_compat.__all__) - {"changed", "RayMoved"}:  # ours: the error
         obj = getattr(ray_compat, name)
         if inspect.isfunction(obj) or inspect.isclass(obj):
             assert obj.__doc__ and "Ray 2.60" in obj.__doc__, name
@@ -250,8 +281,8 @@ def test_the_helpers_do_what_their_callers_rely_on():
     assert ray_compat.perturbation_interval(_pbt()) == 60.0  # Ray's default
     assert ray_compat.trial_actor(object()) is None
     assert ray_compat.result_grid_trials(object()) is None
-    with pytest.raises(RuntimeError, match=r"changed its experiment state .*ray_compat"):
-        ray_compat.latest_checkpoint(object())
+    with pytest.raises(RuntimeError, match=r"changed _CheckpointManager.* .*ray_compat"):
+        ray_compat.checkpoint_results(object())
 
 
 def test_the_agent_log_reading_finds_the_port_it_could_not_bind(tmp_path):
@@ -346,3 +377,59 @@ class Hook:
     found = private_ray_uses(snippet)
     lines = {int(f.split(":")[0]) for f in found}
     assert lines == {2, 3, 4, 5, 6, 7, 8, 11}, found  # 9, self._metric, is allowed
+
+
+@pytest.fixture
+def trial(tmp_path):
+    """A trial's state (its JSON and its run metadata's) as Ray writes them."""
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment.trial import Trial
+
+    storage = StorageContext(str(tmp_path), "exp", trial_dir_name="t")
+    state, meta = Trial("train", stub=True, storage=storage, config={"x": 1}).get_json_state()
+    return json.loads(state), meta, storage
+
+
+def test_checkpoint_results_round_trip_through_the_state(trial, tmp_path):
+    _, meta_json, storage = trial
+    meta = ray_compat.load_run_metadata(meta_json)
+    assert ray_compat.checkpoint_results(meta) == (None, [])
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+
+    meta.checkpoint_manager = _CheckpointManager(None)
+    fs = storage.storage_filesystem
+    one = ray_compat.checkpoint_result(str(tmp_path / "c1"), fs, {"training_iteration": 1})
+    two = ray_compat.checkpoint_result(str(tmp_path / "c2"), fs, {"training_iteration": 2})
+    ray_compat.set_checkpoint_results(meta, two, [one, two])
+    again = ray_compat.load_run_metadata(meta.get_json_state())  # the cached JSON was dropped
+    latest, kept = ray_compat.checkpoint_results(again)
+    assert latest.checkpoint.path == str(tmp_path / "c2")
+    assert [r.metrics["training_iteration"] for r in kept] == [1, 2]
+
+
+def test_the_trials_storage_context_is_read_and_changed_in_its_state(trial):
+    state, _, storage = trial
+    assert ray_compat.trial_staging_stamp(state) == storage._timestamp
+    assert ray_compat.raise_checkpoint_index(state, 4)
+    assert not ray_compat.raise_checkpoint_index(state, 2)  # never lowered
+    from ray.tune.utils.serialization import TuneFunctionDecoder
+
+    restored = json.loads(json.dumps(state), cls=TuneFunctionDecoder, allow_cloudpickle=True)
+    assert restored["storage"].current_checkpoint_index == 4
+
+
+def test_a_result_line_is_what_rays_json_logger_writes(tmp_path):
+    import numpy as np
+
+    result = {"score": np.float32(0.5), "n": 3, "config": {"f": print}}
+    line = ray_compat.result_line(result)
+    assert "\n" not in line and json.loads(line)["n"] == 3
+
+
+def test_a_changed_private_name_fails_naming_it():
+    with pytest.raises(ray_compat.RayMoved, match="_CheckpointManager._checkpoint_results"):
+        ray_compat.checkpoint_results(type("Meta", (), {"checkpoint_manager": object()})())
+    with pytest.raises(ray_compat.RayMoved, match="Trial.storage._timestamp"):
+        ray_compat.trial_staging_stamp({"storage": "gone"})
+    with pytest.raises(ray_compat.RayMoved, match="experiment_driver_staging_path"):
+        ray_compat.staging_dir(object())

@@ -3,11 +3,13 @@ S3 API on loopback (moto's server), killed, resumed, and read back by `results` 
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from sweep_procs import kill_group, start_run
@@ -29,6 +31,60 @@ def test_uris_keep_their_query_at_the_end():
     assert storage.name(joined) == "sweep.yaml" and storage.name("gs://b/a/") == "a"
     assert storage.join("/tmp/a", "b", "c") == "/tmp/a/b/c"
     assert storage.normalize("~/x") == os.path.expanduser("~/x")
+
+
+WRITER = """
+import sys
+from raytune_hpo import storage
+
+fs = storage.ray_filesystem(sys.argv[1])
+with fs.open_output_stream(sys.argv[1]) as f:
+    f.write(b"new" * 1000)
+    print("writing", flush=True)
+    while True:
+        f.write(b"new" * 100000)
+"""
+
+
+def test_a_killed_writer_leaves_the_whole_old_file(tmp_path):
+    """What Ray writes through ``ray_filesystem`` (its experiment state, the searcher's,
+    result rows) is the old file or the new one, whenever the writer is SIGKILLed."""
+    target = tmp_path / "experiment_state-x.json"
+    target.write_text('{"old": true}')
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, env=env
+    )
+    assert proc.stdout.readline() == b"writing\n"
+    proc.kill()
+    proc.wait()
+    assert target.read_text() == '{"old": true}'
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]  # its leftover
+    assert storage.remove_leftovers(tmp_path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_rays_file_system_writes_whole_files_and_travels(tmp_path):
+    import pickle
+
+    import pyarrow.fs as pafs
+
+    assert storage.ray_filesystem("s3://bucket/sweeps") is None  # S3 writes whole objects
+    fs = storage.ray_filesystem(tmp_path)
+    out = fs.open_output_stream(str(tmp_path / "a" / "b.json"))
+    out.write(b"half")
+    assert not (tmp_path / "a" / "b.json").exists()  # not there until it is whole
+    out.close()
+    assert (tmp_path / "a" / "b.json").read_bytes() == b"half"
+    src = tmp_path / "staging"
+    (src / "trial").mkdir(parents=True)
+    (src / "trial" / "result.json").write_text("{}\n")
+    pafs.copy_files(str(src), str(tmp_path / "exp"), destination_filesystem=fs)
+    assert (tmp_path / "exp" / "trial" / "result.json").read_text() == "{}\n"
+    again = pickle.loads(pickle.dumps(fs))  # Ray ships it to the trials' workers
+    assert again.equals(fs) and again.type_name == fs.type_name
+    sel = pafs.FileSelector(str(tmp_path / "exp"), recursive=True)
+    assert len(again.get_file_info(sel)) == 2
 
 
 def free_port() -> int:
@@ -100,11 +156,24 @@ def test_a_missing_bucket_is_one_line(s3):
 
 
 SWEEP = (
-    "name: s3sweep\nnum_samples: 8\nmax_concurrent: 1\nseed: 2\n"
+    "name: s3sweep\nnum_samples: 6\nmax_concurrent: 2\nseed: 2\nmetric: val_accuracy\n"
     "searcher: {name: sobol}\n"
     "space: {lr: {type: float, low: 0.001, high: 0.03, log: true}}\n"
-    "trainable: {model: mlp, epochs: 3}\n"
+    "trainable: {function: train.py:train}\n"
 )
+TRAIN = """
+import time
+
+import raytune_hpo
+
+
+def train(config):
+    state = raytune_hpo.restore_state() or {"epoch": 0}
+    for epoch in range(state["epoch"] + 1, 5):
+        time.sleep(0.4)
+        acc = 1 - 1 / (1 + 30 * config["lr"] * epoch)
+        raytune_hpo.report({"val_accuracy": acc, "val_loss": 1 - acc}, state={"epoch": epoch})
+"""
 
 
 def histories(exp: str) -> dict[str, list[dict]]:
@@ -135,7 +204,11 @@ def killable(root: str) -> str | None:
 
 
 @pytest.mark.integration
-def test_sweep_on_s3_killed_resumed_and_read(s3, tmp_path, capsys, monkeypatch):
+def test_s3_sweep_killed_resumed_on_a_fresh_machine_and_read(s3, tmp_path, capsys, monkeypatch):
+    """The head and its local disk lost for good: the driver and its embedded Ray SIGKILLed,
+    Ray's temp dir deleted; `raytune-hpo resume s3://...` in a fresh process, with a fresh Ray
+    and a fresh home directory, finishes the sweep with every trial once and its rows whole."""
+    (tmp_path / "train.py").write_text(TRAIN)
     sweep = tmp_path / "s3.yaml"
     sweep.write_text(SWEEP)
     root = f"{s3}/sweeps"
@@ -147,7 +220,8 @@ def test_sweep_on_s3_killed_resumed_and_read(s3, tmp_path, capsys, monkeypatch):
             assert time.monotonic() < deadline, "the sweep wrote nothing to the bucket in time"
             time.sleep(0.3)
     finally:
-        kill_group(proc)  # SIGKILL: the driver gets no chance to clean up
+        kill_group(proc)  # SIGKILL: the driver and its Ray get no chance to clean up
+    shutil.rmtree(proc.ray_tmp, ignore_errors=True)  # the head's local disk, gone
     assert storage.is_file(storage.join(exp, SPEC_COPY))  # written before Ray started
     assert not storage.exists(storage.join(exp, RESULTS_CSV))
     before = histories(exp)
@@ -157,8 +231,14 @@ def test_sweep_on_s3_killed_resumed_and_read(s3, tmp_path, capsys, monkeypatch):
     live = json.loads(capsys.readouterr().out)
     assert {r["trial_id"] for r in live} >= set(before)
 
-    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
+    home = tmp_path / "fresh-home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "RAY_TMPDIR": tempfile.mkdtemp(prefix="rt", dir="/tmp"),
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("RAY_ADDRESS", None)
     done = subprocess.run(
         [sys.executable, "-m", "raytune_hpo.cli.main", "resume", exp],
@@ -167,20 +247,25 @@ def test_sweep_on_s3_killed_resumed_and_read(s3, tmp_path, capsys, monkeypatch):
         text=True,
         timeout=500,
         start_new_session=True,
+        cwd=home,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1].endswith(f"Results: {exp}")  # scheme kept
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "raytune-hpo: resuming from " in done.stderr
 
-    # Nothing lost: every trial once, the ones started before the kill with their history.
+    # Nothing lost: every trial once, each with its rows 1..4 once, the earlier ones kept.
     assert storage.is_file(storage.join(exp, RESULTS_CSV))
     assert main(["results", exp, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 8 and len({r["trial_id"] for r in rows}) == 8
-    assert all(r["status"] == "OK" and r["epochs"] == 3 for r in rows)
-    after = histories(exp)
-    assert set(before) <= {r["trial_id"] for r in rows}
+    assert len(rows) == 6 and len({r["trial_id"] for r in rows}) == 6
+    assert all(r["status"] == "OK" and r["epochs"] == 4 for r in rows)
+    after = {t: h for t, h in histories(exp).items() if t in {r["trial_id"] for r in rows}}
+    assert len(after) == 6
+    assert all([x["training_iteration"] for x in h] == [1, 2, 3, 4] for h in after.values())
     for tid, old in before.items():
-        assert after[tid][: len(old)] == old
+        if tid in after:  # one that started after Ray's last snapshot runs again as another
+            assert after[tid][: len(old)] == old[: len(after[tid])]
     assert main(["results", exp, "--by", "best"]) == 0
     assert "best_epoch" in capsys.readouterr().out
 
@@ -192,12 +277,13 @@ def test_sweep_on_s3_killed_resumed_and_read(s3, tmp_path, capsys, monkeypatch):
         text=True,
         timeout=500,
         start_new_session=True,
+        cwd=home,
     )
     assert grown.returncode == 0, grown.stdout[-3000:] + grown.stderr[-3000:]
     assert main(["results", exp, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 10 and len({r["trial_id"] for r in rows}) == 10
-    assert all(r["status"] == "OK" and r["epochs"] == 3 for r in rows)
+    assert len(rows) == 8 and len({r["trial_id"] for r in rows}) == 8
+    assert all(r["status"] == "OK" and r["epochs"] == 4 for r in rows)
 
     # The report reads the bucket; by default it lands in ./report-<sweep>.
     monkeypatch.chdir(tmp_path)

@@ -4,7 +4,10 @@
 - ``extend``: more trials of a finished sweep with its searcher restored.
 - Guards: ``resources`` (what a trial asks for against what the machine or cluster has, before
   Ray starts), ``watch`` (time limits, pending resources), ``metric_check`` (the sweep's
-  metrics on the first result), ``snapshot`` (Ray's experiment state mended after a kill).
+  metrics on the first result).
+- Kills at any moment: ``resume_point`` (Ray's experiment state and the searcher's saved
+  together, whole, at each snapshot) and ``snapshot`` (that state mended to agree with storage
+  before a resume).
 
 May import: every earlier stage (``sweep``, ``plan``, ``results``), the algorithm packages
 and the shared modules.

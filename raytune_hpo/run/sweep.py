@@ -8,8 +8,10 @@ Results land in ``<storage>/<name>-<time>/`` next to Ray's experiment files: ``r
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import raytune_hpo.ray_compat as ray_compat
 import raytune_hpo.run.resources as resources
 import raytune_hpo.run.snapshot as snapshot
 import raytune_hpo.storage as storage
@@ -136,6 +139,8 @@ def build_tuner(plan: Plan, name: str, *, guards: Guards | None = None, prepare=
     ``prepare(searcher)``: called on the run's searcher before Tune gets it (``extend``)."""
     from ray import tune
 
+    from raytune_hpo.run.resume_point import ResumePoint
+
     # A result without the sweep's metric is caught by MetricCheck (one line, the whole sweep
     # stopped) instead of Ray's check, which fails the driver with the whole result dict.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
@@ -149,6 +154,7 @@ def build_tuner(plan: Plan, name: str, *, guards: Guards | None = None, prepare=
         prepare(searcher)
     # Ray's generator limits itself (the Tuner's limit is ignored for it, with a warning).
     limit = None if isinstance(searcher, BasicVariantGenerator) else spec.max_concurrent
+    root = storage_root(spec)
     return tune.Tuner(
         plan.tune_trainable(),
         param_space=plan.param_space(),
@@ -163,7 +169,8 @@ def build_tuner(plan: Plan, name: str, *, guards: Guards | None = None, prepare=
         ),
         run_config=tune.RunConfig(
             name=name,
-            storage_path=storage_root(spec),
+            storage_path=root,
+            storage_filesystem=storage.ray_filesystem(root),  # local: each file written whole
             stop=guards.stopper(),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             # A class trainable without save_checkpoint must not be asked for one at its end.
@@ -171,7 +178,7 @@ def build_tuner(plan: Plan, name: str, *, guards: Guards | None = None, prepare=
                 num_to_keep=plan.checkpoints_kept, checkpoint_at_end=False
             ),
             verbose=1,
-            callbacks=[*plan.callbacks(name, exp), guards.watch],
+            callbacks=[*plan.callbacks(name, exp), guards.watch, ResumePoint(exp)],
         ),
     )
 
@@ -215,15 +222,19 @@ def resume(
     """Continue an interrupted sweep (``Tuner.restore``): finished trials are kept as they are,
     unfinished ones continue from their last checkpoint, and the searcher and scheduler
     continue from their saved state. ``plan``: the sweep copy's, already assembled (the
-    command announced it)."""
+    command announced it).
+
+    Whenever the driver was killed, the newest whole snapshot is put back where Ray reads it
+    (``resume_point``) and mended to agree with storage (``snapshot``); one line on stderr says
+    what is resumed and from what."""
     from ray import tune
+
+    import raytune_hpo.run.resume_point as resume_point
 
     where = storage.normalize(path)  # a local path or a URI (s3://, gs://)
     if plan is None:
         plan = assemble(read_spec_copy(where), trainable=trainable)
     spec = plan.spec
-    if snapshot.newest_state(where) is None:
-        raise UserError("no Ray Tune experiment state here to resume", source=storage.display(path))
     with storage.errors(where):
         if not tune.Tuner.can_restore(where):
             raise UserError(
@@ -231,47 +242,37 @@ def resume(
             )
     if address is None:
         resources.check_local(spec.resources, num_cpus=num_cpus)
-    check_searcher_state(where)
-    snapshot.mend(where)  # a trial whose recorded checkpoint a kill left deleted
+    restored = resume_point.restore(where, again=_again(where))
+    storage.remove_leftovers(where)
     init_ray(address, num_cpus, (spec.runtime_env or {}).get("env_vars"))
-    tuner = tune.Tuner.restore(where, trainable=plan.tune_trainable(), resume_errored=False)
+    staging = _staging_here(where, restored.state)
+    mended = snapshot.mend(where, restored, staging)
+    if staging is not None:  # a driver killed on this Ray: Ray would copy its files back
+        shutil.rmtree(staging, ignore_errors=True)
+    print(mended.line(restored.used), file=sys.stderr, flush=True)
+    tuner = tune.Tuner.restore(
+        where,
+        trainable=plan.tune_trainable(),
+        resume_errored=False,
+        storage_filesystem=storage.ray_filesystem(where),
+    )
     grid, interrupted = _fit(tuner)
     return _finish(grid, plan, None, where, interrupted)
 
 
-# What Ray's search algorithms save next to the experiment state (their CKPT_FILE_TMPL).
-_SEARCHER_STATES = ("searcher-state-*.pkl", "basic-variant-state-*.json")
+def _again(exp: str) -> str:
+    return f"`raytune-hpo run {storage.join(exp, SPEC_COPY)}`"
 
 
-def check_searcher_state(exp: str | Path) -> None:
-    """The searcher's saved state must be there and readable: without it Ray logs "Failed to
-    restore the run state", restarts the experiment and waits for trials that never come.
-    ``exp``: a local path or a URI."""
-    exp = storage.normalize(exp)
-    again = f"`raytune-hpo run {storage.join(exp, SPEC_COPY)}`"
-    # Ray names them by the session's start time: the newest name is the newest state.
-    found = sorted(
-        (p for pattern in _SEARCHER_STATES for p in storage.glob(exp, pattern)),
-        key=lambda p: storage.name(p).split("-state-", 1)[1],
-    )
-    if not found:
-        raise UserError(
-            "the searcher's saved state (searcher-state-*.pkl or basic-variant-state-*.json) "
-            f"is missing: the sweep stopped before its first checkpoint; start it again with "
-            f"{again}",
-            source=storage.display(exp),
-        )
-    newest = found[-1]
-    try:  # both are Ray's cloudpickle (basic-variant-state-*.json too, despite its name)
-        from ray import cloudpickle
-
-        cloudpickle.loads(storage.read_bytes(newest))
-    except Exception as e:  # truncated by a kill while Ray copied it to storage
-        raise UserError(
-            f"the searcher's saved state cannot be read ({type(e).__name__}); "
-            f"start the sweep again with {again}",
-            source=newest,
-        ) from None
+def _staging_here(exp: str, state: dict) -> Path | None:
+    """The staging directory a restored run of ``exp`` uses on this Ray session, when it is
+    already there: the killed driver ran on this Ray (a cluster's head, a driver joining it)."""
+    trials = state.get("trial_data") or []
+    if not trials:
+        return None
+    stamp = ray_compat.trial_staging_stamp(json.loads(trials[0][0]))
+    path = ray_compat.session_staging_dir(stamp, storage.name(exp))
+    return path if path.is_dir() else None
 
 
 class Interrupted(KeyboardInterrupt):

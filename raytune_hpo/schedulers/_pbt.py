@@ -25,6 +25,7 @@ import contextlib
 import json
 import random
 import sys
+import uuid
 from typing import Any
 
 import numpy as np
@@ -152,22 +153,28 @@ class _Population(ray_compat.ExploitHook):
 
 
 def _append(trial, line: bytes) -> None:
-    """Append to the schedule in the experiment directory on its storage (local or a bucket),
-    not in the driver's staging copy: a resumed sweep's driver starts a new staging directory,
-    whose copy would replace the stored one when Ray syncs (seen: 3 exploits, then 1)."""
-    fs = trial.storage.storage_filesystem
-    path = f"{trial.storage.experiment_fs_path}/{PBT_SCHEDULE}"
+    """Add a line to the schedule in the experiment directory on its storage (local or a
+    bucket), not in the driver's staging copy: a resumed sweep's driver starts a new staging
+    directory, whose copy would replace the stored one when Ray syncs (seen: 3 exploits, then
+    1). The file is rewritten whole (a temporary file moved over it; an object store's PUT),
+    so a kill leaves the schedule before or after the exploit, never a line cut short."""
+    fs, exp = trial.storage.storage_filesystem, trial.storage.experiment_fs_path
+    path = f"{exp}/{PBT_SCHEDULE}"
     try:
-        with fs.open_append_stream(path) as f:
-            f.write(line)
-    except (OSError, NotImplementedError):  # object stores cannot append: rewrite it whole
-        try:
-            with fs.open_input_stream(path) as f:
-                old = f.read()
-        except (OSError, FileNotFoundError):
-            old = b""
+        with fs.open_input_stream(path) as f:
+            old = f.read()
+    except (OSError, FileNotFoundError):
+        old = b""
+    if old and not old.endswith(b"\n"):  # one cut short by an older writer: not a row
+        old = old[: old.rfind(b"\n") + 1]
+    if fs.type_name in ("s3", "gcs"):
         with fs.open_output_stream(path) as f:
             f.write(old + line)
+        return
+    part = f"{exp}/.{PBT_SCHEDULE}.{uuid.uuid4().hex[:8]}.part"  # as raytune_hpo.storage names
+    with fs.open_output_stream(part) as f:
+        f.write(old + line)
+    fs.move(part, path)
 
 
 class PBT(_Population, PopulationBasedTraining):
