@@ -17,12 +17,16 @@ PARAMS_FILE = "params.json"  # EXPR_PARAM_FILE: the trial's config
 ERROR_FILE = "error.txt"  # EXPR_ERROR_FILE
 ERROR_PICKLE = "error.pkl"  # EXPR_ERROR_PICKLE_FILE
 STATE_GLOB = "experiment_state-*.json"  # the experiment state, one file per session
+CHECKPOINT_DIR_NAME = "checkpoint_dir_name"  # ray.train.constants: a result's checkpoint
 
 # ---------------------------------------------------------------- ours, in a sweep directory
 SPEC_COPY = "sweep.yaml"  # the sweep as run (``raytune-hpo resume`` reads it)
 RESULTS_CSV = "results.csv"  # one row per trial, best first, written when the sweep ends
 TRIAL_ENDS = "trial_ends.json"  # trials ended by a time limit (raytune_hpo.run.watch)
 PBT_SCHEDULE = "pbt_schedule.jsonl"  # each exploit of population-based training
+# Why failed trials stopped the sweep, one file per run or resume, named by its start
+# (raytune_hpo.run.fail_fast)
+FAIL_FAST_GLOB = "fail_fast-*.json"
 PARETO_RANK = "pareto_rank"  # 1: the Pareto front of the feasible trials (raytune_hpo.objectives)
 FEASIBLE = "feasible"  # a trial within every constraint, with finite objectives
 CONFIG_PREFIX = "config."  # a searched value's column in results: ``config.<dotted name>``
@@ -40,9 +44,11 @@ def config_name(column: str) -> str | None:
 
 __all__ = [
     "BUDGET_ATTR",
+    "CHECKPOINT_DIR_NAME",
     "CONFIG_PREFIX",
     "ERROR_FILE",
     "ERROR_PICKLE",
+    "FAIL_FAST_GLOB",
     "FEASIBLE",
     "PARAMS_FILE",
     "PARETO_RANK",

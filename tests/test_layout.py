@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "raytune_hpo"
 
 # Lowest first: a module may import its own package and what stands on an earlier line.
 LAYERS = (
-    ("errors", "names", "storage", "_registry", "_moved"),  # shared by every stage
+    ("errors", "names", "storage", "_registry", "_moved", "ray_compat"),  # shared by every stage
     ("objectives",),
     ("sweep",),  # 1. the sweep file and its space
     ("searchers", "schedulers", "train"),  # the algorithms (they never import each other)

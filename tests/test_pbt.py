@@ -154,11 +154,16 @@ def test_a_trainable_that_never_checkpoints_is_named_once(ray_session, tmp_path,
     assert err.count("without a checkpoint, so PBT cannot copy it") == 1, err
 
 
-def test_an_interrupted_pbt_sweep_resumes_its_population(ray_session, tmp_path):
+def test_an_interrupted_pbt_sweep_resumes_its_population(ray_session, tmp_path, capsys):
+    """Ctrl-C through the command itself, in this process on the shared Ray (a driver process
+    of its own started its own Ray, the slowest part of this test): Tune saves the state, the
+    command exits 130, and the resumed population exploits again."""
+    import os
     import signal
+    import threading
 
     import yaml
-    from sweep_procs import results_reported, start_run, wait_for
+    from sweep_procs import results_reported
 
     from raytune_hpo.results.live import read_schedule
     from raytune_hpo.run.sweep import resume
@@ -168,26 +173,105 @@ def test_an_interrupted_pbt_sweep_resumes_its_population(ray_session, tmp_path):
         tmp_path,
         {"name": "pbt", "perturbation_interval": 4},
         num_samples=4,
-        # 32 epochs, each trial held after epoch 6 until the interrupt has landed, so the
-        # exploits at 8, 12, ... 28 all come after the resume however loaded the machine is
+        # 24 epochs, each trial held after epoch 6 until the interrupt has landed, so the
+        # exploits at 8, 12, ... 24 all come after the resume however loaded the machine is
         trainable={
             "function": "toy.py:toy",
-            "config": {"steps": 32, "pause": 0.05, "hold_after": 6, "hold": str(go)},
+            "config": {"steps": 24, "pause": 0.05, "hold_after": 6, "hold": str(go)},
         },
     )
     path = tmp_path / "pbt.yaml"
     path.write_text(yaml.safe_dump(spec.model_dump(exclude_unset=True)))
     storage = tmp_path / "out"
-    proc = start_run(path, storage, tmp_path)
-    wait_for(lambda: results_reported(storage) >= 24, proc)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=300) == 130, (tmp_path / "driver.log").read_text()[-3000:]
+
+    def interrupt():  # the trials are held: the sweep is still running when it lands
+        while results_reported(storage) < 24:
+            threading.Event().wait(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        assert main(["run", str(path), "--storage-path", str(storage)]) == 130
+    finally:
+        signal.signal(signal.SIGINT, handler)  # the command arms a second Ctrl-C to exit
+    assert "interrupted; continue it with: raytune-hpo resume" in capsys.readouterr().err
     (exp,) = storage.iterdir()
-    before = len(read_schedule(str(exp)))
+    before = read_schedule(str(exp))
     go.touch()
     table = resume(exp).table
-    assert len(table) == 4 and (table["status"] == "OK").all() and (table["epochs"] == 32).all()
-    assert len(read_schedule(str(exp))) > before, "no exploit after the resume"
+    assert len(table) == 4 and (table["status"] == "OK").all() and (table["epochs"] == 24).all()
+    after = read_schedule(str(exp))
+    assert len(after) > len(before), "no exploit after the resume"
+    once_per_interval(after, 4)
+
+
+def once_per_interval(schedule: pd.DataFrame, interval: int) -> None:
+    """No trial exploited twice within one perturbation interval."""
+    steps = list(zip(schedule["trial_id"], schedule["training_iteration"] // interval, strict=True))
+    assert len(steps) == len(set(steps)), schedule[["trial_id", "training_iteration"]]
+
+
+# A user function over a conditional space (momentum only under SGD) that checkpoints only at
+# the perturbation steps; it fails at once if given a parameter that does not apply.
+CONDITIONAL = """
+import tempfile, json, os
+
+from ray import tune
+
+
+def cond(config):
+    if ("momentum" in config) != (config["optimizer"] == "sgd"):
+        raise ValueError(f"inactive or missing momentum: {config}")
+    step, acc = 0, 0.0
+    if (checkpoint := tune.get_checkpoint()) is not None:
+        with checkpoint.as_directory() as d, open(os.path.join(d, "s.json")) as f:
+            step, acc = json.load(f)
+    for step in range(step + 1, 13):
+        gain = 1.0 if config["optimizer"] == "sgd" else 0.5
+        acc += gain * min(config["lr"], 0.01) * 100 + config.get("momentum", 0)
+        if step % 3:
+            tune.report({"acc": acc})
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "s.json"), "w") as f:
+                json.dump([step, acc], f)
+            tune.report({"acc": acc}, checkpoint=tune.Checkpoint.from_directory(d))
+"""
+
+
+def test_pbt_over_when_keeps_one_checkpoint_and_no_inactive_value(ray_session, tmp_path, capsys):
+    """``when:``: no trial is given a parameter that does not apply (the trainable fails if
+    it is) and the schedule records none; one exploit per trial per interval; with
+    ``checkpoints.keep: 1`` exploits still find what they copy; and a checkpoint reported at
+    the perturbation step is no reason for the no-checkpoint warning."""
+    (tmp_path / "cond.py").write_text(CONDITIONAL)
+    spec = toy_spec(
+        tmp_path,
+        {"name": "pbt", "perturbation_interval": 3, "quantile_fraction": 0.5},
+        num_samples=4,
+        seed=3,
+        space={
+            "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+            "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+            "momentum": {"type": "float", "low": 0.1, "high": 0.9, "when": {"optimizer": "sgd"}},
+        },
+        trainable={"function": "cond.py:cond"},
+        checkpoints={"keep": 1},
+    )
+    result = run_sweep(spec)
+    assert (result.table["status"] == "OK").all(), result.table.get("error")
+    assert "without a checkpoint" not in capsys.readouterr().err
+    from raytune_hpo.results.live import read_schedule
+
+    schedule = read_schedule(result.path)
+    assert len(schedule) > 0, "no exploit"
+    sgd = schedule["config.optimizer"] == "sgd"
+    assert schedule.loc[sgd, "config.momentum"].notna().all()
+    assert schedule.loc[~sgd, "config.momentum"].isna().all(), schedule
+    once_per_interval(schedule, 3)
+    for trial_dir in Path(result.path).glob("cond_*"):  # Ray kept one; copies were removed
+        assert len(list(trial_dir.glob("checkpoint_*"))) <= 1, sorted(trial_dir.iterdir())
 
 
 @pytest.mark.parametrize(
