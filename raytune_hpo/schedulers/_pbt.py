@@ -49,98 +49,8 @@ import raytune_hpo.ray_compat as compat
 import raytune_hpo.schedulers._pbt_files as files
 from raytune_hpo.errors import UserError, did_you_mean
 from raytune_hpo.names import BUDGET_ATTR
-from raytune_hpo.sweep.conditions import ABSENT, without
-from raytune_hpo.sweep.space import CategoricalParam, FloatParam, SearchSpace
-
-
-class Keep:
-    """``custom_explore_fn``: each mutated value put back inside its parameter."""
-
-    def __init__(self, space: SearchSpace, paths: list[tuple[str, ...]]) -> None:
-        self.params = {path: space.params[path] for path in paths}
-
-    def __call__(self, config: dict) -> dict:
-        for path, p in self.params.items():
-            node = config
-            for key in path[:-1]:
-                node = node.get(key, {})
-            if path[-1] in node:  # an inactive parameter (when:) is absent
-                node[path[-1]] = inside(p, node[path[-1]])
-        return config
-
-
-def inside(p: Any, value: Any) -> Any:
-    """The value of ``p`` nearest ``value``."""
-    if isinstance(p, CategoricalParam):
-        return value if p.problem(value) is None else p.choices[0]
-    x = min(max(float(value), p.low), p.high)
-    return p.nearest(x) if isinstance(p, FloatParam) else p.nearest(round(x))
-
-
-def mutations(space: SearchSpace, paths: list[tuple[str, ...]]) -> dict[str, Any]:
-    """Ray's ``hyperparam_mutations`` (nested like the config): a Tune domain per range, the
-    choices of a categorical."""
-    out: dict[str, Any] = {}
-    for path in paths:
-        p = space.params[path]
-        node = out
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = list(p.choices) if isinstance(p, CategoricalParam) else p.to_tune()
-    return out
-
-
-def bounds(space: SearchSpace, paths: list[tuple[str, ...]]) -> dict[str, Any]:
-    """PB2's ``hyperparam_bounds``: [low, high] of each (int or float) range."""
-    out: dict[str, Any] = {}
-    for path in paths:
-        p = space.params[path]
-        node = out
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = [p.low, p.high]
-    return out
-
-
-def _at(config: dict, path: tuple[str, ...]) -> Any:
-    node: Any = config
-    for key in path:
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
-
-
-def _conditioned(space: SearchSpace, config: dict) -> dict:
-    """``config`` with the searched parameters that apply to its values: those that do not
-    are left out, one that applies and is missing is drawn (from Python's ``random``, which
-    the scheduler has seeded)."""
-
-    def value(path: tuple[str, ...], p: Any) -> Any:
-        node: Any = config
-        for key in path:
-            node = node.get(key, ABSENT) if isinstance(node, dict) else ABSENT
-        return p.from_unit(random.random()) if node is ABSENT else node
-
-    values = space.walk(value)
-    out = without(config, set(space.params))
-    for path, v in values.items():
-        node = out
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = v
-    return out
-
-
-def _only(mutations: dict[str, Any], paths: set[tuple[str, ...]]) -> dict[str, Any]:
-    """``mutations`` (nested like the config) restricted to ``paths``."""
-    out: dict[str, Any] = {}
-    for key, value in mutations.items():
-        if isinstance(value, dict):
-            inner = _only(value, {p[1:] for p in paths if p[0] == key and len(p) > 1})
-            if inner:
-                out[key] = inner
-        elif (key,) in paths:
-            out[key] = value
-    return out
+from raytune_hpo.schedulers._pbt_space import Keep, at, bounds, conditioned, inside, mutations, only
+from raytune_hpo.sweep.space import CategoricalParam, SearchSpace
 
 
 class _Population:
@@ -230,7 +140,7 @@ class _Population:
         done.add(step)
         active = set(self._space.active(trial_to_clone.config))
         try:
-            with compat.pbt_mutations(self, lambda m: _only(m, active)) as self._narrowed:
+            with compat.pbt_mutations(self, lambda m: only(m, active)) as self._narrowed:
                 super()._exploit(tune_controller, trial, trial_to_clone)
         finally:
             state.last_checkpoint, state.last_result = pinned
@@ -242,9 +152,9 @@ class _Population:
         turned off leaves, one it turned on is drawn from the space."""
         config, operations = super()._get_new_config(trial, trial_to_clone)
         if self._space.conditional:
-            config = _conditioned(self._space, config)
+            config = conditioned(self._space, config)
             # Ray then names and logs the mutated keys: those both configs hold.
-            narrowed = _only(self._narrowed, set(self._space.active(config)))
+            narrowed = only(self._narrowed, set(self._space.active(config)))
             self._narrowed.clear()
             self._narrowed.update(narrowed)
         return config, operations
@@ -271,7 +181,7 @@ class _Population:
             "copied": trial_to_clone.trial_id,
             "copied_at": (new_state.last_result or trial_to_clone.last_result).get(BUDGET_ATTR, 0),
             "config": {
-                ".".join(path): _at(new_config, path)
+                ".".join(path): at(new_config, path)
                 for path in self._mutated_paths
                 if path in active
             },
