@@ -154,6 +154,33 @@ def test_a_trainable_that_never_checkpoints_is_named_once(ray_session, tmp_path,
     assert err.count("without a checkpoint, so PBT cannot copy it") == 1, err
 
 
+def test_the_warning_is_for_a_trial_that_truly_has_no_checkpoint(capsys):
+    """At the first perturbation: a function trainable whose checkpoint comes with that very
+    result (Ray registers it after the scheduler) has one; a class Trainable is asked to save
+    by PBT itself; only a function that reported none is named."""
+    from types import SimpleNamespace
+
+    from ray.tune import Trainable
+    from ray.tune.trainable import FunctionTrainable
+
+    from raytune_hpo.schedulers import create_scheduler
+    from raytune_hpo.sweep.space import SearchSpace
+
+    def check(cls, result, checkpoint=None) -> bool:
+        space = SearchSpace.from_dict({"lr": {"type": "float", "low": 0.1, "high": 1.0}})
+        pbt = create_scheduler(
+            "pbt", metric="acc", mode="max", space=space, perturbation_interval=4
+        )
+        trial = SimpleNamespace(trial_id="t1", checkpoint=checkpoint, get_trainable_cls=lambda: cls)
+        pbt._check_checkpoint(trial, {"training_iteration": 4, **result})
+        return "without a checkpoint" in capsys.readouterr().err
+
+    assert check(FunctionTrainable, {})
+    assert not check(FunctionTrainable, {"should_checkpoint": True})
+    assert not check(FunctionTrainable, {}, checkpoint=object())
+    assert not check(Trainable, {})
+
+
 def test_an_interrupted_pbt_sweep_resumes_its_population(ray_session, tmp_path, capsys):
     """Ctrl-C through the command itself, in this process on the shared Ray (a driver process
     of its own started its own Ray, the slowest part of this test): Tune saves the state, the

@@ -62,6 +62,7 @@ class _Population:
         self._py_state = random.Random(seed).getstate()
         self._np_state = np.random.RandomState(seed).get_state()
         self._warned_no_checkpoint = False
+        self._function_trainable: bool | None = None
         self._space = space
         self._mutated_paths = list(paths)
         self._now: dict[str, int] = {}  # trial id -> the budget of the result being decided
@@ -110,6 +111,8 @@ class _Population:
         interval = compat.pbt_interval(self)
         if self._warned_no_checkpoint or result.get(BUDGET_ATTR, 0) < interval:
             return
+        if not self._saves_only_when_it_reports(trial):
+            return  # a class Trainable: PBT asks it to save (save_checkpoint)
         # A checkpoint reported with this very result is registered after the scheduler.
         if trial.checkpoint is None and not result.get(SHOULD_CHECKPOINT):
             self._warned_no_checkpoint = True
@@ -121,6 +124,16 @@ class _Population:
                 file=sys.stderr,
                 flush=True,
             )
+
+    def _saves_only_when_it_reports(self, trial) -> bool:
+        """A function trainable: what PBT copies is the last checkpoint it reported (a class
+        Trainable is asked to save). Looked up once."""
+        if self._function_trainable is None:
+            from ray.tune.trainable import FunctionTrainable
+
+            cls = trial.get_trainable_cls()
+            self._function_trainable = cls is None or issubclass(cls, FunctionTrainable)
+        return self._function_trainable
 
     # ------------------------------------------------------------------ exploits
     def _exploit(self, tune_controller, trial, trial_to_clone) -> None:
