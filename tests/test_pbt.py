@@ -70,6 +70,7 @@ def toy_spec(tmp_path: Path, scheduler: dict | None, **fields) -> SweepSpec:
     return SweepSpec.from_dict(data, base_dir=str(tmp_path))
 
 
+@pytest.mark.integration
 def test_pbt_finds_a_schedule_that_fixed_rates_cannot(ray_session, tmp_path, capsys):
     pbt = run_sweep(toy_spec(tmp_path, {"name": "pbt", "perturbation_interval": 4}))
     fifo = run_sweep(toy_spec(tmp_path, None))  # the same initial population (same seed)
@@ -93,6 +94,7 @@ def test_pbt_finds_a_schedule_that_fixed_rates_cannot(ray_session, tmp_path, cap
     assert "## Population-based training" in page and "pbt_schedule.png" in page
 
 
+@pytest.mark.integration
 def test_pb2_runs_on_the_sweeps_ranges(ray_session, tmp_path):
     spec = toy_spec(
         tmp_path,
@@ -106,6 +108,7 @@ def test_pb2_runs_on_the_sweeps_ranges(ray_session, tmp_path):
     assert (result.table["exploits"] > 0).any(), "PB2 never exploited"
 
 
+@pytest.mark.integration
 def test_the_cnn_under_pbt_continues_from_the_copied_weights(ray_session, tmp_path):
     spec = SweepSpec.from_dict(
         {
@@ -148,6 +151,7 @@ def test_the_cnn_under_pbt_continues_from_the_copied_weights(ray_session, tmp_pa
         pytest.fail("no exploit with both the donor's epoch and the next one recorded")
 
 
+@pytest.mark.integration
 def test_a_trainable_that_never_checkpoints_is_named_once(ray_session, tmp_path, capsys):
     spec = toy_spec(
         tmp_path,
@@ -187,6 +191,7 @@ def test_the_warning_is_for_a_trial_that_truly_has_no_checkpoint(capsys):
     assert not check(Trainable, {})
 
 
+@pytest.mark.integration
 def test_an_interrupted_pbt_sweep_resumes_its_population(ray_session, tmp_path, capsys):
     """Ctrl-C through the command itself, in this process on the shared Ray (a driver process
     of its own started its own Ray, the slowest part of this test): Tune saves the state, the
@@ -273,6 +278,7 @@ def cond(config):
 """
 
 
+@pytest.mark.integration
 def test_pbt_over_when_keeps_one_checkpoint_and_no_inactive_value(ray_session, tmp_path, capsys):
     """``when:``: no trial is given a parameter that does not apply (the trainable fails if
     it is) and the schedule records none; one exploit per trial per interval; with
