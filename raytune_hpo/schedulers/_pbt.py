@@ -68,6 +68,7 @@ class _Population:
         self._now: dict[str, int] = {}  # trial id -> the budget of the result being decided
         self._exploited: set[tuple[str, int]] | None = None  # (trial id, interval), read lazily
         self._copies = files.Copies() if kept is not None else None
+        self._narrowed: dict[str, Any] = {}  # the mutations of the exploit under way
         super().__init__(custom_explore_fn=Keep(space, paths), **self._search(space, paths), **kw)
 
     def _search(self, space: SearchSpace, paths) -> dict[str, Any]:
