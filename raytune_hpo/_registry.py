@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from raytune_hpo.errors import UserError
+from raytune_hpo.errors import UserError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class Entry:
 
 def lookup(kind: str, registry: dict[str, Entry], name: Any) -> Entry:
     if not isinstance(name, str) or name not in registry:
-        raise UserError(f"unknown {kind} {name!r}; allowed: {', '.join(registry)}")
+        hint = did_you_mean(name, registry)
+        raise UserError(f"unknown {kind} {name!r}; allowed: {', '.join(registry)}{hint}")
     return registry[name]
 
 
@@ -54,7 +55,8 @@ def check_options(kind: str, name: str, entry: Entry, options: Iterable[str]) ->
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         listed = ", ".join(allowed) if allowed else "none"
-        raise UserError(f"unknown option(s) {unknown} for {kind} {name!r}; allowed: {listed}")
+        hint = did_you_mean(unknown[0], allowed)
+        raise UserError(f"unknown option(s) {unknown} for {kind} {name!r}; allowed: {listed}{hint}")
 
 
 def create(kind: str, registry: dict[str, Entry], name: str, **kw: Any) -> Any:

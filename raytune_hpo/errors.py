@@ -78,6 +78,17 @@ class SpecError(UserError):
     """A sweep or study file that cannot run; it names the field."""
 
 
+def did_you_mean(name: Any, allowed: Iterable[Any]) -> str:
+    """``"; did you mean 'x'?"`` for the allowed name nearest a misspelt ``name`` (difflib's
+    ratio of at least 0.6), else ``""``: appended to an error that lists the allowed ones."""
+    import difflib
+
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, [str(a) for a in allowed], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def user_error(e: ValueError, *, field: Any = None) -> UserError:
     """``e`` as a UserError: ours as it is (under ``field`` when given), a foreign ValueError
     (a plug-in's, a library's) with its text as the message of ``field``."""
@@ -87,4 +98,4 @@ def user_error(e: ValueError, *, field: Any = None) -> UserError:
     return UserError(text, field=field)
 
 
-__all__ = ["Field", "SpecError", "UserError", "user_error"]
+__all__ = ["Field", "SpecError", "UserError", "did_you_mean", "user_error"]

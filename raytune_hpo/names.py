@@ -24,6 +24,7 @@ SEARCH_STATE_GLOBS = (
     "searcher-state-*.pkl",
     "basic-variant-state-*.json",
 )
+CHECKPOINT_DIR_NAME = "checkpoint_dir_name"  # ray.train.constants: a result's checkpoint
 
 # ---------------------------------------------------------------- ours, in a sweep directory
 SPEC_COPY = "sweep.yaml"  # the sweep as run (``raytune-hpo resume`` reads it)
@@ -33,6 +34,9 @@ PBT_SCHEDULE = "pbt_schedule.jsonl"  # each exploit of population-based training
 # Our resume points: Ray's experiment state and the searcher's saved together (one file each,
 # raytune_hpo.run.resume_point). Not a .json/.pkl at the top, which Ray copies back and forth.
 RESUME_DIR = ".raytune-hpo"
+# Why failed trials stopped the sweep, one file per run or resume, named by its start
+# (raytune_hpo.run.fail_fast)
+FAIL_FAST_GLOB = "fail_fast-*.json"
 PARETO_RANK = "pareto_rank"  # 1: the Pareto front of the feasible trials (raytune_hpo.objectives)
 FEASIBLE = "feasible"  # a trial within every constraint, with finite objectives
 CONFIG_PREFIX = "config."  # a searched value's column in results: ``config.<dotted name>``
@@ -50,9 +54,11 @@ def config_name(column: str) -> str | None:
 
 __all__ = [
     "BUDGET_ATTR",
+    "CHECKPOINT_DIR_NAME",
     "CONFIG_PREFIX",
     "ERROR_FILE",
     "ERROR_PICKLE",
+    "FAIL_FAST_GLOB",
     "FEASIBLE",
     "PARAMS_FILE",
     "PARETO_RANK",

@@ -9,8 +9,11 @@ that moved when an upgrade changes one. A function that meets a changed Ray rais
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable
+import signal
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,22 @@ AGENT_PORT_FLAG = "--dashboard-agent-listen-port"
 # Ray 2.60: attributes Ray's Searcher keeps its metric and mode in (no setter exists; every
 # searcher of Ray's sets them in set_search_properties).
 SEARCHER_METRIC_ATTRS = ("_metric", "_mode")
+
+# Ray 2.60: what our population-based training (``raytune_hpo.schedulers._pbt``) overrides
+# or reads on Ray's ``PopulationBasedTraining``: the exploit step, the new config of an exploit,
+# the exploit's log line, the interval, the mutations and each trial's state.
+PBT_HOOKS = (
+    "_exploit",
+    "_get_new_config",
+    "_log_config_on_step",
+    "_perturbation_interval",
+    "_hyperparam_mutations",
+    "_trial_state",
+)
+# Ray 2.60: the state PBT keeps per trial (``_PBTTrialState``): what an exploit copies.
+PBT_STATE_FIELDS = ("last_checkpoint", "last_result")
+# Ray 2.60: the handler ``tune.run`` installs for SIGINT and SIGUSR1 (``ray/tune/tune.py``).
+TUNE_STOP_HANDLER = "signal_interrupt_tune_run"
 
 
 class RayMoved(RuntimeError):
@@ -299,22 +318,85 @@ def set_metric_mode(searcher: Any, metric: Any = None, mode: Any = None) -> None
 
 
 # ------------------------------------------------------------------------- schedulers
-def perturbation_interval(scheduler: Any) -> float:
-    """Ray 2.60: a ``PopulationBasedTraining``'s perturbation interval
+def pbt_interval(scheduler: Any) -> int:
+    """Ray 2.60: a ``PopulationBasedTraining``'s ``perturbation_interval``
     (``._perturbation_interval``)."""
     return scheduler._perturbation_interval
 
 
+def pbt_state(scheduler: Any, trial: Any) -> Any:
+    """Ray 2.60: PBT's state of ``trial`` (``._trial_state[trial]``): ``last_checkpoint`` (what
+    an exploit copies, a checkpoint or a pending save) and ``last_result`` (the result it was
+    taken with)."""
+    return scheduler._trial_state[trial]
+
+
+@contextlib.contextmanager
+def pbt_mutations(scheduler: Any, narrow: Callable[[dict[str, Any]], dict[str, Any]]):
+    """Ray 2.60: PBT's ``hyperparam_mutations`` (``._hyperparam_mutations``) replaced by
+    ``narrow(mutations)`` for a while (an exploit that must leave a trial's inactive parameters
+    alone). Yields that dict, which the caller may narrow further in place."""
+    full = scheduler._hyperparam_mutations
+    scheduler._hyperparam_mutations = narrowed = narrow(full)
+    try:
+        yield narrowed
+    finally:
+        scheduler._hyperparam_mutations = full
+
+
 class ExploitHook:
-    """Ray 2.60: mixin for ``PopulationBasedTraining`` (before it in the bases): after Ray
-    logs an exploit (``_log_config_on_step``), ``on_exploit`` gets the same arguments."""
+    """Ray 2.60: mixin for ``PopulationBasedTraining`` (before it in the bases) that turns its
+    private exploit steps into public hooks: ``exploit(trial, donor, proceed)`` around Ray's
+    exploit (``_exploit``; ``proceed()`` runs it), ``new_config(config, operations)`` after Ray
+    draws an exploit's config (``_get_new_config``), ``on_exploit(...)`` after Ray logs it
+    (``_log_config_on_step``, same arguments)."""
+
+    def exploit(self, trial, trial_to_clone, proceed: Callable[[], None]) -> None:
+        """Around each exploit; override (call ``proceed()`` for Ray's)."""
+        proceed()
+
+    def new_config(self, config: dict, operations: dict) -> tuple[dict, dict]:
+        """Each exploit's new config and Ray's operations on it; override."""
+        return config, operations
 
     def on_exploit(self, trial_state, new_state, trial, trial_to_clone, new_config) -> None:
         """Called after each exploit; override."""
 
+    def _exploit(self, tune_controller, trial, trial_to_clone):
+        parent = super()
+        self.exploit(
+            trial, trial_to_clone, lambda: parent._exploit(tune_controller, trial, trial_to_clone)
+        )
+
+    def _get_new_config(self, trial, trial_to_clone):
+        return self.new_config(*super()._get_new_config(trial, trial_to_clone))
+
     def _log_config_on_step(self, trial_state, new_state, trial, trial_to_clone, new_config):
         super()._log_config_on_step(trial_state, new_state, trial, trial_to_clone, new_config)
         self.on_exploit(trial_state, new_state, trial, trial_to_clone, new_config)
+
+
+def trial_storage(trial: Any) -> tuple[Any, str, str]:
+    """Ray 2.60: where a trial's files live on the sweep's storage (not the driver's staging
+    copy): the pyarrow file system, the trial's directory and the experiment's, as paths on it
+    (``Trial.storage``, a ``ray.train._internal.storage.StorageContext``)."""
+    storage = trial.storage
+    return storage.storage_filesystem, storage.trial_fs_path, storage.experiment_fs_path
+
+
+def stop_tune_gracefully() -> bool:
+    """Ray 2.60: end the running ``Tuner.fit`` as a Ctrl-C would: Tune saves the experiment
+    state with every trial as it is (resumable: nothing marked finished) and returns. Only from
+    the thread ``tune.run`` installed its handler in (the main thread), and only when that
+    handler is Tune's; False when it is not (``tune.run`` handles SIGUSR1 like SIGINT)."""
+    usr1 = getattr(signal, "SIGUSR1", None)
+    if usr1 is None or threading.current_thread() is not threading.main_thread():
+        return False
+    handler = signal.getsignal(usr1)
+    if TUNE_STOP_HANDLER not in getattr(handler, "__qualname__", ""):
+        return False
+    signal.raise_signal(usr1)  # Python runs the handler before raise_signal returns
+    return True
 
 
 # ---------------------------------------------------------------------------- loggers
@@ -336,7 +418,10 @@ __all__ = [
     "AUTH_SETUP_LOGGER",
     "HEAD_NODE_RESOURCE",
     "HTTP_AUTH_LOGGER",
+    "PBT_HOOKS",
+    "PBT_STATE_FIELDS",
     "SEARCHER_METRIC_ATTRS",
+    "TUNE_STOP_HANDLER",
     "WRITTEN_FOR",
     "ExploitHook",
     "RayMoved",
@@ -353,7 +438,9 @@ __all__ = [
     "load_run_metadata",
     "mark_trial_to_checkpoint",
     "package_size",
-    "perturbation_interval",
+    "pbt_interval",
+    "pbt_mutations",
+    "pbt_state",
     "raise_checkpoint_index",
     "reopen_variant_generator",
     "result_grid_trials",
@@ -362,7 +449,9 @@ __all__ = [
     "set_checkpoint_results",
     "set_metric_mode",
     "staging_dir",
+    "stop_tune_gracefully",
     "trial_actor",
     "trial_staging_stamp",
+    "trial_storage",
     "upload_limit",
 ]

@@ -26,6 +26,13 @@ import time
 import raytune_hpo
 
 
+def advance(acc, lr):
+    best = 0.01 * acc / 20 if acc < 20 else 0.01 - 0.01 * (acc - 20) / 20
+    best = min(0.01, max(0.001, best))
+    ratio = max(lr, best) / min(lr, best)
+    return acc + 1 / ratio if ratio < 3 else max(0.0, acc - (ratio - 3) * 0.5)
+
+
 def toy(config):
     state = raytune_hpo.restore_state() or {"step": 0, "acc": 0.0}
     acc = state["acc"]
@@ -33,19 +40,28 @@ def toy(config):
         time.sleep(config.get("pause", 0))
         while step > config.get("hold_after", step) and not os.path.exists(config["hold"]):
             time.sleep(0.05)  # held until the test lets the sweep go on
-        best = 0.01 * acc / 20 if acc < 20 else 0.01 - 0.01 * (acc - 20) / 20
-        best = min(0.01, max(0.001, best))
-        ratio = max(config["lr"], best) / min(config["lr"], best)
-        acc = acc + 1 / ratio if ratio < 3 else max(0.0, acc - (ratio - 3) * 0.5)
+        acc = advance(acc, config["lr"])
         raytune_hpo.report({"acc": acc, "lr": config["lr"]}, state={"step": step, "acc": acc})
 """
+
+
+def fixed_rate(lr: float, steps: int = 40) -> float:
+    """The toy's accuracy after ``steps`` at a constant ``lr``: the trial a FIFO sweep runs
+    (deterministic; Ray adds nothing to it)."""
+    scope: dict = {}
+    exec(TOY.split("def toy(")[0].replace("import raytune_hpo", ""), scope)
+    acc = 0.0
+    for _ in range(steps):
+        acc = scope["advance"](acc, lr)
+    return acc
+
 
 SILENT = """
 from ray import tune
 
 
 def silent(config):
-    for step in range(1, 9):
+    for step in range(1, 6):
         tune.report({"acc": step * config["lr"]})
 """
 
@@ -70,15 +86,19 @@ def toy_spec(tmp_path: Path, scheduler: dict | None, **fields) -> SweepSpec:
     return SweepSpec.from_dict(data, base_dir=str(tmp_path))
 
 
+@pytest.mark.integration
 def test_pbt_finds_a_schedule_that_fixed_rates_cannot(ray_session, tmp_path, capsys):
+    from raytune_hpo.results.live import read_sweep
+
     pbt = run_sweep(toy_spec(tmp_path, {"name": "pbt", "perturbation_interval": 4}))
-    fifo = run_sweep(toy_spec(tmp_path, None))  # the same initial population (same seed)
     assert sorted(pbt.table["status"].unique()) == ["OK"]
-    assert pbt.table["acc"].mean() > fifo.table["acc"].mean() + 5, (
-        pbt.table["acc"].describe(),
-        fifo.table["acc"].describe(),
-    )
-    assert pbt.table["acc"].max() > fifo.table["acc"].max()
+    # The same initial population at fixed rates (a FIFO sweep of the same seed): each trial's
+    # first lr, the one the searcher gave it, kept for its 40 epochs.
+    first = read_sweep(pbt.path).history.query("training_iteration == 1")
+    assert len(first) == 8
+    fifo = pd.Series([fixed_rate(lr) for lr in first["lr"]])
+    assert pbt.table["acc"].mean() > fifo.mean() + 5, (pbt.table["acc"].describe(), fifo)
+    assert pbt.table["acc"].max() > fifo.max()
     # What PBT did: exploits with trial ids, values inside the space's bounds.
     assert (pbt.table["exploits"] > 0).any()
     capsys.readouterr()
@@ -93,13 +113,21 @@ def test_pbt_finds_a_schedule_that_fixed_rates_cannot(ray_session, tmp_path, cap
     assert "## Population-based training" in page and "pbt_schedule.png" in page
 
 
+@pytest.mark.integration
 def test_pb2_runs_on_the_sweeps_ranges(ray_session, tmp_path):
-    spec = toy_spec(tmp_path, {"name": "pb2", "perturbation_interval": 5}, num_samples=4, seed=2)
+    spec = toy_spec(
+        tmp_path,
+        {"name": "pb2", "perturbation_interval": 5},
+        num_samples=4,
+        seed=2,
+        trainable={"function": "toy.py:toy", "config": {"steps": 20}},  # 4 perturbations
+    )
     result = run_sweep(spec)
     assert (result.table["status"] == "OK").all()
     assert (result.table["exploits"] > 0).any(), "PB2 never exploited"
 
 
+@pytest.mark.integration
 def test_the_cnn_under_pbt_continues_from_the_copied_weights(ray_session, tmp_path):
     spec = SweepSpec.from_dict(
         {
@@ -142,11 +170,12 @@ def test_the_cnn_under_pbt_continues_from_the_copied_weights(ray_session, tmp_pa
         pytest.fail("no exploit with both the donor's epoch and the next one recorded")
 
 
+@pytest.mark.integration
 def test_a_trainable_that_never_checkpoints_is_named_once(ray_session, tmp_path, capsys):
     spec = toy_spec(
         tmp_path,
         {"name": "pbt", "perturbation_interval": 2},
-        num_samples=4,
+        num_samples=2,  # both reach a perturbation without one: named once
         trainable={"function": "silent.py:silent"},
     )
     run_sweep(spec)
@@ -154,11 +183,44 @@ def test_a_trainable_that_never_checkpoints_is_named_once(ray_session, tmp_path,
     assert err.count("without a checkpoint, so PBT cannot copy it") == 1, err
 
 
-def test_an_interrupted_pbt_sweep_resumes_its_population(ray_session, tmp_path):
+def test_the_warning_is_for_a_trial_that_truly_has_no_checkpoint(capsys):
+    """At the first perturbation: a function trainable whose checkpoint comes with that very
+    result (Ray registers it after the scheduler) has one; a class Trainable is asked to save
+    by PBT itself; only a function that reported none is named."""
+    from types import SimpleNamespace
+
+    from ray.tune import Trainable
+    from ray.tune.trainable import FunctionTrainable
+
+    from raytune_hpo.schedulers import create_scheduler
+    from raytune_hpo.sweep.space import SearchSpace
+
+    def check(cls, result, checkpoint=None) -> bool:
+        space = SearchSpace.from_dict({"lr": {"type": "float", "low": 0.1, "high": 1.0}})
+        pbt = create_scheduler(
+            "pbt", metric="acc", mode="max", space=space, perturbation_interval=4
+        )
+        trial = SimpleNamespace(trial_id="t1", checkpoint=checkpoint, get_trainable_cls=lambda: cls)
+        pbt._check_checkpoint(trial, {"training_iteration": 4, **result})
+        return "without a checkpoint" in capsys.readouterr().err
+
+    assert check(FunctionTrainable, {})
+    assert not check(FunctionTrainable, {"should_checkpoint": True})
+    assert not check(FunctionTrainable, {}, checkpoint=object())
+    assert not check(Trainable, {})
+
+
+@pytest.mark.integration
+def test_an_interrupted_pbt_sweep_resumes_its_population(ray_session, tmp_path, capsys):
+    """Ctrl-C through the command itself, in this process on the shared Ray (a driver process
+    of its own started its own Ray, the slowest part of this test): Tune saves the state, the
+    command exits 130, and the resumed population exploits again."""
+    import os
     import signal
+    import threading
 
     import yaml
-    from sweep_procs import results_reported, start_run, wait_for
+    from sweep_procs import results_reported
 
     from raytune_hpo.results.live import read_schedule
     from raytune_hpo.run.sweep import resume
@@ -168,26 +230,106 @@ def test_an_interrupted_pbt_sweep_resumes_its_population(ray_session, tmp_path):
         tmp_path,
         {"name": "pbt", "perturbation_interval": 4},
         num_samples=4,
-        # 32 epochs, each trial held after epoch 6 until the interrupt has landed, so the
-        # exploits at 8, 12, ... 28 all come after the resume however loaded the machine is
+        # 16 epochs, each trial held after epoch 6 until the interrupt has landed, so the
+        # exploits at 8, 12 and 16 all come after the resume however loaded the machine is
         trainable={
             "function": "toy.py:toy",
-            "config": {"steps": 32, "pause": 0.05, "hold_after": 6, "hold": str(go)},
+            "config": {"steps": 16, "pause": 0.05, "hold_after": 6, "hold": str(go)},
         },
     )
     path = tmp_path / "pbt.yaml"
     path.write_text(yaml.safe_dump(spec.model_dump(exclude_unset=True)))
     storage = tmp_path / "out"
-    proc = start_run(path, storage, tmp_path)
-    wait_for(lambda: results_reported(storage) >= 24, proc)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=300) == 130, (tmp_path / "driver.log").read_text()[-3000:]
+
+    def interrupt():  # the trials are held: the sweep is still running when it lands
+        while results_reported(storage) < 24:
+            threading.Event().wait(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        assert main(["run", str(path), "--storage-path", str(storage)]) == 130
+    finally:
+        signal.signal(signal.SIGINT, handler)  # the command arms a second Ctrl-C to exit
+    assert "interrupted; continue it with: raytune-hpo resume" in capsys.readouterr().err
     (exp,) = storage.iterdir()
-    before = len(read_schedule(str(exp)))
+    before = read_schedule(str(exp))
     go.touch()
     table = resume(exp).table
-    assert len(table) == 4 and (table["status"] == "OK").all() and (table["epochs"] == 32).all()
-    assert len(read_schedule(str(exp))) > before, "no exploit after the resume"
+    assert len(table) == 4 and (table["status"] == "OK").all() and (table["epochs"] == 16).all()
+    after = read_schedule(str(exp))
+    assert len(after) > len(before), "no exploit after the resume"
+    once_per_interval(after, 4)
+
+
+def once_per_interval(schedule: pd.DataFrame, interval: int) -> None:
+    """No trial exploited twice within one perturbation interval."""
+    steps = list(zip(schedule["trial_id"], schedule["training_iteration"] // interval, strict=True))
+    assert len(steps) == len(set(steps)), schedule[["trial_id", "training_iteration"]]
+
+
+# A user function over a conditional space (momentum only under SGD) that checkpoints only at
+# the perturbation steps; it fails at once if given a parameter that does not apply.
+CONDITIONAL = """
+import tempfile, json, os
+
+from ray import tune
+
+
+def cond(config):
+    if ("momentum" in config) != (config["optimizer"] == "sgd"):
+        raise ValueError(f"inactive or missing momentum: {config}")
+    step, acc = 0, 0.0
+    if (checkpoint := tune.get_checkpoint()) is not None:
+        with checkpoint.as_directory() as d, open(os.path.join(d, "s.json")) as f:
+            step, acc = json.load(f)
+    for step in range(step + 1, 9):
+        gain = 1.0 if config["optimizer"] == "sgd" else 0.5
+        acc += gain * min(config["lr"], 0.01) * 100 + config.get("momentum", 0)
+        if step % 2:
+            tune.report({"acc": acc})
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "s.json"), "w") as f:
+                json.dump([step, acc], f)
+            tune.report({"acc": acc}, checkpoint=tune.Checkpoint.from_directory(d))
+"""
+
+
+@pytest.mark.integration
+def test_pbt_over_when_keeps_one_checkpoint_and_no_inactive_value(ray_session, tmp_path, capsys):
+    """``when:``: no trial is given a parameter that does not apply (the trainable fails if
+    it is) and the schedule records none; one exploit per trial per interval; with
+    ``checkpoints.keep: 1`` exploits still find what they copy; and a checkpoint reported at
+    the perturbation step is no reason for the no-checkpoint warning."""
+    (tmp_path / "cond.py").write_text(CONDITIONAL)
+    spec = toy_spec(
+        tmp_path,
+        {"name": "pbt", "perturbation_interval": 2, "quantile_fraction": 0.5},
+        num_samples=3,
+        seed=3,
+        space={
+            "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+            "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+            "momentum": {"type": "float", "low": 0.1, "high": 0.9, "when": {"optimizer": "sgd"}},
+        },
+        trainable={"function": "cond.py:cond"},
+        checkpoints={"keep": 1},
+    )
+    result = run_sweep(spec)
+    assert (result.table["status"] == "OK").all(), result.table.get("error")
+    assert "without a checkpoint" not in capsys.readouterr().err
+    from raytune_hpo.results.live import read_schedule
+
+    schedule = read_schedule(result.path)
+    assert len(schedule) > 0, "no exploit"
+    sgd = schedule["config.optimizer"] == "sgd"
+    momentum = schedule.get("config.momentum", pd.Series(float("nan"), index=schedule.index))
+    assert momentum[sgd].notna().all() and momentum[~sgd].isna().all(), schedule
+    once_per_interval(schedule, 2)
+    for trial_dir in Path(result.path).glob("cond_*"):  # Ray kept one; copies were removed
+        assert len(list(trial_dir.glob("checkpoint_*"))) <= 1, sorted(trial_dir.iterdir())
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,8 @@ import ast
 import importlib
 import inspect
 import json
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -209,13 +211,18 @@ SYMBOLS = [
     ),
     (
         "PopulationBasedTraining._perturbation_interval",
-        "perturbation_interval",
+        "pbt_interval",
         lambda: _instance_attrs(_pbt, "_perturbation_interval"),
     ),
     (
-        "PopulationBasedTraining._log_config_on_step",
+        "PopulationBasedTraining._exploit, ._get_new_config, ._log_config_on_step",
         "ExploitHook",
-        lambda: _attr("ray.tune.schedulers", "PopulationBasedTraining", "_log_config_on_step"),
+        lambda: _instance_attrs(_pbt, "_exploit", "_get_new_config", "_log_config_on_step"),
+    ),
+    (
+        "PopulationBasedTraining._trial_state, ._hyperparam_mutations",
+        "pbt_state, pbt_mutations",
+        lambda: _instance_attrs(_pbt, "_trial_state", "_hyperparam_mutations"),
     ),
     (
         "LoggerCallback._restore_from_remote",
@@ -278,7 +285,7 @@ def test_the_helpers_do_what_their_callers_rely_on():
     g.set_finished()
     ray_compat.reopen_variant_generator(g)
     assert not g.is_finished() and g.metric is None
-    assert ray_compat.perturbation_interval(_pbt()) == 60.0  # Ray's default
+    assert ray_compat.pbt_interval(_pbt()) == 60.0  # Ray's default
     assert ray_compat.trial_actor(object()) is None
     assert ray_compat.result_grid_trials(object()) is None
     with pytest.raises(RuntimeError, match=r"changed _CheckpointManager.* .*ray_compat"):
@@ -313,6 +320,10 @@ PRIVATE_ATTRS = {
     "_checkpoint_results",
     "_restore_from_remote",
     "_log_config_on_step",
+    "_exploit",
+    "_get_new_config",
+    "_hyperparam_mutations",
+    "_trial_state",
     "temporary_state",
 }
 SELF_ONLY = set(ray_compat.SEARCHER_METRIC_ATTRS)
@@ -433,3 +444,75 @@ def test_a_changed_private_name_fails_naming_it():
         ray_compat.trial_staging_stamp({"storage": "gone"})
     with pytest.raises(ray_compat.RayMoved, match="experiment_driver_staging_path"):
         ray_compat.staging_dir(object())
+
+
+def test_pbt_keeps_the_hooks_and_state_our_scheduler_uses():
+    from ray.tune.schedulers import PopulationBasedTraining
+    from ray.tune.schedulers.pbt import _PBTTrialState
+
+    pbt = PopulationBasedTraining(
+        time_attr="training_iteration",
+        metric="acc",
+        mode="max",
+        hyperparam_mutations={"lr": [0.1, 0.2]},
+    )
+    for name in ray_compat.PBT_HOOKS:
+        assert hasattr(pbt, name), f"PopulationBasedTraining.{name} is gone"
+    state = _PBTTrialState.__new__(_PBTTrialState)
+    _PBTTrialState.__init__(state, type("T", (), {"experiment_tag": "t"})())
+    for name in ray_compat.PBT_STATE_FIELDS:
+        assert hasattr(state, name), f"_PBTTrialState.{name} is gone"
+    assert ray_compat.pbt_interval(pbt) == 60  # Ray's default
+    with ray_compat.pbt_mutations(pbt, lambda m: {}) as narrowed:
+        assert pbt._hyperparam_mutations is narrowed == {}
+    assert pbt._hyperparam_mutations == {"lr": [0.1, 0.2]}
+
+
+def test_a_trials_storage_has_the_paths_we_read(tmp_path):
+    from types import SimpleNamespace
+
+    from ray.train._internal.storage import StorageContext
+
+    storage = StorageContext(str(tmp_path), "exp", trial_dir_name="trial")
+    fs, trial_dir, exp_dir = ray_compat.trial_storage(SimpleNamespace(storage=storage))
+    assert trial_dir == f"{exp_dir}/trial" and exp_dir.endswith("/exp")
+    assert fs.get_file_info(str(tmp_path)).is_file is False
+
+
+def test_tune_stops_gracefully_on_sigusr1_with_the_handler_we_look_for():
+    from ray.tune.tune import _setup_signal_catching
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGUSR1)}
+    try:
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # a Tuner.fit before leaves Tune's
+        assert not ray_compat.stop_tune_gracefully()  # not Tune's handler: nothing raised
+        event = _setup_signal_catching()
+        handler = signal.getsignal(signal.SIGUSR1)
+        assert ray_compat.TUNE_STOP_HANDLER in handler.__qualname__, handler.__qualname__
+        assert ray_compat.stop_tune_gracefully() and event.is_set()
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+
+def test_not_from_another_thread():
+    out = []
+    t = threading.Thread(target=lambda: out.append(ray_compat.stop_tune_gracefully()))
+    t.start()
+    t.join()
+    assert out == [False]
+
+
+@pytest.mark.parametrize(
+    ("ours", "where", "name"),
+    [
+        ("CHECKPOINT_DIR_NAME", "ray.train.constants", "CHECKPOINT_DIR_NAME"),
+        ("ERROR_FILE", "ray.tune.result", "EXPR_ERROR_FILE"),
+    ],
+)
+def test_the_names_we_repeat_are_rays(ours, where, name):
+    import importlib
+
+    import raytune_hpo.names as names
+
+    assert getattr(names, ours) == getattr(importlib.import_module(where), name)

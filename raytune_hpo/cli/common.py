@@ -4,6 +4,8 @@ overrides, printing tables and warnings, the options several commands take."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import os
 import sys
 
@@ -13,10 +15,25 @@ BY_HELP = "rank each trial by its last reported epoch (default) or its best one"
 
 
 def format_table(df, top: int | None = None) -> str:
+    """The terminal table: floats to 4 significant digits; a searched value that does not
+    apply to a trial (``when:``) and an empty note are empty cells, as in ``results.csv``."""
+    import math
+
+    from raytune_hpo.names import config_name
+
     shown = df if top is None else df.head(top)
     if shown.empty:
         return "(no trials)"
-    shown = shown.drop(columns=[c for c in ("error",) if c in shown and shown[c].isna().all()])
+    notes = ("error", "stopped")
+    shown = shown.drop(columns=[c for c in notes if c in shown and shown[c].isna().all()])
+
+    def cell(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        return f"{v:.4g}" if isinstance(v, float) else v
+
+    blank = [c for c in shown if config_name(c) or c in notes]
+    shown = shown.assign(**{c: shown[c].map(cell) for c in blank})
     return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
@@ -36,6 +53,41 @@ def apply_override(data: dict, item: str) -> None:
             raise SpecError(f"--set {key}: {part} is not a mapping")
         node = child
     node[parts[-1]] = parse_yaml(raw, f"--set {key}")
+
+
+def given_on_command_line(args: argparse.Namespace) -> list[tuple[tuple[str, ...], str]]:
+    """The fields the command line sets, each with how it was set (``--set a.b=1``)."""
+    out = []
+    for item in getattr(args, "set", None) or []:
+        key = item.partition("=")[0]
+        out.append((tuple(key.split(".")), f"--set {item}"))
+    for key, flag in (
+        ("num_samples", "--num-samples"),
+        ("storage_path", "--storage-path"),
+        ("seed", "--seed"),
+    ):
+        value = getattr(args, key, None)
+        if value is not None:
+            out.append(((key,), f"{flag} {value}"))
+    return out
+
+
+@contextlib.contextmanager
+def blamed_on_flags(args: argparse.Namespace):
+    """An error in a field the command line set names that flag, not the sweep file."""
+    from raytune_hpo.errors import UserError
+
+    try:
+        yield
+    except UserError as e:
+        field = tuple(str(p) for p in e.field)
+        for path, flag in reversed(given_on_command_line(args)):  # the last --set wins
+            n = min(len(path), len(field))
+            if n and path[:n] == field[:n]:
+                new = copy.copy(e)
+                new.source = flag
+                raise new from None
+        raise
 
 
 def load_spec(args: argparse.Namespace):
@@ -64,7 +116,8 @@ def load_spec(args: argparse.Namespace):
     if sets and isinstance(data, dict):
         for item in sets:
             apply_override(data, item)
-    return SweepSpec.from_dict(data, source=source, base_dir=base)
+    with blamed_on_flags(args):
+        return SweepSpec.from_dict(data, source=source, base_dir=base)
 
 
 def announce(plan, verb: str = "sweep") -> None:
@@ -101,6 +154,7 @@ __all__ = [
     "RAY_ADDRESS_HELP",
     "announce",
     "apply_override",
+    "blamed_on_flags",
     "format_table",
     "load_spec",
     "overrides",

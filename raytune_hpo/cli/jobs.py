@@ -7,7 +7,14 @@ import argparse
 import json
 import sys
 
-from raytune_hpo.cli.common import ADDRESS_HELP, announce, format_table, load_spec, overrides
+from raytune_hpo.cli.common import (
+    ADDRESS_HELP,
+    announce,
+    blamed_on_flags,
+    format_table,
+    load_spec,
+    overrides,
+)
 
 
 def _where(args: argparse.Namespace) -> dict:
@@ -20,7 +27,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from raytune_hpo.plan.assemble import assemble
 
     spec = load_spec(args)
-    announce(assemble(spec, local_data=False), verb="submitting")  # the data is the cluster's
+    with blamed_on_flags(args):
+        plan = assemble(spec, local_data=False)  # the data is the cluster's
+    announce(plan, verb="submitting")
     job_id = jobs.submit(spec, **_where(args))
     print(f"submitted sweep {spec.name!r} as job {job_id} to {jobs.address_of(args.address)}")
     if not args.wait:

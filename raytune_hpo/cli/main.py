@@ -20,6 +20,7 @@ from raytune_hpo.cli.common import (
     BY_HELP,
     RAY_ADDRESS_HELP,
     announce,
+    blamed_on_flags,
     format_table,
     load_spec,
     overrides,
@@ -40,7 +41,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from raytune_hpo.run.sweep import experiment_dir, experiment_name, run_sweep
 
     spec = load_spec(args)
-    plan = assemble(spec)  # user code is imported (and pickled by value) from here on
+    with blamed_on_flags(args):
+        plan = assemble(spec)  # user code is imported (and pickled by value) from here on
     if args.sweep_env:  # a submitted job: see load_spec
         os.chdir(tempfile.gettempdir())
     announce(plan)

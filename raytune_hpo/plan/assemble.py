@@ -19,9 +19,10 @@ import raytune_hpo.plan.bohb as bohb
 import raytune_hpo.plan.loggers as sweep_loggers
 import raytune_hpo.plan.warm_start as warm_start
 import raytune_hpo.storage as storage
-from raytune_hpo.errors import UserError, user_error
+from raytune_hpo.errors import UserError, did_you_mean, user_error
 from raytune_hpo.names import BUDGET_ATTR
 from raytune_hpo.plan.plan import EARLY_STOPPING, Plan
+from raytune_hpo.plan.stopping import RAY_COUNTERS, StopCriteria
 from raytune_hpo.sweep.spec import SweepSpec
 from raytune_hpo.train import contract_of
 from raytune_hpo.train.contract import TrainableContract
@@ -67,16 +68,33 @@ def check_space(d: Draft) -> None:
 def check_metric(d: Draft) -> None:
     """Every objective and constrained metric is one the trainable reports (where it declares
     what it reports)."""
-    metrics = d.contract.metrics(d.spec.search_space)
-    if metrics is None:
-        return
     objectives = d.spec.objectives
     for name in objectives.reported:
-        if name not in metrics:
-            raise UserError(
-                f"{name!r} is not reported by the trainable; allowed: {', '.join(metrics)}",
-                field=objectives.field_of(name),
-            )
+        _reported(d, name, objectives.field_of(name))
+
+
+def check_stop(d: Draft) -> None:
+    """``stop:``: each criterion has a direction and reads a metric the trainable reports."""
+    for name in StopCriteria.of(d.spec).metrics:
+        _reported(d, name, ("stop", name))
+
+
+def check_checkpoints(d: Draft) -> None:
+    """``checkpoints.score`` is a metric the trainable reports."""
+    kept = d.spec.checkpoints
+    if kept is not None and kept.score is not None and kept.score not in RAY_COUNTERS:
+        _reported(d, kept.score, ("checkpoints", "score"))
+
+
+def _reported(d: Draft, name: str, field: Any) -> None:
+    """``name`` is a metric the trainable reports (where it declares what it reports)."""
+    metrics = d.contract.metrics(d.spec.search_space)
+    if metrics is not None and name not in metrics:
+        raise UserError(
+            f"{name!r} is not reported by the trainable; allowed: {', '.join(metrics)}"
+            f"{did_you_mean(name, metrics)}",
+            field=field,
+        )
 
 
 def check_data(d: Draft) -> None:
@@ -107,6 +125,8 @@ def check_runtime_env(d: Draft) -> None:
 CHECKS: tuple[Callable[[Draft], None], ...] = (
     check_space,
     check_metric,
+    check_stop,
+    check_checkpoints,
     check_data,
     check_runtime_env,
 )

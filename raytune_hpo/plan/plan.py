@@ -9,6 +9,7 @@ from typing import Any
 
 import raytune_hpo.plan.loggers as sweep_loggers
 import raytune_hpo.plan.warm_start as warm_start
+from raytune_hpo.plan.stopping import RAY_COUNTERS, CriteriaStopper, StopCriteria
 from raytune_hpo.sweep.spec import SweepSpec
 from raytune_hpo.train.contract import TrainableContract
 
@@ -78,12 +79,67 @@ class Plan:
 
     @property
     def checkpoints_kept(self) -> int | None:
-        """Checkpoints Ray keeps per trial: the last two (a paused or failed trial resumes from
-        the newest), all under population-based training (a trial restores a donor's
-        checkpoint after the donor trained on, when Ray would have deleted it)."""
+        """Checkpoints Ray keeps per trial: ``checkpoints.keep``, else the last two (a paused
+        or failed trial resumes from the newest), all under population-based training (a trial
+        restores a donor's checkpoint after the donor trained on; with ``keep`` an exploit
+        copies the donor's instead: ``raytune_hpo.schedulers._pbt``)."""
         from raytune_hpo.schedulers import POPULATION
 
+        given = self.spec.checkpoints.keep if self.spec.checkpoints else None
+        if given is not None:
+            return given
         return None if self.scheduler_name in POPULATION else 2
+
+    def checkpoint_config(self):
+        """Ray's ``CheckpointConfig``: how many (``checkpoints_kept``) and which (the best by
+        ``checkpoints.score``, in ``order`` or the objective's mode; else the newest). A class
+        trainable without save_checkpoint must not be asked for one at its end."""
+        from ray import tune
+
+        kept = self.spec.checkpoints
+        score = kept.score if kept else None
+        order = (kept.order if kept else None) or self._mode_of(score) or "max"
+        return tune.CheckpointConfig(
+            num_to_keep=self.checkpoints_kept,
+            checkpoint_score_attribute=score,
+            checkpoint_score_order=order,
+            checkpoint_at_end=False,
+        )
+
+    def _mode_of(self, metric: str | None) -> str | None:
+        objectives = self.objectives
+        return dict(zip(objectives.metrics, objectives.modes, strict=True)).get(metric)
+
+    def failure_config(self):
+        """Ray's ``FailureConfig``: retries of a failed trial (``max_failures``). Failures that
+        stop the whole sweep (``fail_fast``) are ours (``raytune_hpo.run.fail_fast``): Ray's
+        would mark the search finished, and ``resume`` could not go on after a fix."""
+        from ray import tune
+
+        return tune.FailureConfig(max_failures=self.spec.max_failures)
+
+    @property
+    def stop_criteria(self) -> StopCriteria:
+        """The sweep's ``stop:`` (``raytune_hpo.plan.stopping``)."""
+        return StopCriteria.of(self.spec)
+
+    def stopper(self) -> CriteriaStopper | None:
+        """The ``stop:`` criteria as a Tune stopper (None without any)."""
+        criteria = self.stop_criteria
+        return CriteriaStopper(criteria) if criteria else None
+
+    def checked_metrics(self) -> dict[str, tuple]:
+        """The metrics a trainable must report, each with its field in the sweep file: the
+        objectives and constrained metrics, the metrics of ``stop:`` and ``checkpoints.score``
+        (checked on the first result: ``raytune_hpo.run.metric_check``)."""
+        objectives = self.objectives
+        out = {m: tuple(objectives.field_of(m)) for m in objectives.reported}
+        for m in self.stop_criteria.metrics:
+            out.setdefault(m, ("stop", m))
+        kept = self.spec.checkpoints
+        if kept and kept.score and kept.score not in RAY_COUNTERS:
+            out.setdefault(kept.score, ("checkpoints", "score"))
+        return out
 
     @property
     def proposes_own_values(self) -> bool:
@@ -175,6 +231,7 @@ class Plan:
             space=self.spec.search_space,  # population-based training mutates within it
             mutable=self.trainable.mutable_settings(),
             seed=self.spec.seed,
+            kept=self.checkpoints_kept,  # population-based training copies what Ray may delete
             **options,
         )
 

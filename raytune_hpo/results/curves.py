@@ -16,6 +16,7 @@ from raytune_hpo.results.plots import Section
 
 ENDINGS = {  # how a trial ended -> its colour
     "finished": "tab:green",
+    "met stop": "tab:olive",
     "stopped early": "tab:orange",
     "cut": "tab:brown",
     "failed": "tab:red",

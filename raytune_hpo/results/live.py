@@ -37,9 +37,11 @@ from raytune_hpo.results.sweep_dir import (
     BY,
     REPORT_COLUMNS,
     apply_end,
+    apply_stop,
     read_spec_copy,
     searched_values,
     sort_table,
+    stop_criteria,
 )
 from raytune_hpo.results.trial_ends import parse_ends
 from raytune_hpo.sweep.spec import SweepSpec
@@ -90,6 +92,7 @@ class SweepRecord:
         table = trial_table(
             self.trials, self.history, self.metric, self.mode, by, self.ends, self.objectives
         )
+        table = with_stops(table, self.history, stop_criteria(self.spec))
         return with_exploits(table, self.schedule)
 
 
@@ -277,6 +280,18 @@ def trial_table(
         apply_end(row, (ends or {}).get(t["trial_id"]))
         out.append(row)
     return sort_table(pd.DataFrame(out), metric, mode, objectives)
+
+
+def with_stops(table: pd.DataFrame, history: pd.DataFrame, criteria) -> pd.DataFrame:
+    """``table`` with ``stopped``: the ``stop:`` criterion each trial's last result met."""
+    if not criteria or history.empty or table.empty or "trial_id" not in history:
+        return table
+    last = history.groupby("trial_id", sort=False).tail(1).set_index("trial_id")
+    rows = table.to_dict("records")
+    for row in rows:
+        if row["trial_id"] in last.index:
+            apply_stop(row, last.loc[row["trial_id"]].dropna().to_dict(), criteria)
+    return pd.DataFrame(rows)
 
 
 def _pick(h: pd.DataFrame, metric: str, mode: str, by: str, objectives: Objectives):

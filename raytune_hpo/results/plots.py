@@ -37,9 +37,32 @@ def png(fig) -> bytes:
 
     buf = io.BytesIO()
     fig.tight_layout()
+    if keep_titles_inside(fig):
+        fig.tight_layout()  # room for the titles' new lines
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return buf.getvalue()
+
+
+def keep_titles_inside(fig) -> bool:
+    """Wrap each axes title that runs past the figure's edges (a title is centred over its
+    axes: a long one was cut at both sides); whether any was wrapped."""
+    import textwrap
+
+    renderer = fig.canvas.get_renderer()
+    wrapped = False
+    for ax in fig.axes:
+        title = ax.title
+        text = " ".join(title.get_text().split())
+        width = len(text)
+        while width > 16:
+            box = title.get_window_extent(renderer)
+            if box.x0 >= fig.bbox.x0 and box.x1 <= fig.bbox.x1:
+                break
+            width = int(width * 0.85)
+            title.set_text(textwrap.fill(text, width))
+            wrapped = True
+    return wrapped
 
 
 def colors(names: list[str], cmap: str = "tab10") -> dict[str, tuple]:
@@ -161,6 +184,7 @@ __all__ = [
     "Section",
     "best_so_far",
     "colors",
+    "keep_titles_inside",
     "figure_grid",
     "fmt",
     "html_page",

@@ -32,6 +32,7 @@ from raytune_hpo.names import (
 from raytune_hpo.results.curves import ENDINGS  # how a trial ended -> its colour
 from raytune_hpo.results.live import SweepRecord, read_sweep
 from raytune_hpo.results.plots import Section
+from raytune_hpo.results.sweep_dir import stop_criteria
 
 
 def endings(rec: SweepRecord) -> pd.Series:
@@ -44,6 +45,7 @@ def endings(rec: SweepRecord) -> pd.Series:
         else pd.Series(dtype=float)
     )
     budget = _budget(rec) or (epochs.max() if len(epochs) else 0)
+    met = _met_stop(rec)
     out = {}
     for row in t.to_dict("records"):
         tid = row["trial_id"]
@@ -54,10 +56,24 @@ def endings(rec: SweepRecord) -> pd.Series:
             out[tid] = "cut"
         elif status in ("TERMINATED", "OK"):
             n = epochs.get(tid, row.get("epochs", 0))
-            out[tid] = "finished" if n >= budget else "stopped early"
+            reached = tid in met
+            out[tid] = "met stop" if reached else "finished" if n >= budget else "stopped early"
         else:
             out[tid] = str(status).lower()
     return pd.Series(out, dtype=object)
+
+
+def _met_stop(rec: SweepRecord) -> set[str]:
+    """The trials whose last result met the sweep's ``stop:`` criteria."""
+    criteria = stop_criteria(rec.spec)
+    if not criteria or rec.history.empty:
+        return set()
+    last = rec.history.groupby("trial_id", sort=False).tail(1)
+    return {
+        r["trial_id"]
+        for r in last.to_dict("records")
+        if criteria.reason({k: v for k, v in r.items() if pd.notna(v)})
+    }
 
 
 def _budget(rec: SweepRecord) -> int | None:
@@ -75,7 +91,8 @@ def _budget(rec: SweepRecord) -> int | None:
 # ---------------------------------------------------------------------- curves
 def ended(rec: SweepRecord, table: pd.DataFrame, end: pd.Series) -> pd.DataFrame:
     """The rows of the trials that ended (finished, stopped early, failed), in that order."""
-    done = table[table["trial_id"].map(end).isin(["finished", "stopped early", "failed"])]
+    ended_as = ["finished", "met stop", "stopped early", "failed"]
+    done = table[table["trial_id"].map(end).isin(ended_as)]
     created = rec.trials.set_index("trial_id")["order"] if "order" in rec.trials else None
     keys = {"_o": done["trial_id"].map(created) if created is not None else range(len(done))}
     if not rec.history.empty and "wall_s" in rec.history:  # whole seconds: ties by creation
@@ -326,7 +343,8 @@ def _trial_sections(rec: SweepRecord, table, end, by: str, figs: dict) -> list[S
     sections = [
         Section(
             "Learning curves",
-            text="finished: ran its full budget; stopped early: stopped by the scheduler; cut: "
+            text="finished: ran its full budget; met stop: ended by the sweep's stop: "
+            "criteria; stopped early: stopped by the scheduler; cut: "
             "cut off by the sweep's time budget; failed: raised an error or ran past a time "
             "limit (x: its last report). " + curves.curves_note(table),
             plot="learning_curves.png",

@@ -33,6 +33,27 @@ def apply_end(row: dict[str, Any], end: dict | None) -> None:
         row["error"] = end.get("reason", row.get("error"))
 
 
+def apply_stop(row: dict[str, Any], last: dict | None, criteria: Any) -> None:
+    """A trial that ended at a result meeting the sweep's ``stop:`` criteria: which one
+    (``stopped``: ``val_accuracy 0.9812 >= 0.98``)."""
+    if criteria and row.get("status") == "OK":
+        reason = criteria.reason(last)
+        if reason is not None:
+            row["stopped"] = reason
+
+
+def stop_criteria(spec: SweepSpec | None) -> Any:
+    """The ``stop:`` criteria of a sweep read back (none when it has none or no spec)."""
+    from raytune_hpo.plan.stopping import StopCriteria
+
+    if spec is None or not spec.stop:
+        return StopCriteria()
+    try:
+        return StopCriteria.of(spec)
+    except UserError:  # a copy no longer valid here: no criteria shown
+        return StopCriteria()
+
+
 def searched_values(searched, config: dict | None) -> dict[str, Any]:
     """The searched values of a trial's config, flat; none for a trial that never got its
     config (one still pending when the sweep was interrupted). A parameter that does not
@@ -102,9 +123,11 @@ __all__ = [
     "BY",
     "REPORT_COLUMNS",
     "apply_end",
+    "apply_stop",
     "read_spec_copy",
     "searched_values",
     "sort_table",
+    "stop_criteria",
     "with_earlier_runs",
     "write_results_csv",
     "write_spec_copy",

@@ -38,9 +38,11 @@ from raytune_hpo.results.sweep_dir import (
     BY,
     REPORT_COLUMNS,
     apply_end,
+    apply_stop,
     read_spec_copy,
     searched_values,
     sort_table,
+    stop_criteria,
     write_results_csv,
     write_spec_copy,
 )
@@ -100,6 +102,7 @@ def results_table(grid, spec: SweepSpec, ends: dict | None = None) -> pd.DataFra
     record."""
     searched = spec.search_space
     objectives = spec.objectives
+    criteria = stop_criteria(spec)
     rows = []
     for tid, r in zip(_trial_ids(grid), grid, strict=True):
         m = r.metrics or {}
@@ -119,6 +122,7 @@ def results_table(grid, spec: SweepSpec, ends: dict | None = None) -> pd.DataFra
         if r.error:
             row["error"] = str(r.error).strip().splitlines()[-1][:200]
         apply_end(row, (ends or {}).get(row["trial_id"]))
+        apply_stop(row, m, criteria)
         rows.append(row)
     return sort_table(pd.DataFrame(rows), spec.metric, spec.mode, objectives)
 

@@ -23,7 +23,7 @@ import raytune_hpo.ray_compat as ray_compat
 import raytune_hpo.run.resources as resources
 import raytune_hpo.run.snapshot as snapshot
 import raytune_hpo.storage as storage
-from raytune_hpo import ray_compat, secret_env
+from raytune_hpo import secret_env
 from raytune_hpo.errors import UserError
 from raytune_hpo.names import SPEC_COPY
 from raytune_hpo.plan.assemble import Plan, assemble
@@ -97,15 +97,16 @@ class Guards:
     ``raytune_hpo.run.watch``)."""
 
     def __init__(self, plan: Plan, exp: str) -> None:
+        from raytune_hpo.run.fail_fast import FailFast
         from raytune_hpo.run.metric_check import MetricCheck
         from raytune_hpo.run.watch import Limits, TrialWatch
 
         spec = plan.spec
         self.exp = exp
-        objectives = plan.objectives
-        self.check = MetricCheck(
-            objectives.reported, {m: objectives.field_of(m) for m in objectives.reported}
-        )
+        checked = plan.checked_metrics()  # objectives, constraints, stop:, checkpoints.score
+        self.check = MetricCheck(list(checked), checked)
+        self.stop = plan.stopper()  # the sweep's stop: criteria
+        self.fail_fast = FailFast(spec.fail_fast, exp)
         res = spec.resources
         wanted = {"CPU": res.cpu, "GPU": res.gpu, "memory GB": res.memory_gb or 0}
         self.watch = TrialWatch(
@@ -122,16 +123,23 @@ class Guards:
     def stopper(self):
         from ray.tune.stopper import CombinedStopper
 
-        return CombinedStopper(self.check, self.watch.stopper)
+        stoppers = (self.check, self.watch.stopper, self.fail_fast.stopper, self.stop)
+        return CombinedStopper(*(s for s in stoppers if s is not None))
 
     def error(self, plan: Plan) -> UserError | None:
-        return self.check.error(plan) or ended(self.exp).error()
+        return self.check.error(plan) or ended(self.exp).error() or failed_fast(self.exp)
 
 
 def ended(exp: str):
     from raytune_hpo.results.trial_ends import read_ends
 
     return read_ends(exp)
+
+
+def failed_fast(exp: str) -> UserError | None:
+    from raytune_hpo.run.fail_fast import error
+
+    return error(exp)
 
 
 def build_tuner(plan: Plan, name: str, *, guards: Guards | None = None, prepare=None):
@@ -172,13 +180,15 @@ def build_tuner(plan: Plan, name: str, *, guards: Guards | None = None, prepare=
             storage_path=root,
             storage_filesystem=storage.ray_filesystem(root),  # local: each file written whole
             stop=guards.stopper(),
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            # A class trainable without save_checkpoint must not be asked for one at its end.
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=plan.checkpoints_kept, checkpoint_at_end=False
-            ),
+            failure_config=plan.failure_config(),
+            checkpoint_config=plan.checkpoint_config(),
             verbose=1,
-            callbacks=[*plan.callbacks(name, exp), guards.watch, ResumePoint(exp)],
+            callbacks=[
+                *plan.callbacks(name, exp),
+                guards.watch,
+                guards.fail_fast,
+                ResumePoint(exp),
+            ],
         ),
     )
 
@@ -309,7 +319,7 @@ def _finish(grid, plan: Plan, guards, exp: str, interrupted: bool = False) -> Sw
     run's own (None after ``resume``: the restored run's watch left its record on storage).
     Trials of earlier runs in the same directory (an extended sweep) keep their rows."""
     ends = ended(exp)
-    error = guards.error(plan) if guards is not None else ends.error()
+    error = guards.error(plan) if guards is not None else ends.error() or failed_fast(exp)
     if error is not None:
         raise error
     spec = plan.spec

@@ -191,6 +191,7 @@ def _pbt(
     space=None,
     mutable=None,
     seed=None,
+    kept=None,
     perturbation_interval=4,
     quantile_fraction=0.25,
     resample_probability=0.25,
@@ -210,6 +211,7 @@ def _pb2(
     space=None,
     mutable=None,
     seed=None,
+    kept=None,
     perturbation_interval=4,
     quantile_fraction=0.25,
     mutate=None,
@@ -227,7 +229,7 @@ def _arguments(names: dict) -> dict:
 
 
 # Arguments the run fills in; a factory that does not take one does not get it.
-_RESERVED = ("metric", "mode", "space", "mutable", "seed", "objectives")
+_RESERVED = ("metric", "mode", "space", "mutable", "seed", "objectives", "kept")
 # Schedulers that change a trial's config while it runs: the searcher never sees those configs.
 POPULATION = ("pbt", "pb2")
 

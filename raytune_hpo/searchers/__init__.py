@@ -22,7 +22,7 @@ from typing import Any
 
 from raytune_hpo._lazy import lazy_names
 from raytune_hpo._registry import Entry, build
-from raytune_hpo.errors import UserError
+from raytune_hpo.errors import UserError, did_you_mean
 
 # The public classes, imported when first named (a sweep imports the searcher it runs only).
 _CLASSES = {
@@ -217,7 +217,7 @@ def searcher_entry(name: str, *, base_dir: str | None = None) -> Entry:
     allowed = ", ".join([*SEARCHERS, *plugins])
     raise UserError(
         f"unknown searcher {name!r}; allowed: {allowed}, or a plug-in FILE.py:Class / "
-        "package.module:Class"
+        f"package.module:Class{did_you_mean(name, [*SEARCHERS, *plugins])}"
     )
 
 

@@ -15,6 +15,12 @@ changes what it saves bumps its ``_state_version``; an attribute added to the st
 ``_added`` the version that added it and the value a state of an earlier version restores it
 to, so that the states users saved before still load. ``save`` writes the state atomically (a
 temporary file, then a rename).
+
+A user's subclass (Ray's users add hooks this way: a counter in ``on_trial_result``) keeps what
+it adds: every attribute that no class declares (in ``_saved`` or ``_derived``) is saved too,
+under ``extra``, as Ray's own ``Searcher.save`` saves the whole ``__dict__``, and restored with
+the rest. One that cannot be pickled (a lock, an open file) is left out with a warning naming
+it; a subclass declares such an attribute in ``_derived`` and rebuilds it in ``_restored``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import math
 import os
 import pickle
 import tempfile
+import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -34,6 +41,7 @@ from raytune_hpo.sweep.space import SearchSpace
 
 MODES = ("min", "max")
 STATE_KEYS = ("searcher", "version", "state")
+EXTRA = "extra"  # a subclass's own attributes (module docstring), beside STATE_KEYS
 
 
 def check_mode(mode: Any) -> None:
@@ -238,9 +246,38 @@ class SearcherContract:
             out.update(vars(klass).get("_added", {}))
         return out
 
+    @classmethod
+    def derived_names(cls) -> frozenset[str]:
+        """``_derived`` of every class it derives from: rebuilt after a restore, not saved."""
+        return frozenset(n for klass in cls.__mro__ for n in vars(klass).get("_derived", ()))
+
+    def _extra(self) -> dict[str, Any]:
+        """The attributes no class declares (a user's subclass's own): saved as they are;
+        one that cannot be pickled is left out with a warning naming it."""
+        declared = {*self.state_names(), *self.derived_names()}
+        extra = {k: v for k, v in vars(self).items() if k not in declared}
+        for name, value in list(extra.items()):
+            try:
+                pickle.dumps(value)
+            except Exception as e:  # a lock, a file, a client: cannot travel in a state
+                del extra[name]
+                warnings.warn(
+                    f"{type(self).__qualname__}.{name} is not saved with the searcher's state "
+                    f"({type(e).__name__}: {e}); declare it in _derived and rebuild it in "
+                    "_restored",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        return extra
+
     def _state(self) -> dict[str, Any]:
         attrs = {name: getattr(self, name) for name in self.state_names()}
-        return {"searcher": type(self).__qualname__, "version": self._state_version, "state": attrs}
+        state = {"searcher": type(self).__qualname__, "version": self._state_version}
+        state["state"] = attrs
+        extra = self._extra()
+        if extra:  # our own classes declare every attribute: their states keep STATE_KEYS
+            state[EXTRA] = extra
+        return state
 
     def get_state(self) -> dict[str, Any]:
         return copy.deepcopy(self._state())
@@ -250,7 +287,8 @@ class SearcherContract:
         (its categorical values stay the very objects the user gave)."""
         attrs = self._checked(state)
         own = self.space if self._own_space else None
-        for name, value in copy.deepcopy(attrs).items():
+        extra = state.get(EXTRA) or {}
+        for name, value in copy.deepcopy({**extra, **attrs}).items():
             setattr(self, name, value)
         if own is not None:
             self.space, self._own_space = own, True
@@ -260,7 +298,8 @@ class SearcherContract:
         """The attributes of ``state`` (one of any version from 1 up to this class's): those a
         later version added take the value ``_added`` gives them."""
         cls, version = type(self).__qualname__, self._state_version
-        if not isinstance(state, Mapping) or set(state) != set(STATE_KEYS):
+        keys = set(state) - {EXTRA} if isinstance(state, Mapping) else set()
+        if keys != set(STATE_KEYS) or not isinstance(state.get(EXTRA, {}), Mapping):
             raise UserError(f"not a saved state of {cls} (one from before states were versioned?)")
         if state["searcher"] != cls:
             raise UserError(f"a saved state of {state['searcher']}, not of {cls}")

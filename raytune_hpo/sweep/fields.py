@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from raytune_hpo.errors import SpecError, UserError
+from raytune_hpo.errors import SpecError, UserError, did_you_mean
 
 MAX_YAML_BYTES = 1 << 20  # a sweep or study file is a few kB
 MAX_YAML_NODES = 100_000  # values after alias expansion
@@ -112,8 +112,12 @@ def first_error(e: ValidationError, model: type[BaseModel], prefix: str = "") ->
     field = ((prefix,) if prefix else ()) + tuple(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         allowed = fields_at(model, err["loc"][:-1])
-        return UserError(f"unknown field; allowed: {', '.join(allowed)}", field=field)
+        hint = did_you_mean(err["loc"][-1], allowed)
+        return UserError(f"unknown field; allowed: {', '.join(allowed)}{hint}", field=field)
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "literal_error":  # a misspelt choice: the nearest allowed one
+        expected = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        msg += did_you_mean(err.get("input"), expected)
     return UserError(msg, field=field or ("sweep",))
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -106,6 +107,48 @@ class BoundSpec(Strict):
         return self
 
 
+class StopBound(Strict):
+    """A stop criterion on a metric that is not an objective: which way it must cross."""
+
+    at_least: float | None = Field(default=None, allow_inf_nan=False)
+    at_most: float | None = Field(default=None, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> StopBound:
+        if (self.at_least is None) == (self.at_most is None):
+            raise ValueError("give one of at_least or at_most (the value that stops a trial)")
+        return self
+
+
+class FailFastSpec(Strict):
+    """When failed trials stop the whole sweep (``raytune_hpo.run.fail_fast``). ``true`` in the
+    file is Ray's ``fail_fast=True`` (the first failed trial), ``false`` never."""
+
+    # The first N trials to fail did so before any trial reported a result: the trainable
+    # cannot run (0: never).
+    no_result: int = Field(default=3, ge=0)
+    # More than this share of the ended trials failed, once min_ended trials ended (none: never).
+    share: float | None = Field(default=None, ge=0, lt=1)
+    min_ended: int = Field(default=5, ge=1)
+
+
+class CheckpointsSpec(Strict):
+    """Which of a trial's checkpoints Ray keeps (``CheckpointConfig``); its newest is always
+    kept too, so pauses, retries, PBT and ``resume`` continue from it."""
+
+    keep: int | None = Field(default=None, ge=1)
+    score: str | None = Field(default=None, min_length=1)  # a reported metric: keep the best
+    order: str | None = Field(default=None, pattern="^(min|max)$")
+
+    @model_validator(mode="after")
+    def _score_with_keep(self) -> CheckpointsSpec:
+        if self.order is not None and self.score is None:
+            raise ValueError("order needs score (the reported metric it orders by)")
+        if self.score is not None and self.keep is None:
+            raise ValueError("score chooses which checkpoints keep leaves; give keep as well")
+        return self
+
+
 def _names(value: Any, what: str) -> Any:
     """A name or a non-empty list of names; a list of one is the plain name."""
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
@@ -140,6 +183,14 @@ class SweepSpec(Strict):
     storage_path: str = "~/raytune-hpo-results"
     seed: int = 0
     max_failures: int = Field(default=0, ge=0)
+    # Ray's RunConfig(stop=...): a trial stops at the first result that meets any criterion;
+    # a metric (an objective: by its mode; another: {at_least: x} / {at_most: x}), or one of
+    # Ray's counters (training_iteration, time_total_s, ...: at least). raytune_hpo.plan.stopping
+    stop: dict[str, float | StopBound] | None = None
+    # Failed trials that stop the whole sweep (resumable, as a Ctrl-C leaves it).
+    fail_fast: FailFastSpec = FailFastSpec()
+    # Ray's CheckpointConfig: how many of a trial's checkpoints are kept, and which.
+    checkpoints: CheckpointsSpec | None = None
     time_budget_s: float | None = Field(default=None, gt=0)
     # Per trial (raytune_hpo.run.watch): wall clock while running, and the longest wait for a
     # result; a trial past either is stopped and counted as failed (timeout / stalled).
@@ -196,6 +247,38 @@ class SweepSpec(Strict):
                 f"{len(modes)} mode(s) for {len(metrics)} metric(s) ({', '.join(metrics)}); "
                 "give one mode each, in the same order: min or max"
             )
+        return value
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_values(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        if not value:
+            raise ValueError("give one or more criteria (metric: value)")
+        out = {}
+        for name, bound in value.items():
+            if isinstance(bound, dict):
+                try:
+                    bound = StopBound.model_validate(bound)
+                except ValidationError as e:
+                    err = first_error(e, StopBound)
+                    where = ".".join(str(p) for p in (name, *err.field) if p != "sweep")
+                    raise ValueError(f"{where}: {err.message}") from None
+            elif isinstance(bound, bool) or not isinstance(bound, (int, float)):
+                raise ValueError(
+                    f"{name}: {bound!r} is not a number or {{at_least: x}} / {{at_most: x}}"
+                )
+            out[name] = bound
+        return out
+
+    @field_validator("fail_fast", mode="before")
+    @classmethod
+    def _fail_fast_flag(cls, value: Any) -> Any:
+        if value is True:  # Ray's fail_fast=True: the first failed trial stops the sweep
+            return {"no_result": 1, "share": 0.0, "min_ended": 1}
+        if value is False:
+            return {"no_result": 0, "share": None}
         return value
 
     @field_validator("warm_start", mode="before")
@@ -302,6 +385,9 @@ class SweepSpec(Strict):
 __all__ = [
     "MODES",
     "BoundSpec",
+    "CheckpointsSpec",
+    "FailFastSpec",
+    "StopBound",
     "SchedulerSpec",
     "SearcherSpec",
     "SpecError",
