@@ -238,6 +238,16 @@ def delete(path: str | os.PathLike[str]) -> None:
             fs.delete_file(p)
 
 
+def delete_tree(path: str | os.PathLike[str]) -> None:
+    """Delete a directory and all it holds; nothing when it is not there."""
+    import pyarrow.fs as pafs
+
+    fs, p = filesystem(path)
+    with errors(path):
+        if fs.get_file_info(p).type == pafs.FileType.Directory:
+            fs.delete_dir(p)
+
+
 def listdir(path: str | os.PathLike[str]) -> list[str]:
     """Names of the entries directly under ``path`` (sorted; none when it does not exist)."""
     import pyarrow.fs as pafs
@@ -440,6 +450,7 @@ def upload(src: Path, path: str | os.PathLike[str]) -> None:
 
 __all__ = [
     "delete",
+    "delete_tree",
     "display",
     "download",
     "errors",

@@ -98,7 +98,7 @@ def command(variant: str, n: int, work: Path) -> list[str]:
     storage = work / f"runs-{variant}"
     sweep = sweep_file(work, n, storage)
     if variant == "cli":
-        return [sys.executable, "-m", "raytune_hpo.cli.main", "run", str(sweep), "--top", "1"]
+        return [sys.executable, "-m", "raytune_hpo.cli", "run", str(sweep), "--top", "1"]
     script = work / f"{variant}.py"
     body = (
         BARE.format(code=str(work), n=n, storage=str(storage))

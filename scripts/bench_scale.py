@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     load_before = os.getloadavg()  # 1, 5, 15-minute load averages
     n = args.trials
-    cli = [sys.executable, "-m", "raytune_hpo.cli.main"]
+    cli = [sys.executable, "-m", "raytune_hpo.cli"]
     rows: dict[str, dict] = {}
     with (
         tempfile.TemporaryDirectory(prefix="scale") as w,

@@ -151,7 +151,7 @@ class Case:
         if getattr(self.ctx, "zygote", None) is not None:
             return self.ctx.zygote.start([*argv, "--address", self.ctx.address], log, self.dir)
         return subprocess.Popen(
-            [sys.executable, "-m", "raytune_hpo.cli.main", *argv, "--address", self.ctx.address],
+            [sys.executable, "-m", "raytune_hpo.cli", *argv, "--address", self.ctx.address],
             env=self.ctx.env,
             stdout=open(f"{log}.out", "w"),  # noqa: SIM115 - the driver owns them
             stderr=open(f"{log}.err", "w"),  # noqa: SIM115

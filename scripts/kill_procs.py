@@ -38,7 +38,7 @@ def kill_group(proc) -> None:
 # of imports each (--fork; the tests' short run).
 ZYGOTE = r"""
 import json, os, signal, sys, traceback
-import raytune_hpo.cli.main as cli
+import raytune_hpo.cli.commands as cli
 import pandas, pyarrow.fs, ray, ray.tune
 import raytune_hpo.run.sweep, raytune_hpo.run.resume_point, raytune_hpo.plan.assemble
 try:

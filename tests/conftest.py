@@ -80,7 +80,7 @@ def pytest_collection_modifyitems(config, items):
 def one_line_error(capsys):
     """``one_line_error(argv, expected)``: the CLI exits 2 with one line that holds
     ``expected`` and no traceback."""
-    from raytune_hpo.cli.main import main
+    from raytune_hpo.cli.commands import main
 
     def check(argv: list[str], expected: str) -> None:
         rc = main(argv)

@@ -111,7 +111,7 @@ def start_run(sweep: Path, storage: Path, tmp: Path, *extra: str) -> subprocess.
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     log = open(tmp / "driver.log", "w")  # noqa: SIM115 - the child owns it
-    cmd = [sys.executable, "-m", "raytune_hpo.cli.main", "run", str(sweep), "--storage-path"]
+    cmd = [sys.executable, "-m", "raytune_hpo.cli", "run", str(sweep), "--storage-path"]
     proc = subprocess.Popen(
         [*cmd, str(storage), *extra],
         env=env,

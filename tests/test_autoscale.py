@@ -50,7 +50,7 @@ from sweep_procs import (
     trial_histories,
 )
 
-from raytune_hpo.cli.main import main
+from raytune_hpo.cli.commands import main
 from raytune_hpo.jobs import client as jobs
 from raytune_hpo.names import BUDGET_ATTR, RESULTS_CSV
 from raytune_hpo.sweep.spec import SweepSpec

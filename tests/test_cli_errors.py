@@ -65,3 +65,13 @@ def test_report(tmp_path, one_line_error):
     )
     (tmp_path / "trials.csv").write_text("problem,method,rep,trial,value,budget\ns,r,0,0,0.5,1\n")
     one_line_error(["report", str(tmp_path)], "/gone/sweep.yaml: sweep file does not")
+
+
+def test_the_entry_point_stays_callable_after_its_commands_module_is_imported(capsys):
+    """``raytune_hpo.cli:main`` (the console script's) called twice in one process: the first
+    call imports the commands' module, which must not take the function's name."""
+    import raytune_hpo.cli as cli
+
+    assert cli.main(["searchers"]) == 0
+    assert callable(cli.main) and cli.main(["searchers"]) == 0
+    assert "sobol" in capsys.readouterr().out

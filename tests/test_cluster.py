@@ -34,7 +34,7 @@ from sweep_procs import (
 )
 
 from raytune_hpo import ray_compat
-from raytune_hpo.cli.main import main
+from raytune_hpo.cli.commands import main
 from raytune_hpo.errors import UserError
 from raytune_hpo.jobs import client as jobs
 from raytune_hpo.plan.assemble import assemble

@@ -428,7 +428,7 @@ def train(config):
 
 @pytest.mark.integration
 def test_a_real_sweep_per_searcher_family(ray_session, tmp_path):
-    from raytune_hpo.cli.main import main
+    from raytune_hpo.cli.commands import main
     from raytune_hpo.results.table import load_results
     from raytune_hpo.run.sweep import run_sweep
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sweep_procs import trial_histories
 
-from raytune_hpo.cli.main import main
+from raytune_hpo.cli.commands import main
 from raytune_hpo.results.table import load_results, read_sweep
 from raytune_hpo.run.extend import extend
 from raytune_hpo.run.sweep import Interrupted, resume, run_sweep

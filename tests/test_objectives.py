@@ -15,7 +15,7 @@ import yaml
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from raytune_hpo.cli.main import main
+from raytune_hpo.cli.commands import main
 from raytune_hpo.objectives import HypervolumeBox, Objectives, rank_points
 from raytune_hpo.plan.assemble import assemble
 from raytune_hpo.run.metric_check import MetricCheck

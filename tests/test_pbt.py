@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from raytune_hpo.cli.main import main
+from raytune_hpo.cli.commands import main
 from raytune_hpo.errors import SpecError
 from raytune_hpo.plan.assemble import assemble
 from raytune_hpo.run.sweep import run_sweep

@@ -154,7 +154,7 @@ def test_a_local_run_says_what_matters_and_no_more(tmp_path):
     path.write_text(yaml.safe_dump(sweep))
     env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="rq", dir="/tmp")}
     proc = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli.main", "run", str(path)],
+        [sys.executable, "-m", "raytune_hpo.cli", "run", str(path)],
         capture_output=True,
         text=True,
         env=env,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sweep_procs import experiment_dir, kill_group, results_reported, start_run, trial_histories
 
-from raytune_hpo.cli.main import main
+from raytune_hpo.cli.commands import main
 from raytune_hpo.results.table import RESULTS_CSV, load_results, read_sweep, to_json, trial_table
 from raytune_hpo.sweep.spec import UserError
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from raytune_hpo.cli.main import main
+from raytune_hpo.cli.commands import main
 from raytune_hpo.run.sweep import run_sweep
 from raytune_hpo.sweep.spec import SweepSpec
 

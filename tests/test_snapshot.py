@@ -168,6 +168,25 @@ def test_mend_drops_the_rows_reported_after_the_checkpoint_it_continues_from(exp
     assert stored.current_checkpoint_index >= 4  # the next one is not written over the 5th
 
 
+def test_mend_leaves_on_storage_only_the_checkpoints_ray_knows(exp):
+    """Checkpoints whose rows were lost (written after the snapshot) are redone under a higher
+    index: Ray would never delete the old ones (seen: two left with ``checkpoints.keep: 1``)."""
+    name, state = _state(exp)
+    trial = _paused_at(exp, state, step=5, deleted=())
+    path = exp / trial["relative_logdir"] / "result.json"
+    lines = path.read_text().splitlines()
+    path.write_text("".join(f"{x}\n" for x in lines[:5]))  # row 6 lost, its checkpoint there
+    strays = {json.loads(x)["checkpoint_dir_name"] for x in lines[5:]}
+    assert all((exp / trial["relative_logdir"] / s).is_dir() for s in strays)
+    mended = snapshot.mend(str(exp), resume_point.Restored(name, state, {}))
+    assert mended.continuing[trial["trial_id"]] == 5
+    entry = json.loads((exp / name).read_text())["trial_data"][0]
+    latest, kept = ray_compat.checkpoint_results(ray_compat.load_run_metadata(entry[1]))
+    known = {r.checkpoint.path.rsplit("/", 1)[1] for r in kept}
+    there = {p.name for p in (exp / trial["relative_logdir"]).glob("checkpoint_*")}
+    assert there == known and not strays & there, (there, known)
+
+
 def test_mend_restores_rows_the_snapshot_knows_and_storage_lost(exp):
     name, state = _state(exp)
     trial = _paused_at(exp, state, step=6, deleted=())

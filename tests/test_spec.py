@@ -196,7 +196,7 @@ def test_cli_bad_input_one_line_exit_2_and_no_ray(tmp_path, text):
     ray_tmp.mkdir()
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
     proc = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli.main", "run", str(path)],
+        [sys.executable, "-m", "raytune_hpo.cli", "run", str(path)],
         capture_output=True,
         text=True,
         env=env,
@@ -211,7 +211,7 @@ def test_cli_bad_input_one_line_exit_2_and_no_ray(tmp_path, text):
 
 def test_cli_searchers_lists_the_registry():
     proc = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli.main", "searchers"], capture_output=True, text=True
+        [sys.executable, "-m", "raytune_hpo.cli", "searchers"], capture_output=True, text=True
     )
     assert proc.returncode == 0
     from raytune_hpo.schedulers import SCHEDULERS

@@ -15,7 +15,7 @@ import pytest
 from sweep_procs import kill_group, start_run
 
 from raytune_hpo import storage
-from raytune_hpo.cli.main import main
+from raytune_hpo.cli.commands import main
 from raytune_hpo.results.table import RESULTS_CSV, SPEC_COPY
 from raytune_hpo.sweep.spec import UserError
 
@@ -241,7 +241,7 @@ def test_s3_sweep_killed_resumed_on_a_fresh_machine_and_read(s3, tmp_path, capsy
     }
     env.pop("RAY_ADDRESS", None)
     done = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli.main", "resume", exp],
+        [sys.executable, "-m", "raytune_hpo.cli", "resume", exp],
         env=env,
         capture_output=True,
         text=True,
@@ -271,7 +271,7 @@ def test_s3_sweep_killed_resumed_on_a_fresh_machine_and_read(s3, tmp_path, capsy
 
     # Grown by two trials on S3, the searcher restored from the bucket.
     grown = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli.main", "extend", exp, "--num-samples", "2"],
+        [sys.executable, "-m", "raytune_hpo.cli", "extend", exp, "--num-samples", "2"],
         env=env,
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from raytune_hpo.cli.main import main
+from raytune_hpo.cli.commands import main
 from raytune_hpo.study import StudySpec, analysis, check, compare, load_study
 from raytune_hpo.study.functions import make_problem
 from raytune_hpo.sweep.spec import SpecError

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import pandas as pd
 import pytest
 
-from raytune_hpo.cli.main import main
+from raytune_hpo.cli.commands import main
 from raytune_hpo.results.table import RESULTS_CSV, load_results
 from raytune_hpo.run.sweep import run_sweep
 from raytune_hpo.sweep.spec import SweepSpec

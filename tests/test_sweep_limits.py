@@ -195,7 +195,7 @@ def test_the_new_fields_reach_a_submitted_job(tmp_path, monkeypatch):
 def test_trials_stop_at_a_threshold_or_an_iteration(ray_session, tmp_path, scheduler, capsys):
     """score = x * step; each trial stops at the first step where the objective reaches 2.4
     or at step 5, whichever comes first (asha may stop a trial earlier, never later)."""
-    from raytune_hpo.cli.main import main
+    from raytune_hpo.cli.commands import main
     from raytune_hpo.results.live import read_sweep
     from raytune_hpo.results.report import endings
     from raytune_hpo.run.sweep import run_sweep
@@ -224,7 +224,7 @@ def test_trials_stop_at_a_threshold_or_an_iteration(ray_session, tmp_path, sched
 
 @pytest.mark.integration
 def test_a_broken_trainable_fails_fast_and_resumes_after_the_fix(ray_session, tmp_path, capsys):
-    from raytune_hpo.cli.main import main
+    from raytune_hpo.cli.commands import main
     from raytune_hpo.run.sweep import resume
 
     fixed = tmp_path / "fixed"

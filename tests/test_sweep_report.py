@@ -7,7 +7,7 @@ import browser
 import numpy as np
 import pytest
 
-from raytune_hpo.cli.main import kind_of, main
+from raytune_hpo.cli.commands import kind_of, main
 from raytune_hpo.results import report as sweep_report
 from raytune_hpo.results.table import read_sweep
 from raytune_hpo.run.sweep import run_sweep

@@ -65,7 +65,7 @@ def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
     full = {**os.environ, "RAY_TMPDIR": str(ray_tmp), **(env or {})}
     full.pop("RAY_ADDRESS", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli.main", *args],
+        [sys.executable, "-m", "raytune_hpo.cli", *args],
         cwd=cwd,
         env=full,
         capture_output=True,
@@ -276,7 +276,7 @@ def test_plugin_searcher_by_entry_point(tmp_path, monkeypatch):
     # `raytune-hpo searchers` lists it (a fresh process finds it through PYTHONPATH).
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
     proc = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli.main", "searchers"],
+        [sys.executable, "-m", "raytune_hpo.cli", "searchers"],
         capture_output=True,
         text=True,
         env=env,

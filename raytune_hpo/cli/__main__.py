@@ -2,6 +2,6 @@
 
 import sys
 
-from raytune_hpo.cli.main import main
+from raytune_hpo.cli.commands import main
 
 sys.exit(main())

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     from raytune_hpo import secret_env
-    from raytune_hpo.cli.main import main as run
+    from raytune_hpo.cli.commands import main as run
 
     for name, value in secret_env.shipped().items():
         os.environ[name] = value  # the sweep's value, as a job's runtime_env would set it

@@ -219,6 +219,7 @@ def _unfinished_rows(exp, trial_dir, lines, meta, tid, out: Mended):
     if not usable:
         ray_compat.set_checkpoint_results(meta, None, [])
         out.restarting.append(tid)
+        _drop_strays(trial_dir, on_disk, set())
         return [], None
     best = usable[-1]
     if latest is not None and _name(latest) != best and _name(latest) not in on_disk:
@@ -232,10 +233,20 @@ def _unfinished_rows(exp, trial_dir, lines, meta, tid, out: Mended):
             result = ray_compat.checkpoint_result(path, fs, json.loads(lines[index[name]]))
         results.append(result)
     ray_compat.set_checkpoint_results(meta, results[-1], results)
+    _drop_strays(trial_dir, on_disk, set(usable))
     row = json.loads(lines[index[best]])
     meta.last_result = row
     out.continuing[tid] = row.get(BUDGET_ATTR, 0)
     return lines[: index[best] + 1], None
+
+
+def _drop_strays(trial_dir: str, on_disk: set[str], kept: set[str]) -> None:
+    """Delete the trial's checkpoints that Ray will no longer know: written after the snapshot
+    with rows it lost (redone, under a higher index) or left by a kill between Ray's writing a
+    checkpoint and deleting an older one. Ray deletes only those it knows, so these stayed
+    (seen: two checkpoints left with ``checkpoints.keep: 1``)."""
+    for name in sorted(on_disk - kept):
+        storage.delete_tree(storage.join(trial_dir, name))
 
 
 def _donor(exp: str, trial_dir: str, latest: Any) -> bool:
