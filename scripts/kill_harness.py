@@ -172,6 +172,11 @@ class Case:
                 n += sum(1 for x in storage.read_text(f).splitlines() if x.strip())
         return n
 
+    def steps_done(self) -> int:
+        """Steps the trials finished, from their ledgers (at once; storage's rows come with
+        Ray's snapshots, which under PBT are only timed, so kills aimed by them came late)."""
+        return sum(p.read_text().count("end ") for p in self.ledger.iterdir() if p.is_file())
+
     def _find_exp(self) -> str | None:
         """The sweep directory, once it holds something to resume from."""
         from raytune_hpo import storage
@@ -254,13 +259,13 @@ class Case:
         delay = self.rng.uniform(0, 4.0)
         # Else once the sweep has reached the target and this driver has made progress: a
         # resumed sweep already holds the rows of the targets before.
-        target = max(target, self.rows() + 1)
+        target = max(target, self.steps_done() + 1)
         while True:
             if proc.poll() is not None:
                 return None
             if early and time.monotonic() - started >= delay:
                 break
-            if not early and self.rows() >= target:
+            if not early and self.steps_done() >= target:
                 time.sleep(self.rng.uniform(0, 1.5 * self.args.step_s))
                 break
             if time.monotonic() > deadline:
