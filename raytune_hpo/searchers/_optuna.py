@@ -133,9 +133,9 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
 
     def suggest(self, trial_id: str) -> dict | None:
         self._ready()
-        if self.space.conditional:  # define-by-run: the parameters that apply, parents first
+        if self._space.conditional:  # define-by-run: the parameters that apply, parents first
             trial = self._study.ask()
-            self.space.walk(lambda path, p: p.from_library(self._suggest(trial, path)))
+            self._space.walk(lambda path, p: p.from_library(self._suggest(trial, path)))
         else:
             trial = self._study.ask(self._distributions)
         self._asked[trial_id] = trial.number
@@ -255,7 +255,7 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
         else:
             state = TrialState.FAIL if told is None else TrialState.COMPLETE
         steps = {i: float(v) for i, v in enumerate(intermediate_values or []) if _finite(v)}
-        params = self.space.to_library(parameters)  # the active ones
+        params = self._space.to_library(parameters)  # the active ones
         trial = optuna.trial.create_trial(
             state=state,
             value=told,
@@ -270,7 +270,7 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
         import optuna
         from optuna.trial import TrialState
 
-        params = self.space.to_library(parameters)  # the active ones
+        params = self._space.to_library(parameters)  # the active ones
         return optuna.trial.create_trial(
             state=TrialState.FAIL if told is None else TrialState.COMPLETE,
             values=None if told is None else told[0],
@@ -310,7 +310,8 @@ def _conditional(space: Any) -> bool:
     """Whether the constructor's space (a SearchSpace or its dict form) has conditions."""
     from raytune_hpo.searchers._contract import as_space
 
-    return space is not None and as_space(space).conditional
+    given = as_space(space)
+    return given is not None and given.conditional
 
 
 def _check_initial(n: object) -> None:
@@ -349,7 +350,9 @@ class GPSearch(_OptunaAdapter):
         import optuna
 
         _check_initial(n_initial_points)
-        options = {"warn_independent_sampling": False} if _conditional(space) else {}
+        options: dict[str, Any] = (
+            {"warn_independent_sampling": False} if _conditional(space) else {}
+        )
         sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_initial_points, **options)
         super().__init__(
             space, metric, mode, sampler, points_to_evaluate, storage, study_name, objectives
