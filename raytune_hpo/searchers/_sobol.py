@@ -10,6 +10,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from raytune_hpo.searchers._base import UnitCubeSearcher
+from raytune_hpo.searchers._contract import set_up
 
 
 class SobolSearch(UnitCubeSearcher):
@@ -34,10 +35,10 @@ class SobolSearch(UnitCubeSearcher):
         self._rebuild()
 
     def _rebuild(self) -> None:
-        self._engine = qmc.Sobol(self.space.dims, scramble=True, seed=self._scramble_seed)
+        self._engine = qmc.Sobol(self._space.dims, scramble=True, seed=self._scramble_seed)
         if self._count:
             self._engine.fast_forward(self._count)
 
     def _propose(self, trial_id: str) -> np.ndarray:
         self._count += 1
-        return self._engine.random(1)[0]
+        return set_up(self._engine, "_engine").random(1)[0]
