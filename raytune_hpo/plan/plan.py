@@ -238,7 +238,7 @@ class Plan:
             **options,
         )
 
-    def tune_trainable(self):
+    def tune_trainable(self) -> Any:
         """The trainable with the sweep's resources per trial (fractional GPUs allowed)."""
         from ray import tune
 

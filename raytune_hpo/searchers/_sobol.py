@@ -24,7 +24,9 @@ class SobolSearch(UnitCubeSearcher):
     _saved = ("_scramble_seed", "_count")
     _derived = ("_engine",)
 
-    def __init__(self, space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None):
+    def __init__(
+        self, space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None
+    ) -> None:
         super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
         self._scramble_seed = int(self._rng.integers(2**63 - 1))
         self._count = 0
