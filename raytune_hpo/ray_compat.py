@@ -15,7 +15,13 @@ import signal
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the Ray classes the mixins below come before, for the type checker only
+    from ray.tune.logger import LoggerCallback as _LoggerBase
+    from ray.tune.schedulers import PopulationBasedTraining as _PBTBase
+else:
+    _LoggerBase = _PBTBase = object
 
 WRITTEN_FOR = "2.60.0"  # the Ray every function here was written for (pyproject's range)
 
@@ -344,7 +350,7 @@ def pbt_mutations(scheduler: Any, narrow: Callable[[dict[str, Any]], dict[str, A
         scheduler._hyperparam_mutations = full
 
 
-class ExploitHook:
+class ExploitHook(_PBTBase):
     """Ray 2.60: mixin for ``PopulationBasedTraining`` (before it in the bases) that turns its
     private exploit steps into public hooks: ``exploit(trial, donor, proceed)`` around Ray's
     exploit (``_exploit``; ``proceed()`` runs it), ``new_config(config, operations)`` after Ray
@@ -400,7 +406,7 @@ def stop_tune_gracefully() -> bool:
 
 
 # ---------------------------------------------------------------------------- loggers
-class RestoreHook:
+class RestoreHook(_LoggerBase):
     """Ray 2.60: mixin for Ray's ``LoggerCallback`` (before it in the bases): Ray copies a
     trial's stored file back over the local one whenever a trial with a checkpoint starts
     (``_restore_from_remote``); ``should_restore(file_name, trial)`` decides whether it does."""

@@ -130,6 +130,7 @@ def check_bad_results(make: Make) -> None:
     s = make(4)
     cfgs = {f"b{i}": s.suggest(f"b{i}") for i in range(6)}
     cfgs = {k: v for k, v in cfgs.items() if isinstance(v, dict)}
+    results: list[dict[str, Any] | None]
     results = [{"loss": float("nan")}, {"loss": float("inf")}, None, {"other": 1.0}]
     results += [{"loss": "oops"}, {"loss": 0.5}]
     for (tid, _), res in zip(cfgs.items(), results, strict=False):

@@ -96,6 +96,7 @@ def load_spec(args: argparse.Namespace):
     from raytune_hpo.errors import SpecError
     from raytune_hpo.sweep.spec import SweepSpec, parse_yaml, sweep_file
 
+    base: str | None  # where user code is found (None: the quickstart inside the package)
     if getattr(args, "sweep_env", None):  # a submitted job: the sweep is in the environment
         text = os.environ.get(args.sweep_env)
         if text is None:

@@ -257,7 +257,7 @@ def agent_down(url: str, *, gave_up: bool, ray_said: str = NO_AGENT) -> None:
     split = urlsplit(url)
     log_dir = ray_compat.head_log_dir(split.port or 80) if is_loopback(split.hostname) else None
     port = ray_compat.agent_port_taken(log_dir) if log_dir else None
-    if port is not None:
+    if log_dir is not None and port is not None:
         raise UserError(
             f"--address {url}: the head's job agent cannot listen on port {port}: another "
             f"process holds it (another Ray on this machine?); start the head with "
@@ -312,7 +312,7 @@ def follow(
     job_id: str,
     *,
     address: str | None = None,
-    out: Callable[[str], None] = sys.stdout.write,
+    out: Callable[[str], object] = sys.stdout.write,
     poll_s: float = 1.0,
     allow_plain_http: bool = False,
 ) -> dict:

@@ -241,7 +241,7 @@ class HypervolumeBox:
         """The hypervolume of the feasible points among the first i, for i = 1..n (at most
         ``points`` values computed, the steps between repeated)."""
         n = len(losses)
-        at = np.unique(np.linspace(1, n, min(n, points)).round().astype(int)) if n else []
+        at = np.unique(np.linspace(1, n, min(n, points)).round().astype(int)) if n else ()
         out = np.zeros(n)
         for i in at:
             out[i - 1] = self.hypervolume(losses[:i][feasible[:i]])

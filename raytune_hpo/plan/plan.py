@@ -32,11 +32,13 @@ class Plan:
     warm: tuple[warm_start.WarmPoint, ...] = field(default=())  # earlier results
 
     @property
-    def metric(self) -> str:
+    def metric(self) -> str | list[str]:
+        """The sweep's metric: a name, or a list of them with several objectives."""
         return self.spec.metric
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> str | list[str]:
+        """The sweep's mode: ``min``/``max``, or one per objective with several."""
         return self.spec.mode
 
     @property
@@ -60,9 +62,10 @@ class Plan:
         """``metric``/``mode`` for Ray's ``TuneConfig``: the sweep's one, or none when trials are
         ranked by several objectives or constraints (the searcher and the scheduler then have
         their own: Ray's TuneConfig takes one metric)."""
-        if self.objectives.ranked:
+        objectives = self.objectives
+        if objectives.ranked:
             return {}
-        return {"metric": self.spec.metric, "mode": self.spec.mode}
+        return {"metric": objectives.metrics[0], "mode": objectives.modes[0]}  # the one
 
     @property
     def grid(self) -> bool:
@@ -235,7 +238,7 @@ class Plan:
             **options,
         )
 
-    def tune_trainable(self):
+    def tune_trainable(self) -> Any:
         """The trainable with the sweep's resources per trial (fractional GPUs allowed)."""
         from ray import tune
 

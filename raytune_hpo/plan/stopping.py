@@ -69,8 +69,7 @@ class StopCriteria:
         out = []
         for metric, bound in (spec.stop or {}).items():
             if isinstance(bound, StopBound):
-                at_least = bound.at_least is not None
-                value = bound.at_least if at_least else bound.at_most
+                at_least, value = bound.way
             elif metric in modes:
                 at_least, value = modes[metric] == "max", bound
             elif metric in RAY_COUNTERS:

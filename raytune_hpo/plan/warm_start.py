@@ -69,7 +69,7 @@ def load(spec: SweepSpec) -> tuple[tuple[WarmPoint, ...], list[str]]:
         if rows is None:
             rows = _ray_rows(path, earlier, spec.objectives, where)
         defaults = _defaults(earlier, spec.search_space)
-        kept, why = [], Counter()
+        kept, why = [], Counter[str]()
         for r in rows:
             point, reason = _point(spec.search_space, r, defaults)
             if point is None:
@@ -239,7 +239,7 @@ def _point(space: SearchSpace, row: dict[str, Any], defaults: dict[str, Any]):
     """``(WarmPoint, None)``, or ``(None, why)`` when this space cannot take the trial. A
     parameter of a conditional space that does not apply to the trial's values is left out,
     whatever it held (parents first)."""
-    flat = {}
+    flat: dict[tuple[str, ...], Any] = {}
     names = dict(zip(space.params, space.names, strict=True))
     for path in space.order:
         if not space.is_active(path, flat):

@@ -73,11 +73,13 @@ class SweepRecord:
     schedule: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
-    def metric(self) -> str:
+    def metric(self) -> str | list[str]:
+        """The sweep's metric: a name, or a list of them with several objectives."""
         return self.spec.metric if self.spec else "val_accuracy"
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> str | list[str]:
+        """The sweep's mode: ``min``/``max``, or one per objective with several."""
         return self.spec.mode if self.spec else "max"
 
     @property
@@ -235,8 +237,8 @@ _STATUS = {"TERMINATED": "OK", "ERROR": "ERROR"}
 def trial_table(
     trials: pd.DataFrame,
     history: pd.DataFrame,
-    metric: str,
-    mode: str,
+    metric: str | list[str],
+    mode: str | list[str],
     by: str = "last",
     ends: dict | None = None,
     objectives: Objectives | None = None,

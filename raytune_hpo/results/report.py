@@ -105,23 +105,25 @@ def _curve_by_trials(rec: SweepRecord, table: pd.DataFrame, end: pd.Series):
     """Ended trials in the order they ended, and the best value so far after each (with
     constraints: of the feasible ones)."""
     done = ended(rec, table, end)
-    values = done[rec.metric].to_numpy(dtype=float)
+    metric, mode = rec.objectives.metrics[0], rec.objectives.modes[0]  # the one objective
+    values = done[metric].to_numpy(dtype=float)
     if FEASIBLE in done:
         values = np.where(done[FEASIBLE].astype(bool), values, np.nan)
-    return np.arange(1, len(values) + 1), plots.best_so_far(values, rec.mode)
+    return np.arange(1, len(values) + 1), plots.best_so_far(values, mode)
 
 
 def _curve_by_time(rec: SweepRecord):
     """Every reported result in time order, and the best value reported so far (with
     constraints: by a result within them)."""
     h = rec.history
-    if h.empty or "wall_s" not in h or rec.metric not in h:
+    metric, mode = rec.objectives.metrics[0], rec.objectives.modes[0]  # the one objective
+    if h.empty or "wall_s" not in h or metric not in h:
         return np.array([]), np.array([])
     h = h.sort_values("wall_s", kind="stable")
-    values = h[rec.metric].to_numpy(dtype=float)
+    values = h[metric].to_numpy(dtype=float)
     if rec.objectives.constraints:
         values = np.where(rec.objectives.violations(h) == 0, values, np.nan)
-    return h["wall_s"].to_numpy(float), plots.best_so_far(values, rec.mode)
+    return h["wall_s"].to_numpy(float), plots.best_so_far(values, mode)
 
 
 def _best_so_far_plot(items: list[tuple[str, SweepRecord, pd.DataFrame, pd.Series]]) -> bytes:
@@ -149,9 +151,10 @@ def importance(
     rec: SweepRecord, table: pd.DataFrame, metric: str | None = None, mode: str | None = None
 ) -> tuple[pd.DataFrame | None, str]:
     """fANOVA importance of each searched parameter for the trials' values of ``metric``
-    (default: the sweep's; Optuna's evaluator on an in-memory study built from the trials);
-    None and why when it cannot."""
-    metric, mode = metric or rec.metric, mode or rec.mode
+    (default: the sweep's first objective; Optuna's evaluator on an in-memory study built
+    from the trials); None and why when it cannot."""
+    metric = metric or rec.objectives.metrics[0]
+    mode = mode or rec.objectives.modes[0]
     space = rec.spec.search_space if rec.spec else None
     if space is None or not space.params:
         return None, "no searched parameters"
@@ -333,7 +336,7 @@ def _trial_sections(rec: SweepRecord, table, end, by: str, figs: dict) -> list[S
     """Learning curves, parallel coordinates, population-based training, importance."""
     metrics = list(rec.objectives.metrics)
     figs["learning_curves.png"] = curves.learning_curves(rec.history, metrics, end, table)
-    colour_by = PARETO_RANK if rec.objectives.several else rec.metric
+    colour_by = PARETO_RANK if rec.objectives.several else rec.objectives.metrics[0]
     colours = (
         "coloured by Pareto rank (1: the front)"
         if rec.objectives.several

@@ -81,11 +81,12 @@ class SweepResult:
         best = self.best
         if best is None:
             return {}
-        return {
-            config_name(k): v.item() if hasattr(v, "item") else v
-            for k, v in best.items()
-            if config_name(k) and not _empty(v)  # empty: it did not apply (conditional)
-        }
+        out = {}
+        for k, v in best.items():
+            name = config_name(str(k))
+            if name and not _empty(v):  # empty: it did not apply (conditional)
+                out[name] = v.item() if hasattr(v, "item") else v
+        return out
 
     @property
     def num_errors(self) -> int:

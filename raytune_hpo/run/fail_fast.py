@@ -42,7 +42,13 @@ class FailFast(Callback):
         self._first: tuple[str, str, str] | None = None  # trial id, error file, last line
         self._record = _record_of(exp_dir)
 
-    def setup(self, **info) -> None:
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
         """Each run and each resume records in a file of its own, named by when it started:
         Ray copies a resumed sweep's earlier files back over whatever is rewritten in place,
         so the newest file is this run's (``{}`` unless it failed fast)."""

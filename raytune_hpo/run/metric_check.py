@@ -4,7 +4,7 @@ Every objective and every constrained metric is checked (``raytune_hpo.objective
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ray.tune import Stopper
@@ -19,7 +19,7 @@ class MetricCheck(Stopper):
     sweep file (default: ``metric``)."""
 
     def __init__(
-        self, metric: str | Sequence[str], fields: dict[str, Sequence[Any]] | None = None
+        self, metric: str | Sequence[str], fields: Mapping[str, Sequence[Any]] | None = None
     ) -> None:
         self.metrics = (metric,) if isinstance(metric, str) else tuple(metric)
         self.metric = self.metrics[0]
@@ -39,7 +39,7 @@ class MetricCheck(Stopper):
         return self.reported is not None
 
     def error(self, plan) -> UserError | None:
-        if self.reported is None:
+        if self.reported is None or self.missing is None:  # both set at once, by __call__
             return None
         return UserError(
             f"{self.missing!r} is not reported by {plan.trainable.label}; "

@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ray.tune import Callback
 
@@ -74,7 +75,13 @@ class ResumePoint(Callback):
         self.exp = state["exp"]
         self._reset()
 
-    def setup(self, **info) -> None:
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
         self._reset()
 
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
@@ -108,13 +115,13 @@ class ResumePoint(Callback):
         the searcher's; nothing is returned (Ray keeps no state of ours)."""
         if self._staging is not None:
             try:
-                self._write()
+                self._write(self._staging)
             except Exception as e:  # never the sweep's end: say it once
                 self._warn("could not save a resume point (a resume relies on Ray's files)", e)
         return None
 
-    def _write(self) -> None:
-        staging = Path(self._staging)
+    def _write(self, staging_dir: str) -> None:
+        staging = Path(staging_dir)
         names = sorted(p.name for p in staging.iterdir() if p.is_file())
         states = [n for n in names if fnmatch.fnmatch(n, STATE_GLOB)]
         if not states:

@@ -215,7 +215,7 @@ def _unfinished_rows(exp, trial_dir, lines, meta, tid, out: Mended):
             index[name] = i
     known = {_name(r): r for r in [*kept, *([latest] if latest else [])]}
     on_disk = {storage.name(p) for p in storage.glob(trial_dir, CHECKPOINT_GLOB)}
-    usable = sorted((n for n in on_disk if n in index), key=index.get)
+    usable = sorted((n for n in on_disk if n in index), key=index.__getitem__)
     if not usable:
         ray_compat.set_checkpoint_results(meta, None, [])
         out.restarting.append(tid)

@@ -163,11 +163,14 @@ def build_tuner(plan: Plan, name: str, *, guards: Guards | None = None, prepare=
     # Ray's generator limits itself (the Tuner's limit is ignored for it, with a warning).
     limit = None if isinstance(searcher, BasicVariantGenerator) else spec.max_concurrent
     root = storage_root(spec)
+    objective = plan.tune_objective()
     return tune.Tuner(
         plan.tune_trainable(),
         param_space=plan.param_space(),
         tune_config=tune.TuneConfig(
-            **plan.tune_objective(),  # none with several objectives: searcher, scheduler own
+            # none with several objectives: the searcher and the scheduler have their own
+            metric=objective.get("metric"),
+            mode=objective.get("mode"),
             search_alg=searcher,
             scheduler=plan.scheduler(),
             num_samples=plan.samples,

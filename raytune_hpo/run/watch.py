@@ -73,7 +73,13 @@ class TrialWatch(Callback):
         self._idle_since: float | None = None
 
     # ------------------------------------------------------------------ Tune hooks
-    def setup(self, **info) -> None:
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
         self._start = time.monotonic()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:

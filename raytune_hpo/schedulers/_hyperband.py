@@ -10,14 +10,21 @@ or run again; trials not yet started go through the brackets as usual.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import HyperBandForBOHB, HyperBandScheduler, TrialScheduler
 
 from raytune_hpo import ray_compat
 from raytune_hpo.names import BUDGET_ATTR
 
+if TYPE_CHECKING:  # the scheduler the mixin comes before, for the type checker only
+    _Base = HyperBandScheduler
+else:
+    _Base = object
 
-class _RestoreSafe:
+
+class _RestoreSafe(_Base):
     """Mixin for HyperBand schedulers: restored, already-started trials bypass the brackets."""
 
     def _restored_set(self) -> set[str]:

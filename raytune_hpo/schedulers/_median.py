@@ -5,13 +5,17 @@ docs/papers.md)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ray.tune.schedulers import MedianStoppingRule, TrialScheduler
 
 
 class MedianOrThreshold(MedianStoppingRule):
     """Ray's median rule, plus a stop when the windowed mean loss is over a threshold."""
 
-    def __init__(self, *, threshold, threshold_metric, window, **kw):
+    def __init__(
+        self, *, threshold: float | None, threshold_metric: str, window: int, **kw: Any
+    ) -> None:
         super().__init__(**kw)
         self._threshold = threshold
         self._threshold_metric = threshold_metric

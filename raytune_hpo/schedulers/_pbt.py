@@ -38,7 +38,7 @@ import json
 import random
 import sys
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from ray.tune.result import SHOULD_CHECKPOINT
@@ -55,6 +55,8 @@ from raytune_hpo.sweep.space import CategoricalParam, SearchSpace
 
 class _Population(compat.ExploitHook):
     """What our PBT and PB2 add to Ray's (see the module docstring)."""
+
+    name: ClassVar[str]  # the scheduler's name in sweep files (each subclass's)
 
     def __init__(
         self, *, space: SearchSpace, paths, seed: int | None, kept: int | None = None, **kw

@@ -53,6 +53,8 @@ def bounds(space: SearchSpace, paths: list[tuple[str, ...]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for path in paths:
         p = space.params[path]
+        if isinstance(p, CategoricalParam):  # mutated_paths refuses them for pb2
+            raise ValueError(f"{'.'.join(path)} is categorical: PB2 has no bounds for it")
         node = out
         for key in path[:-1]:
             node = node.setdefault(key, {})

@@ -256,7 +256,8 @@ def _check_conditions(name: str, entry: Entry, space: Any) -> None:
         return
     from raytune_hpo.searchers._contract import as_space
 
-    if as_space(space).conditional and not proposes_own_values(entry.factory):
+    given = as_space(space)
+    if given is not None and given.conditional and not proposes_own_values(entry.factory):
         raise UserError(
             f"{name} takes Ray Tune domains, which cannot say when a parameter applies, and "
             "this space has conditions (when:); give its constructor a `space` parameter (it "

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from ray.tune.search import Searcher
@@ -70,6 +70,7 @@ from scipy.stats import qmc
 
 from raytune_hpo.searchers import _options as check
 from raytune_hpo.searchers._base import UnitCubeSearcher
+from raytune_hpo.searchers._contract import set_up
 from raytune_hpo.searchers._lattice import Index, Lattice, direction
 
 _STARTS = 256  # Sobol start points drawn at once (then uniform random ones)
@@ -125,7 +126,7 @@ class ApproxGradientSearch(UnitCubeSearcher):
             one weight vector per walk.
     """
 
-    _saved = (
+    _saved: ClassVar[tuple[str, ...]] = (
         *("_levels", "_depth", "_max_restarts", "_max_walkers", "_loss", "_flight", "_flying"),
         *("_walks", "_starts", "_next_start", "local_optima", "_optima", "_restarts", "_done"),
         *("_row", "_model", "_fill", "_hamming"),
@@ -196,14 +197,14 @@ class ApproxGradientSearch(UnitCubeSearcher):
     # ------------------------------------------------------------------ grid
     def _setup(self) -> None:
         self._rebuild()
-        starts = qmc.Sobol(self.space.dims, seed=self._rng).random(_STARTS)
+        starts = qmc.Sobol(self._space.dims, seed=self._rng).random(_STARTS)
         earlier, losses = self.prior
         if np.isfinite(losses).any():  # warm start: the first walk starts at the earlier best
             starts = np.vstack([earlier[int(np.argmin(losses))], starts])
         self._starts = starts
 
     def _rebuild(self) -> None:
-        space = self.space
+        space = self._space
         active = space.active_flags if space.conditional else None
         self._lattice = Lattice.build(
             list(space.params.values()),
@@ -214,40 +215,53 @@ class ApproxGradientSearch(UnitCubeSearcher):
         )
 
     @property
+    def _lat(self) -> Lattice:
+        """The lattice, made once the space is known (``_setup``, ``_rebuild``)."""
+        return set_up(self._lattice, "_lattice")
+
+    @property
     def grid_size(self) -> int:
         """Points of the coarse grid."""
-        return self._lattice.coarse_size
+        return self._lat.coarse_size
 
     def _config_of(self, idx: Index) -> dict[str, Any]:
-        flat = dict(zip(self.space.params, self._lattice.values(idx), strict=True))
-        return self.space.nest(self.space.active_values(flat))
+        space = self._space
+        flat = dict(zip(space.params, self._lat.values(idx), strict=True))
+        return space.nest(space.active_values(flat))
 
     def _config_for(self, trial_id: str, u: np.ndarray) -> dict[str, Any]:
         return self._config_of(self._flight[trial_id][0])  # exact grid values, not decoded
 
     def _known(self, idx: Index) -> bool:
-        key = self._lattice.key(idx)
+        key = self._lat.key(idx)
         return key in self._loss or key in self._flying
 
     def _loss_of(self, idx: Index) -> float | None:
         """The point's loss (several objectives: its row scored under the weights of the walk
         being moved on, and the normalisation of now); None when not evaluated."""
-        key = self._lattice.key(idx)
+        key = self._lat.key(idx)
         if self._scal is None or key not in self._row:
             return self._loss.get(key)
-        return float(self._scal.loss(self._row[key], self._weights_now))
+        return float(self._scal.loss(self._row[key], set_up(self._weights_now, "_weights_now")))
+
+    def _loss_known(self, idx: Index) -> float:
+        """``_loss_of`` a point evaluated already (a walk's met needs, its best, its centre)."""
+        loss = self._loss_of(idx)
+        if loss is None:
+            raise RuntimeError(f"{type(self).__name__}: point {idx} has no loss yet")
+        return loss
 
     # ------------------------------------------------------------------ starts
     def _new_start(self) -> tuple[Index, int] | None:
-        lat = self._lattice
+        lat, starts = self._lat, set_up(self._starts, "_starts")
         if len(self._loss) + len(self._flying) >= lat.size:
             return None  # every point down to the finest spacing is evaluated
         for _ in range(64):
-            if self._next_start < len(self._starts):
-                u = self._starts[self._next_start]
+            if self._next_start < len(starts):
+                u = starts[self._next_start]
                 self._next_start += 1
             else:
-                u = self._rng.random(self.space.dims)
+                u = self._rng.random(self._space.dims)
             for depth in range(self._depth + 1 if any(lat.fine) else 1):
                 idx = lat.snap(u, depth)
                 if not self._known(idx):
@@ -276,17 +290,17 @@ class ApproxGradientSearch(UnitCubeSearcher):
 
     # ------------------------------------------------------------------ one walk
     def _poll(self, walk: Walk) -> None:
-        walk.poll(self._lattice.neighbours(walk.centre, walk.depth))
+        walk.poll(self._lat.neighbours(walk.centre, walk.depth))
 
     def _line_point(self, walk: Walk) -> Index:
-        return self._lattice.line_point(walk.centre, walk.direction, walk.t)
+        return self._lat.line_point(walk.centre, set_up(walk.direction, "direction"), walk.t)
 
     def _advance(self, walk: Walk) -> bool:
         """Move a walk on while its needs are met; False when it is over."""
         self._weights_now = walk.weights
         while all(self._loss_of(i) is not None for i in walk.need):
             for i in walk.need:
-                if self._loss_of(i) < self._loss_of(walk.best):
+                if self._loss_known(i) < self._loss_known(walk.best):
                     walk.best = i
             if walk.phase is Phase.POLL:
                 walk.phase, walk.t = Phase.LINE, 0
@@ -314,12 +328,12 @@ class ApproxGradientSearch(UnitCubeSearcher):
         return True
 
     def _direction(self, walk: Walk, model: bool) -> np.ndarray:
-        lat = self._lattice
+        lat = self._lat
         return direction(lat, walk.centre, walk.depth, self._loss_of, model=model)
 
     def _settle(self, walk: Walk) -> bool:
         """After a line search: move, refine or end the walk (False)."""
-        best, key = walk.best, self._lattice.key
+        best, key = walk.best, self._lat.key
         if best != walk.centre:
             if key(best) in self._optima or any(
                 w is not walk and key(w.centre) == key(best) for w in self._walks
@@ -328,12 +342,12 @@ class ApproxGradientSearch(UnitCubeSearcher):
             walk.centre = best
             self._poll(walk)
             return True
-        if walk.depth < self._depth and any(self._lattice.fine):
+        if walk.depth < self._depth and any(self._lat.fine):
             walk.depth += 1  # nothing improves: halve the spacing around the centre
             self._poll(walk)
             return True
         self._optima.add(key(walk.centre))
-        self.local_optima.append((self._config_of(walk.centre), self._loss_of(walk.centre)))
+        self.local_optima.append((self._config_of(walk.centre), self._loss_known(walk.centre)))
         return False
 
     def _update(self) -> None:
@@ -359,7 +373,7 @@ class ApproxGradientSearch(UnitCubeSearcher):
         next multiples, then the neighbours of its best point so far."""
         if walk.phase is not Phase.LINE or walk.direction is None:
             return None
-        lat = self._lattice
+        lat = self._lat
         line = [lat.line_point(walk.centre, walk.direction, k * walk.t) for k in (2, 4)]
         for idx in (*line, *lat.neighbours(walk.best, walk.depth)):
             if not self._known(idx):
@@ -384,12 +398,14 @@ class ApproxGradientSearch(UnitCubeSearcher):
             idx = self._launch(walk)
         if idx is None:
             return None if self._walks or self._flying else Searcher.FINISHED
-        key = self._lattice.key(idx)
+        key = self._lat.key(idx)
         self._flight[trial_id] = (idx, key)
         self._flying.add(key)
-        return self.space.to_unit(self._config_of(idx))
+        return self._space.to_unit(self._config_of(idx))
 
-    def _observe(self, trial_id: str, u: np.ndarray, loss: float, row=None) -> None:
+    def _observe(
+        self, trial_id: str, u: np.ndarray, loss: float, row: np.ndarray | None = None
+    ) -> None:
         flight = self._flight.pop(trial_id, None)
         if flight is None:
             return

@@ -179,21 +179,21 @@ class AutoSearch(SearcherContract, Searcher):
     def _pick(self) -> None:
         a = self._args
         self._choice = choose(
-            self.space,
+            self._space,
             budget=a["budget"],
             concurrency=a["max_concurrent"],
             objectives=a["objectives"],
             scheduler=a["scheduler"],
         )
-        self._build()
+        self._build(self._choice)
 
-    def _build(self) -> None:
+    def _build(self, choice: Choice) -> None:
         from raytune_hpo.searchers import create_searcher
 
         a = self._args
         told = {"objectives": a["objectives"]} if a["objectives"] is not None else {}
         self._inner = create_searcher(
-            self._choice.name,
+            choice.name,
             space=self.space,
             metric=self._metric,
             mode=self._mode,
@@ -201,7 +201,7 @@ class AutoSearch(SearcherContract, Searcher):
             points_to_evaluate=self._user_points or None,
             budget=a["budget"],
             max_concurrent=a["max_concurrent"],
-            **self._choice.rule.options,
+            **choice.rule.options,
             **told,
         )
         self._user_points = []  # the chosen searcher has them
@@ -214,7 +214,7 @@ class AutoSearch(SearcherContract, Searcher):
     def _restored(self) -> None:
         self._inner = None
         if self._choice is not None:
-            self._build()
+            self._build(self._choice)
             self._inner.set_state(self._inner_state)
 
     def _chosen(self):

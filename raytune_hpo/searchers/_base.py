@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from ray.tune.search import Searcher
 
 from raytune_hpo.names import BUDGET_ATTR
-from raytune_hpo.searchers._contract import Rows, SearcherContract, as_space, loss_of
+from raytune_hpo.searchers._contract import Rows, SearcherContract, as_space, loss_of, set_up
 from raytune_hpo.sweep.space import SearchSpace
 
 if TYPE_CHECKING:
     from raytune_hpo.objectives import Objectives
+    from raytune_hpo.objectives.scalarise import Scalarisation
 
 _Rows = Rows  # the name our algorithms import
 # The trial id under which earlier results (warm start) reach ``_observe``.
@@ -48,7 +49,9 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         points_to_evaluate: configurations suggested first, in order.
     """
 
-    _saved = ("_rng", "_ready", "_across_budgets", "_budget_losses", "_scal", "_rows")
+    _saved: ClassVar[tuple[str, ...]] = (
+        *("_rng", "_ready", "_across_budgets", "_budget_losses", "_scal", "_rows"),
+    )
     _state_version = 2  # 2: several objectives (_scal, _rows)
     _added = {"_scal": (2, None), "_rows": (2, None)}
 
@@ -67,7 +70,8 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         self._ready = False
         self._across_budgets = False
         self._budget_losses: list[tuple[float, Any]] = []
-        self._scal = None  # several objectives or constraints: their scalarisation
+        # Several objectives or constraints: their scalarisation.
+        self._scal: Scalarisation | None = None
         if objectives is not None and objectives.ranked:
             from raytune_hpo.objectives.scalarise import Scalarisation
 
@@ -81,7 +85,8 @@ class UnitCubeSearcher(SearcherContract, Searcher):
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self._merge_properties(metric, mode, config)
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    # Ray annotates suggest as Optional[Dict] while its docstring (and Tune) take FINISHED, a str.
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         space = self._require_space()
         if not self._ready:
             self._setup()
@@ -90,7 +95,7 @@ class UnitCubeSearcher(SearcherContract, Searcher):
                 if self._scal is None:
                     self._warm(u, loss)
                 else:
-                    self._warm(u, loss, row=self._rows["prior"][k])
+                    self._warm(u, loss, row=self._several()[1]["prior"][k])
         if self._user_points:
             point = self._user_points.pop(0)
             self._track(trial_id, space.to_unit(point))
@@ -133,14 +138,15 @@ class UnitCubeSearcher(SearcherContract, Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         u = self._live_units.get(trial_id)
         loss = self._finish(trial_id, result, error)
-        if loss is None:
+        if u is None or loss is None:  # _finish: None for an unknown or repeated id
             return
         if self._scal is None:
             self._observe(trial_id, u, self._comparable(result, loss))
             return
-        row = self._comparable_row(result, self._scal.row(result, error))
-        self._rows["observed"].append(row)
-        self._obs_y[-1] = loss = float(self._scal.loss(row, self._scal.even))
+        scal, rows = self._several()
+        row = self._comparable_row(result, scal.row(result, error))
+        rows["observed"].append(row)
+        self._obs_y[-1] = loss = float(scal.loss(row, scal.even))
         self._observe(trial_id, u, loss, row=row)
 
     def add_evaluated_point(
@@ -164,10 +170,12 @@ class UnitCubeSearcher(SearcherContract, Searcher):
                 self._warm(u, loss)
             return
         if result is None:
-            result = None if value is None else {self._metric: value}
-        row = self._scal.row(result, error)
-        self._rows["prior"].append(row)
-        self._prior_y[-1] = loss = float(self._scal.loss(row, self._scal.even))
+            metric, _ = self._require_metric_mode("add_evaluated_point")  # set: _prior_point
+            result = None if value is None else {metric: value}
+        scal, rows = self._several()
+        row = scal.row(result, error)
+        rows["prior"].append(row)
+        self._prior_y[-1] = loss = float(scal.loss(row, scal.even))
         if self._ready:
             self._warm(u, loss, row=row)
 
@@ -176,11 +184,18 @@ class UnitCubeSearcher(SearcherContract, Searcher):
         """Several objectives: the unit points and rows of the earlier results, then of the
         completed trials."""
         (px, _), (ox, _) = self.prior, self.observations
-        rows = [*self._rows["prior"], *self._rows["observed"]]
+        scal, kept = self._several()
+        rows = [*kept["prior"], *kept["observed"]]
         points = [p for p in (px, ox) if len(p)]
         if not rows:
-            return np.empty((0, self.space.dims)), np.empty((0, self._scal.width))
+            return np.empty((0, self._space.dims)), np.empty((0, scal.width))
         return np.vstack(points), np.asarray(rows)
+
+    def _several(self) -> tuple[Scalarisation, dict[str, list[np.ndarray]]]:
+        """Several objectives: the scalarisation and the rows kept (an error with one)."""
+        if self._scal is None or self._rows is None:
+            raise RuntimeError(f"{type(self).__name__}: rows are kept for several objectives only")
+        return self._scal, self._rows
 
     # ------------------------------------------------------------------ subclass API
     def _setup(self) -> None:
@@ -205,7 +220,7 @@ class UnitCubeSearcher(SearcherContract, Searcher):
             self._observe(WARM_TRIAL, u, loss, row=row)
 
     def _config_for(self, trial_id: str, u: np.ndarray) -> dict[str, Any]:
-        return self.space.from_unit(u)
+        return self._space.from_unit(u)
 
     def _rebuild(self) -> None:
         """Rebuild the ``_derived`` attributes (after ``set_state``, once set up)."""
@@ -222,7 +237,7 @@ class DesignSearcher(UnitCubeSearcher):
     design point nearest to it (over the coordinates active in both), so the n left fill the
     space around what was already run."""
 
-    _saved = ("_budget", "_design", "_next")
+    _saved: ClassVar[tuple[str, ...]] = ("_budget", "_design", "_next")
     _budget: int
     _design: np.ndarray | None = None
     _next: int = 0
@@ -239,9 +254,9 @@ class DesignSearcher(UnitCubeSearcher):
         design = self._design_points(self._budget + len(earlier))
         # Nearest by the active coordinates (SearchSpace.canonical): in a conditional space an
         # earlier point replaces a design point equal to it where both apply.
-        placed = self.space.canonical(design)
+        placed = self._space.canonical(design)
         for u in earlier:  # each earlier point replaces the nearest design point
-            i = np.argmin(((placed - self.space.canonical(u)) ** 2).sum(1))
+            i = np.argmin(((placed - self._space.canonical(u)) ** 2).sum(1))
             design, placed = np.delete(design, i, axis=0), np.delete(placed, i, axis=0)
         return design
 
@@ -249,7 +264,7 @@ class DesignSearcher(UnitCubeSearcher):
         if self._next >= self._budget:
             return Searcher.FINISHED
         self._next += 1
-        return self._design[self._next - 1]
+        return set_up(self._design, "_design")[self._next - 1]
 
 
 __all__ = ["DesignSearcher", "UnitCubeSearcher", "as_space", "loss_of"]

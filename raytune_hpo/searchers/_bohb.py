@@ -25,7 +25,7 @@ public interface (``get_config``, ``new_result`` with HpBandSter's ``Job``) the 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from ray.tune.search import Searcher
@@ -55,8 +55,10 @@ class BOHBSearch(LibraryAdapter, Searcher):
         min_bandwidth: the smallest kernel bandwidth (1e-3).
     """
 
-    _saved = ("_time_attr", "_seed", "_bohb_options", "_np_state", "model", "_params")
-    _saved += ("_budget_seen", "_last_budget")
+    _saved: ClassVar[tuple[str, ...]] = (
+        *("_time_attr", "_seed", "_bohb_options", "_np_state", "model", "_params"),
+        *("_budget_seen", "_last_budget"),
+    )
 
     def __init__(
         self,
@@ -121,7 +123,7 @@ class BOHBSearch(LibraryAdapter, Searcher):
     def suggest(self, trial_id: str) -> dict | None:
         self._ready()
         if self._user_points:
-            flat = self.space.to_library(self._user_points.pop(0))
+            flat = self._space.to_library(self._user_points.pop(0))
         else:
             with self._own_rng():
                 flat, _ = self.model.get_config(None)
@@ -176,7 +178,7 @@ class BOHBSearch(LibraryAdapter, Searcher):
         """An earlier result (warm start) for the model at ``budget`` (epochs trained)."""
         _, loss = self._prior_point(parameters, value, error)
         self._maybe_setup()
-        flat = self.space.to_library(parameters)
+        flat = self._space.to_library(parameters)
         if budget is None and intermediate_values:
             told = [
                 (loss_of({self._metric: v}, self._metric, self._mode, error), float(epoch))

@@ -32,7 +32,7 @@ import pickle
 import tempfile
 import warnings
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import numpy as np
 
@@ -42,6 +42,16 @@ from raytune_hpo.sweep.space import SearchSpace
 MODES = ("min", "max")
 STATE_KEYS = ("searcher", "version", "state")
 EXTRA = "extra"  # a subclass's own attributes (module docstring), beside STATE_KEYS
+
+_T = TypeVar("_T")
+
+
+def set_up(value: _T | None, name: str) -> _T:
+    """``value`` of an attribute that ``_setup`` fills in (None until then); an error naming
+    it when it is used before."""
+    if value is None:
+        raise RuntimeError(f"{name} is used before the searcher was set up (no suggest yet)")
+    return value
 
 
 def check_mode(mode: Any) -> None:
@@ -130,6 +140,9 @@ class SearcherContract:
     # Attributes added to the state after version 1: name -> (the version that added it, what
     # a state of an earlier version restores it to).
     _added: ClassVar[dict[str, tuple[int, Any]]] = {}
+    # Ray's Searcher sets these; metric and mode fill them when unset (_merge_properties).
+    _metric: str | None
+    _mode: str | None
 
     def __init__(
         self,
@@ -149,7 +162,8 @@ class SearcherContract:
         self._obs_y: list[float] = []
         self._prior_x: Rows | None = None
         self._prior_y: list[float] = []
-        super().__init__(metric=metric, mode=mode, **kwargs)
+        # A mixin: the next class in the MRO is Ray's Searcher, which mypy cannot see here.
+        cast(Any, super()).__init__(metric=metric, mode=mode, **kwargs)
 
     def _merge_properties(self, metric: str | None, mode: str | None, config: Mapping) -> bool:
         """``set_search_properties``' shared half: metric and mode fill what is unset; the
@@ -173,9 +187,16 @@ class SearcherContract:
             )
         return self.space
 
-    def _require_metric_mode(self, what: str) -> None:
+    @property
+    def _space(self) -> SearchSpace:
+        """``space``, known: given to the constructor or taken from the Tuner's param_space
+        (``set_search_properties``); an error saying so when neither has happened."""
+        return self._require_space()
+
+    def _require_metric_mode(self, what: str) -> tuple[str, str]:
         if not self._metric or not self._mode:
             raise RuntimeError(f"{type(self).__name__}: metric and mode must be set before {what}")
+        return self._metric, self._mode
 
     def _track(self, trial_id: str, u: np.ndarray) -> None:
         self._live_units[trial_id] = u
@@ -338,5 +359,6 @@ __all__ = [
     "as_space",
     "check_mode",
     "loss_of",
+    "set_up",
     "write_atomically",
 ]

@@ -187,7 +187,7 @@ class HypertilingSearch(DesignSearcher):
         self._design = self._placed_design()
 
     def _design_points(self, n: int) -> np.ndarray:
-        u = tiling_points(self.space.dims, n, np.random.default_rng(self._tiling_seed))
-        if self.space.conditional:
-            u = u[maximin_order(self.space.canonical(u))]
+        u = tiling_points(self._space.dims, n, np.random.default_rng(self._tiling_seed))
+        if self._space.conditional:
+            u = u[maximin_order(self._space.canonical(u))]
         return u

@@ -89,7 +89,7 @@ class Lattice:
         )
         # Dimensions whose fine points can coincide once rounded: integers, quantized floats.
         ints = tuple(
-            f and (isinstance(p, IntParam) or p.q is not None)
+            f and (isinstance(p, IntParam) or (isinstance(p, FloatParam) and p.q is not None))
             for p, f in zip(params, fine, strict=True)
         )
         unordered = tuple(
@@ -201,6 +201,8 @@ def direction(
     to the best other choice). ``model``: a fine dimension that curves upwards moves to its
     parabola's vertex instead (a Newton step)."""
     f0 = loss(centre)
+    if f0 is None:
+        raise ValueError(f"the centre {centre} has no loss yet")
     slope = np.zeros(len(centre))
     move = np.zeros(len(centre))
     newton = np.zeros(len(centre), dtype=bool)

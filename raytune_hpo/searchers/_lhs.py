@@ -45,9 +45,9 @@ class LatinHypercubeSearch(DesignSearcher):
         self._budget = budget
 
     def _design_points(self, n: int) -> np.ndarray:
-        design = qmc.LatinHypercube(self.space.dims, seed=self._rng).random(n)
-        if self.space.conditional:
-            stratify_active(self.space, design, self._rng)
+        design = qmc.LatinHypercube(self._space.dims, seed=self._rng).random(n)
+        if self._space.conditional:
+            stratify_active(self._space, design, self._rng)
         return design
 
 

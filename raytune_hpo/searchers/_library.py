@@ -33,12 +33,12 @@ class LibraryAdapter(SearcherContract):
         self._maybe_setup()
 
     def _encoded_points(self) -> list[dict[str, Any]]:
-        return [self.space.to_library(p) for p in self._user_points]
+        return [self._space.to_library(p) for p in self._user_points]
 
     def _decoded(self, trial_id: str, flat: Mapping[str, Any]) -> dict[str, Any]:
         """The library's suggestion as our configuration, tracked as a live trial."""
-        config = self.space.from_library(flat)
-        self._track(trial_id, self.space.to_unit(config))
+        config = self._space.from_library(flat)
+        self._track(trial_id, self._space.to_unit(config))
         return config
 
 

@@ -167,18 +167,18 @@ class NevergradSearch(LibraryAdapter, Searcher):
             candidate = self._optimizer.ask()
         self._asked[trial_id] = candidate
         if point is not None:  # the values as given (Nevergrad's log transform rounds them)
-            self._track(trial_id, self.space.to_unit(point))
-            return self.space.nest(self.space.path_values(point))
+            self._track(trial_id, self._space.to_unit(point))
+            return self._space.nest(self._space.path_values(point))
         return self._decoded(trial_id, self._flat(candidate.value))
 
     def _full(self, config: dict[str, Any]) -> dict[str, Any]:
         """A configuration as Nevergrad's value: every parameter by library name, one that
         does not apply at the centre of its range (Nevergrad's Dict wants them all)."""
-        values = self.space.path_values(config)
+        values = self._space.path_values(config)
         return {
             name: p.to_library(values[path] if path in values else p.from_unit(0.5))
             for name, (path, p) in zip(
-                self.space.library_names, self.space.params.items(), strict=True
+                self._space.library_names, self._space.params.items(), strict=True
             )
         }
 

@@ -27,7 +27,7 @@ def within(field: str, value: Any, low: float, high: float, ends: str = "[]") ->
 
 
 def positive(field: str, value: Any) -> None:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not float(value) > 0:
         raise UserError(f"must be > 0, got {value!r}", field=field)
 
 

@@ -72,7 +72,7 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
 
     def __init__(
         self, space, metric, mode, sampler, points_to_evaluate, storage, study_name, objectives
-    ):
+    ) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial else
@@ -87,7 +87,9 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
         self._asked: dict[str, int] = {}  # trial id -> the number of its Optuna trial
         self._distributions: dict[str, Any] = {}
         # Several objectives or constraints (None: the one metric and mode).
-        self._objectives = objectives if objectives is not None and objectives.ranked else None
+        self._objectives: Objectives | None = (
+            objectives if objectives is not None and objectives.ranked else None
+        )
         self._maybe_setup()
 
     @property
@@ -133,9 +135,9 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
 
     def suggest(self, trial_id: str) -> dict | None:
         self._ready()
-        if self.space.conditional:  # define-by-run: the parameters that apply, parents first
+        if self._space.conditional:  # define-by-run: the parameters that apply, parents first
             trial = self._study.ask()
-            self.space.walk(lambda path, p: p.from_library(self._suggest(trial, path)))
+            self._space.walk(lambda path, p: p.from_library(self._suggest(trial, path)))
         else:
             trial = self._study.ask(self._distributions)
         self._asked[trial_id] = trial.number
@@ -175,8 +177,9 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
         result; None for a failed trial (one of them missing, a constraint value not finite)."""
         if error or not result:
             return None
+        objectives = self._ranked()
         values = []
-        for metric, worst in zip(self._objectives.metrics, self._worst_values(), strict=True):
+        for metric, worst in zip(objectives.metrics, self._worst_values(), strict=True):
             if metric not in result:
                 return None
             v = _number(result[metric])
@@ -186,11 +189,17 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
                 v = worst
             values.append(v)
         bounds: dict[str, float] = {}
-        for c in self._objectives.constraints:
+        for c in objectives.constraints:
             bounds.update(c.signed(result.get(c.metric)))
         if not all(math.isfinite(v) for v in bounds.values()):
             return None
         return values, bounds
+
+    def _ranked(self) -> Objectives:
+        """The objectives and constraints (kept only when trials are ranked by them)."""
+        if self._objectives is None:
+            raise RuntimeError(f"{type(self).__name__}: one metric and mode, no objectives")
+        return self._objectives
 
     def _worst_values(self) -> list[float | None]:
         """Each objective's worst finite value among the study's finished trials."""
@@ -198,7 +207,7 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
 
         done = self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         out: list[float | None] = []
-        for i, mode in enumerate(self._objectives.modes):
+        for i, mode in enumerate(self._ranked().modes):
             seen = [t.values[i] for t in done if t.values and math.isfinite(t.values[i])]
             out.append(None if not seen else (max(seen) if mode == "min" else min(seen)))
         return out
@@ -255,7 +264,7 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
         else:
             state = TrialState.FAIL if told is None else TrialState.COMPLETE
         steps = {i: float(v) for i, v in enumerate(intermediate_values or []) if _finite(v)}
-        params = self.space.to_library(parameters)  # the active ones
+        params = self._space.to_library(parameters)  # the active ones
         trial = optuna.trial.create_trial(
             state=state,
             value=told,
@@ -270,7 +279,7 @@ class _OptunaAdapter(LibraryAdapter, Searcher):
         import optuna
         from optuna.trial import TrialState
 
-        params = self.space.to_library(parameters)  # the active ones
+        params = self._space.to_library(parameters)  # the active ones
         return optuna.trial.create_trial(
             state=TrialState.FAIL if told is None else TrialState.COMPLETE,
             values=None if told is None else told[0],
@@ -310,7 +319,8 @@ def _conditional(space: Any) -> bool:
     """Whether the constructor's space (a SearchSpace or its dict form) has conditions."""
     from raytune_hpo.searchers._contract import as_space
 
-    return space is not None and as_space(space).conditional
+    given = as_space(space)
+    return given is not None and given.conditional
 
 
 def _check_initial(n: object) -> None:
@@ -349,7 +359,9 @@ class GPSearch(_OptunaAdapter):
         import optuna
 
         _check_initial(n_initial_points)
-        options = {"warn_independent_sampling": False} if _conditional(space) else {}
+        options: dict[str, Any] = (
+            {"warn_independent_sampling": False} if _conditional(space) else {}
+        )
         sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_initial_points, **options)
         super().__init__(
             space, metric, mode, sampler, points_to_evaluate, storage, study_name, objectives

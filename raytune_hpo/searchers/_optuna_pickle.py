@@ -29,7 +29,7 @@ def _reduce(sampler: Any) -> tuple:
     )
 
 
-def _rebuild(cls: type, state: dict[str, Any], locks: tuple[tuple[str, bool], ...]) -> Any:
+def _rebuild(cls: type[object], state: dict[str, Any], locks: tuple[tuple[str, bool], ...]) -> Any:
     obj = cls.__new__(cls)
     obj.__dict__.update(state)
     for name, reentrant in locks:

@@ -69,6 +69,7 @@ its ring's own bests under them). An infeasible evaluation scores worse than eve
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 from ray.tune.search import Searcher
@@ -76,6 +77,7 @@ from scipy.stats import qmc
 
 from raytune_hpo.searchers import _options as check
 from raytune_hpo.searchers._base import UnitCubeSearcher
+from raytune_hpo.searchers._contract import set_up
 from raytune_hpo.searchers._kinds import discrete, unordered_dims
 
 ATTRACTORS = ("personal", "current")
@@ -109,7 +111,7 @@ class PSOSearch(UnitCubeSearcher):
             one weight vector per particle.
     """
 
-    _saved = (
+    _saved: ClassVar[tuple[str, ...]] = (
         *("_v0", "_S", "_w", "_phi_l", "_phi_g", "_attractor", "_topology", "_init"),
         *("_per_dim", "_stall", "_eps", "_vmax", "_x", "_v", "_pbest", "_pbest_loss"),
         *("_now_loss", "_now", "_gbest", "_gbest_loss", "_moves", "_stuck", "_idle"),
@@ -178,8 +180,13 @@ class PSOSearch(UnitCubeSearcher):
         self._attractor, self._topology, self._init = attractor, topology, init
         self._per_dim, self._stall = bool(per_dimension), stall
         self._eps, self._vmax = epsilon, max_speed
-        self._x = self._v = self._pbest = None
-        self._pbest_loss = self._now_loss = self._now = None
+        # The swarm (S x d positions, speeds, bests; S losses): None until _setup.
+        self._x: np.ndarray | None = None
+        self._v: np.ndarray | None = None
+        self._pbest: np.ndarray | None = None
+        self._pbest_loss: np.ndarray | None = None
+        self._now_loss: np.ndarray | None = None
+        self._now: np.ndarray | None = None
         self._gbest: np.ndarray | None = None
         self._gbest_loss = math.inf
         self._moves: np.ndarray | None = None  # moves made per particle
@@ -187,7 +194,10 @@ class PSOSearch(UnitCubeSearcher):
         self._idle: list[int] = []  # particles whose position awaits evaluation
         self._running: dict[str, int] = {}  # trial id -> particle
         self.reseeded = 0
-        self._weights = self._pbest_row = self._now_row = None
+        # Several objectives: each particle's weights, rows of its best and latest (_setup).
+        self._weights: np.ndarray | None = None
+        self._pbest_row: np.ndarray | None = None
+        self._now_row: np.ndarray | None = None
         self._no_repeats = not repeats
         # Unordered categoricals: dimension -> each particle's probabilities (S x choices) and
         # their velocities (None: every categorical moves as an ordered coordinate).
@@ -197,7 +207,7 @@ class PSOSearch(UnitCubeSearcher):
         self._seen_rows: dict[tuple, np.ndarray] = {}
 
     def _setup(self) -> None:
-        d, s = self.space.dims, self._S
+        d, s = self._space.dims, self._S
         if self._init == "sobol":
             m = max(0, math.ceil(math.log2(s)))
             self._x = qmc.Sobol(d, seed=self._rng).random_base2(m)[:s]
@@ -218,15 +228,16 @@ class PSOSearch(UnitCubeSearcher):
             self._pbest_row = np.full((s, self._scal.width), math.inf)
             self._now_row = self._pbest_row.copy()
         if self._cat_p is not None:
+            cat_v = set_up(self._cat_v, "_cat_v")  # None with _cat_p: an earlier version's
             for j, n in self._unordered().items():
                 self._cat_p[j] = np.eye(n)[self._choice(self._x[:, j], n)]
-                self._cat_v[j] = np.zeros((s, n))
+                cat_v[j] = np.zeros((s, n))
         self._rebuild()
 
     def _unordered(self) -> dict[int, int]:
         """Dimension -> number of choices of the unordered categoricals (none when this state
         moves every categorical as an ordered coordinate)."""
-        return {} if self._cat_p is None else unordered_dims(self.space)
+        return {} if self._cat_p is None else unordered_dims(self._space)
 
     @staticmethod
     def _choice(u: np.ndarray, n: int) -> np.ndarray:
@@ -237,7 +248,7 @@ class PSOSearch(UnitCubeSearcher):
     def _dedupe(self) -> bool:
         """Whether moves onto evaluated configurations are skipped: conditional spaces always,
         and spaces whose configurations can coincide unless repeats are asked for."""
-        space = self.space
+        space = self._space
         if space.conditional:
             return True
         return self._no_repeats and any(discrete(p) for p in space.params.values())
@@ -253,13 +264,13 @@ class PSOSearch(UnitCubeSearcher):
                     self._seen_rows[self._key(u)] = row
 
     def _key(self, u: np.ndarray) -> tuple:
-        return self.space.key(self.space.from_unit(u))
+        return self._space.key(self._space.from_unit(u))
 
     @property
     def converged(self) -> bool:
         if self._moves is None or self._moves.min() == 0:
             return False
-        return float(np.linalg.norm(self._v, axis=1).max()) < self._eps
+        return float(np.linalg.norm(set_up(self._v, "_v"), axis=1).max()) < self._eps
 
     def _propose(self, trial_id: str) -> np.ndarray | str | None:
         if self.converged:
@@ -274,19 +285,20 @@ class PSOSearch(UnitCubeSearcher):
                 return None if self._running else Searcher.FINISHED
             self._idle.remove(fresh)
             self._running[trial_id] = fresh
-            return self._x[fresh].copy()
+            return set_up(self._x, "_x")[fresh].copy()
         i = self._idle.pop(0)
         self._running[trial_id] = i
-        return self._x[i].copy()
+        return set_up(self._x, "_x")[i].copy()
 
     def _unseen(self, i: int) -> bool:
         """Move particle i past configurations evaluated (it takes their loss) or being
         evaluated (no loss yet); False if it still sits on one after ``_FREE_MOVES``."""
         flying = {self._key(u) for u in self._live_units.values()}
+        x = set_up(self._x, "_x")  # moved in place
         for _ in range(_FREE_MOVES):
-            key = self._key(self._x[i])
+            key = self._key(x[i])
             if key in self._seen:
-                self._land(i, self._x[i].copy(), self._seen[key], self._seen_rows.get(key))
+                self._land(i, x[i].copy(), self._seen[key], self._seen_rows.get(key))
             elif key in flying:
                 self._move(i)
             else:
@@ -294,17 +306,22 @@ class PSOSearch(UnitCubeSearcher):
         return False
 
     def _social(self, i: int) -> np.ndarray:
+        pbest = set_up(self._pbest, "_pbest")
         if self._topology == "ring" and self._S > 2:
             ring = [(i - 1) % self._S, i, (i + 1) % self._S]
-            return self._pbest[min(ring, key=lambda j: self._pbest_loss[j])]
-        return self._gbest if self._gbest is not None else self._pbest[i]
+            pbest_loss = set_up(self._pbest_loss, "_pbest_loss")
+            return pbest[min(ring, key=lambda j: pbest_loss[j])]
+        return self._gbest if self._gbest is not None else pbest[i]
 
     def _local(self, i: int) -> np.ndarray:
         if self._attractor == "current":
-            return self._now[int(np.argmin(self._now_loss))]
-        return self._pbest[i]
+            now_loss = set_up(self._now_loss, "_now_loss")
+            return set_up(self._now, "_now")[int(np.argmin(now_loss))]
+        return set_up(self._pbest, "_pbest")[i]
 
-    def _observe(self, trial_id: str, u: np.ndarray, loss: float, row=None) -> None:
+    def _observe(
+        self, trial_id: str, u: np.ndarray, loss: float, row: np.ndarray | None = None
+    ) -> None:
         if row is None and loss < self._gbest_loss:  # several objectives: see _rescore
             self._gbest, self._gbest_loss = u.copy(), loss
         if self._dedupe:
@@ -320,21 +337,26 @@ class PSOSearch(UnitCubeSearcher):
     def _land(self, i: int, u: np.ndarray, loss: float, row: np.ndarray | None = None) -> None:
         """Particle i's position ``u`` has ``loss`` (several objectives: ``row``, scored under
         its weights): its bests, then its next move."""
+        pbest, pbest_loss = set_up(self._pbest, "_pbest"), set_up(self._pbest_loss, "_pbest_loss")
+        now, now_loss = set_up(self._now, "_now"), set_up(self._now_loss, "_now_loss")
+        moves, stuck = set_up(self._moves, "_moves"), set_up(self._stuck, "_stuck")
         if row is not None:
-            w = self._weights[i]
-            loss = float(self._scal.loss(row, w))
-            self._pbest_loss[i] = self._scal.loss(self._pbest_row[i], w)
-            self._now_row[i] = row
-        self._now[i], self._now_loss[i] = u, loss
-        if loss < self._pbest_loss[i]:
-            self._pbest[i], self._pbest_loss[i] = u, loss
+            scal, w = self._several()[0], set_up(self._weights, "_weights")[i]
+            pbest_row = set_up(self._pbest_row, "_pbest_row")
+            now_row = set_up(self._now_row, "_now_row")
+            loss = float(scal.loss(row, w))
+            pbest_loss[i] = scal.loss(pbest_row[i], w)
+            now_row[i] = row
+        now[i], now_loss[i] = u, loss
+        if loss < pbest_loss[i]:
+            pbest[i], pbest_loss[i] = u, loss
             if row is not None:
-                self._pbest_row[i] = row
-            self._stuck[i] = 0
+                pbest_row[i] = row
+            stuck[i] = 0
         else:
-            self._stuck[i] += 1
-        self._moves[i] += 1
-        if self._stall and self._stuck[i] >= self._stall:
+            stuck[i] += 1
+        moves[i] += 1
+        if self._stall and stuck[i] >= self._stall:
             self._reseed(i)
         else:
             self._move(i)
@@ -342,12 +364,12 @@ class PSOSearch(UnitCubeSearcher):
     def _rescore(self, i: int) -> None:
         """Several objectives: the losses particle i compares, scored under its weights and
         the normalisation of now; the swarm's best is the best evaluation under them."""
-        w = self._weights[i]
-        self._now_loss = self._scal.loss(self._now_row, w)
-        self._pbest_loss = self._scal.loss(self._pbest_row, w)
+        scal, w = self._several()[0], set_up(self._weights, "_weights")[i]
+        self._now_loss = scal.loss(set_up(self._now_row, "_now_row"), w)
+        self._pbest_loss = scal.loss(set_up(self._pbest_row, "_pbest_row"), w)
         points, rows = self.evaluations
         if len(rows):
-            scores = self._scal.loss(rows, w)
+            scores = scal.loss(rows, w)
             j = int(np.argmin(scores))
             if math.isfinite(scores[j]):
                 self._gbest, self._gbest_loss = points[j].copy(), float(scores[j])
@@ -355,17 +377,18 @@ class PSOSearch(UnitCubeSearcher):
     def _move(self, i: int) -> None:
         if self._scal is not None:
             self._rescore(i)
-        shape = self.space.dims if self._per_dim else 1
+        shape = self._space.dims if self._per_dim else 1
         u_l = self._rng.uniform(0, self._phi_l, shape)
         u_g = self._rng.uniform(0, self._phi_g, shape)
-        x = self._x[i]
-        v = self._w * self._v[i] + u_l * (self._local(i) - x) + u_g * (self._social(i) - x)
+        xs, vs = set_up(self._x, "_x"), set_up(self._v, "_v")
+        x = xs[i]
+        v = self._w * vs[i] + u_l * (self._local(i) - x) + u_g * (self._social(i) - x)
         speed = np.linalg.norm(v)
         if speed > self._vmax:
             v *= self._vmax / speed
         new = np.clip(x + v, 0.0, 1.0)
-        self._v[i] = new - x  # what the particle really moved, walls included
-        self._x[i] = new
+        vs[i] = new - x  # what the particle really moved, walls included
+        xs[i] = new
         if self._unordered():
             self._move_choices(i, u_l, u_g)
 
@@ -373,30 +396,35 @@ class PSOSearch(UnitCubeSearcher):
         """Particle i's unordered categoricals: probabilities pulled towards the attractors'
         choices (one-hot), its choice drawn from them."""
         local, social = self._local(i), self._social(i)
+        xs, vs = set_up(self._x, "_x"), set_up(self._v, "_v")
+        cat_p, cat_v = set_up(self._cat_p, "_cat_p"), set_up(self._cat_v, "_cat_v")
         for j, n in self._unordered().items():
             a = u_l[j] if np.ndim(u_l) and len(u_l) > 1 else float(np.ravel(u_l)[0])
             g = u_g[j] if np.ndim(u_g) and len(u_g) > 1 else float(np.ravel(u_g)[0])
-            p, eye = self._cat_p[j][i], np.eye(n)
+            p, eye = cat_p[j][i], np.eye(n)
             e_a, e_g = eye[self._choice(local[j], n)], eye[self._choice(social[j], n)]
-            v = self._w * self._cat_v[j][i] + a * (e_a - p) + g * (e_g - p)
+            v = self._w * cat_v[j][i] + a * (e_a - p) + g * (e_g - p)
             q = np.clip(p + v, 0.0, None)
             q = q / q.sum() if q.sum() > 0 else np.full(n, 1 / n)
-            self._cat_v[j][i], self._cat_p[j][i] = q - p, q
+            cat_v[j][i], cat_p[j][i] = q - p, q
             c = int(self._rng.choice(n, p=q))
-            self._x[i, j] = (c + 0.5) / n
-            self._v[i, j] = 0.5 * np.abs(q - p).sum()  # its speed, for the stopping rule
+            xs[i, j] = (c + 0.5) / n
+            vs[i, j] = 0.5 * np.abs(q - p).sum()  # its speed, for the stopping rule
 
     def _reseed(self, i: int) -> None:
         """A particle stuck for ``stall`` moves starts afresh at a random point (its memory
         goes; the swarm's best stays)."""
-        self._x[i] = self._rng.random(self.space.dims)
-        self._v[i] = self._rng.uniform(-self._v0, self._v0, self.space.dims)
+        x = set_up(self._x, "_x")
+        x[i] = self._rng.random(self._space.dims)
+        set_up(self._v, "_v")[i] = self._rng.uniform(-self._v0, self._v0, self._space.dims)
         for j, n in self._unordered().items():
-            self._cat_p[j][i] = np.eye(n)[self._choice(self._x[i, j], n)]
-            self._cat_v[j][i] = 0.0
-        self._pbest_loss[i] = math.inf
-        self._now_loss[i] = math.inf
+            set_up(self._cat_p, "_cat_p")[j][i] = np.eye(n)[self._choice(x[i, j], n)]
+            set_up(self._cat_v, "_cat_v")[j][i] = 0.0
+        set_up(self._pbest_loss, "_pbest_loss")[i] = math.inf
+        set_up(self._now_loss, "_now_loss")[i] = math.inf
         if self._scal is not None:
-            self._pbest_row[i] = self._now_row[i] = math.inf
-        self._stuck[i] = 0
+            set_up(self._pbest_row, "_pbest_row")[i] = set_up(self._now_row, "_now_row")[i] = (
+                math.inf
+            )
+        set_up(self._stuck, "_stuck")[i] = 0
         self.reseeded += 1

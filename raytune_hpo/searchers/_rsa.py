@@ -25,6 +25,7 @@ import numpy as np
 
 from raytune_hpo.searchers import _options as check
 from raytune_hpo.searchers._base import UnitCubeSearcher, _Rows
+from raytune_hpo.searchers._contract import set_up
 from raytune_hpo.sweep.space import IMPUTED
 
 # RSA saturation packing fractions of hard spheres in d = 1..8 (Torquato et al., 2006).
@@ -91,17 +92,22 @@ class RSASearch(UnitCubeSearcher):
         self._groups = _Rows(1)
 
     def _setup(self) -> None:
-        self.radius = radius_for(self._planned(), self.space.dims, self._fill)
-        self._pts = _Rows(self.space.dims)
+        self.radius = radius_for(self._planned(), self._space.dims, self._fill)
+        self._pts = _Rows(self._space.dims)
         self._rebuild()
+
+    @property
+    def _accepted(self) -> _Rows:
+        """The accepted points (``_pts``), made by ``_setup``."""
+        return set_up(self._pts, "_pts")
 
     def _planned(self) -> int:
         return self._budget + len(self.prior[1])
 
     def _rebuild(self) -> None:
         self._scales, self._ids, self._groups = [], {}, _Rows(1)
-        if self.space.conditional:
-            for code in self._codes(self.space.active_mask(self._pts.rows)):
+        if self._space.conditional:
+            for code in self._codes(self._space.active_mask(self._accepted.rows)):
                 self._groups.append(np.array([code]))
 
     def _codes(self, masks: np.ndarray) -> np.ndarray:
@@ -113,24 +119,24 @@ class RSASearch(UnitCubeSearcher):
             if code == len(self._scales):  # a new subspace
                 n, dims = self._planned(), max(1, int(mask.sum()))
                 own = radius_for(n, dims, self._fill)
-                self._scales.append(own / radius_for(n, self.space.dims, self._fill))
+                self._scales.append(own / radius_for(n, self._space.dims, self._fill))
             codes.append(code)
         return np.array(codes, dtype=int)
 
-    def _warm(self, u: np.ndarray, loss: float) -> None:
-        self._pts.append(u)
-        if self.space.conditional:
-            self._groups.append(self._codes(self.space.active_mask(u)).astype(float))
+    def _warm(self, u: np.ndarray, loss: float, row: np.ndarray | None = None) -> None:
+        self._accepted.append(u)
+        if self._space.conditional:
+            self._groups.append(self._codes(self._space.active_mask(u)).astype(float))
 
     def _propose(self, trial_id: str) -> np.ndarray:
-        if self.space.conditional:
+        if self._space.conditional:
             return self._propose_within_subspaces()
-        d = self.space.dims
+        d = self._space.dims
         rejected = 0
         r2 = self.radius**2
         while True:
             cand = self._rng.random((self._batch, d))
-            pts = self._pts.rows
+            pts = self._accepted.rows
             if len(pts) == 0:
                 chosen = cand[0]
                 break
@@ -145,19 +151,19 @@ class RSASearch(UnitCubeSearcher):
                 self.radius *= self._shrink
                 r2 = self.radius**2
                 rejected = 0
-        self._pts.append(chosen)
+        self._accepted.append(chosen)
         return chosen
 
     def _propose_within_subspaces(self) -> np.ndarray:
         """RSA within each subspace of a conditional space (see the module)."""
         rejected = 0
         while True:
-            drawn = self._rng.random((self._batch, self.space.dims))
-            masks = self.space.active_mask(drawn)
+            drawn = self._rng.random((self._batch, self._space.dims))
+            masks = self._space.active_mask(drawn)
             cand = np.where(masks, drawn, IMPUTED)
             groups = self._codes(masks)
             scales = np.array(self._scales)[groups]
-            pts = self._pts.rows
+            pts = self._accepted.rows
             if len(pts) == 0:
                 chosen = 0
                 break
@@ -171,6 +177,6 @@ class RSASearch(UnitCubeSearcher):
             if rejected >= self._max_rejections:
                 self.radius *= self._shrink
                 rejected = 0
-        self._pts.append(cand[chosen])
+        self._accepted.append(cand[chosen])
         self._groups.append(np.array([groups[chosen]], dtype=float))
         return drawn[chosen]

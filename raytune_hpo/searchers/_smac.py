@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from ray.tune.search import Searcher
@@ -101,7 +101,7 @@ class SMACSearch(LibraryAdapter, Searcher):
         from smac.model.random_forest import RandomForest
 
         _smac()
-        self._cs = self.space.to_configspace(seed=self._seed)
+        self._cs = self._space.to_configspace(seed=self._seed)
         where = tempfile.mkdtemp(prefix="raytune-hpo-smac-")
         try:
             scenario = Scenario(
@@ -109,7 +109,7 @@ class SMACSearch(LibraryAdapter, Searcher):
                 deterministic=True,
                 n_trials=self._budget,
                 seed=self._seed,
-                output_directory=os.path.join(where, "smac"),
+                output_directory=Path(where) / "smac",  # SMAC joins a Path onto it
             )
             model = RandomForest(  # the facade's forest (get_model), one thread, no leaf cap
                 self._cs,
@@ -119,7 +119,8 @@ class SMACSearch(LibraryAdapter, Searcher):
                 min_samples_split=2,
                 min_samples_leaf=1,
                 max_depth=2**20,
-                max_leaf_nodes=None,
+                # SMAC annotates int; its forest (scikit-learn's) takes None: no cap.
+                max_leaf_nodes=None,  # type: ignore[arg-type]
                 bootstrapping=True,
                 seed=self._seed,
                 n_jobs=1,
@@ -152,10 +153,11 @@ class SMACSearch(LibraryAdapter, Searcher):
 
             config = Configuration(self._cs, values=event[2])
             self._infos[trial_id] = TrialInfo(config=config, seed=self._seed)
-        elif event[2] is None and self._worst is None:
-            self._waiting.append(trial_id)  # a crash, and no finite cost to score it with yet
         elif event[2] is None:
-            self._tell(trial_id, TrialValue(cost=self._worst, status=StatusType.CRASHED))
+            if self._worst is None:  # a crash, and no finite cost to score it with yet
+                self._waiting.append(trial_id)
+            else:
+                self._tell(trial_id, TrialValue(cost=self._worst, status=StatusType.CRASHED))
         else:
             cost = float(event[2])
             self._worst = cost if self._worst is None else max(self._worst, cost)
@@ -169,8 +171,9 @@ class SMACSearch(LibraryAdapter, Searcher):
 
     def suggest(self, trial_id: str) -> dict | None:
         self._ready()
+        event: tuple[Any, ...]
         if self._user_points:
-            event = ("given", trial_id, self.space.to_library(self._user_points.pop(0)))
+            event = ("given", trial_id, self._space.to_library(self._user_points.pop(0)))
         else:
             event = ("ask", trial_id)
         self._replay(event)

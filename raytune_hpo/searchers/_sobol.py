@@ -10,6 +10,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from raytune_hpo.searchers._base import UnitCubeSearcher
+from raytune_hpo.searchers._contract import set_up
 
 
 class SobolSearch(UnitCubeSearcher):
@@ -23,7 +24,9 @@ class SobolSearch(UnitCubeSearcher):
     _saved = ("_scramble_seed", "_count")
     _derived = ("_engine",)
 
-    def __init__(self, space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None):
+    def __init__(
+        self, space=None, metric=None, mode=None, *, seed=None, points_to_evaluate=None
+    ) -> None:
         super().__init__(space, metric, mode, seed=seed, points_to_evaluate=points_to_evaluate)
         self._scramble_seed = int(self._rng.integers(2**63 - 1))
         self._count = 0
@@ -34,10 +37,10 @@ class SobolSearch(UnitCubeSearcher):
         self._rebuild()
 
     def _rebuild(self) -> None:
-        self._engine = qmc.Sobol(self.space.dims, scramble=True, seed=self._scramble_seed)
+        self._engine = qmc.Sobol(self._space.dims, scramble=True, seed=self._scramble_seed)
         if self._count:
             self._engine.fast_forward(self._count)
 
     def _propose(self, trial_id: str) -> np.ndarray:
         self._count += 1
-        return self._engine.random(1)[0]
+        return set_up(self._engine, "_engine").random(1)[0]

@@ -82,7 +82,7 @@ def _placeholders(config: dict, paths) -> None:
 
 def _drop_in_place(config: dict, drop: set[tuple[str, ...]]) -> None:
     for path in drop:
-        nodes = [config]
+        nodes: list[Any] = [config]  # None past a missing or non-dict level
         for key in path[:-1]:
             nodes.append(nodes[-1].get(key) if isinstance(nodes[-1], dict) else None)
         if isinstance(nodes[-1], dict):

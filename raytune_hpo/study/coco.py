@@ -42,6 +42,7 @@ MULTI_OBJECTIVE = {"bbob-biobj": 55}  # suite -> function count; needs several o
 
 # bbob-mixint scales each bbob function by this factor (COCO's suite_bbob_mixint.c), so its
 # optimum is the factor times the bbob optimum (a test checks it at COCO's optimal points).
+_MIXINT_SCALE: tuple[float, ...]
 _MIXINT_SCALE = (1, 1e-3, 1e-1, 1e-1, 1, 1e-2, 1, 1e-2, 1e-2, 1e-3, 1e-2, 1e-4, 1e-1, 1)
 _MIXINT_SCALE += (1e-1, 1, 10, 1, 10, 1e-1, 1, 1, 10, 1e-1)  # f15 to f24
 
@@ -196,6 +197,8 @@ def expand(suite: str, functions: int | list[int] | str) -> list[int]:
     count = SUITES[suite]["functions"]
     if functions == "all":
         return list(range(1, count + 1))
+    if isinstance(functions, str):  # check_functions admits no other word
+        raise ValueError(f"functions: a number, a list of them or all; got {functions!r}")
     return [functions] if isinstance(functions, int) else list(functions)
 
 

@@ -16,7 +16,7 @@ from raytune_hpo.study.spec import StudySpec
 
 def coco_problems(study: StudySpec) -> dict[str, tuple[str, int]]:
     """label -> (suite, function number) of the study's COCO problems, in study order."""
-    return {q.label: (q.coco[0], q.coco[1]) for q in study.problems if q.coco}
+    return {q.label: f for q in study.problems if (f := q.coco_function)}
 
 
 def sections(

@@ -100,10 +100,10 @@ def build(study_dir: str | os.PathLike[str], out: str | None = None) -> dict[str
         local = not storage.is_uri(study_dir)
         out = str(study_dir) if local else str(Path.cwd() / f"report-{storage.name(study_dir)}")
     metric, mode = study.direction(study.problems[0])  # one for all: compare refuses a mix
-    optima = {q.label: r.optimum for q in study.problems if (r := study.recorded.get(q.label))}
+    known = {q.label: r.optimum for q in study.problems if (r := study.recorded.get(q.label))}
     if not study.recorded:  # a study written before compare recorded its problems
-        optima = {q.label: q.make().minimum for q in study.problems if q.function}
-    optima = {k: v for k, v in optima.items() if v is not None}
+        known = {q.label: q.make().minimum for q in study.problems if q.function}
+    optima = {k: v for k, v in known.items() if v is not None}
     problems = list(dict.fromkeys(trials["problem"]))
     summ = analysis.summary(trials, mode, metric, optima)
     pairs = analysis.pairwise(trials, mode, metric, n_eval=_n_eval(study))
@@ -153,8 +153,8 @@ def _problem_list(study: StudySpec) -> str:
     plain = [q.label for q in study.problems if not q.coco]
     runs: dict[tuple, list[int]] = {}
     for q in study.problems:
-        if q.coco:
-            runs.setdefault((q.coco[0], q.dims, q.instance or 1), []).append(q.coco[1])
+        if f := q.coco_function:
+            runs.setdefault((f[0], q.dims, q.instance or 1), []).append(f[1])
     coco_text = [f"{s} {_ranges(fs)} in {d}-D, instance {i}" for (s, d, i), fs in runs.items()]
     return "; ".join(plain + coco_text)
 

@@ -20,7 +20,7 @@ import time
 import zlib
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -60,7 +60,8 @@ def check(study: StudySpec) -> StudySpec:
         same = _same_run(q)  # problems whose runs assemble alike are checked once
         if same is not None and same in checked:
             continue
-        checked.add(same)
+        if same is not None:  # a sweep file's (None) is checked each time
+            checked.add(same)
         for i, m in enumerate(study.methods):
             try:
                 _check_method(study, q, m)
@@ -126,6 +127,7 @@ def run_direct(
     results return in the order they started."""
     fn = problem.make()
     rng = np.random.default_rng([study.seed, rep, 7])
+    proposer: OptunaProposer | SearcherProposer
     if method.optuna is not None:
         sampler = samplers.make_sampler(method.optuna, method.options, seed=study.seed + rep)
         modes = fn.modes if problem.several else ("min",)
@@ -228,7 +230,9 @@ class OptunaProposer:
     def __init__(self, sampler, space: SearchSpace, modes: tuple[str, ...] = ("min",)) -> None:
         import optuna
 
-        directions = ["minimize" if m == "min" else "maximize" for m in modes]
+        directions: list[Literal["minimize", "maximize"]] = [
+            "minimize" if m == "min" else "maximize" for m in modes
+        ]
         self._study = optuna.create_study(sampler=sampler, directions=directions)
         self._space = space
         self._distributions = space.to_optuna()
@@ -408,7 +412,10 @@ def record(problem: ProblemSpec) -> Recorded:
     if problem.is_function:
         return Recorded(metric="loss", mode="min", minimum=problem.make().minimum)
     sweep = SweepSpec.from_yaml(problem.sweep)
-    return Recorded(metric=sweep.metric, mode=sweep.mode, val_size=_val_size(sweep))
+    metric, mode = sweep.objectives.metrics[0], sweep.objectives.modes[0]  # its one objective
+    return Recorded(
+        metric=metric, mode="max" if mode == "max" else "min", val_size=_val_size(sweep)
+    )
 
 
 def _val_size(sweep: SweepSpec) -> int | None:

@@ -69,7 +69,9 @@ class ProblemSpec(Strict):
     @field_validator("bbob", "bbob_mixint", "bbob_biobj", mode="before")
     @classmethod
     def _functions(cls, value: Any, info: ValidationInfo) -> Any:
-        return value if value is None else coco.check_functions(_SUITE[info.field_name], value)
+        if value is None or info.field_name is None:  # a field validator has its field's name
+            return value
+        return coco.check_functions(_SUITE[info.field_name], value)
 
     @field_validator("tabular")
     @classmethod
@@ -124,6 +126,17 @@ class ProblemSpec(Strict):
         return None
 
     @property
+    def coco_function(self) -> tuple[str, int] | None:
+        """(suite, function number) of a COCO problem of one function (a study's problems
+        are, once ``StudySpec`` has expanded them), else None."""
+        if not self.coco:
+            return None
+        suite, numbers = self.coco
+        if not isinstance(numbers, int):
+            raise ValueError(f"{suite} {numbers!r}: several functions, not yet one problem each")
+        return suite, numbers
+
+    @property
     def tabular_names(self) -> list[str]:
         """``bench/dataset`` of each tabular problem of this entry ([] for other kinds)."""
         return [] if self.tabular is None else tabular.expand(self.tabular)
@@ -146,6 +159,8 @@ class ProblemSpec(Strict):
             suite, numbers = self.coco
             numbers = coco.expand(suite, numbers)
             if len(numbers) == 1:
+                if self.dims is None:  # _coco_dims requires them of a COCO entry
+                    raise ValueError(f"{suite} needs dims")
                 return coco.problem_id(suite, numbers[0], self.dims, self.instance or 1)
             return f"{suite}-{len(numbers)}f-{self.dims}d-i{self.instance or 1}"
         if self.several:
@@ -276,11 +291,7 @@ class StudySpec(Strict):
     @model_validator(mode="before")
     @classmethod
     def _one_problem(cls, data: Any) -> Any:
-        """``problem:`` (one) is accepted for ``problems:`` (a list)."""
-        if isinstance(data, dict) and "problem" in data and "problems" not in data:
-            data = {**data, "problems": [data["problem"]]}
-            del data["problem"]
-        return data
+        return _one_problem(data)
 
     @field_validator("problems")
     @classmethod
@@ -295,7 +306,7 @@ class StudySpec(Strict):
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> StudySpec:
-        data = cls._one_problem(read_yaml(path, what="study"))
+        data = _one_problem(read_yaml(path, what="study"))
         base = Path(path).expanduser().parent
         problems = data.get("problems")
         if isinstance(problems, list):
@@ -322,6 +333,8 @@ class StudySpec(Strict):
 
     def sweep_for(self, problem: ProblemSpec, method: MethodSpec, rep: int) -> SweepSpec:
         """The sweep one run is: the problem with this method, budget and seed."""
+        if method.searcher is None:  # an optuna method: its sampler is asked directly
+            raise ValueError(f"method {method.name} runs no sweep (it names an optuna sampler)")
         fields: dict[str, Any] = {
             "searcher": method.searcher.model_dump(),
             "scheduler": method.scheduler.model_dump(),
@@ -349,8 +362,16 @@ class StudySpec(Strict):
             return SCORE, "max"
         if problem.is_function:
             return "loss", "min"
-        s = SweepSpec.from_yaml(problem.sweep)
-        return s.metric, s.mode
+        s = SweepSpec.from_yaml(problem.sweep).objectives  # one: compare refuses several
+        return s.metrics[0], s.modes[0]
+
+
+def _one_problem(data: Any) -> Any:
+    """``problem:`` (one) is accepted for ``problems:`` (a list)."""
+    if isinstance(data, dict) and "problem" in data and "problems" not in data:
+        data = {**data, "problems": [data["problem"]]}
+        del data["problem"]
+    return data
 
 
 def _relative_sweep(problem: Any, base: Path) -> Any:

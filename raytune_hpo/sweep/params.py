@@ -339,7 +339,7 @@ def _parse_range(where: tuple[str, ...], kind: str, d: Mapping[str, Any], grid) 
             raise UserError(f"no multiple of {q} lies in [{low}, {high}]", field=(*where, "q"))
     if kind == "int":
         g = tuple(int(v) for v in grid) if grid else None
-        return IntParam(low, high, log, g, int(q) if q is not None else None)
+        return IntParam(int(low), int(high), log, g, int(q) if q is not None else None)
     g = tuple(float(v) for v in grid) if grid else None
     return FloatParam(float(low), float(high), log, g, float(q) if q is not None else None)
 

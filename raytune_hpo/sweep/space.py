@@ -290,7 +290,7 @@ class SearchSpace:
         hps = {path: p.to_configspace(library_name(path)) for path, p in self.params.items()}
         cs.add(list(hps.values()))
         for path, conds in self.conditions.items():
-            parts = []
+            parts: list[Any] = []  # ConfigSpace's EqualsCondition and InCondition
             for c in conds:
                 values = [self.params[c.parent].to_library(v) for v in c.values]
                 child, parent = hps[path], hps[c.parent]

@@ -119,6 +119,15 @@ class StopBound(Strict):
             raise ValueError("give one of at_least or at_most (the value that stops a trial)")
         return self
 
+    @property
+    def way(self) -> tuple[bool, float]:
+        """``(at_least, value)``: whether the metric stops a trial from above, and where."""
+        if self.at_least is not None:
+            return True, self.at_least
+        if self.at_most is not None:
+            return False, self.at_most
+        raise ValueError("neither at_least nor at_most")  # _one_way refuses such a bound
+
 
 class FailFastSpec(Strict):
     """When failed trials stop the whole sweep (``raytune_hpo.run.fail_fast``). ``true`` in the

@@ -52,6 +52,8 @@ def group_key(config: dict[str, Any]) -> str:
 class MemberDropout(nn.Module):
     """``nn.Dropout`` with its rate in a buffer, so each stacked member has its own rate."""
 
+    p: torch.Tensor  # the buffer (Module's attribute lookup is typed Tensor | Module)
+
     def __init__(self, p: float) -> None:
         super().__init__()
         self.register_buffer("p", torch.tensor(float(p)), persistent=False)
@@ -65,6 +67,8 @@ class MemberDropout(nn.Module):
 
 class MemberDropBlock(nn.Module):
     """torchvision's ``DropBlock2d`` (Ghiasi et al., 2018) with its rate in a buffer."""
+
+    p: torch.Tensor  # the buffer (Module's attribute lookup is typed Tensor | Module)
 
     def __init__(self, p: float, block_size: int, eps: float) -> None:
         super().__init__()
@@ -205,7 +209,8 @@ class FusedTrainer:
         states = states or [None] * len(configs)
         epochs = {None if s is None else s.epoch for s in states}
         if len(epochs) > 1:
-            raise ValueError(f"fused members resume from different epochs: {sorted(epochs)}")
+            shown = sorted(epochs, key=lambda e: -1 if e is None else e)  # None: a fresh one
+            raise ValueError(f"fused members resume from different epochs: {shown}")
         cfg = self.cfgs[0]
         self.device, self.opts, self.data, self.images, splits = prepare(cfg, fused=True)
         self.path = SpeedPath(self.opts)
@@ -320,7 +325,9 @@ class FusedTrainer:
             what="evaluation",
         )
 
-    def _evaluate_with(self, fold: _Fold, index: torch.Tensor, opts) -> tuple[np.ndarray, ...]:
+    def _evaluate_with(
+        self, fold: _Fold, index: torch.Tensor, opts
+    ) -> tuple[np.ndarray, np.ndarray]:
         fold.base.eval()
         loss = torch.zeros(len(self.members), device=self.device)
         correct = torch.zeros(len(self.members), device=self.device)

@@ -66,6 +66,8 @@ class FusedOptimizer:
         update: Callable = getattr(self, f"_{self.name}")
         self.step_count += 1
         for key, p in self.params.items():
+            if p.grad is None:
+                raise RuntimeError(f"{key} has no gradient: step() comes after backward()")
             grad = p.grad + _rows(self.weight_decay, p) * p
             update(key, p, grad)
 

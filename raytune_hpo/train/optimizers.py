@@ -34,7 +34,8 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """The configured optimizer; on CUDA the fused (one-kernel) implementation, or the
     capturable one when steps are replayed from a CUDA graph."""
-    name, hyper = cfg["optimizer"], hyperparameters(cfg)
+    name = cfg["optimizer"]
+    hyper: dict[str, Any] = hyperparameters(cfg)  # each optimizer's own keywords
     fast: dict[str, Any] = {"capturable": True} if capturable else {"fused": True} if cuda else {}
     if name == "adam":
         return torch.optim.Adam(params, **hyper, **fast)

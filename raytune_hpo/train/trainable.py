@@ -13,9 +13,10 @@ time: Ray workers import this module.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -193,12 +194,12 @@ def build_folds(cfg: dict[str, Any], prep: Prepared, path: SpeedPath) -> list[Fo
             plain_forward=model,
             objective=_cross_entropy,
             opt_step=opt.step,
-            zero_grad=lambda opt=opt: opt.zero_grad(set_to_none=True),
+            zero_grad=functools.partial(opt.zero_grad, set_to_none=True),
             path=path,
             device=prep.device,
         )
-        idx = (torch.as_tensor(a, device=prep.device) for a in (tr, va))
-        folds.append(Fold(model, opt, *idx, step))
+        train, val = (torch.as_tensor(a, device=prep.device) for a in (tr, va))
+        folds.append(Fold(model, opt, train, val, step))
     return folds
 
 
@@ -225,7 +226,7 @@ def restore(
     return state.epoch + 1
 
 
-def _epoch_metrics(per_fold: list[tuple[float, ...]], epoch: int, cfg: dict) -> dict[str, Any]:
+def _epoch_metrics(per_fold: Sequence[tuple[float, ...]], epoch: int, cfg: dict) -> dict[str, Any]:
     """The epoch's result (means over the folds, and their spread with k-fold); raises
     ``DivergedError`` on a NaN or infinite loss."""
     arr = np.asarray(per_fold)

@@ -56,7 +56,7 @@ class UserTrainable(TrainableContract):
         self._max_budget = max_budget
         self._settings_model = None
         if section.settings is not None:
-            fields = {k: (TYPES[t], ...) for k, t in section.settings.items()}
+            fields: dict[str, Any] = {k: (TYPES[t], ...) for k, t in section.settings.items()}
             self._settings_model = create_model(
                 "UserSettings",
                 __config__=ConfigDict(extra="forbid", strict=True),
@@ -103,14 +103,14 @@ class UserTrainable(TrainableContract):
         return self.section.fixed_config()
 
     def check_space(self, space: SearchSpace) -> None:
-        if self._settings_model is None:
+        settings = self.section.settings
+        if self._settings_model is None or settings is None:  # the model is made from them
             return
-        declared = set(self.section.settings)
+        declared = set(settings)
         for path in [*space.params, *space.constants]:
             if path[0] not in declared:
                 raise UserError(
-                    "not among the trainable's declared settings; "
-                    f"declared: {', '.join(self.section.settings)}",
+                    f"not among the trainable's declared settings; declared: {', '.join(settings)}",
                     field=("space", path[0]),
                 )
         check_space_against(self._settings_model, self._full_config(), space)
@@ -133,7 +133,7 @@ class UserTrainable(TrainableContract):
     def reusable(self) -> bool:
         from ray.tune import Trainable
 
-        if isinstance(self.obj, type):
+        if isinstance(self.obj, type) and issubclass(self.obj, Trainable):  # check_callable
             return self.obj.reset_config is not Trainable.reset_config
         return True
 
