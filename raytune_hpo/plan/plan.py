@@ -213,10 +213,18 @@ class Plan:
         ).line
 
     def callbacks(self, experiment: str, exp_dir: str) -> list[Any]:
-        """Ray Tune callbacks of the sweep's ``loggers`` for the run ``experiment``."""
-        return sweep_loggers.callbacks(
-            self.loggers, experiment=experiment, exp_dir=exp_dir, sweep_name=self.spec.name
+        """Ray Tune callbacks of the sweep's ``loggers`` for the run ``experiment``; with
+        ``workers:`` the one that gives a finished trial's ranks back (``ReleaseRanks``)."""
+        out = list(
+            sweep_loggers.callbacks(
+                self.loggers, experiment=experiment, exp_dir=exp_dir, sweep_name=self.spec.name
+            )
         )
+        if self.spec.workers is not None:
+            from raytune_hpo.train.distributed import ReleaseRanks
+
+            out.append(ReleaseRanks())
+        return out
 
     def scheduler(self):
         from raytune_hpo.schedulers import create_scheduler

@@ -14,14 +14,18 @@ Imports neither torch nor Ray Train at import time: the driver hands Tune
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from typing import Any
+
+from ray.tune import Callback
 
 TRIAL_RESOURCES = {
     "cpu": 0.01
 }  # the Tune trial's own (Ray takes no empty bundle): its ranks hold the rest
 TRAIN_DIR = "train"  # under the trial's directory: Train's runs and checkpoints
+PG_FILE = "placement_group"  # in TRAIN_DIR: the id of the ranks' placement group
 
 
 def rank_resources(workers: Any) -> dict[str, float]:
@@ -44,6 +48,26 @@ def scaling_config(workers: Any):
     )
 
 
+def rank_loop(loop: Callable, record_to: str | None) -> Callable[[dict], None]:
+    """``loop`` as every rank runs it; rank 0 first writes the id of the ranks' placement
+    group to ``record_to`` (read by ``ReleaseRanks``)."""
+    takes_config = bool(inspect.signature(loop).parameters)
+
+    def run(config: dict[str, Any]) -> None:
+        import ray.train
+        from ray.util import get_current_placement_group
+
+        group = get_current_placement_group()
+        if record_to and group is not None and ray.train.get_context().get_world_rank() == 0:
+            os.makedirs(os.path.dirname(record_to), exist_ok=True)
+            with open(record_to + ".tmp", "w") as f:
+                f.write(group.id.hex())
+            os.replace(record_to + ".tmp", record_to)
+        loop(config) if takes_config else loop()
+
+    return run
+
+
 def run_trainer(config: dict[str, Any], *, loop: Callable, workers: Any) -> None:
     """Inside a Tune trial: train ``loop`` on ``workers.count`` ranks with ``config``; their
     results go to Tune. Raises what the training raised (a failed trial)."""
@@ -54,14 +78,15 @@ def run_trainer(config: dict[str, Any], *, loop: Callable, workers: Any) -> None
 
     context = tune.get_context()
     torch_config = None if workers.backend == "auto" else TorchConfig(backend=workers.backend)
+    train_dir = os.path.join(context.get_trial_dir(), TRAIN_DIR)
     trainer = TorchTrainer(
-        loop,
+        rank_loop(loop, os.path.join(train_dir, PG_FILE)),
         train_loop_config=config,
         scaling_config=scaling_config(workers),
         torch_config=torch_config,
         run_config=RunConfig(
             name=f"trial_{context.get_trial_id()}",
-            storage_path=os.path.join(context.get_trial_dir(), TRAIN_DIR),
+            storage_path=train_dir,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=[TuneReportCallback()],
         ),
@@ -79,4 +104,46 @@ def trial_function(loop: Callable, workers: Any, *, name: str) -> Callable[[dict
     return trial
 
 
-__all__ = ["TRAIN_DIR", "TRIAL_RESOURCES", "rank_resources", "run_trainer", "scaling_config"]
+class ReleaseRanks(Callback):
+    """In the driver: when a data-parallel trial ends (finished, stopped by a scheduler, or
+    failed), remove its ranks' placement group if it is still there. Ray Train's own cleaner
+    asks the State API, which a local Ray without the dashboard does not serve: there the
+    ranks of a trial that ASHA stopped kept their CPUs and the next trial waited forever."""
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        release(trial.local_path)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        release(trial.local_path)
+
+
+def release(trial_dir: str | None) -> bool:
+    """Remove the placement group recorded under ``trial_dir``; whether one was removed."""
+    import ray
+    from ray.util import placement_group_table, remove_placement_group
+    from ray.util.placement_group import PlacementGroup
+
+    path = os.path.join(trial_dir or "", TRAIN_DIR, PG_FILE)
+    try:
+        with open(path) as f:
+            hex_id = f.read().strip()
+    except OSError:
+        return False
+    entry = placement_group_table().get(hex_id)
+    if not entry or entry.get("state") == "REMOVED":
+        return False
+    remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(hex_id))))
+    return True
+
+
+__all__ = [
+    "PG_FILE",
+    "ReleaseRanks",
+    "rank_loop",
+    "release",
+    "TRAIN_DIR",
+    "TRIAL_RESOURCES",
+    "rank_resources",
+    "run_trainer",
+    "scaling_config",
+]
