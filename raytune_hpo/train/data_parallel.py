@@ -6,12 +6,14 @@ torch's ``DistributedSampler`` so every rank takes the same number of steps) wit
 ``batch_size / ranks`` images a step, through Ray Train's ``prepare_model`` (DDP: the
 gradients are averaged, so the effective batch is the config's); validation runs on a shard
 of the validation split per rank and its sums are reduced across ranks before every rank
-reports. Rank 0 writes the one checkpoint format (``raytune_hpo.train.checkpoint``); every
+reports (with ``ranks`` and ``elapsed_s``, the seconds since this run's first epoch began).
+Rank 0 writes the one checkpoint format (``raytune_hpo.train.checkpoint``); every
 rank restores it. Runs only inside a Ray Train worker; nothing here runs at import time."""
 
 from __future__ import annotations
 
 import tempfile
+import time
 from typing import Any
 
 import torch
@@ -83,6 +85,7 @@ def train_cnn_per_worker(config: dict[str, Any]) -> None:
     if state is not None and rank:
         gen.manual_seed(int(cfg["seed"]) + rank + state.epoch)  # rank 0's state: not this one's
     measured: dict[str, float] = {}
+    began = time.perf_counter()
     for epoch in range(start, int(cfg["epochs"]) + 1):
         per_fold = []
         for fold in folds:
@@ -93,7 +96,7 @@ def train_cnn_per_worker(config: dict[str, Any]) -> None:
         if not measured:
             x = sample_batch(prep.data, folds[0].val, prep.images)
             measured = model_metrics(folds[0].model, x, path, prep.device)
-        metrics.update(measured, ranks=ranks)
+        metrics.update(measured, ranks=ranks, elapsed_s=time.perf_counter() - began)
         state_now = TrialState.capture(
             epoch,
             [f.model.state_dict() for f in folds],
