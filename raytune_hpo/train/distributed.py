@@ -106,19 +106,32 @@ def trial_function(loop: Callable, workers: Any, *, name: str) -> Callable[[dict
 
 class ReleaseRanks(Callback):
     """In the driver: when a data-parallel trial ends (finished, stopped by a scheduler, or
-    failed), remove its ranks' placement group if it is still there. Ray Train's own cleaner
-    asks the State API, which a local Ray without the dashboard does not serve: there the
-    ranks of a trial that ASHA stopped kept their CPUs and the next trial waited forever."""
+    failed) or is paused (HyperBand, BOHB), remove its ranks' placement group if it is still
+    there. Ray Train's own cleaner asks the State API, which a local Ray without the dashboard
+    does not serve: there the ranks of a trial that ASHA stopped kept their CPUs and the next
+    trial waited forever. Tune tells callbacks of no pause: paused trials are looked at before
+    each step."""
+
+    def __init__(self) -> None:
+        self.done: set[str] = set()  # trials ended and released
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         release(trial.local_path)
+        self.done.add(trial.trial_id)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         release(trial.local_path)
+        self.done.add(trial.trial_id)
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        for trial in trials:
+            if trial.status == "PAUSED" and trial.trial_id not in self.done:
+                release(trial.local_path)
 
 
 def release(trial_dir: str | None) -> bool:
-    """Remove the placement group recorded under ``trial_dir``; whether one was removed."""
+    """Remove the placement group recorded under ``trial_dir`` if it is still there; whether
+    one was removed."""
     import ray
     from ray.util import placement_group_table, remove_placement_group
     from ray.util.placement_group import PlacementGroup
