@@ -2,6 +2,8 @@
 ``x`` per step through ``raytune_hpo.report`` (rank 0's with its state), restoring the step
 from ``raytune_hpo.restore_state``."""
 
+import time
+
 import ray.train
 
 import raytune_hpo
@@ -15,3 +17,4 @@ def train_loop(config):
         state = {"step": step}
         score = float(config["x"]) * step + rank * 1000  # rank 1's would stand out
         raytune_hpo.report({"score": score, "rank": rank, "ranks": ranks}, state=state)
+        time.sleep(float(config.get("pause", 0)))

@@ -48,7 +48,7 @@ def test_workers_are_read_and_a_bad_value_names_its_field():
         ({"trainable": {**CNN, "k_folds": 3}}, "trainable.k_folds", "k-fold"),
         ({"trainable": {**CNN, "fused": 2}}, "trainable.fused", "fused trials"),
         ({"scheduler": {"name": "pbt"}}, "scheduler.name", "pbt"),
-        ({"resources": {"cpu": 1}}, "resources", "leave resources out"),
+        ({"resources": {"cpu": 2}}, "resources", "leave resources out"),
         ({"workers": {**TWO, "backend": "nccl"}}, "workers.backend", "GPU on every rank"),
         ({"workers": None, "resources": {"gpu": 2}}, "resources.gpu", "workers:"),
     ],

@@ -138,7 +138,7 @@ def check_workers(d: Draft) -> None:
             )
         return
     _refuse_with_workers(d, cnn)
-    if "resources" in spec.model_fields_set:
+    if spec.resources != type(spec.resources)():  # (a sweep's copy writes the defaults)
         raise UserError(
             "with workers each rank asks for workers.cpu, workers.gpu and workers.memory_gb "
             "(the trial itself for nothing); leave resources out",
