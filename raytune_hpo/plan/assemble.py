@@ -170,7 +170,7 @@ def _refuse_with_workers(d: Draft, cnn: bool) -> None:
             "f(config) that runs on every rank (Ray Train's train_loop_per_worker)",
             field=("trainable", "function"),
         )
-    if not cnn:
+    if not isinstance(d.contract, CNNTrainable):
         return
     settings = d.contract.settings
     if settings.k_folds > 1 or ("k_folds",) in spec.search_space.params:

@@ -88,7 +88,7 @@ def run_trainer(config: dict[str, Any], *, loop: Callable, workers: Any) -> None
             name=f"trial_{context.get_trial_id()}",
             storage_path=train_dir,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
-            callbacks=[TuneReportCallback()],
+            callbacks=[TuneReportCallback()],  # type: ignore[list-item]  # Ray's annotation
         ),
     )
     trainer.fit()
