@@ -8,6 +8,10 @@
 2. options: fit with one speed option changed against fit with the defaults, runs rotated.
 3. engine: one fused group of n members (``FusedTrainer``, no Ray) against ``fit`` training
    one model: member-images/s, and the speed-up over training the n one after another.
+5. data_parallel: one Ray Train run of the built-in CNN (``train_cnn_per_worker``) on 1, 2
+   and all GPUs of the device (CPU: 1 and 2 ranks of one core each), the batch split over the
+   ranks: images/s over the epochs after the first, and the seconds to a target validation
+   accuracy (``--target``).
 4. packed / fused: n real Ray Tune trials sharing the device through fractional resources
    (GPU: 1/n GPU each; CPU: min(1, 2/n) of 2 CPUs), as ``train_cnn`` trials or as one fused
    group (``train_fused``); summed images/s over the time all n run.
@@ -262,6 +266,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--counts", help="Tune trial counts, e.g. 1,16 (default: 1,4,8,16 GPU; 1,2,4 CPU)"
     )
     ap.add_argument("--epochs", type=int, help="epochs per Tune trial (default: 8 GPU, 10 CPU)")
+    ap.add_argument("--ranks", help="data-parallel rank counts, e.g. 1,2,8 (default: 1,2,all)")
+    ap.add_argument("--target", type=float, default=0.9, help="val_accuracy to time (0.9)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -314,6 +320,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     section("engine", lambda: engine(cfg, device, counts, epochs=2 if args.quick else 4))
     torch.set_num_threads(threads)
     tune_section(args, cfg, cuda, out, section)
+    data_parallel_section(args, cfg, cuda, out, section)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print_table(out)
     print(f"wrote {path}")
@@ -385,6 +392,75 @@ def tune_section(args, cfg: dict[str, Any], cuda: bool, out: dict, section) -> N
     }
 
 
+def _rank_counts(args, cuda: bool) -> list[int]:
+    if args.quick:
+        return []
+    if args.ranks:
+        return [int(c) for c in args.ranks.split(",")]
+    every = torch.cuda.device_count() if cuda else 2
+    return sorted({1, min(2, every), every})
+
+
+def data_parallel(cfg: dict[str, Any], ranks: int, cuda: bool, target: float) -> dict:
+    """One Ray Train run on ``ranks`` ranks: images/s after the first epoch, time to target."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from raytune_hpo.train.entry import train_cnn_per_worker
+
+    per_rank = {"CPU": 1.0, "GPU": 1.0} if cuda else {"CPU": 1.0}
+    t0 = time.perf_counter()
+    result = TorchTrainer(
+        train_cnn_per_worker,
+        train_loop_config=cfg,
+        scaling_config=ScalingConfig(
+            num_workers=ranks, use_gpu=cuda, resources_per_worker=per_rank
+        ),
+        run_config=RunConfig(
+            name=f"dp{ranks}", storage_path=tempfile.mkdtemp(prefix="bench-gpu-dp-")
+        ),
+    ).fit()
+    wall = time.perf_counter() - t0
+    history = sorted((m for _, m in result.best_checkpoints), key=lambda m: m["epoch"])
+    first, last = history[0], history[-1]
+    epochs = last["epoch"] - first["epoch"]
+    reached = [m["elapsed_s"] for m in history if m["val_accuracy"] >= target]
+    return {
+        "ranks": ranks,
+        "images_per_s": epochs * _train_images(cfg) / (last["elapsed_s"] - first["elapsed_s"])
+        if epochs
+        else None,
+        "seconds_to_target": reached[0] if reached else None,
+        "val_accuracy": last["val_accuracy"],
+        "wall_s": wall,
+    }
+
+
+def data_parallel_section(args, cfg: dict[str, Any], cuda: bool, out: dict, section) -> None:
+    """Data-parallel trials: 1 vs 2 vs all GPUs (not with --quick)."""
+    counts = _rank_counts(args, cuda)
+    epochs = args.epochs or (8 if cuda else 10)
+    out["data_parallel"] = {"counts": counts, "epochs": epochs, "target": args.target, "runs": {}}
+    if not counts:
+        return
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=max(counts) if not cuda else (os.cpu_count() or 2),
+            include_dashboard=False,
+            log_to_driver=False,
+            _temp_dir=tempfile.mkdtemp(prefix="bench-gpu-ray-"),
+        )
+    dp_cfg = {**cfg, "epochs": epochs, "device": "cuda" if cuda else "cpu"}
+    for n in counts:
+
+        def run(n=n):
+            return data_parallel(dp_cfg, n, cuda, args.target)
+
+        section(str(n), run, into=out["data_parallel"]["runs"], label=f"data-parallel {n}")
+
+
 def print_table(out: dict[str, Any]) -> None:
     print(f"bench_gpu on {out['device_name']} ({out['dataset']}, TinyVGG)")
     rows: list[tuple[str, Any, Any]] = []
@@ -404,6 +480,9 @@ def print_table(out: dict[str, Any]) -> None:
         for n, r in out[kind]["runs"].items():
             rel = out["fused_vs_packed"].get(n) if kind == "fused" else None
             rows.append((f"Tune: {kind} {n} trials, sum", r.get("images_per_s", "error"), rel))
+    for n, r in (out.get("data_parallel") or {}).get("runs", {}).items():
+        ips, to_target = r.get("images_per_s", "error"), r.get("seconds_to_target")
+        rows.append((f"data-parallel: {n} ranks (ratio: s to target)", ips, to_target))
     for key in ("ratio", "options", "engine"):
         if "error" in (out.get(key) or {}):
             rows.append((f"{key}: {out[key]['error'][:60]}", "error", None))

@@ -25,6 +25,7 @@ from raytune_hpo.plan.plan import EARLY_STOPPING, Plan
 from raytune_hpo.plan.stopping import RAY_COUNTERS, StopCriteria
 from raytune_hpo.sweep.spec import SweepSpec
 from raytune_hpo.train import contract_of
+from raytune_hpo.train.cnn import CNNTrainable
 from raytune_hpo.train.contract import TrainableContract
 
 DEFAULT_SAMPLES = 10
@@ -122,7 +123,72 @@ def check_runtime_env(d: Draft) -> None:
         raise UserError(str(e).strip().splitlines()[0], field="runtime_env") from None
 
 
+def check_workers(d: Draft) -> None:
+    """``workers:`` only where data-parallel trials can work; several GPUs per trial only
+    through it (the built-in CNN trains on one device per process)."""
+    spec, workers = d.spec, d.spec.workers
+    cnn = isinstance(d.contract, CNNTrainable)
+    if workers is None:
+        if cnn and spec.resources.gpu > 1:
+            raise UserError(
+                f"{spec.resources.gpu:g} GPUs for one process of the built-in CNN, which trains "
+                f"on one device; for a trial on several GPUs give workers: {{count: "
+                f"{spec.resources.gpu:g}, gpu: 1}} (one rank per GPU)",
+                field=("resources", "gpu"),
+            )
+        return
+    _refuse_with_workers(d, cnn)
+    if spec.resources != type(spec.resources)():  # (a sweep's copy writes the defaults)
+        raise UserError(
+            "with workers each rank asks for workers.cpu, workers.gpu and workers.memory_gb "
+            "(the trial itself for nothing); leave resources out",
+            field="resources",
+        )
+    if workers.backend == "nccl" and not workers.gpu:
+        raise UserError(
+            "nccl needs a GPU on every rank; allowed without workers.gpu: auto, gloo",
+            field=("workers", "backend"),
+        )
+
+
+def _refuse_with_workers(d: Draft, cnn: bool) -> None:
+    """What cannot run data-parallel: one line each."""
+    from raytune_hpo.schedulers import POPULATION
+
+    spec = d.spec
+    scheduler = spec.scheduler.name if spec.scheduler else None
+    if scheduler in POPULATION:
+        raise UserError(
+            f"scheduler {scheduler} with workers: exploiting copies Tune checkpoints, and a "
+            "data-parallel trial's checkpoints are Ray Train's; allowed with workers: every "
+            "scheduler but pbt and pb2",
+            field=("scheduler", "name"),
+        )
+    if isinstance(d.contract.function(), type) and not cnn:
+        raise UserError(
+            "a Trainable class cannot run on several ranks; with workers name a function "
+            "f(config) that runs on every rank (Ray Train's train_loop_per_worker)",
+            field=("trainable", "function"),
+        )
+    if not isinstance(d.contract, CNNTrainable):
+        return
+    settings = d.contract.settings
+    if settings.k_folds > 1 or ("k_folds",) in spec.search_space.params:
+        raise UserError(
+            "k-fold cross-validation and workers cannot be combined (each fold would need "
+            "its own ranks); leave k_folds at 1, or leave workers out",
+            field=("trainable", "k_folds"),
+        )
+    if settings.fused > 1:
+        raise UserError(
+            "fused trials share one device and workers spread one trial over several; "
+            "leave fused at 1, or leave workers out",
+            field=("trainable", "fused"),
+        )
+
+
 CHECKS: tuple[Callable[[Draft], None], ...] = (
+    check_workers,
     check_space,
     check_metric,
     check_stop,
@@ -327,8 +393,20 @@ def mixed_budgets(plan: Plan, factory: Any, d: Draft) -> list[str]:
     ]
 
 
+def unbounded_trainers(plan: Plan, factory: Any, d: Draft) -> list[str]:
+    """A data-parallel trial asks Tune for nothing itself: without max_concurrent every trial
+    starts its trainer at once, and the trainers wait for their ranks' resources."""
+    if plan.spec.workers is None or plan.spec.max_concurrent:
+        return []
+    return [
+        "workers without max_concurrent: every trial starts its trainer at once and waits "
+        "for its ranks' resources; set max_concurrent to the trials that fit at once"
+    ]
+
+
 WARNINGS: tuple[Rule, ...] = (
     bohb_pairing,
+    unbounded_trainers,
     trainable_warnings,
     warm_start_unlearnt,
     hyperband_brackets,

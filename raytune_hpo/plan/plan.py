@@ -216,10 +216,18 @@ class Plan:
         ).line
 
     def callbacks(self, experiment: str, exp_dir: str) -> list[Any]:
-        """Ray Tune callbacks of the sweep's ``loggers`` for the run ``experiment``."""
-        return sweep_loggers.callbacks(
-            self.loggers, experiment=experiment, exp_dir=exp_dir, sweep_name=self.spec.name
+        """Ray Tune callbacks of the sweep's ``loggers`` for the run ``experiment``; with
+        ``workers:`` the one that gives a finished trial's ranks back (``ReleaseRanks``)."""
+        out = list(
+            sweep_loggers.callbacks(
+                self.loggers, experiment=experiment, exp_dir=exp_dir, sweep_name=self.spec.name
+            )
         )
+        if self.spec.workers is not None:
+            from raytune_hpo.train.distributed import ReleaseRanks
+
+            out.append(ReleaseRanks())
+        return out
 
     def scheduler(self):
         from raytune_hpo.schedulers import create_scheduler
@@ -238,10 +246,30 @@ class Plan:
             **options,
         )
 
+    @property
+    def reuse_actors(self) -> bool:
+        """Whether Tune may reuse a trial's actor for the next trial: never for data-parallel
+        trials (the actor's Train session holds the finished run's queue)."""
+        return self.trainable.reusable and self.spec.workers is None
+
     def tune_trainable(self) -> Any:
-        """The trainable with the sweep's resources per trial (fractional GPUs allowed)."""
+        """The trainable with the sweep's resources per trial (fractional GPUs allowed); with
+        ``workers:`` a Tune function per trial that runs the trainable's worker loop on its
+        ranks (``raytune_hpo.train.distributed``), the trial asking for nothing itself."""
         from ray import tune
 
+        workers = self.spec.workers
+        if workers is not None:
+            from raytune_hpo.train.distributed import TRIAL_RESOURCES, trial_function
+
+            loop = self.trainable.worker_loop()
+            name = getattr(loop, "__name__", "train_loop_per_worker")
+            function = trial_function(loop, workers, name=f"{name}_x{workers.count}")
+            if self.proposes_own_values:
+                from raytune_hpo.searchers.plugin_guard import guard_trainable
+
+                function = guard_trainable(function)
+            return tune.with_resources(function, dict(TRIAL_RESOURCES))
         res = self.spec.resources
         resources: dict[str, float] = {"cpu": res.cpu, "gpu": res.gpu}
         if res.memory_gb:

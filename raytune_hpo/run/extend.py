@@ -99,7 +99,7 @@ def extend(
     plan = plan or extension_plan(exp, num_samples=num_samples)
     spec = plan.spec
     if address is None:
-        resources.check_local(spec.resources)
+        resources.check_local(resources.demand(spec))
     total = len(pd.read_csv(io.StringIO(storage.read_text(_finished_csv(exp))))) + num_samples
     write_spec_copy(spec.with_fields(num_samples=total), exp)  # what the sweep now holds
     init_ray(address, None, (spec.runtime_env or {}).get("env_vars"))

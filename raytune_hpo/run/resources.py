@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,17 +62,57 @@ def _memory_bytes() -> float:
         return float("inf")
 
 
+@dataclass(frozen=True)
+class Demand:
+    """What one trial asks for: ``ranks`` processes of ``cpu``, ``gpu`` and ``memory_gb`` each
+    (``workers:``; else the one process of ``resources:``), and the field that says so."""
+
+    cpu: float
+    gpu: float
+    memory_gb: float | None = None
+    ranks: int = 1
+    placement: str = "PACK"
+    field: str = "resources"
+
+    @property
+    def total(self) -> Demand:
+        """The whole trial as one bundle (on one machine, or one node under STRICT_PACK)."""
+        memory = self.memory_gb * self.ranks if self.memory_gb else None
+        return replace(
+            self, cpu=self.cpu * self.ranks, gpu=self.gpu * self.ranks, memory_gb=memory, ranks=1
+        )
+
+
+def demand(spec) -> Demand:
+    """One trial's demand in ``spec``: its ``workers:`` ranks, else its ``resources:``."""
+    w = spec.workers
+    if w is None:
+        r = spec.resources
+        return Demand(cpu=r.cpu, gpu=r.gpu, memory_gb=r.memory_gb)
+    return Demand(w.cpu, w.gpu, w.memory_gb, ranks=w.count, placement=w.placement, field="workers")
+
+
+def _as_demand(resources) -> Demand:
+    if isinstance(resources, Demand):
+        return resources
+    return Demand(cpu=resources.cpu, gpu=resources.gpu, memory_gb=resources.memory_gb)
+
+
 def check_local(resources, *, num_cpus: int | None = None) -> None:
-    """UserError naming ``resources.<key>`` when one trial asks for more than is here."""
+    """UserError naming ``resources.<key>`` (``workers.<key>``) when one trial (all of its
+    ranks: here they share one machine) asks for more than is here."""
     have = local_capacity(num_cpus)
-    asked = {"cpu": resources.cpu, "gpu": resources.gpu, "memory_gb": resources.memory_gb or 0}
+    asked_by = _as_demand(resources)
+    whole = asked_by.total
+    asked = {"cpu": whole.cpu, "gpu": whole.gpu, "memory_gb": whole.memory_gb or 0}
+    who = f"a trial of {asked_by.ranks} ranks" if asked_by.ranks > 1 else "a trial"
     for key, unit in (("gpu", "GPU(s)"), ("cpu", "CPU(s)"), ("memory_gb", "GB of memory")):
         if asked[key] > have[key] + 1e-9:
             raise UserError(
-                f"a trial asks for {asked[key]:g} {unit} but this machine has {have[key]:g} "
+                f"{who} asks for {asked[key]:g} {unit} but this machine has {have[key]:g} "
                 f"(cpu {have['cpu']:g}, gpu {have['gpu']:g}, memory_gb {have['memory_gb']:.1f}); "
                 "lower it, or run on a cluster with --address / submit",
-                field=("resources", key),
+                field=(asked_by.field, key),
             )
 
 
@@ -154,8 +195,13 @@ def check_node_types(
     resources, types: dict[str, dict[str, float]], alive: Iterable[dict[str, float]] = ()
 ) -> None:
     """UserError naming ``resources.<key>`` when no node type in ``types`` and no node
-    ``alive`` now can hold one trial: the sweep would wait for a node that never comes."""
-    asked = _asked(resources)
+    ``alive`` now can hold one trial: the sweep would wait for a node that never comes. A
+    data-parallel trial's ranks may spread over nodes: one rank must fit a node (under
+    ``STRICT_PACK`` the whole trial)."""
+    asked_by = _as_demand(resources)
+    if asked_by.placement == "STRICT_PACK":
+        asked_by = asked_by.total
+    asked = _asked(asked_by)
     alive = list(alive)
 
     def fits(have: dict[str, float], key: str) -> bool:
@@ -171,11 +217,12 @@ def check_node_types(
     key = missing[nearest][0]
     want = ", ".join(f"{k} {_amount(k, v)}" for k, v in asked.items())
     listed = "; ".join(f"{name} {_offer(have)}" for name, have in types.items())
+    what = "one trial" if asked_by.ranks == 1 else f"one rank of a {asked_by.ranks}-rank trial"
     raise UserError(
-        f"no node of this cluster offers what one trial asks for ({want}), now or "
+        f"no node of this cluster offers what {what} asks for ({want}), now or "
         f"after the autoscaler adds nodes: the nearest node type, {nearest}, lacks {key} "
         f"(node types: {listed}); lower it, or add a node type that has it to the cluster config",
-        field=("resources", _FIELDS[key]),
+        field=(asked_by.field, _FIELDS[key]),
     )
 
 
@@ -201,7 +248,7 @@ def cluster_shortfall(resources, pending_timeout_s: float) -> str | None:
     autoscaler may still add one; the sweep waits at most ``pending_timeout_s``)."""
     import ray
 
-    asked = _asked(resources)
+    asked = _asked(_as_demand(resources))
     for node in ray.nodes():
         have = node.get("Resources", {}) if node.get("Alive") else None
         if have is not None and all(have.get(k, 0) >= v for k, v in asked.items()):
@@ -215,11 +262,13 @@ def cluster_shortfall(resources, pending_timeout_s: float) -> str | None:
 
 
 __all__ = [
+    "Demand",
     "check_cluster",
     "check_local",
     "check_node_types",
     "cluster_node_types",
     "cluster_shortfall",
+    "demand",
     "local_capacity",
     "node_types_of",
 ]

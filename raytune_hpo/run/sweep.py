@@ -176,7 +176,7 @@ def build_tuner(plan: Plan, name: str, *, guards: Guards | None = None, prepare=
             num_samples=plan.samples,
             max_concurrent_trials=limit,
             time_budget_s=spec.time_budget_s,
-            reuse_actors=plan.trainable.reusable,
+            reuse_actors=plan.reuse_actors,
         ),
         run_config=tune.RunConfig(
             name=name,
@@ -210,13 +210,13 @@ def run_sweep(
     into the experiment directory first, so ``resume`` can pick the sweep up if interrupted."""
     plan = plan or assemble(spec, trainable=trainable)  # checked before Ray starts
     if address is None:
-        resources.check_local(spec.resources, num_cpus=num_cpus)
+        resources.check_local(resources.demand(spec), num_cpus=num_cpus)
     name = name or experiment_name(spec)
     exp = experiment_dir(spec, name)
     write_spec_copy(spec, exp)  # also proves the storage is reachable before Ray starts
     init_ray(address, num_cpus, (spec.runtime_env or {}).get("env_vars"))
     if address is not None and (
-        short := resources.check_cluster(spec.resources, spec.pending_timeout_s)
+        short := resources.check_cluster(resources.demand(spec), spec.pending_timeout_s)
     ):
         print(f"raytune-hpo: warning: {short}", file=sys.stderr)
     guards = Guards(plan, exp)
@@ -254,7 +254,7 @@ def resume(
                 "no Ray Tune experiment state here to resume", source=storage.display(path)
             )
     if address is None:
-        resources.check_local(spec.resources, num_cpus=num_cpus)
+        resources.check_local(resources.demand(spec), num_cpus=num_cpus)
     restored = resume_point.restore(where, again=_again(where))
     storage.remove_leftovers(where)
     init_ray(address, num_cpus, (spec.runtime_env or {}).get("env_vars"))

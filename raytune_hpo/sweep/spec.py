@@ -14,7 +14,7 @@ import os
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -79,6 +79,29 @@ class ResourcesSpec(Strict):
     cpu: float = Field(default=1.0, gt=0)
     gpu: float = Field(default=0.0, ge=0)
     memory_gb: float | None = Field(default=None, gt=0)
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_gpus_above_one(cls, gpu: float) -> float:
+        if gpu > 1 and gpu != int(gpu):
+            raise ValueError("fractions are allowed below 1 only (0.25, 0.5, 2)")
+        return gpu
+
+
+PLACEMENTS = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+
+class WorkersSpec(Strict):
+    """``workers:``: one data-parallel training run of ``count`` ranks per trial (Ray Train's
+    ``ScalingConfig``): each rank asks for ``cpu``, ``gpu`` (and ``memory_gb``); Ray places
+    the ranks by ``placement`` (its placement-group strategy: one node or several)."""
+
+    count: int = Field(ge=1, le=4096)
+    cpu: float = Field(default=1.0, gt=0)
+    gpu: float = Field(default=0.0, ge=0)
+    memory_gb: float | None = Field(default=None, gt=0)
+    placement: Literal[PLACEMENTS] = "PACK"  # type: ignore[valid-type]
+    backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl with GPUs, else gloo
 
     @field_validator("gpu")
     @classmethod
@@ -189,6 +212,8 @@ class SweepSpec(Strict):
     num_samples: int | None = Field(default=None, ge=1, le=1_000_000)
     max_concurrent: int | None = Field(default=None, ge=1)
     resources: ResourcesSpec = ResourcesSpec()
+    # Data-parallel trials (raytune_hpo.train.distributed): the ranks of each trial.
+    workers: WorkersSpec | None = None
     storage_path: str = "~/raytune-hpo-results"
     seed: int = 0
     max_failures: int = Field(default=0, ge=0)

@@ -5,8 +5,10 @@
   function or ``Trainable`` class). None of these import torch.
 - The built-in CNN at run time (imported by Ray's workers): ``entry`` (what Tune is handed,
   without torch), ``trainable`` (``train_cnn``, ``fit``), ``models``, ``data``,
-  ``optimizers``, ``checkpoint``, ``measure``, ``perf``, and fused trials (``fused``,
-  ``fused_optim``, ``fused_tune``).
+  ``optimizers``, ``checkpoint``, ``measure``, ``perf``, fused trials (``fused``,
+  ``fused_optim``, ``fused_tune``) and data-parallel trials (``distributed``: the Tune
+  function that runs a Ray Train ``TorchTrainer`` per trial, without torch; ``data_parallel``:
+  the CNN on every rank).
 
 May import: the shared modules and ``sweep``.
 """

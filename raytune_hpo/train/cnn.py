@@ -87,6 +87,11 @@ class CNNTrainable(TrainableContract):
 
         return train_cnn
 
+    def worker_loop(self):
+        from raytune_hpo.train.entry import train_cnn_per_worker
+
+        return train_cnn_per_worker
+
     @property
     def label(self) -> str:
         return f"train_cnn ({self.settings.model} on {self.settings.dataset})"

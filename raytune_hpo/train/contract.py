@@ -57,6 +57,11 @@ class TrainableContract(ABC):
     def function(self) -> Callable[..., Any] | type:
         """The function or ``Trainable`` class Tune runs."""
 
+    def worker_loop(self) -> Callable[..., Any]:
+        """What every rank of a data-parallel trial runs (``workers:``): Ray Train's
+        ``train_loop_per_worker`` (a user's function as it is)."""
+        return self.function()
+
     def warnings(self, space: SearchSpace, *, max_concurrent: int | None = None) -> list[str]:
         """Legal but surprising settings, one line each (``max_concurrent``: the sweep's)."""
         return []

@@ -22,4 +22,12 @@ def train_fused(config: dict[str, Any]) -> None:
     run(config)
 
 
-__all__ = ["train_cnn", "train_fused"]
+def train_cnn_per_worker(config: dict[str, Any]) -> None:
+    """``raytune_hpo.train.data_parallel.train_cnn_per_worker``: one rank of a data-parallel
+    trial of the built-in CNN (Ray Train's ``train_loop_per_worker``)."""
+    from raytune_hpo.train.data_parallel import train_cnn_per_worker as run
+
+    run(config)
+
+
+__all__ = ["train_cnn", "train_cnn_per_worker", "train_fused"]

@@ -174,8 +174,16 @@ class Fold:
         )
 
 
-def build_folds(cfg: dict[str, Any], prep: Prepared, path: SpeedPath) -> list[Fold]:
-    """A freshly initialised model (seeded ``seed + fold``), optimizer and step per fold."""
+def build_folds(
+    cfg: dict[str, Any],
+    prep: Prepared,
+    path: SpeedPath,
+    *,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+) -> list[Fold]:
+    """A freshly initialised model (seeded ``seed + fold``), optimizer and step per fold.
+    ``wrap``: what the step trains through instead of the model (data-parallel training:
+    Ray Train's ``prepare_model``); the fold keeps the model itself (its state, evaluation)."""
     seed, cuda = int(cfg["seed"]), prep.device.type == "cuda"
     folds = []
     for i, (tr, va) in enumerate(prep.splits):
@@ -187,11 +195,12 @@ def build_folds(cfg: dict[str, Any], prep: Prepared, path: SpeedPath) -> list[Fo
                 num_classes=prep.data.num_classes,
                 options=cfg,
             ).to(prep.device)
-        forward = _forward(model, prep.opts)  # memory format first: the optimizer's state follows
+        trained = wrap(model) if wrap is not None else model
+        forward = _forward(trained, prep.opts)  # memory format first: the optimizer's follows
         opt = make_optimizer(model.parameters(), cfg, cuda=cuda, capturable=prep.opts.cuda_graphs)
         step = TrainStep(
             forward=forward,
-            plain_forward=model,
+            plain_forward=trained,
             objective=_cross_entropy,
             opt_step=opt.step,
             zero_grad=functools.partial(opt.zero_grad, set_to_none=True),

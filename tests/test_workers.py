@@ -1,0 +1,190 @@
+"""``workers:``: data-parallel trials (Ray Train V2 under Tune) on CPU with gloo, 2 ranks of
+half a CPU each on the shared 2-CPU Ray."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from raytune_hpo.errors import UserError
+from raytune_hpo.plan.assemble import assemble
+from raytune_hpo.run import resources
+from raytune_hpo.sweep.spec import SpecError, SweepSpec
+
+HERE = Path(__file__).parent
+REPO = HERE.parent
+CNN = {"model": "mlp", "dataset": "digits", "epochs": 1, "device": "cpu", "batch_size": 64}
+TWO = {"count": 2, "cpu": 0.5}
+
+
+def spec_of(**fields):
+    data = {"trainable": dict(CNN), "workers": dict(TWO), "max_concurrent": 1, **fields}
+    return SweepSpec.from_dict(data)
+
+
+# ------------------------------------------------------------------ the field and its refusals
+def test_workers_are_read_and_a_bad_value_names_its_field():
+    spec = spec_of()
+    assert (spec.workers.count, spec.workers.cpu, spec.workers.placement) == (2, 0.5, "PACK")
+    for bad, field in (
+        ({"count": 0}, "workers.count"),
+        ({"count": 2, "placement": "ANYWHERE"}, "workers.placement"),
+        ({"count": 2, "gpu": 1.5}, "workers.gpu"),
+        ({"count": 2, "cores": 2}, "workers.cores"),
+    ):
+        with pytest.raises(SpecError, match=field.replace(".", r"\.")):
+            spec_of(workers=bad)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "says"),
+    [
+        ({"trainable": {**CNN, "k_folds": 3}}, "trainable.k_folds", "k-fold"),
+        ({"trainable": {**CNN, "fused": 2}}, "trainable.fused", "fused trials"),
+        ({"scheduler": {"name": "pbt"}}, "scheduler.name", "pbt"),
+        ({"resources": {"cpu": 2}}, "resources", "leave resources out"),
+        ({"workers": {**TWO, "backend": "nccl"}}, "workers.backend", "GPU on every rank"),
+        ({"workers": None, "resources": {"gpu": 2}}, "resources.gpu", "workers:"),
+    ],
+)
+def test_what_cannot_run_data_parallel_is_refused_in_one_line(fields, field, says):
+    with pytest.raises(SpecError) as e:
+        assemble(spec_of(**fields))
+    line = str(e.value)
+    assert "\n" not in line and field in line and says in line
+
+
+def test_without_max_concurrent_a_warning_says_the_trainers_start_at_once():
+    plan = assemble(spec_of(max_concurrent=None))
+    assert any("max_concurrent" in w and "workers" in w for w in plan.warnings)
+    assert not assemble(spec_of()).warnings
+
+
+def test_a_trial_counts_its_ranks_against_this_machine_and_the_cluster_node_types():
+    four = resources.demand(spec_of(workers={"count": 4, "cpu": 1}))
+    with pytest.raises(UserError, match=r"workers\.cpu.*4 ranks asks for 4 CPU"):
+        resources.check_local(four, num_cpus=2)
+    resources.check_local(resources.demand(spec_of()), num_cpus=2)  # 2 x 0.5 fits
+    types = {"head": {"CPU": 2.0, "GPU": 0.0}, "gpu": {"CPU": 8.0, "GPU": 1.0}}
+    per_gpu = spec_of(workers={"count": 2, "gpu": 1, "cpu": 4})
+    resources.check_node_types(resources.demand(per_gpu), types)  # one rank per GPU node
+    packed = spec_of(workers={"count": 2, "gpu": 1, "cpu": 4, "placement": "STRICT_PACK"})
+    with pytest.raises(UserError, match=r"workers\.gpu"):
+        resources.check_node_types(resources.demand(packed), types)  # 2 GPUs on one node
+
+
+def test_the_driver_imports_no_torch_to_hand_tune_a_data_parallel_trial():
+    code = (
+        "import sys\n"
+        "from raytune_hpo.plan.assemble import assemble\n"
+        "from raytune_hpo.sweep.spec import SweepSpec\n"
+        f"spec = SweepSpec.from_dict({{'trainable': {CNN!r}, 'workers': {TWO!r}}})\n"
+        "assemble(spec).tune_trainable()\n"
+        "print('torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_rank_shards_are_disjoint_equal_and_cover_the_index():
+    import torch
+
+    from raytune_hpo.train.data_parallel import shard
+
+    index = torch.arange(101) * 3
+    parts = [shard(index, r, 2) for r in range(2)]
+    assert len(parts[0]) == len(parts[1]) == 51  # the same number of steps on every rank
+    seen = torch.cat(parts).tolist()
+    assert set(seen) == set(index.tolist())
+    assert len(seen) - len(set(seen)) == 1  # the one padding entry
+
+
+# ------------------------------------------------------------------ on Ray
+def _bundles_while(stop: threading.Event, seen: list) -> None:
+    import ray
+    from ray.util import placement_group_table
+
+    while not stop.is_set():
+        for pg in placement_group_table().values():
+            if pg["state"] == "CREATED":
+                seen.append(tuple(sorted(b.get("CPU", 0) for b in pg["bundles"].values())))
+        seen.append(("free", ray.available_resources().get("CPU", 0.0)))
+        time.sleep(0.5)
+
+
+@pytest.mark.integration
+def test_asha_stops_a_two_rank_user_loop_and_tune_records_rank_0_once_per_step(
+    ray_session, tmp_path
+):
+    from raytune_hpo.run.sweep import run_sweep
+
+    spec = SweepSpec.from_dict(
+        {
+            "name": "dp-asha",
+            "metric": "score",
+            "mode": "max",
+            "space": {"x": {"type": "categorical", "choices": [1.0, 0.0]}},
+            "searcher": {"name": "grid"},
+            "scheduler": {"name": "asha", "grace_period": 1, "max_t": 3, "reduction_factor": 2},
+            "max_concurrent": 1,
+            "trainable": {"function": "dp_loop.py:train_loop", "config": {"steps": 3}},
+            "workers": TWO,
+            "storage_path": str(tmp_path),
+            "code_dir": str(HERE),
+        }
+    )
+    seen: list = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_bundles_while, args=(stop, seen), daemon=True)
+    watcher.start()
+    try:
+        table = run_sweep(spec).table
+    finally:
+        stop.set()
+        watcher.join()
+    assert (0.5, 0.5) in seen  # the ranks' own placement group: 2 x 0.5 CPU
+    by_x = {row["config.x"]: row for _, row in table.iterrows()}
+    # one result per step (not one per rank), and it is rank 0's (rank 1's is 1000 higher)
+    assert (by_x[1.0]["epochs"], by_x[1.0]["score"]) == (3, 3.0)
+    assert by_x[0.0]["epochs"] == 1  # stopped by ASHA at its first rung
+    deadline = time.monotonic() + 20
+    while ray_session.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray_session.available_resources().get("CPU", 0) == 2  # every rank's CPU is back
+
+
+def _fit_cnn(ranks: int, batch_size: int, storage: Path) -> dict:
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from raytune_hpo.train.entry import train_cnn_per_worker
+
+    trainer = TorchTrainer(
+        train_cnn_per_worker,
+        train_loop_config={**CNN, "epochs": 2, "batch_size": batch_size, "lr": 3e-3},
+        scaling_config=ScalingConfig(num_workers=ranks, resources_per_worker={"CPU": 0.5}),
+        run_config=RunConfig(name=f"r{ranks}", storage_path=str(storage)),
+    )
+    result = trainer.fit()
+    from raytune_hpo.train.checkpoint import load_checkpoint
+
+    assert load_checkpoint(result.checkpoint).epoch == 2  # rank 0's, in the one format
+    return result.metrics
+
+
+@pytest.mark.integration
+def test_two_ranks_with_half_the_batch_match_one_rank_with_the_whole_batch(ray_session, tmp_path):
+    one = _fit_cnn(1, 64, tmp_path)
+    two = _fit_cnn(2, 64, tmp_path)  # 32 a step on each rank, gradients averaged
+    assert two["ranks"] == 2 and one["ranks"] == 1
+    print(f"val_accuracy: 1 rank {one['val_accuracy']:.4f}, 2 ranks {two['val_accuracy']:.4f}")
+    assert one["val_accuracy"] > 0.85
+    assert abs(one["val_accuracy"] - two["val_accuracy"]) <= 0.04
