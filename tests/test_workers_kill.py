@@ -47,7 +47,7 @@ def test_a_killed_driver_resumes_its_two_rank_trial_from_the_last_checkpoint(tmp
     env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="rt", dir="/tmp")}
     env.pop("RAY_ADDRESS", None)
     resumed = subprocess.run(
-        [sys.executable, "-m", "raytune_hpo.cli.main", "resume", str(exp)],
+        [sys.executable, "-m", "raytune_hpo.cli", "resume", str(exp)],
         env=env,
         capture_output=True,
         text=True,
