@@ -187,6 +187,23 @@ def test_mend_leaves_on_storage_only_the_checkpoints_ray_knows(exp):
     assert there == known and not strays & there, (there, known)
 
 
+def test_mend_gives_a_trial_the_config_of_the_rows_it_keeps(exp):
+    """A PBT exploit after the snapshot, at the trial's last step: its row (the step again,
+    under the new config, checkpointed over the same directory) is kept, so the trial must
+    resume under that config, not the snapshot's."""
+    name, state = _state(exp)
+    trial = _paused_at(exp, state, step=6, deleted=())
+    path = exp / trial["relative_logdir"] / "result.json"
+    lines = path.read_text().splitlines()
+    exploited = json.loads(lines[-1])
+    exploited["config"] = {**exploited["config"], "x": 0.123}
+    path.write_text("".join(f"{x}\n" for x in [*lines, json.dumps(exploited)]))
+    snapshot.mend(str(exp), resume_point.Restored(name, state, {}))
+    entry = json.loads((exp / name).read_text())["trial_data"][0]
+    assert json.loads(entry[0])["config"]["x"] == 0.123
+    assert len(_rows(exp, trial)) == 7  # the exploit's row stays
+
+
 def test_mend_restores_rows_the_snapshot_knows_and_storage_lost(exp):
     name, state = _state(exp)
     trial = _paused_at(exp, state, step=6, deleted=())

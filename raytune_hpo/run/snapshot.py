@@ -117,6 +117,8 @@ def mend(exp: str, restored: Any, staging: Path | None = None) -> Mended:
         else:
             rows, note = _unfinished_rows(exp, trial_dir, lines, meta, tid, out)
             changed = True
+            if _config_of_rows(trial, rows):
+                entry[0] = json.dumps(trial, indent=2)
             on_disk = storage.glob(trial_dir, CHECKPOINT_GLOB)
             top = max((int(storage.name(p).rsplit("_", 1)[1]) for p in on_disk), default=-1)
             if ray_compat.raise_checkpoint_index(trial, top):
@@ -238,6 +240,22 @@ def _unfinished_rows(exp, trial_dir, lines, meta, tid, out: Mended):
     meta.last_result = row
     out.continuing[tid] = row.get(BUDGET_ATTR, 0)
     return lines[: index[best] + 1], None
+
+
+def _config_of_rows(trial: dict, rows: list[str]) -> bool:
+    """Give the trial the config of the last row it keeps, when the two differ: a PBT exploit
+    after the snapshot whose rows are kept (it stays in the schedule) left the snapshot's
+    config older (seen: the trial resumed and ended under its config from before the
+    exploit). Whether it changed."""
+    if not rows:
+        return False
+    config = json.loads(rows[-1]).get("config")
+    if not isinstance(config, dict) or not isinstance(trial.get("config"), dict):
+        return False
+    if config == trial["config"]:
+        return False
+    trial["config"] = config
+    return True
 
 
 def _drop_strays(trial_dir: str, on_disk: set[str], kept: set[str]) -> None:
