@@ -75,7 +75,9 @@ class SchedulerSpec(_Named):
     name: str = "fifo"
 
 
-class ResourcesSpec(Strict):
+class _ProcessResources(Strict):
+    """What one process asks of Ray: a trial (``resources:``) or one rank (``workers:``)."""
+
     cpu: float = Field(default=1.0, gt=0)
     gpu: float = Field(default=0.0, ge=0)
     memory_gb: float | None = Field(default=None, gt=0)
@@ -86,29 +88,23 @@ class ResourcesSpec(Strict):
         if gpu > 1 and gpu != int(gpu):
             raise ValueError("fractions are allowed below 1 only (0.25, 0.5, 2)")
         return gpu
+
+
+class ResourcesSpec(_ProcessResources):
+    """``resources:``: what each trial asks of Ray."""
 
 
 PLACEMENTS = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
 
-class WorkersSpec(Strict):
+class WorkersSpec(_ProcessResources):
     """``workers:``: one data-parallel training run of ``count`` ranks per trial (Ray Train's
     ``ScalingConfig``): each rank asks for ``cpu``, ``gpu`` (and ``memory_gb``); Ray places
     the ranks by ``placement`` (its placement-group strategy: one node or several)."""
 
     count: int = Field(ge=1, le=4096)
-    cpu: float = Field(default=1.0, gt=0)
-    gpu: float = Field(default=0.0, ge=0)
-    memory_gb: float | None = Field(default=None, gt=0)
     placement: Literal[PLACEMENTS] = "PACK"  # type: ignore[valid-type]
     backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl with GPUs, else gloo
-
-    @field_validator("gpu")
-    @classmethod
-    def _whole_gpus_above_one(cls, gpu: float) -> float:
-        if gpu > 1 and gpu != int(gpu):
-            raise ValueError("fractions are allowed below 1 only (0.25, 0.5, 2)")
-        return gpu
 
 
 MODES = ("min", "max")
