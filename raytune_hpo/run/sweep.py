@@ -304,11 +304,13 @@ _NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
 
 def _fit(tuner) -> tuple[Any, bool]:
-    """``tuner.fit()`` (without Ray's automatic loggers) and whether a Ctrl-C ended it."""
+    """``tuner.fit()`` (without Ray's automatic loggers, Ray's usage tag of our callbacks taken
+    by name: ``ray_compat.callbacks_tagged_by_name``) and whether a Ctrl-C ended it."""
     previous = os.environ.get(_NO_AUTO_LOGGERS)
     os.environ[_NO_AUTO_LOGGERS] = "1"
     try:
-        return _fit_catching_sigint(tuner)
+        with ray_compat.callbacks_tagged_by_name():
+            return _fit_catching_sigint(tuner)
     finally:
         if previous is None:
             os.environ.pop(_NO_AUTO_LOGGERS, None)
