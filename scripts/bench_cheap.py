@@ -22,6 +22,7 @@ trial. Speed-ups are bare / ours per pair (median and quartiles).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -231,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "load_before": load_before,  # other work on the machine when it started
             "load_after": os.getloadavg(),
+            # where installed, Ray's usage tag of a sweep's callbacks imported it (see docs)
+            "mlflow_installed": importlib.util.find_spec("mlflow") is not None,
         },
         "setup": textwrap.dedent(__doc__).split("\n\n")[2].replace("\n", " "),
         "results": results,
