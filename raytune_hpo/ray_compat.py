@@ -266,6 +266,22 @@ def trial_actor(trial: Any) -> Any:
     return getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
 
 
+def seed_train_checkpoint(checkpoint: Any) -> bool:
+    """Ray 2.60 (Train V2): inside a rank of a run that has no checkpoint of its own, make
+    ``ray.train.get_checkpoint()`` return ``checkpoint`` (a ``ray.train.Checkpoint``), the one a
+    trial starts from (V2 refuses ``resume_from_checkpoint``). Sets the rank's ``TrainContext``
+    (``ray.train.v2._internal.execution.context``) ``checkpoint`` under its
+    ``report_order_condition``; whether it was set (False: the run has its own)."""
+    from ray.train.v2._internal.execution.context import get_train_context
+
+    context = get_train_context()
+    with context.report_order_condition:
+        if context.checkpoint is not None:
+            return False
+        context.checkpoint = checkpoint
+        return True
+
+
 def gpus_here() -> int:
     """Ray 2.60: the GPUs Ray's NVIDIA accelerator manager sees on this machine
     (``ray._private.accelerators``); 0 when it sees none or cannot look."""
@@ -451,6 +467,7 @@ __all__ = [
     "reopen_variant_generator",
     "result_grid_trials",
     "result_line",
+    "seed_train_checkpoint",
     "session_staging_dir",
     "set_checkpoint_results",
     "set_metric_mode",

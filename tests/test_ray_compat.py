@@ -179,6 +179,21 @@ SYMBOLS = [
         ),
     ),
     (
+        "ray.train.v2._internal.execution.context.TrainContext.checkpoint",
+        "seed_train_checkpoint",
+        lambda: [
+            _attr("ray.train.v2._internal.execution.context", "get_train_context"),
+            _source_has(
+                _attr("ray.train.v2._internal.execution.context", "TrainContext", "get_checkpoint"),
+                "self.checkpoint",
+            ),
+            _source_has(
+                _attr("ray.train.v2._internal.execution.context", "TrainContext", "get_checkpoint"),
+                "self.report_order_condition",
+            ),
+        ],
+    ),
+    (
         "ray._private.accelerators.get_accelerator_manager_for_resource",
         "gpus_here",
         lambda: _attr("ray._private.accelerators", "get_accelerator_manager_for_resource"),

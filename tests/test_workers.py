@@ -47,7 +47,6 @@ def test_workers_are_read_and_a_bad_value_names_its_field():
     [
         ({"trainable": {**CNN, "k_folds": 3}}, "trainable.k_folds", "k-fold"),
         ({"trainable": {**CNN, "fused": 2}}, "trainable.fused", "fused trials"),
-        ({"scheduler": {"name": "pbt"}}, "scheduler.name", "pbt"),
         ({"resources": {"cpu": 2}}, "resources", "leave resources out"),
         ({"workers": {**TWO, "backend": "nccl"}}, "workers.backend", "GPU on every rank"),
         ({"workers": None, "resources": {"gpu": 2}}, "resources.gpu", "workers:"),
@@ -188,3 +187,71 @@ def test_two_ranks_with_half_the_batch_match_one_rank_with_the_whole_batch(ray_s
     print(f"val_accuracy: 1 rank {one['val_accuracy']:.4f}, 2 ranks {two['val_accuracy']:.4f}")
     assert one["val_accuracy"] > 0.85
     assert abs(one["val_accuracy"] - two["val_accuracy"]) <= 0.04
+
+
+# ------------------------------------------------------------------ population-based training
+def _population_spec(tmp_path: Path, scheduler: str, source: str) -> SweepSpec:
+    return SweepSpec.from_dict(
+        {
+            "name": f"dp-{scheduler}",
+            "metric": "score",
+            "mode": "max",
+            "seed": 3,
+            "num_samples": 2,
+            "space": {
+                "lr": {"type": "float", "low": 0.1, "high": 1.0},
+                "init": {"type": "float", "low": 0.0, "high": 10.0},
+            },
+            "scheduler": {"name": scheduler, "perturbation_interval": 2, "quantile_fraction": 0.5},
+            "max_concurrent": 2,  # the population lives at once: 2 x (2 x 0.25 CPU)
+            "trainable": {
+                "function": "dp_pbt_loop.py:train_loop",
+                "config": {
+                    "steps": 4,
+                    "cap": 30,
+                    "until": f"{tmp_path}/**/pbt_schedule.jsonl",
+                    "source": source,
+                },
+            },
+            "workers": {"count": 2, "cpu": 0.25},
+            "storage_path": str(tmp_path),
+            "code_dir": str(HERE),
+        }
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("scheduler", "source"), [("pbt", "state"), ("pb2", "ray")])
+def test_an_exploit_continues_every_rank_from_the_donors_weights(
+    ray_session, tmp_path, scheduler, source
+):
+    """``source``: the loop restores through raytune_hpo.restore_state, or Ray's own
+    ray.train.get_checkpoint()."""
+    from raytune_hpo.results.live import read_sweep
+    from raytune_hpo.run.sweep import run_sweep
+
+    result = run_sweep(_population_spec(tmp_path, scheduler, source))
+    assert sorted(result.table["status"].unique()) == ["OK"]
+    record = read_sweep(result.path)
+    history, schedule = record.history, record.schedule
+    assert len(schedule) >= 1, "PBT never exploited"
+    # every rank holds the same weights at every step, and restored the same ones
+    assert (history["sum_r0"] == history["sum_r1"]).all()
+    assert (history["restored_r0"] == history["restored_r1"]).all()
+    for _, exploit in schedule.iterrows():
+        donor = history[
+            (history["trial_id"] == exploit["copied"])
+            & (history["training_iteration"] == exploit["copied_at"])
+        ]
+        donor_sum = float(donor["sum_r0"].iloc[0])
+        after = history[
+            (history["trial_id"] == exploit["trial_id"])
+            & (history["step"] == exploit["copied_at"] + 1)
+            & (history["restored_r0"] >= 0)
+        ]
+        print(
+            f"{scheduler}: {exploit['trial_id']} copied {exploit['copied']} at step "
+            f"{exploit['copied_at']}: donor checksum {donor_sum:.6f}, restored "
+            f"{after[['restored_r0', 'restored_r1']].values.tolist()}"
+        )
+        assert donor_sum in set(after["restored_r0"]), (donor_sum, after)

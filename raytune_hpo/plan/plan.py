@@ -264,7 +264,14 @@ class Plan:
 
             loop = self.trainable.worker_loop()
             name = getattr(loop, "__name__", "train_loop_per_worker")
-            function = trial_function(loop, workers, name=f"{name}_x{workers.count}")
+            from raytune_hpo.schedulers import POPULATION
+
+            function = trial_function(
+                loop,
+                workers,
+                name=f"{name}_x{workers.count}",
+                to_tune=self.scheduler_name in POPULATION,  # exploits copy Tune's checkpoints
+            )
             if self.proposes_own_values:
                 from raytune_hpo.searchers.plugin_guard import guard_trainable
 

@@ -1,24 +1,35 @@
 """Data-parallel trials, the Ray 2.60 way: each Tune trial is a function that runs one Ray
 Train V2 ``TorchTrainer`` of ``workers.count`` ranks (``ScalingConfig``), and the ranks'
-results reach Tune through ``ray.tune.integration.ray_train.TuneReportCallback`` (rank 0's
-result, once per step). The trial itself asks Ray for almost nothing (``TRIAL_RESOURCES``): its
-ranks hold the resources, in a placement group of Train's own.
+results reach Tune through ``ToTune``, a Train callback in the way of Ray's
+``TuneReportCallback`` (rank 0's result, once per step), which the trial's own thread reports
+with ``tune.report`` (Ray's callback cannot hand Tune a checkpoint). The trial itself asks
+Ray for almost nothing (``TRIAL_RESOURCES``): its ranks hold the resources, in a placement
+group of Train's own.
 
 Checkpoints are Train's: rank 0 reports one with ``ray.train.report``; Train keeps them under
 the trial's directory in a run named after the trial, so a trial started again with the same
 id (a paused HyperBand trial, a sweep resumed after a driver kill, a retried failure) finds
 its last one with ``ray.train.get_checkpoint()`` on every rank.
 
+Under population-based training Tune gets them too (``to_tune``): ``tune.report`` with each of
+rank 0's checkpoints, so that PBT and PB2 can copy a donor's. A trial that Tune starts from a
+checkpoint (an exploit's copy, or its own after a resume) runs Train afresh in a run named
+after that checkpoint, and every rank's ``ray.train.get_checkpoint()`` gives it until the run
+has one of its own.
+
 Imports neither torch nor Ray Train at import time: the driver hands Tune
 ``trial_function(...)`` and only the trial's process builds the trainer."""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
+from ray.train import UserCallback
 from ray.tune import Callback
 
 TRIAL_RESOURCES = {
@@ -26,6 +37,7 @@ TRIAL_RESOURCES = {
 }  # the Tune trial's own (Ray takes no empty bundle): its ranks hold the rest
 TRAIN_DIR = "train"  # under the trial's directory: Train's runs and checkpoints
 PG_FILE = "placement_group"  # in TRAIN_DIR: the id of the ranks' placement group
+CHECKPOINT_PATH = "checkpoint_path"  # a result's key: where Train put rank 0's checkpoint
 
 
 def rank_resources(workers: Any) -> dict[str, float]:
@@ -48,14 +60,19 @@ def scaling_config(workers: Any):
     )
 
 
-def rank_loop(loop: Callable, record_to: str | None) -> Callable[[dict], None]:
+def rank_loop(
+    loop: Callable, record_to: str | None, *, start_from: Any = None
+) -> Callable[[dict], None]:
     """``loop`` as every rank runs it; rank 0 first writes the id of the ranks' placement
-    group to ``record_to`` (read by ``ReleaseRanks``)."""
+    group to ``record_to`` (read by ``ReleaseRanks``). ``start_from`` (a ``ray.train.Checkpoint``):
+    what ``ray.train.get_checkpoint()`` gives while the run has no checkpoint of its own."""
     takes_config = bool(inspect.signature(loop).parameters)
 
     def run(config: dict[str, Any]) -> None:
         import ray.train
         from ray.util import get_current_placement_group
+
+        from raytune_hpo.ray_compat import seed_train_checkpoint
 
         group = get_current_placement_group()
         if record_to and group is not None and ray.train.get_context().get_world_rank() == 0:
@@ -63,42 +80,106 @@ def rank_loop(loop: Callable, record_to: str | None) -> Callable[[dict], None]:
             with open(record_to + ".tmp", "w") as f:
                 f.write(group.id.hex())
             os.replace(record_to + ".tmp", record_to)
+        if start_from is not None:
+            seed_train_checkpoint(start_from)
         loop(config) if takes_config else loop()
 
     return run
 
 
-def run_trainer(config: dict[str, Any], *, loop: Callable, workers: Any) -> None:
-    """Inside a Tune trial: train ``loop`` on ``workers.count`` ranks with ``config``; their
-    results go to Tune. Raises what the training raised (a failed trial)."""
+class ToTune(UserCallback):
+    """In Train's controller: rank 0's metrics of each report (with ``checkpoint_path`` where
+    it has a checkpoint, as Ray's ``TuneReportCallback``; the checkpoint itself too with
+    ``to_tune``) go to the trial's process through ``items``; the controller then waits on
+    ``acks`` until Tune has taken the result, so no checkpoint is deleted (Train keeps two)
+    while Tune copies it."""
+
+    def __init__(self, *, items: Any, acks: Any, to_tune: bool) -> None:
+        self.items, self.acks, self.to_tune = items, acks, to_tune
+
+    def after_report(self, run_context: Any, metrics: list[dict], checkpoint: Any) -> None:
+        out = dict(metrics[0])
+        if checkpoint is not None:
+            out[CHECKPOINT_PATH] = checkpoint.path
+        self.items.put((out, checkpoint if self.to_tune else None))
+        self.acks.get()
+
+
+def run_name(trial_id: str, start_from: Any) -> str:
+    """Train's run of a trial: named after the trial, and the checkpoint Tune started it from
+    (a new run for each: Train's own would restore its latest over it)."""
+    if start_from is None:
+        return f"trial_{trial_id}"
+    return f"trial_{trial_id}_{hashlib.sha1(str(start_from.path).encode()).hexdigest()[:10]}"
+
+
+def run_trainer(
+    config: dict[str, Any], *, loop: Callable, workers: Any, to_tune: bool = False
+) -> None:
+    """Inside a Tune trial: train ``loop`` on ``workers.count`` ranks with ``config``; rank 0's
+    results go to Tune (with its checkpoints: ``to_tune``), and the checkpoint Tune started the
+    trial from (``tune.get_checkpoint()``) to every rank. Raises what the training raised."""
+    import ray.train
     from ray import tune
     from ray.train import CheckpointConfig, RunConfig
     from ray.train.torch import TorchConfig, TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
+    from ray.util.queue import Queue
 
     context = tune.get_context()
+    given = tune.get_checkpoint()
+    start_from = (
+        None if given is None else ray.train.Checkpoint(given.path, filesystem=given.filesystem)
+    )
     torch_config = None if workers.backend == "auto" else TorchConfig(backend=workers.backend)
     train_dir = os.path.join(context.get_trial_dir(), TRAIN_DIR)
+    items, acks = (Queue(maxsize=1, actor_options={"num_cpus": 0}) for _ in range(2))
     trainer = TorchTrainer(
-        rank_loop(loop, os.path.join(train_dir, PG_FILE)),
+        rank_loop(loop, os.path.join(train_dir, PG_FILE), start_from=start_from),
         train_loop_config=config,
         scaling_config=scaling_config(workers),
         torch_config=torch_config,
         run_config=RunConfig(
-            name=f"trial_{context.get_trial_id()}",
+            name=run_name(context.get_trial_id(), start_from),
             storage_path=train_dir,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
-            callbacks=[TuneReportCallback()],  # type: ignore[list-item]  # Ray's annotation
+            callbacks=[ToTune(items=items, acks=acks, to_tune=to_tune)],  # type: ignore[list-item]
         ),
     )
-    trainer.fit()
+    failed: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as e:  # raised in the trial's own thread below
+            failed.append(e)
+        finally:
+            items.put(None)
+
+    fitting = threading.Thread(target=fit, name="fit", daemon=True)
+    fitting.start()
+    while (item := items.get()) is not None:
+        metrics, checkpoint = item
+        if checkpoint is None:
+            tune.report(metrics)
+        else:
+            tune.report(
+                metrics,
+                checkpoint=tune.Checkpoint(checkpoint.path, filesystem=checkpoint.filesystem),
+            )
+        acks.put(True)
+    fitting.join()
+    if failed:
+        raise failed[0]
 
 
-def trial_function(loop: Callable, workers: Any, *, name: str) -> Callable[[dict], None]:
-    """The Tune function trainable of a data-parallel trial: ``loop`` on every rank."""
+def trial_function(
+    loop: Callable, workers: Any, *, name: str, to_tune: bool = False
+) -> Callable[[dict], None]:
+    """The Tune function trainable of a data-parallel trial: ``loop`` on every rank; with
+    ``to_tune`` Tune gets rank 0's checkpoints too (population-based training copies them)."""
 
     def trial(config: dict[str, Any]) -> None:
-        run_trainer(config, loop=loop, workers=workers)
+        run_trainer(config, loop=loop, workers=workers, to_tune=to_tune)
 
     trial.__name__ = trial.__qualname__ = name
     return trial
@@ -150,6 +231,7 @@ def release(trial_dir: str | None) -> bool:
 
 
 __all__ = [
+    "CHECKPOINT_PATH",
     "PG_FILE",
     "ReleaseRanks",
     "rank_loop",
@@ -157,6 +239,9 @@ __all__ = [
     "TRAIN_DIR",
     "TRIAL_RESOURCES",
     "rank_resources",
+    "run_name",
     "run_trainer",
     "scaling_config",
+    "ToTune",
+    "trial_function",
 ]
