@@ -190,6 +190,54 @@ def test_two_ranks_with_half_the_batch_match_one_rank_with_the_whole_batch(ray_s
 
 
 # ------------------------------------------------------------------ population-based training
+def test_pbt_and_pb2_are_taken_with_workers():
+    for name in ("pbt", "pb2"):
+        plan = assemble(
+            spec_of(
+                scheduler={"name": name, "perturbation_interval": 1},
+                space={"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
+            )
+        )
+        assert plan.scheduler_name == name
+
+
+@pytest.mark.integration
+def test_the_cnn_continues_every_rank_from_a_checkpoint_it_is_started_from(ray_session, tmp_path):
+    """What an exploited CNN trial does: its 2 ranks start a new Train run from another run's
+    checkpoint (``rank_loop(start_from=...)``) under a new learning rate, and train only the
+    epochs after it (a rank that started afresh would train both, and the ranks' collectives
+    would not match)."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from raytune_hpo.train.checkpoint import load_checkpoint
+    from raytune_hpo.train.distributed import rank_loop
+    from raytune_hpo.train.entry import train_cnn_per_worker
+
+    config = {**CNN, "epochs": 1, "lr": 3e-3}
+    donor = TorchTrainer(
+        train_cnn_per_worker,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 0.5}),
+        run_config=RunConfig(name="donor", storage_path=str(tmp_path)),
+    ).fit()
+    copied = donor.checkpoint
+    trainer = TorchTrainer(
+        rank_loop(train_cnn_per_worker, None, start_from=copied),
+        train_loop_config={**config, "epochs": 2, "lr": 1e-3},
+        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
+        run_config=RunConfig(name="exploited", storage_path=str(tmp_path)),
+    )
+    result = trainer.fit()
+    assert list(result.metrics_dataframe["epoch"]) == [2]  # epoch 1 came with the checkpoint
+    assert result.metrics["ranks"] == 2 and result.metrics["val_accuracy"] > 0.85
+    assert load_checkpoint(result.checkpoint).epoch == 2
+    print(
+        f"donor val_accuracy {donor.metrics['val_accuracy']:.4f} after epoch 1; continued on 2 "
+        f"ranks: {result.metrics['val_accuracy']:.4f} after epoch 2"
+    )
+
+
 def _population_spec(tmp_path: Path, scheduler: str, source: str) -> SweepSpec:
     return SweepSpec.from_dict(
         {
