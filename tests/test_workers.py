@@ -78,6 +78,18 @@ def test_a_trial_counts_its_ranks_against_this_machine_and_the_cluster_node_type
         resources.check_node_types(resources.demand(packed), types)  # 2 GPUs on one node
 
 
+def test_the_watchs_pending_message_counts_every_rank():
+    from raytune_hpo.run.watch import Limits, pending_message
+
+    limits = Limits.of(spec_of(workers={"count": 4, "cpu": 0.5, "gpu": 1, "memory_gb": 2}))
+    assert (limits.resources, limits.ranks) == ({"CPU": 2, "GPU": 4, "memory GB": 8}, 4)
+    line = pending_message(limits, 60)
+    assert "(CPU 2, GPU 4, memory GB 8 in all, over 4 ranks)" in line, line
+    plain = Limits.of(SweepSpec.from_dict({"trainable": dict(CNN), "resources": {"cpu": 1.5}}))
+    assert (plain.resources["CPU"], plain.ranks) == (1.5, 1)
+    assert "(CPU 1.5)" in pending_message(plain, 60)
+
+
 def test_the_driver_imports_no_torch_to_hand_tune_a_data_parallel_trial():
     code = (
         "import sys\n"
