@@ -406,6 +406,18 @@ def trial_storage(trial: Any) -> tuple[Any, str, str]:
     return storage.storage_filesystem, storage.trial_fs_path, storage.experiment_fs_path
 
 
+def session_trial_storage() -> tuple[Any, str]:
+    """Ray 2.60: inside a Tune trial, where its files live on the sweep's storage (every node
+    reaches it; ``get_trial_dir()`` is this node's staging copy): the pyarrow file system and
+    the trial's directory on it (the session's ``StorageContext``, ``ray.train._internal``)."""
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    if session is None:
+        raise RuntimeError("not inside a Tune trial")
+    return session.storage.storage_filesystem, session.storage.trial_fs_path
+
+
 def stop_tune_gracefully() -> bool:
     """Ray 2.60: end the running ``Tuner.fit`` as a Ctrl-C would: Tune saves the experiment
     state with every trial as it is (resumable: nothing marked finished) and returns. Only from
@@ -469,6 +481,7 @@ __all__ = [
     "result_line",
     "seed_train_checkpoint",
     "session_staging_dir",
+    "session_trial_storage",
     "set_checkpoint_results",
     "set_metric_mode",
     "staging_dir",

@@ -179,6 +179,14 @@ SYMBOLS = [
         ),
     ),
     (
+        "ray.train._internal.session.get_session().storage.trial_fs_path",
+        "session_trial_storage",
+        lambda: [
+            _attr("ray.train._internal.session", "get_session"),
+            _instance_attrs(_storage_context, "storage_filesystem", "trial_fs_path"),
+        ],
+    ),
+    (
         "ray.train.v2._internal.execution.context.TrainContext.checkpoint",
         "seed_train_checkpoint",
         lambda: [

@@ -7,9 +7,10 @@ Ray for almost nothing (``TRIAL_RESOURCES``): its ranks hold the resources, in a
 group of Train's own.
 
 Checkpoints are Train's: rank 0 reports one with ``ray.train.report``; Train keeps them under
-the trial's directory in a run named after the trial, so a trial started again with the same
-id (a paused HyperBand trial, a sweep resumed after a driver kill, a retried failure) finds
-its last one with ``ray.train.get_checkpoint()`` on every rank.
+the trial's directory on the sweep's storage (which every node reaches, not a node's staging
+copy) in a run named after the trial, so a trial started again with the same id (a paused
+HyperBand trial, a sweep resumed after a driver kill, a retried failure), on whichever node,
+finds its last one with ``ray.train.get_checkpoint()`` on every rank.
 
 Under population-based training Tune gets them too (``to_tune``): ``tune.report`` with each of
 rank 0's checkpoints, so that PBT and PB2 can copy a donor's. A trial that Tune starts from a
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -61,11 +61,12 @@ def scaling_config(workers: Any):
 
 
 def rank_loop(
-    loop: Callable, record_to: str | None, *, start_from: Any = None
+    loop: Callable, record_to: tuple[Any, str] | None, *, start_from: Any = None
 ) -> Callable[[dict], None]:
     """``loop`` as every rank runs it; rank 0 first writes the id of the ranks' placement
-    group to ``record_to`` (read by ``ReleaseRanks``). ``start_from`` (a ``ray.train.Checkpoint``):
-    what ``ray.train.get_checkpoint()`` gives while the run has no checkpoint of its own."""
+    group to ``record_to`` (a pyarrow file system and a path on it; read by ``ReleaseRanks``).
+    ``start_from`` (a ``ray.train.Checkpoint``): what ``ray.train.get_checkpoint()`` gives
+    while the run has no checkpoint of its own."""
     takes_config = bool(inspect.signature(loop).parameters)
 
     def run(config: dict[str, Any]) -> None:
@@ -76,10 +77,10 @@ def rank_loop(
 
         group = get_current_placement_group()
         if record_to and group is not None and ray.train.get_context().get_world_rank() == 0:
-            os.makedirs(os.path.dirname(record_to), exist_ok=True)
-            with open(record_to + ".tmp", "w") as f:
-                f.write(group.id.hex())
-            os.replace(record_to + ".tmp", record_to)
+            fs, path = record_to
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            with fs.open_output_stream(path) as f:
+                f.write(group.id.hex().encode())
         if start_from is not None:
             seed_train_checkpoint(start_from)
         loop(config) if takes_config else loop()
@@ -125,22 +126,26 @@ def run_trainer(
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.util.queue import Queue
 
+    from raytune_hpo.ray_compat import session_trial_storage
+
     context = tune.get_context()
     given = tune.get_checkpoint()
     start_from = (
         None if given is None else ray.train.Checkpoint(given.path, filesystem=given.filesystem)
     )
     torch_config = None if workers.backend == "auto" else TorchConfig(backend=workers.backend)
-    train_dir = os.path.join(context.get_trial_dir(), TRAIN_DIR)
+    fs, trial_path = session_trial_storage()
+    train_dir = f"{trial_path}/{TRAIN_DIR}"
     items, acks = (Queue(maxsize=1, actor_options={"num_cpus": 0}) for _ in range(2))
     trainer = TorchTrainer(
-        rank_loop(loop, os.path.join(train_dir, PG_FILE), start_from=start_from),
+        rank_loop(loop, (fs, f"{train_dir}/{PG_FILE}"), start_from=start_from),
         train_loop_config=config,
         scaling_config=scaling_config(workers),
         torch_config=torch_config,
         run_config=RunConfig(
             name=run_name(context.get_trial_id(), start_from),
             storage_path=train_dir,
+            storage_filesystem=fs,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=[ToTune(items=items, acks=acks, to_tune=to_tune)],  # type: ignore[list-item]
         ),
@@ -187,41 +192,50 @@ def trial_function(
 
 class ReleaseRanks(Callback):
     """In the driver: when a data-parallel trial ends (finished, stopped by a scheduler, or
-    failed) or is paused (HyperBand, BOHB), remove its ranks' placement group if it is still
-    there. Ray Train's own cleaner asks the State API, which a local Ray without the dashboard
-    does not serve: there the ranks of a trial that ASHA stopped kept their CPUs and the next
-    trial waited forever. Tune tells callbacks of no pause: paused trials are looked at before
-    each step."""
+    failed) or is paused (HyperBand, BOHB, PBT), remove its ranks' placement group if it is
+    still there. A trial that Tune stops mid-run takes Train's controller with it, and the
+    placement group (the job's) stays; Ray Train's own cleaner asks the State API, which a local
+    Ray without the dashboard does not serve (there the ranks of a trial that ASHA stopped kept
+    their CPUs and the next trial waited forever), nor a machine with several Rays. Tune tells
+    callbacks of no pause: paused trials are looked at before each step, once their actor has
+    stopped (Tune marks a trial paused at once and stops it after; removing its ranks before
+    failed the trial instead of pausing it)."""
 
     def __init__(self) -> None:
         self.done: set[str] = set()  # trials ended and released
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        release(trial.local_path)
+        release(trial)
         self.done.add(trial.trial_id)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        release(trial.local_path)
+        release(trial)
         self.done.add(trial.trial_id)
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        from raytune_hpo.ray_compat import trial_actor
+
         for trial in trials:
-            if trial.status == "PAUSED" and trial.trial_id not in self.done:
-                release(trial.local_path)
+            if trial.status != "PAUSED" or trial.trial_id in self.done:
+                continue
+            if trial_actor(trial) is None:
+                release(trial)
 
 
-def release(trial_dir: str | None) -> bool:
-    """Remove the placement group recorded under ``trial_dir`` if it is still there; whether
-    one was removed."""
+def release(trial: Any) -> bool:
+    """Remove the placement group recorded for ``trial`` (on the sweep's storage, under its
+    directory) if it is still there; whether one was removed."""
     import ray
     from ray.util import placement_group_table, remove_placement_group
     from ray.util.placement_group import PlacementGroup
 
-    path = os.path.join(trial_dir or "", TRAIN_DIR, PG_FILE)
+    from raytune_hpo.ray_compat import trial_storage
+
+    fs, trial_path, _ = trial_storage(trial)
     try:
-        with open(path) as f:
-            hex_id = f.read().strip()
-    except OSError:
+        with fs.open_input_stream(f"{trial_path}/{TRAIN_DIR}/{PG_FILE}") as f:
+            hex_id = f.read().decode().strip()
+    except (OSError, ValueError):  # none written (yet)
         return False
     entry = placement_group_table().get(hex_id)
     if not entry or entry.get("state") == "REMOVED":
