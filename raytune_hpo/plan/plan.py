@@ -282,6 +282,14 @@ class Plan:
         if res.memory_gb:
             resources["memory"] = res.memory_gb * 1024**3
         function = self.trainable.function()
+        from raytune_hpo.train.cnn import CNNTrainable
+
+        fused = isinstance(self.trainable, CNNTrainable) and self.trainable.settings.fused > 1
+        if res.gpu and fused:
+            from raytune_hpo.train.entry import fused_members
+
+            # Fused trials: their group holds their GPU shares through Ray, they hold none.
+            function, resources["gpu"] = fused_members(res.gpu), 0
         if self.proposes_own_values:
             from raytune_hpo.searchers.plugin_guard import guard_trainable
 
