@@ -406,6 +406,15 @@ def trial_storage(trial: Any) -> tuple[Any, str, str]:
     return storage.storage_filesystem, storage.trial_fs_path, storage.experiment_fs_path
 
 
+def is_worker_group_startup_timeout(error: BaseException) -> bool:
+    """Ray 2.60 (Train V2): whether ``error`` (a ``ControllerError``'s ``controller_failure``)
+    is ``WorkerGroupStartupTimeoutError`` (``ray.train.v2._internal.exceptions``): the ranks'
+    placement group was not ready within ``RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S``."""
+    from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+
+    return isinstance(error, WorkerGroupStartupTimeoutError)
+
+
 def session_trial_storage() -> tuple[Any, str]:
     """Ray 2.60: inside a Tune trial, where its files live on the sweep's storage (every node
     reaches it; ``get_trial_dir()`` is this node's staging copy): the pyarrow file system and
@@ -468,6 +477,7 @@ __all__ = [
     "experiment_list",
     "forget_live_trial",
     "gpus_here",
+    "is_worker_group_startup_timeout",
     "head_log_dir",
     "load_run_metadata",
     "mark_trial_to_checkpoint",

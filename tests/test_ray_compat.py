@@ -179,6 +179,11 @@ SYMBOLS = [
         ),
     ),
     (
+        "ray.train.v2._internal.exceptions.WorkerGroupStartupTimeoutError",
+        "is_worker_group_startup_timeout",
+        lambda: _attr("ray.train.v2._internal.exceptions", "WorkerGroupStartupTimeoutError"),
+    ),
+    (
         "ray.train._internal.session.get_session().storage.trial_fs_path",
         "session_trial_storage",
         lambda: [

@@ -315,3 +315,54 @@ def test_an_exploit_continues_every_rank_from_the_donors_weights(
             f"{after[['restored_r0', 'restored_r1']].values.tolist()}"
         )
         assert donor_sum in set(after["restored_r0"]), (donor_sum, after)
+
+
+# ------------------------------------------------------------------ ranks that never fit
+NEVER_FITS = """
+import json, sys
+import ray
+from ray.util.placement_group import placement_group
+from raytune_hpo.run.sweep import run_sweep
+from raytune_hpo.sweep.spec import SweepSpec
+
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+other = placement_group([{"CPU": 1.5}])  # another job holds most of the machine
+ray.get(other.ready())
+spec = SweepSpec.from_dict({
+    "name": "never-fits", "metric": "score", "mode": "max", "num_samples": 1,
+    "space": {"x": {"type": "categorical", "choices": [1.0]}},
+    "trainable": {"function": "dp_loop.py:train_loop", "config": {"steps": 2}},
+    "workers": {"count": 2, "cpu": 0.5}, "max_concurrent": 1, "pending_timeout_s": 10,
+    "storage_path": sys.argv[1], "code_dir": sys.argv[2],
+})
+table = run_sweep(spec).table
+print("RESULT " + json.dumps(table[["status", "error"]].to_dict("records")))
+"""
+
+
+@pytest.mark.integration
+def test_ranks_that_find_no_room_fail_their_trial_in_one_line(tmp_path):
+    """On a local Ray of its own (Ray Train's start timeout lowered to 3 s through its
+    environment variable): 2 ranks of half a CPU pass the check before Ray starts, but another
+    job holds 1.5 of the 2 CPUs; instead of Train retrying for ever, the trial fails once
+    pending_timeout_s has passed, with one line naming workers and what its ranks ask."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="3", PYTHONPATH=str(REPO))
+    script = tmp_path / "never_fits.py"
+    script.write_text(NEVER_FITS)
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "runs"), str(HERE)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert out.returncode == 0 and lines, out.stdout[-3000:] + out.stderr[-3000:]
+    (row,) = json.loads(lines[-1][len("RESULT ") :])
+    print(f"the trial's line: {row['error']}")
+    assert row["status"] == "ERROR"
+    assert "RanksNeverPlaced" in row["error"] and "2 ranks (CPU 0.5 each" in row["error"]
+    assert "pending_timeout_s 10 s" in row["error"]

@@ -271,6 +271,7 @@ class Plan:
                 workers,
                 name=f"{name}_x{workers.count}",
                 to_tune=self.scheduler_name in POPULATION,  # exploits copy Tune's checkpoints
+                wait_s=self.spec.pending_timeout_s,  # ranks with no room: one line, not forever
             )
             if self.proposes_own_values:
                 from raytune_hpo.searchers.plugin_guard import guard_trainable

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +38,7 @@ TRIAL_RESOURCES = {
     "cpu": 0.01
 }  # the Tune trial's own (Ray takes no empty bundle): its ranks hold the rest
 TRAIN_DIR = "train"  # under the trial's directory: Train's runs and checkpoints
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"  # Ray Train's, 60 s by default
 PG_FILE = "placement_group"  # in TRAIN_DIR: the id of the ranks' placement group
 CHECKPOINT_PATH = "checkpoint_path"  # a result's key: where Train put rank 0's checkpoint
 
@@ -114,19 +117,49 @@ def run_name(trial_id: str, start_from: Any) -> str:
     return f"trial_{trial_id}_{hashlib.sha1(str(start_from.path).encode()).hexdigest()[:10]}"
 
 
+class RanksNeverPlaced(RuntimeError):
+    """A data-parallel trial's ranks found no room for as long as the sweep waits."""
+
+
+def startup_retries(wait_s: float | None) -> int:
+    """How many times Train may retry starting the ranks (each try waits
+    ``RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S``) within ``wait_s`` (``pending_timeout_s``);
+    -1 (Train's default, forever) without a bound."""
+    if wait_s is None:
+        return -1
+    each = float(os.environ.get(START_TIMEOUT_ENV, 60.0))
+    return max(0, math.ceil(wait_s / each) - 1)
+
+
+def never_placed(workers: Any, wait_s: float | None) -> RanksNeverPlaced:
+    """The one line for ranks that Train could not start within ``wait_s``."""
+    each = ", ".join(f"{k} {v:g}" for k, v in rank_resources(workers).items())
+    return RanksNeverPlaced(
+        f"workers: the trial's {workers.count} ranks ({each} each, {workers.placement}) found "
+        f"no room within pending_timeout_s {wait_s:g} s (Ray Train could not start them); "
+        "lower workers.count or its per-rank resources, or give the cluster more"
+    )
+
+
 def run_trainer(
-    config: dict[str, Any], *, loop: Callable, workers: Any, to_tune: bool = False
+    config: dict[str, Any],
+    *,
+    loop: Callable,
+    workers: Any,
+    to_tune: bool = False,
+    wait_s: float | None = None,
 ) -> None:
     """Inside a Tune trial: train ``loop`` on ``workers.count`` ranks with ``config``; rank 0's
     results go to Tune (with its checkpoints: ``to_tune``), and the checkpoint Tune started the
-    trial from (``tune.get_checkpoint()``) to every rank. Raises what the training raised."""
+    trial from (``tune.get_checkpoint()``) to every rank. Raises what the training raised;
+    ``RanksNeverPlaced`` (one line) when the ranks found no room within ``wait_s``."""
     import ray.train
     from ray import tune
-    from ray.train import CheckpointConfig, RunConfig
+    from ray.train import CheckpointConfig, ControllerError, FailureConfig, RunConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.util.queue import Queue
 
-    from raytune_hpo.ray_compat import session_trial_storage
+    from raytune_hpo.ray_compat import is_worker_group_startup_timeout, session_trial_storage
 
     context = tune.get_context()
     given = tune.get_checkpoint()
@@ -147,6 +180,9 @@ def run_trainer(
             storage_path=train_dir,
             storage_filesystem=fs,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            failure_config=FailureConfig(  # type: ignore[call-arg]  # V2's at run time
+                controller_failure_limit=startup_retries(wait_s)
+            ),
             callbacks=[ToTune(items=items, acks=acks, to_tune=to_tune)],  # type: ignore[list-item]
         ),
     )
@@ -174,17 +210,28 @@ def run_trainer(
         acks.put(True)
     fitting.join()
     if failed:
-        raise failed[0]
+        error = failed[0]
+        if isinstance(error, ControllerError) and is_worker_group_startup_timeout(
+            error.controller_failure
+        ):
+            raise never_placed(workers, wait_s) from None
+        raise error
 
 
 def trial_function(
-    loop: Callable, workers: Any, *, name: str, to_tune: bool = False
+    loop: Callable,
+    workers: Any,
+    *,
+    name: str,
+    to_tune: bool = False,
+    wait_s: float | None = None,
 ) -> Callable[[dict], None]:
     """The Tune function trainable of a data-parallel trial: ``loop`` on every rank; with
-    ``to_tune`` Tune gets rank 0's checkpoints too (population-based training copies them)."""
+    ``to_tune`` Tune gets rank 0's checkpoints too (population-based training copies them);
+    ranks that find no room within ``wait_s`` fail the trial in one line."""
 
     def trial(config: dict[str, Any]) -> None:
-        run_trainer(config, loop=loop, workers=workers, to_tune=to_tune)
+        run_trainer(config, loop=loop, workers=workers, to_tune=to_tune, wait_s=wait_s)
 
     trial.__name__ = trial.__qualname__ = name
     return trial
@@ -247,6 +294,7 @@ def release(trial: Any) -> bool:
 __all__ = [
     "CHECKPOINT_PATH",
     "PG_FILE",
+    "RanksNeverPlaced",
     "ReleaseRanks",
     "rank_loop",
     "release",
