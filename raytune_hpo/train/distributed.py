@@ -7,10 +7,13 @@ Ray for almost nothing (``TRIAL_RESOURCES``): its ranks hold the resources, in a
 group of Train's own.
 
 Checkpoints are Train's: rank 0 reports one with ``ray.train.report``; Train keeps them under
-the trial's directory on the sweep's storage (which every node reaches, not a node's staging
-copy) in a run named after the trial, so a trial started again with the same id (a paused
-HyperBand trial, a sweep resumed after a driver kill, a retried failure), on whichever node,
-finds its last one with ``ray.train.get_checkpoint()`` on every rank.
+the trial's directory (``get_trial_dir()``, which Tune syncs to the sweep's storage) in a run
+named after the trial, so a trial started again with the same id (a paused HyperBand trial, a
+sweep resumed after a driver kill, a retried failure) finds its last one with
+``ray.train.get_checkpoint()`` on every rank. (Train writing straight to the sweep's storage
+instead left the trial's result.json empty after ``resume`` in tests/test_workers_kill.py,
+for a reason not found yet.) The id of the ranks' placement group is recorded on the sweep's
+storage, where the driver reads it whichever node ran the trial.
 
 Under population-based training Tune gets them too (``to_tune``): ``tune.report`` with each of
 rank 0's checkpoints, so that PBT and PB2 can copy a donor's. A trial that Tune starts from a
@@ -167,18 +170,16 @@ def run_trainer(
         None if given is None else ray.train.Checkpoint(given.path, filesystem=given.filesystem)
     )
     torch_config = None if workers.backend == "auto" else TorchConfig(backend=workers.backend)
-    fs, trial_path = session_trial_storage()
-    train_dir = f"{trial_path}/{TRAIN_DIR}"
+    fs, trial_path = session_trial_storage()  # where the driver reads the record
     items, acks = (Queue(maxsize=1, actor_options={"num_cpus": 0}) for _ in range(2))
     trainer = TorchTrainer(
-        rank_loop(loop, (fs, f"{train_dir}/{PG_FILE}"), start_from=start_from),
+        rank_loop(loop, (fs, f"{trial_path}/{TRAIN_DIR}/{PG_FILE}"), start_from=start_from),
         train_loop_config=config,
         scaling_config=scaling_config(workers),
         torch_config=torch_config,
         run_config=RunConfig(
             name=run_name(context.get_trial_id(), start_from),
-            storage_path=train_dir,
-            storage_filesystem=fs,
+            storage_path=os.path.join(context.get_trial_dir(), TRAIN_DIR),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(  # type: ignore[call-arg]  # V2's at run time
                 controller_failure_limit=startup_retries(wait_s)
