@@ -67,9 +67,13 @@ def test_without_max_concurrent_a_warning_says_the_trainers_start_at_once():
 
 def test_a_trial_counts_its_ranks_against_this_machine_and_the_cluster_node_types():
     four = resources.demand(spec_of(workers={"count": 4, "cpu": 1}))
-    with pytest.raises(UserError, match=r"workers\.cpu.*4 ranks asks for 4 CPU"):
+    with pytest.raises(UserError, match=r"workers\.cpu.*4 ranks asks for 4\.01 CPU"):
         resources.check_local(four, num_cpus=2)
     resources.check_local(resources.demand(spec_of()), num_cpus=2)  # 2 x 0.5 fits
+    # The trial's own process counts too: 2 ranks of a whole CPU leave it none of 2.
+    whole = resources.demand(spec_of(workers={"count": 2, "cpu": 1}))
+    with pytest.raises(UserError, match=r"workers\.cpu.*asks for 2\.01 CPU"):
+        resources.check_local(whole, num_cpus=2)
     types = {"head": {"CPU": 2.0, "GPU": 0.0}, "gpu": {"CPU": 8.0, "GPU": 1.0}}
     per_gpu = spec_of(workers={"count": 2, "gpu": 1, "cpu": 4})
     resources.check_node_types(resources.demand(per_gpu), types)  # one rank per GPU node
