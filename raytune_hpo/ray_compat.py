@@ -442,6 +442,71 @@ def stop_tune_gracefully() -> bool:
     return True
 
 
+# ---------------------------------------------------------------------------- usage tags
+# Ray 2.60: the callbacks Ray's own tag counts by name (``usage._count_callbacks``), besides
+# Ray's default loggers.
+INTEGRATION_CALLBACKS = (
+    "WandbLoggerCallback",
+    "MLflowLoggerCallback",
+    "CometLoggerCallback",
+    "AimLoggerCallback",
+)
+
+
+def callback_counts(callbacks: Iterable[Any]) -> dict[str, int]:
+    """Ray 2.60: what ``ray.air._internal.usage._count_callbacks`` counts (a callback's class
+    name when it is one of Ray's, else ``CustomLoggerCallback`` or ``CustomCallback``), from
+    class names, without importing Ray's Comet, MLflow, Wandb and Aim integrations."""
+    from ray.tune import Callback
+    from ray.tune.logger import LoggerCallback
+    from ray.tune.utils.callback import DEFAULT_CALLBACK_CLASSES
+
+    named = {*INTEGRATION_CALLBACKS, *(c.__name__ for c in DEFAULT_CALLBACK_CLASSES)}
+    counts: dict[str, int] = {}
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            continue
+        name = type(callback).__name__
+        if name not in named:
+            name = (
+                "CustomLoggerCallback" if isinstance(callback, LoggerCallback) else "CustomCallback"
+            )
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+@contextlib.contextmanager
+def callbacks_tagged_by_name():
+    """Ray 2.60: while in this block, ``tune.run`` records its usage tag of the callbacks it is
+    given (``ray.air._internal.usage.tag_callbacks``) from ``callback_counts``. Ray's own count
+    imports its Comet, MLflow, Wandb and Aim integrations, and with them MLflow itself where
+    it is installed: 1.5-5 s before the first trial on the 2-core machine, in every sweep
+    (a sweep always passes callbacks; a bare ``Tuner`` without callbacks skips the tag)."""
+    import json
+
+    try:
+        from ray.air._internal import usage
+
+        original = usage.tag_callbacks
+        record, key = usage.record_extra_usage_tag, usage.TagKey.AIR_CALLBACKS
+    except (ImportError, AttributeError) as e:
+        raise changed("ray.air._internal.usage.tag_callbacks", e) from e
+
+    def tag_by_name(callbacks) -> bool:
+        if not callbacks:
+            return False
+        counts = callback_counts(callbacks)
+        if counts:
+            record(key, json.dumps(counts))
+        return True
+
+    usage.tag_callbacks = tag_by_name
+    try:
+        yield
+    finally:
+        usage.tag_callbacks = original
+
+
 # ---------------------------------------------------------------------------- loggers
 class RestoreHook(_LoggerBase):
     """Ray 2.60: mixin for Ray's ``LoggerCallback`` (before it in the bases): Ray copies a
@@ -461,6 +526,7 @@ __all__ = [
     "AUTH_SETUP_LOGGER",
     "HEAD_NODE_RESOURCE",
     "HTTP_AUTH_LOGGER",
+    "INTEGRATION_CALLBACKS",
     "PBT_HOOKS",
     "PBT_STATE_FIELDS",
     "SEARCHER_METRIC_ATTRS",
@@ -471,6 +537,8 @@ __all__ = [
     "RestoreHook",
     "add_points_to_evaluate",
     "agent_port_taken",
+    "callback_counts",
+    "callbacks_tagged_by_name",
     "changed",
     "checkpoint_result",
     "checkpoint_results",

@@ -89,9 +89,15 @@ def test_one_objective_is_the_single_objective_sweep_as_before():
     assert listed.spec.metric == "val_loss" and listed.spec.mode == "min"
     assert not listed.objectives.ranked
     assert listed.tune_objective() == {"metric": "val_loss", "mode": "min"}
-    assert type(listed.scheduler()).__name__ == "FIFOScheduler"
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+
+    from raytune_hpo.schedulers._moasha import MultiObjectiveASHA
+
+    fifo = listed.scheduler()
+    assert isinstance(fifo, FIFOScheduler) and not isinstance(fifo, AsyncHyperBandScheduler)
     asha = plan(scheduler={"name": "asha"})
-    assert type(asha.scheduler()).__name__ == "AsyncHyperBandScheduler"  # Ray's own
+    assert isinstance(asha.scheduler(), AsyncHyperBandScheduler)  # Ray's own
+    assert not isinstance(asha.scheduler(), MultiObjectiveASHA)
     assert "constraints" not in asha.spec.to_yaml()
 
 

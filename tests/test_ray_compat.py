@@ -10,6 +10,8 @@ import importlib
 import inspect
 import json
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -251,6 +253,14 @@ SYMBOLS = [
         "PopulationBasedTraining._trial_state, ._hyperparam_mutations",
         "pbt_state, pbt_mutations",
         lambda: _instance_attrs(_pbt, "_trial_state", "_hyperparam_mutations"),
+    ),
+    (
+        "ray.air._internal.usage.tag_callbacks, ._count_callbacks, .record_extra_usage_tag",
+        "callbacks_tagged_by_name, callback_counts",
+        lambda: [
+            _attr("ray.air._internal.usage", name)
+            for name in ("tag_callbacks", "_count_callbacks", "record_extra_usage_tag", "TagKey")
+        ],
     ),
     (
         "LoggerCallback._restore_from_remote",
@@ -544,3 +554,44 @@ def test_the_names_we_repeat_are_rays(ours, where, name):
     import raytune_hpo.names as names
 
     assert getattr(names, ours) == getattr(importlib.import_module(where), name)
+
+
+COUNT_TAGS = """
+import json, sys
+from ray.air._internal import usage
+from ray.tune import Callback
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, LoggerCallback
+from raytune_hpo import ray_compat
+from raytune_hpo.plan.loggers import record_loggers
+
+class Watch(Callback):
+    pass
+
+class Lines(LoggerCallback):
+    pass
+
+callbacks = [*record_loggers(), JsonLoggerCallback(), CSVLoggerCallback(), Watch(), Lines(), 3]
+recorded = []
+usage.record_extra_usage_tag = lambda key, value: recorded.append((key, value))
+with ray_compat.callbacks_tagged_by_name():
+    assert usage.tag_callbacks(callbacks) and not usage.tag_callbacks([])
+ours = ray_compat.callback_counts(callbacks)
+print(json.dumps({"mlflow": "mlflow" in sys.modules, "ours": ours, "recorded": recorded[0][1],
+                  "rays": dict(usage._count_callbacks(callbacks))}))
+"""
+
+
+def test_rays_usage_tag_of_our_callbacks_counts_what_rays_does_without_importing_mlflow():
+    pytest.importorskip("mlflow")
+    done = subprocess.run(
+        [sys.executable, "-c", COUNT_TAGS], capture_output=True, text=True, check=True
+    )
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not seen["mlflow"]  # counted while Ray's integrations stayed unimported
+    assert seen["ours"] == seen["rays"] == json.loads(seen["recorded"])
+    assert seen["ours"] == {
+        "CustomLoggerCallback": 3,  # the record loggers are subclasses of Ray's, and Lines
+        "JsonLoggerCallback": 1,
+        "CSVLoggerCallback": 1,
+        "CustomCallback": 1,
+    }

@@ -4,9 +4,11 @@ sweep imports only the searcher it names, and the overhead benchmark writes its 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -117,3 +119,57 @@ def test_the_overhead_benchmark_writes_its_json(tmp_path):
     for key in ("cli_wall_s_ratio", "cli_cpu_s_ratio", "run_sweep_wall_s_ratio"):
         assert set(result[key]) == {"median", "q1", "q3"} and result[key]["median"] > 0
     assert isinstance(result["cli_wall_s_extra_ms_per_trial"], float)
+
+
+@pytest.mark.integration  # a Ray of its own in a fresh process
+def test_a_sweep_of_a_user_function_imports_no_torch_tensorboardx_or_mlflow_in_the_driver(
+    tmp_path,
+):
+    """Ray's automatic TensorBoard logger imports tensorboardX and with it torch; Ray's usage
+    tag of the callbacks imports its MLflow integration and MLflow (docs/performance.md)."""
+    pytest.importorskip("mlflow")  # without it the probe cannot see the tag's import
+    (tmp_path / "noop.py").write_text(
+        "from ray import tune\n\ndef noop(config):\n    tune.report({'score': config['x']})\n"
+    )
+    probe = textwrap.dedent(
+        f"""
+        import sys
+        from raytune_hpo import SweepSpec, run_sweep
+        spec = SweepSpec.from_dict({{
+            "name": "imports", "metric": "score", "mode": "max", "num_samples": 2,
+            "space": {{"x": {{"type": "float", "low": 0.0, "high": 1.0}}}},
+            "trainable": {{"function": "noop.py:noop"}}, "storage_path": {str(tmp_path)!r},
+        }}, base_dir={str(tmp_path)!r})
+        result = run_sweep(spec, num_cpus=1)
+        assert (result.table["status"] == "OK").all()
+        print(sorted(m for m in ("torch", "tensorboardX", "mlflow") if m in sys.modules))
+        """
+    )
+    with tempfile.TemporaryDirectory(prefix="rt", dir="/tmp") as ray_tmp:  # short socket paths
+        env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+        env.pop("RAY_ADDRESS", None)
+        out = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300
+        )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.integration  # two processes, each with a Ray of its own
+def test_the_cheap_trials_benchmark_writes_its_json(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_cheap.py"
+    args = ["--slots", "2", "--rounds", "1", "--seconds", "0.1", "--noop", "", "--pairs", "1"]
+    subprocess.run(
+        [sys.executable, str(script), *args, "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (result,) = json.loads((tmp_path / "cheap-trials.json").read_text())["results"]
+    assert result["trials"] == 2 and result["slots"] == 2 and result["pairs"] == 1
+    for variant in ("bare", "ours"):
+        (run,) = result["runs"][variant]
+        assert run["wall_s"] > 0 and run["cpu_s"] > 0
+        assert 1 <= run["trial_processes"] <= 2 <= run["worker_processes"]
+    assert set(result["speedup_wall_s"]) == {"median", "q1", "q3"}

@@ -43,6 +43,14 @@ def test_asha_sweep_on_digits(ray_session, tmp_path):
     on_disk = pd.read_csv(f"{result.path}/{RESULTS_CSV}")
     assert list(on_disk["trial_id"]) == list(df["trial_id"])
     assert load_results(result.path).best_config == result.best_config
+    # Ray's automatic TensorBoard logger is off unless `loggers` names it (and with it the
+    # torch that importing tensorboardX costs the driver): each trial keeps its JSON and CSV.
+    from pathlib import Path
+
+    trials = [d for d in Path(result.path).iterdir() if d.is_dir() and "_" in d.name]
+    assert len(trials) == 6 and all((d / "result.json").is_file() for d in trials)
+    assert all((d / "progress.csv").is_file() for d in trials)
+    assert not list(Path(result.path).rglob("events.out.tfevents.*"))
 
 
 def test_kfold_sweep_reports_fold_mean_and_std(ray_session, tmp_path):

@@ -1,9 +1,9 @@
 """The sweep file's ``loggers``: Ray Tune's own logger callbacks, checked before Ray starts.
 
 - ``tensorboard``: ``ray.tune.logger.TBXLoggerCallback``, one event file per trial in its
-  directory. Ray adds this callback by itself whenever tensorboardX is installed (it comes with
-  ``ray[tune]``) unless ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``; naming it makes it required
-  (a one-line error without tensorboardX) and keeps it when Ray's automatic loggers are off.
+  directory, only when named (a one-line error without tensorboardX). A sweep runs with Ray's
+  automatic loggers off (``run.sweep._fit``), which would add it whenever tensorboardX is
+  installed and import torch into the driver for it.
 - ``mlflow``: ``ray.air.integrations.mlflow.MLflowLoggerCallback``, one MLflow run per trial
   (its config as params, every reported result as metrics by epoch). By default into a store
   inside the sweep directory, ``sqlite:///<sweep dir>/mlflow.db`` with artifacts under

@@ -285,11 +285,33 @@ class Interrupted(KeyboardInterrupt):
         self.path, self.result = path, result
 
 
+# Ray Tune adds its TensorBoard logger by itself unless this is "1": importing tensorboardX
+# imports torch into the driver (1.6 s of CPU on the 2-core machine) and every result is written
+# once more. The sweep's record loggers (JSON, CSV) are always given; TensorBoard only when
+# `loggers` names it (docs/performance.md).
+_NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+
+
 def _fit(tuner) -> tuple[Any, bool]:
-    """``tuner.fit()`` and whether a Ctrl-C ended it. Ray Tune catches the first SIGINT itself
-    (it saves the experiment state and returns normally) and then puts back the handler it
-    found: ours, which turns a second Ctrl-C into KeyboardInterrupt at once. So the handler in
-    place after fit tells whether Tune saw a SIGINT."""
+    """``tuner.fit()`` (without Ray's automatic loggers, Ray's usage tag of our callbacks taken
+    by name: ``ray_compat.callbacks_tagged_by_name``) and whether a Ctrl-C ended it."""
+    previous = os.environ.get(_NO_AUTO_LOGGERS)
+    os.environ[_NO_AUTO_LOGGERS] = "1"
+    try:
+        with ray_compat.callbacks_tagged_by_name():
+            return _fit_catching_sigint(tuner)
+    finally:
+        if previous is None:
+            os.environ.pop(_NO_AUTO_LOGGERS, None)
+        else:
+            os.environ[_NO_AUTO_LOGGERS] = previous
+
+
+def _fit_catching_sigint(tuner) -> tuple[Any, bool]:
+    """Ray Tune catches the first SIGINT itself (it saves the experiment state and returns
+    normally) and then puts back the handler it found: ours, which turns a second Ctrl-C into
+    KeyboardInterrupt at once. So the handler in place after fit tells whether Tune saw a
+    SIGINT."""
     if threading.current_thread() is not threading.main_thread():
         return tuner.fit(), False
 

@@ -21,9 +21,9 @@ LOSS_METRICS = ("val_loss", "train_loss")
 
 
 def _fifo(metric=None, mode=None):
-    from ray.tune.schedulers import FIFOScheduler
+    from raytune_hpo.schedulers._start_order import FIFO
 
-    return FIFOScheduler()
+    return FIFO()
 
 
 def _asha(
@@ -40,7 +40,7 @@ def _asha(
 ):
     """Asynchronous successive halving (Li et al., 2020); with ``objectives``, MO-ASHA
     (Schmucker et al., 2021), whose ``tie_break`` within a front is ``epsnet`` or ``crowding``."""
-    from ray.tune.schedulers import ASHAScheduler
+    from raytune_hpo.schedulers._start_order import ASHA
 
     _positive("grace_period", grace_period)
     _reduction("reduction_factor", reduction_factor)
@@ -61,7 +61,7 @@ def _asha(
             "objective and no constraints",
             field="tie_break",
         )
-    return ASHAScheduler(
+    return ASHA(
         time_attr=TIME_ATTR,
         metric=metric,
         mode=mode,

@@ -9,8 +9,10 @@ from typing import Any
 
 from ray.tune.schedulers import MedianStoppingRule, TrialScheduler
 
+from raytune_hpo.schedulers._start_order import NewestPendingFirst
 
-class MedianOrThreshold(MedianStoppingRule):
+
+class MedianOrThreshold(NewestPendingFirst, MedianStoppingRule):
     """Ray's median rule, plus a stop when the windowed mean loss is over a threshold."""
 
     def __init__(

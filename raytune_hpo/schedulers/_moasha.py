@@ -24,11 +24,12 @@ import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from raytune_hpo.objectives import Objectives, rank_points
+from raytune_hpo.schedulers._start_order import NewestPendingFirst
 
 TIE_BREAKS = ("epsnet", "crowding")
 
 
-class MultiObjectiveASHA(FIFOScheduler):
+class MultiObjectiveASHA(NewestPendingFirst, FIFOScheduler):
     """MO-ASHA on Ray's scheduler API: ``objectives`` (several, or one with constraints)
     rank the trials at each rung. ``seed`` seeds the bracket a new trial joins."""
 
