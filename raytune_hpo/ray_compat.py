@@ -266,6 +266,22 @@ def trial_actor(trial: Any) -> Any:
     return getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
 
 
+def seed_train_checkpoint(checkpoint: Any) -> bool:
+    """Ray 2.60 (Train V2): inside a rank of a run that has no checkpoint of its own, make
+    ``ray.train.get_checkpoint()`` return ``checkpoint`` (a ``ray.train.Checkpoint``), the one a
+    trial starts from (V2 refuses ``resume_from_checkpoint``). Sets the rank's ``TrainContext``
+    (``ray.train.v2._internal.execution.context``) ``checkpoint`` under its
+    ``report_order_condition``; whether it was set (False: the run has its own)."""
+    from ray.train.v2._internal.execution.context import get_train_context
+
+    context = get_train_context()
+    with context.report_order_condition:
+        if context.checkpoint is not None:
+            return False
+        context.checkpoint = checkpoint
+        return True
+
+
 def gpus_here() -> int:
     """Ray 2.60: the GPUs Ray's NVIDIA accelerator manager sees on this machine
     (``ray._private.accelerators``); 0 when it sees none or cannot look."""
@@ -390,6 +406,27 @@ def trial_storage(trial: Any) -> tuple[Any, str, str]:
     return storage.storage_filesystem, storage.trial_fs_path, storage.experiment_fs_path
 
 
+def is_worker_group_startup_timeout(error: BaseException) -> bool:
+    """Ray 2.60 (Train V2): whether ``error`` (a ``ControllerError``'s ``controller_failure``)
+    is ``WorkerGroupStartupTimeoutError`` (``ray.train.v2._internal.exceptions``): the ranks'
+    placement group was not ready within ``RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S``."""
+    from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+
+    return isinstance(error, WorkerGroupStartupTimeoutError)
+
+
+def session_trial_storage() -> tuple[Any, str]:
+    """Ray 2.60: inside a Tune trial, where its files live on the sweep's storage (every node
+    reaches it; ``get_trial_dir()`` is this node's staging copy): the pyarrow file system and
+    the trial's directory on it (the session's ``StorageContext``, ``ray.train._internal``)."""
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    if session is None:
+        raise RuntimeError("not inside a Tune trial")
+    return session.storage.storage_filesystem, session.storage.trial_fs_path
+
+
 def stop_tune_gracefully() -> bool:
     """Ray 2.60: end the running ``Tuner.fit`` as a Ctrl-C would: Tune saves the experiment
     state with every trial as it is (resumable: nothing marked finished) and returns. Only from
@@ -508,6 +545,7 @@ __all__ = [
     "experiment_list",
     "forget_live_trial",
     "gpus_here",
+    "is_worker_group_startup_timeout",
     "head_log_dir",
     "load_run_metadata",
     "mark_trial_to_checkpoint",
@@ -519,7 +557,9 @@ __all__ = [
     "reopen_variant_generator",
     "result_grid_trials",
     "result_line",
+    "seed_train_checkpoint",
     "session_staging_dir",
+    "session_trial_storage",
     "set_checkpoint_results",
     "set_metric_mode",
     "staging_dir",

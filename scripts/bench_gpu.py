@@ -354,7 +354,7 @@ def tune_section(args, cfg: dict[str, Any], cuda: bool, out: dict, section) -> N
     if counts:
         import ray
 
-        from raytune_hpo.train.fused_tune import train_fused
+        from raytune_hpo.train.entry import fused_members
         from raytune_hpo.train.trainable import train_cnn
 
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -374,9 +374,11 @@ def tune_section(args, cfg: dict[str, Any], cuda: bool, out: dict, section) -> N
             # One GPU shared by n trials, or the CPU's 2 cores (n = 1: one core, one thread).
             res = {"cpu": min(1.0, ncpu / n), "gpu": 1 / n if cuda else 0}
             fcfg = {**trial_cfg, "fused": n, "fused_wait_s": 60.0}
-            for kind, fn, c in (("packed", train_cnn, trial_cfg), ("fused", train_fused, fcfg)):
+            # Fused: the group holds the members' GPU shares through Ray, the trials none.
+            fused = (fused_members(res["gpu"]), fcfg, {**res, "gpu": 0})
+            for kind, (fn, c, r) in (("packed", (train_cnn, trial_cfg, res)), ("fused", fused)):
 
-                def run(fn=fn, c=c, n=n, res=res):
+                def run(fn=fn, c=c, n=n, res=r):
                     return _tune_throughput(fn, c, n, res, storage, n_train)
 
                 section(str(n), run, into=out[kind]["runs"], label=f"Tune {kind} {n}")

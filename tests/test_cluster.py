@@ -572,6 +572,81 @@ def test_submit_refuses_a_directory_over_rays_limit(cluster, laptop, tmp_path, c
     assert jobs.check_upload_size(str(sweep.parent), []) < 128 * 1024
 
 
+SWEEPS = Path(__file__).resolve().parents[1] / "specs" / "sweeps"
+
+
+def _submit_and_read(cluster, storage: Path, capsys, argv: list[str]) -> tuple[Path, str]:
+    """``submit --wait`` ``argv``; the sweep directory and what ``results`` says of it."""
+    rc = main(["submit", *argv, "--address", cluster["address"], "--wait"])
+    out = capsys.readouterr().out
+    assert rc == 0, out[-3000:]
+    assert "SUCCEEDED (exit code 0)" in out, out[-3000:]
+    (exp,) = storage.iterdir()
+    assert main(["results", str(exp)]) == 0
+    return exp, capsys.readouterr().out
+
+
+def test_submit_runs_two_rank_cnn_trials_under_asha(cluster, laptop, tmp_path, capsys):
+    """specs/sweeps/data-parallel-digits.yaml through the Job Submission API, its 2 ranks
+    spread over the two nodes (gloo between them)."""
+    storage = tmp_path / "shared"
+    exp, said = _submit_and_read(
+        cluster,
+        storage,
+        capsys,
+        [
+            str(SWEEPS / "data-parallel-digits.yaml"),
+            "--storage-path",
+            str(storage),
+            "--num-samples",
+            "3",
+            "--set",
+            "trainable.epochs=2",
+            "--set",
+            "scheduler.max_t=2",
+            "--set",
+            "workers.placement=SPREAD",
+        ],
+    )
+    df = pd.read_csv(exp / RESULTS_CSV)
+    assert len(df) == 3 and (df["status"] == "OK").all() and df["epochs"].between(1, 2).all()
+    rows = [r for rs in trial_histories(exp).values() for r in rs]
+    assert rows and {r["ranks"] for r in rows} == {2}  # every result is a 2-rank run's
+    assert "val_accuracy" in said
+    with capsys.disabled():
+        print(f"\n2-rank CNN trials under ASHA on the cluster:\n{said}")
+
+
+def test_submit_runs_a_users_two_rank_loop_under_pbt(cluster, laptop, tmp_path, capsys):
+    """specs/sweeps/data-parallel-pbt.yaml (the user's loop shipped with the sweep) through
+    the Job Submission API: 2 trials of 2 ranks at once on the two 1-CPU nodes."""
+    storage = tmp_path / "shared"
+    exp, said = _submit_and_read(
+        cluster,
+        storage,
+        capsys,
+        [
+            str(SWEEPS / "data-parallel-pbt.yaml"),
+            "--storage-path",
+            str(storage),
+            "--num-samples",
+            "2",
+            "--set",
+            "max_concurrent=2",
+            "--set",
+            "scheduler.quantile_fraction=0.5",
+            "--set",
+            "trainable.config.epochs=4",
+        ],
+    )
+    df = pd.read_csv(exp / RESULTS_CSV)
+    assert len(df) == 2 and (df["status"] == "OK").all() and (df["epochs"] == 4).all()
+    assert main(["results", str(exp), "--schedule"]) == 0
+    schedule = capsys.readouterr().out
+    with capsys.disabled():
+        print(f"\na user's 2-rank loop under PBT on the cluster:\n{said}\n{schedule}")
+
+
 # Last: it kills the module's worker node.
 def test_sweep_survives_losing_the_worker_node(cluster, laptop, tmp_path):
     sweep = {

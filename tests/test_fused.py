@@ -297,3 +297,115 @@ def test_a_sweep_file_with_fused_trials_trains_them_as_one_group(ray_session, tm
         for line in f.read_text().splitlines()
     ]
     assert members and max(members) == 2  # the two trials trained in one group
+
+
+# ------------------------------------------------------------------ the group's GPU, through Ray
+NODE = "ab" * 28  # a node id as Ray writes them
+
+
+def test_a_gpu_groups_actor_asks_ray_for_its_members_shares():
+    """The resource request itself (in process, no Ray): on a GPU the group asks for its
+    members' shares of one device and goes wherever that is free; on CPUs for nothing, on
+    its members' node. And a sweep's fused trials then ask Tune for no GPU of their own."""
+    from raytune_hpo.plan.assemble import assemble
+    from raytune_hpo.sweep.spec import SweepSpec
+    from raytune_hpo.train.fused_tune import group_options
+
+    quarter = group_options(gpu=0.25, size=4, node=NODE)
+    assert quarter["num_gpus"] == 1.0 and quarter["scheduling_strategy"] == "DEFAULT"
+    assert "runtime_env" not in quarter  # Ray sets CUDA_VISIBLE_DEVICES, not us
+    assert group_options(gpu=0.0625, size=4, node=NODE)["num_gpus"] == 0.25
+    assert group_options(gpu=0.5, size=4, node=NODE)["num_gpus"] == 1.0  # one device at most
+    cpu = group_options(gpu=0.0, size=4, node=NODE)
+    assert cpu["num_gpus"] == 0 and cpu["scheduling_strategy"].node_id == NODE
+    spec = SweepSpec.from_dict(
+        {
+            "trainable": {"model": "mlp", "fused": 4, "device": "cpu"},
+            "resources": {"cpu": 0.5, "gpu": 0.25},
+            "max_concurrent": 4,
+        }
+    )
+    trial = assemble(spec).tune_trainable()
+    assert trial.__name__ == "train_fused"
+    assert trial._resources.bundles == [{"CPU": 0.5}]  # the group holds the GPU
+
+
+LOGICAL_GPU = """
+import json, sys, threading, time
+import ray
+from raytune_hpo.run.sweep import run_sweep
+from raytune_hpo.sweep.spec import SweepSpec
+from raytune_hpo.train.fused_tune import NAMESPACE
+
+ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+seen, stop = [], threading.Event()
+
+def watch():
+    while not stop.is_set():
+        free = ray.available_resources().get("GPU", 0.0)
+        for a in ray.util.list_named_actors(all_namespaces=True):
+            if a["namespace"] == NAMESPACE:
+                try:
+                    group = ray.get_actor(a["name"], namespace=NAMESPACE)
+                    held = ray.get(group.held.remote(), timeout=10)
+                    seen.append({"held": held, "free": free})
+                except Exception:
+                    pass
+        time.sleep(0.2)
+
+t = threading.Thread(target=watch, daemon=True)
+t.start()
+spec = SweepSpec.from_dict({
+    "searcher": {"name": "grid"},
+    "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "grid": [1e-3, 3e-3]}},
+    "trainable": {"model": "mlp", "epochs": 2, "fused": 2, "fused_wait_s": 120.0, "device": "cpu"},
+    "resources": {"cpu": 0.5, "gpu": 0.5},
+    "max_concurrent": 2,
+    "storage_path": sys.argv[1],
+})
+table = run_sweep(spec).table
+stop.set(); t.join()
+deadline = time.monotonic() + 60
+while ray.available_resources().get("GPU", 0.0) < 1 and time.monotonic() < deadline:
+    time.sleep(0.2)
+print("RESULT " + json.dumps({
+    "ok": int((table["status"] == "OK").sum()),
+    "seen": seen,
+    "free_after": ray.available_resources().get("GPU", 0.0),
+}))
+"""
+
+
+@pytest.mark.integration
+def test_a_fused_group_holds_its_gpu_through_rays_resources(tmp_path):
+    """On a local Ray of its own with one logical GPU (no CUDA code runs: the members train on
+    the CPU): while the group of 2 half-GPU trials trains, Ray has given the group the whole
+    GPU (its assigned resources) and has none free; after the sweep the GPU is free again."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rg", dir="/tmp")
+    script = tmp_path / "logical_gpu.py"
+    script.write_text(LOGICAL_GPU)
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "runs")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert out.returncode == 0 and lines, out.stdout[-3000:] + out.stderr[-3000:]
+    got = json.loads(lines[-1][len("RESULT ") :])
+    assert got["ok"] == 2
+    assert got["seen"], "the group was never seen"
+    print(
+        f"group's resources while training: {got['seen'][-1]}; GPU free after: {got['free_after']}"
+    )
+    assert all(s["held"].get("GPU") == 1.0 for s in got["seen"])  # 2 members x 0.5
+    assert min(s["free"] for s in got["seen"]) == 0.0
+    assert got["free_after"] == 1.0

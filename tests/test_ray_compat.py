@@ -181,6 +181,34 @@ SYMBOLS = [
         ),
     ),
     (
+        "ray.train.v2._internal.exceptions.WorkerGroupStartupTimeoutError",
+        "is_worker_group_startup_timeout",
+        lambda: _attr("ray.train.v2._internal.exceptions", "WorkerGroupStartupTimeoutError"),
+    ),
+    (
+        "ray.train._internal.session.get_session().storage.trial_fs_path",
+        "session_trial_storage",
+        lambda: [
+            _attr("ray.train._internal.session", "get_session"),
+            _instance_attrs(_storage_context, "storage_filesystem", "trial_fs_path"),
+        ],
+    ),
+    (
+        "ray.train.v2._internal.execution.context.TrainContext.checkpoint",
+        "seed_train_checkpoint",
+        lambda: [
+            _attr("ray.train.v2._internal.execution.context", "get_train_context"),
+            _source_has(
+                _attr("ray.train.v2._internal.execution.context", "TrainContext", "get_checkpoint"),
+                "self.checkpoint",
+            ),
+            _source_has(
+                _attr("ray.train.v2._internal.execution.context", "TrainContext", "get_checkpoint"),
+                "self.report_order_condition",
+            ),
+        ],
+    ),
+    (
         "ray._private.accelerators.get_accelerator_manager_for_resource",
         "gpus_here",
         lambda: _attr("ray._private.accelerators", "get_accelerator_manager_for_resource"),

@@ -153,17 +153,7 @@ def check_workers(d: Draft) -> None:
 
 def _refuse_with_workers(d: Draft, cnn: bool) -> None:
     """What cannot run data-parallel: one line each."""
-    from raytune_hpo.schedulers import POPULATION
-
     spec = d.spec
-    scheduler = spec.scheduler.name if spec.scheduler else None
-    if scheduler in POPULATION:
-        raise UserError(
-            f"scheduler {scheduler} with workers: exploiting copies Tune checkpoints, and a "
-            "data-parallel trial's checkpoints are Ray Train's; allowed with workers: every "
-            "scheduler but pbt and pb2",
-            field=("scheduler", "name"),
-        )
     if isinstance(d.contract.function(), type) and not cnn:
         raise UserError(
             "a Trainable class cannot run on several ranks; with workers name a function "

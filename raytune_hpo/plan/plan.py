@@ -264,7 +264,15 @@ class Plan:
 
             loop = self.trainable.worker_loop()
             name = getattr(loop, "__name__", "train_loop_per_worker")
-            function = trial_function(loop, workers, name=f"{name}_x{workers.count}")
+            from raytune_hpo.schedulers import POPULATION
+
+            function = trial_function(
+                loop,
+                workers,
+                name=f"{name}_x{workers.count}",
+                to_tune=self.scheduler_name in POPULATION,  # exploits copy Tune's checkpoints
+                wait_s=self.spec.pending_timeout_s,  # ranks with no room: one line, not forever
+            )
             if self.proposes_own_values:
                 from raytune_hpo.searchers.plugin_guard import guard_trainable
 
@@ -275,6 +283,14 @@ class Plan:
         if res.memory_gb:
             resources["memory"] = res.memory_gb * 1024**3
         function = self.trainable.function()
+        from raytune_hpo.train.cnn import CNNTrainable
+
+        fused = isinstance(self.trainable, CNNTrainable) and self.trainable.settings.fused > 1
+        if res.gpu and fused:
+            from raytune_hpo.train.entry import fused_members
+
+            # Fused trials: their group holds their GPU shares through Ray, they hold none.
+            function, resources["gpu"] = fused_members(res.gpu), 0
         if self.proposes_own_values:
             from raytune_hpo.searchers.plugin_guard import guard_trainable
 

@@ -73,6 +73,7 @@ class Demand:
     ranks: int = 1
     placement: str = "PACK"
     field: str = "resources"
+    own_cpu: float = 0.0  # with workers: the trial's own process beside its ranks (0.01)
 
     @property
     def total(self) -> Demand:
@@ -89,7 +90,17 @@ def demand(spec) -> Demand:
     if w is None:
         r = spec.resources
         return Demand(cpu=r.cpu, gpu=r.gpu, memory_gb=r.memory_gb)
-    return Demand(w.cpu, w.gpu, w.memory_gb, ranks=w.count, placement=w.placement, field="workers")
+    from raytune_hpo.train.distributed import TRIAL_RESOURCES
+
+    return Demand(
+        w.cpu,
+        w.gpu,
+        w.memory_gb,
+        ranks=w.count,
+        placement=w.placement,
+        field="workers",
+        own_cpu=TRIAL_RESOURCES["cpu"],
+    )
 
 
 def _as_demand(resources) -> Demand:
@@ -104,7 +115,9 @@ def check_local(resources, *, num_cpus: int | None = None) -> None:
     have = local_capacity(num_cpus)
     asked_by = _as_demand(resources)
     whole = asked_by.total
-    asked = {"cpu": whole.cpu, "gpu": whole.gpu, "memory_gb": whole.memory_gb or 0}
+    # All of it on this machine, the trial's own process too: 2 ranks of 1 CPU on 2 CPUs
+    # would pass without it, and their start would wait for a CPU that never frees.
+    asked = {"cpu": whole.cpu + whole.own_cpu, "gpu": whole.gpu, "memory_gb": whole.memory_gb or 0}
     who = f"a trial of {asked_by.ranks} ranks" if asked_by.ranks > 1 else "a trial"
     for key, unit in (("gpu", "GPU(s)"), ("cpu", "CPU(s)"), ("memory_gb", "GB of memory")):
         if asked[key] > have[key] + 1e-9:

@@ -107,18 +107,7 @@ class Guards:
         self.check = MetricCheck(list(checked), checked)
         self.stop = plan.stopper()  # the sweep's stop: criteria
         self.fail_fast = FailFast(spec.fail_fast, exp)
-        res = spec.resources
-        wanted = {"CPU": res.cpu, "GPU": res.gpu, "memory GB": res.memory_gb or 0}
-        self.watch = TrialWatch(
-            Limits(
-                trial_timeout_s=spec.trial_timeout_s,
-                stall_timeout_s=spec.stall_timeout_s,
-                pending_timeout_s=spec.pending_timeout_s,
-                time_budget_s=spec.time_budget_s,
-                resources=wanted,
-            ),
-            exp,
-        )
+        self.watch = TrialWatch(Limits.of(spec), exp)  # workers: all of a trial's ranks
 
     def stopper(self):
         from ray.tune.stopper import CombinedStopper

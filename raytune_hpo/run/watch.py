@@ -44,6 +44,24 @@ class Limits:
     pending_timeout_s: float | None = None
     time_budget_s: float | None = None
     resources: dict[str, float] = field(default_factory=dict)  # per trial, for the message
+    ranks: int = 1  # the trial's processes (workers.count): resources is all of theirs
+
+    @classmethod
+    def of(cls, spec: Any) -> Limits:
+        """A sweep's limits; what a trial asks for is all of its ranks' (``workers:``: ranks x
+        per-rank resources), else its ``resources:``."""
+        from raytune_hpo.run.resources import demand
+
+        asked = demand(spec)
+        whole = asked.total
+        return cls(
+            trial_timeout_s=spec.trial_timeout_s,
+            stall_timeout_s=spec.stall_timeout_s,
+            pending_timeout_s=spec.pending_timeout_s,
+            time_budget_s=spec.time_budget_s,
+            resources={"CPU": whole.cpu, "GPU": whole.gpu, "memory GB": whole.memory_gb or 0},
+            ranks=asked.ranks,
+        )
 
 
 class PendingStop(Stopper):
@@ -175,6 +193,8 @@ class TrialWatch(Callback):
 
 def pending_message(limits: Limits, bound: float) -> str:
     want = ", ".join(f"{k} {v:g}" for k, v in limits.resources.items() if v) or "its resources"
+    if limits.ranks > 1:
+        want = f"{want} in all, over {limits.ranks} ranks"
     try:
         import ray
 
@@ -188,4 +208,4 @@ def pending_message(limits: Limits, bound: float) -> str:
     )
 
 
-__all__ = ["Limits", "PendingStop", "TrialWatch"]
+__all__ = ["Limits", "PendingStop", "TrialWatch", "pending_message"]

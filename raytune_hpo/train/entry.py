@@ -5,6 +5,7 @@ loop. A driver that imported ``raytune_hpo.train.trainable`` paid for torch (abo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -22,6 +23,18 @@ def train_fused(config: dict[str, Any]) -> None:
     run(config)
 
 
+def fused_members(gpu: float) -> Callable[[dict[str, Any]], None]:
+    """``train_fused`` for trials that ask Tune for no GPU: their group holds ``gpu`` (each
+    member's share) of a device through Ray for them."""
+
+    def train_fused(config: dict[str, Any]) -> None:
+        from raytune_hpo.train.fused_tune import train_fused as run
+
+        run(config, gpu=gpu)
+
+    return train_fused
+
+
 def train_cnn_per_worker(config: dict[str, Any]) -> None:
     """``raytune_hpo.train.data_parallel.train_cnn_per_worker``: one rank of a data-parallel
     trial of the built-in CNN (Ray Train's ``train_loop_per_worker``)."""
@@ -30,4 +43,4 @@ def train_cnn_per_worker(config: dict[str, Any]) -> None:
     run(config)
 
 
-__all__ = ["train_cnn", "train_cnn_per_worker", "train_fused"]
+__all__ = ["fused_members", "train_cnn", "train_cnn_per_worker", "train_fused"]

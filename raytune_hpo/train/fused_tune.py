@@ -1,10 +1,13 @@
 """Fused trials under Ray Tune: each Tune trial is one member of a fused group.
 
-``train_fused(config)`` is a function trainable like ``train_cnn``. A trial holds its usual
-resources (e.g. 1/16 GPU) but does not train: it joins the group of the trials that share its
-device (same node and GPU), its ``group_key`` and its start epoch. The group is a named Ray actor
-(``FusedGroup``) on that node and GPU, created by the first member with no resources of its own:
-its members' shares pay for it. It waits up to ``fused_wait_s`` for ``fused`` members, then
+``train_fused(config, gpu=share)`` is a function trainable like ``train_cnn``. A trial holds
+its CPUs but does not train: it joins the group of the trials that share its ``group_key`` and
+its start epoch (on CPUs: also its node). The group is a named Ray actor (``FusedGroup``)
+created by the first member. On a GPU the group itself holds its members' shares through Ray
+(``num_gpus`` = ``fused`` x ``gpu``, at most one device; the members ask Tune for no GPU), so
+Ray counts the GPU taken for as long as the group trains on it and gives the group its device
+(``CUDA_VISIBLE_DEVICES``); on CPUs it asks for nothing and runs on its members' node, whose
+CPUs they hold. It waits up to ``fused_wait_s`` for ``fused`` members, then
 trains them with ``FusedTrainer`` in lockstep epochs: epoch e starts when every member still in
 the group has asked for epoch e - ``fused_lookahead``. A trial asks for epoch e + 1 once Tune
 has let it continue after epoch e, so with lookahead 0 the group waits for Tune's decisions on
@@ -85,6 +88,12 @@ class FusedGroup:
                 if self.finished or member in self.left:
                     return ("error", f"fused group trains no epoch {epoch} for this trial")
                 self.cond.wait(1.0)
+
+    def held(self) -> dict[str, float]:
+        """What Ray gave this group (its assigned resources)."""
+        import ray
+
+        return dict(ray.get_runtime_context().get_assigned_resources())
 
     def leave(self, member: str) -> None:
         with self.cond:
@@ -169,13 +178,14 @@ class FusedGroup:
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
 
-def _group_name(config: dict, start_epoch: int, k: int) -> str:
+def _group_name(config: dict, start_epoch: int, k: int, *, on_gpu: bool) -> str:
     import ray
 
     from raytune_hpo.train.fused import group_key
 
     ctx = ray.get_runtime_context()
-    where = f"{ctx.get_job_id()}|{ctx.get_node_id()}|{ray.get_gpu_ids()}|{start_epoch}"
+    place = "gpu" if on_gpu else ctx.get_node_id()  # on CPUs: the members' node
+    where = f"{ctx.get_job_id()}|{place}|{start_epoch}"
     digest = hashlib.sha1((where + group_key(config)).encode()).hexdigest()[:16]
     return f"fused-{digest}-{k}"
 
@@ -187,35 +197,48 @@ def _actor_class():
     return ray.remote(FusedGroup)
 
 
-def _join(member: str, config: dict, state: TrialState | None):
-    """The handle of the open group for this trial, created if need be."""
-    import ray
+def group_options(*, gpu: float, size: int, node: str) -> dict[str, Any]:
+    """The group actor's Ray options. ``gpu`` (each member's share) above 0: the group holds
+    its members' shares of one device (``size`` x ``gpu``, at most 1), placed by Ray wherever
+    that is free; else no resources, on ``node`` (its members' CPUs pay for it)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    ctx = ray.get_runtime_context()
-    size = int(config.get("fused", defaults()["fused"]))
-    wait_s = float(config.get("fused_wait_s", defaults()["fused_wait_s"]))
-    lookahead = int(config.get("fused_lookahead", defaults()["fused_lookahead"]))
-    start = 0 if state is None else state.epoch
-    cpus = float(ctx.get_assigned_resources().get("CPU", 1.0))
-    gpus = [str(g) for g in ray.get_gpu_ids()]
     options: dict[str, Any] = {
         "namespace": NAMESPACE,
         "lifetime": "detached",  # outlives the trial that created it; exits when all left
         "get_if_exists": True,
         "num_cpus": 0,
-        "num_gpus": 0,
+        "num_gpus": min(1.0, gpu * size) if gpu > 0 else 0,
         "max_concurrency": _MAX_CONCURRENCY,
-        "scheduling_strategy": NodeAffinitySchedulingStrategy(ctx.get_node_id(), soft=False),
     }
-    if gpus:  # the group uses the GPU its members were given
-        options["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ",".join(gpus)}}
+    # An explicit strategy keeps the group out of its creator trial's placement group (Tune
+    # has a trial's children join it): "DEFAULT" places it by its own resources.
+    on_cpus = NodeAffinitySchedulingStrategy(node, soft=False)
+    options["scheduling_strategy"] = "DEFAULT" if gpu > 0 else on_cpus
+    return options
+
+
+def _join(member: str, config: dict, state: TrialState | None, *, gpu: float):
+    """The handle of the open group for this trial, created if need be."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    if ray.get_gpu_ids():
+        raise RuntimeError(
+            "a fused trial holds no GPU itself: its group holds the members' shares; ask Tune "
+            "for cpu only and pass the share as train_fused(config, gpu=share)"
+        )
+    size = int(config.get("fused", defaults()["fused"]))
+    wait_s = float(config.get("fused_wait_s", defaults()["fused_wait_s"]))
+    lookahead = int(config.get("fused_lookahead", defaults()["fused_lookahead"]))
+    start = 0 if state is None else state.epoch
+    cpus = float(ctx.get_assigned_resources().get("CPU", 1.0))
+    options = group_options(gpu=gpu, size=size, node=ctx.get_node_id())
     actor = _actor_class()
     for k in range(10_000):
+        name = _group_name(config, start, k, on_gpu=gpu > 0)
         for _attempt in range(3):  # a group that just finished may still hold its name
-            group = actor.options(name=_group_name(config, start, k), **options).remote(
-                size, wait_s, lookahead
-            )
+            group = actor.options(name=name, **options).remote(size, wait_s, lookahead)
             try:
                 joined = ray.get(group.join.remote(member, config, state, cpus))
                 break
@@ -228,15 +251,16 @@ def _join(member: str, config: dict, state: TrialState | None):
     raise RuntimeError("fused: found no group to join")
 
 
-def train_fused(config: dict[str, Any]) -> None:
+def train_fused(config: dict[str, Any], *, gpu: float = 0.0) -> None:
     """Ray Tune function trainable: this trial's member of a fused group; reports like
-    ``train_cnn`` (plus ``fused_members``, the group's size that epoch)."""
+    ``train_cnn`` (plus ``fused_members``, the group's size that epoch). ``gpu``: this
+    member's share of the group's GPU, which the group holds (the trial asks for none)."""
     import ray
     from ray import tune
 
     state = checkpoint.restore()
     member = tune.get_context().get_trial_id()
-    group = _join(member, config, state)
+    group = _join(member, config, state, gpu=gpu)
     epoch = 1 if state is None else state.epoch + 1
     last = int({**defaults(), **config}["epochs"])
     try:
