@@ -101,26 +101,6 @@ def test_a_sweep_imports_only_the_searcher_it_names(tmp_path):
     assert not others, f"imported without being named: {others}"
 
 
-@pytest.mark.integration  # three processes, each with a Ray of its own
-def test_the_overhead_benchmark_writes_its_json(tmp_path):
-    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_overhead.py"
-    subprocess.run(
-        [sys.executable, str(script), "--trials", "4", "--pairs", "1", "--out", str(tmp_path)],
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
-    doc = json.loads((tmp_path / "overhead.json").read_text())
-    (result,) = doc["results"]
-    assert result["trials"] == 4 and result["pairs"] == 1
-    for variant in ("cli", "run_sweep", "bare"):
-        (run,) = result["runs"][variant]
-        assert run["wall_s"] > 0 and run["cpu_s"] > 0
-    for key in ("cli_wall_s_ratio", "cli_cpu_s_ratio", "run_sweep_wall_s_ratio"):
-        assert set(result[key]) == {"median", "q1", "q3"} and result[key]["median"] > 0
-    assert isinstance(result["cli_wall_s_extra_ms_per_trial"], float)
-
-
 @pytest.mark.integration  # a Ray of its own in a fresh process
 def test_a_sweep_of_a_user_function_imports_no_torch_tensorboardx_or_mlflow_in_the_driver(
     tmp_path,
