@@ -1,5 +1,6 @@
 """At scale: a many-trial sweep's counts and statuses are exact in every command, running a
-sweep imports only the searcher it names, and the overhead benchmark writes its JSON."""
+sweep imports only the searcher it names (and no torch, tensorboardX or MLflow in the driver),
+and the cheap-trials benchmark writes its JSON."""
 
 from __future__ import annotations
 
