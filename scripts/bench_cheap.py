@@ -35,6 +35,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from bench_overhead import quartiles  # scripts/, beside this one: one summary of the pairs
+
 MARK = "bench-cheap: "  # the line a run prints with its trial processes
 
 TRAINABLE = """
@@ -139,14 +141,6 @@ def measure(variant: str, n: int, cpu: float, seconds: float) -> dict[str, float
     }
 
 
-def quartiles(xs: list[float]) -> dict[str, float]:
-    xs = sorted(xs)
-    if len(xs) == 1:
-        return {"median": xs[0], "q1": xs[0], "q3": xs[0]}
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return {"median": round(statistics.median(xs), 4), "q1": round(q[0], 4), "q3": round(q[2], 4)}
-
-
 def pairs(case: dict, count: int) -> dict:
     runs: dict[str, list[dict]] = {"bare": [], "ours": []}
     for i in range(count):
@@ -157,7 +151,8 @@ def pairs(case: dict, count: int) -> dict:
     out = {**case, "pairs": count, "runs": runs}
     for key in ("wall_s", "cpu_s"):
         ratios = [b[key] / o[key] for b, o in zip(runs["bare"], runs["ours"], strict=True)]
-        out[f"speedup_{key}"] = quartiles(ratios)  # bare / ours: above 1, ours is faster
+        summary = quartiles(ratios)  # bare / ours: above 1, ours is faster
+        out[f"speedup_{key}"] = {k: round(v, 4) for k, v in summary.items()}
     for variant in runs:
         out[f"{variant}_trials_per_s"] = round(
             statistics.median(r["trials_per_s"] for r in runs[variant]), 3
