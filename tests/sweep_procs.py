@@ -76,6 +76,18 @@ def ray_env(**extra: str) -> dict:
     return env
 
 
+def script_result(path: Path, script: str, *args: str, env: dict, timeout: float = 600):
+    """Write ``script`` to ``path`` and run it in a fresh process with ``args`` and ``env``: the
+    JSON of the last line it prints after ``RESULT `` (it must exit 0 and print one)."""
+    path.write_text(script)
+    out = subprocess.run(
+        [sys.executable, str(path), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert out.returncode == 0 and lines, out.stdout[-3000:] + out.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
 def start_head(env: dict, log: Path, *, cpus: int = 2, timeout: float = 120) -> tuple:
     """A Ray head on loopback (no dashboard), ready for drivers: ``(process, address)``."""
     port = free_port()

@@ -381,26 +381,15 @@ def test_a_fused_group_holds_its_gpu_through_rays_resources(tmp_path):
     """On a local Ray of its own with one logical GPU (no CUDA code runs: the members train on
     the CPU): while the group of 2 half-GPU trials trains, Ray has given the group the whole
     GPU (its assigned resources) and has none free; after the sweep the GPU is free again."""
-    import json
     import os
-    import subprocess
-    import sys
     import tempfile
+
+    from sweep_procs import script_result
 
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rg", dir="/tmp")
     script = tmp_path / "logical_gpu.py"
-    script.write_text(LOGICAL_GPU)
-    out = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "runs")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert out.returncode == 0 and lines, out.stdout[-3000:] + out.stderr[-3000:]
-    got = json.loads(lines[-1][len("RESULT ") :])
+    got = script_result(script, LOGICAL_GPU, str(tmp_path / "runs"), env=env)
     assert got["ok"] == 2
     assert got["seen"], "the group was never seen"
     print(

@@ -350,22 +350,12 @@ def test_ranks_that_find_no_room_fail_their_trial_in_one_line(tmp_path):
     environment variable): 2 ranks of half a CPU pass the check before Ray starts, but another
     job holds 1.5 of the 2 CPUs; instead of Train retrying for ever, the trial fails once
     pending_timeout_s has passed, with one line naming workers and what its ranks ask."""
-    import json
+    from sweep_procs import script_result
 
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="3", PYTHONPATH=str(REPO))
     script = tmp_path / "never_fits.py"
-    script.write_text(NEVER_FITS)
-    out = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "runs"), str(HERE)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert out.returncode == 0 and lines, out.stdout[-3000:] + out.stderr[-3000:]
-    (row,) = json.loads(lines[-1][len("RESULT ") :])
+    (row,) = script_result(script, NEVER_FITS, str(tmp_path / "runs"), str(HERE), env=env)
     print(f"the trial's line: {row['error']}")
     assert row["status"] == "ERROR"
     assert "RanksNeverPlaced" in row["error"] and "2 ranks (CPU 0.5 each" in row["error"]
