@@ -26,16 +26,13 @@ import importlib.util
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
-from bench_overhead import quartiles  # scripts/, beside this one: one summary of the pairs
+from bench_overhead import quartiles, timed  # scripts/, beside this one
 
 MARK = "bench-cheap: "  # the line a run prints with its trial processes
 
@@ -120,18 +117,12 @@ def measure(variant: str, n: int, cpu: float, seconds: float) -> dict[str, float
     ):
         env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
         env.pop("RAY_ADDRESS", None)
-        cmd = commands(Path(work), variant, n, cpu, seconds)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=7200)
-        wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        done, wall, cpu_s = timed(commands(Path(work), variant, n, cpu, seconds), env)
         if done.returncode != 0:
             raise RuntimeError(f"{variant} n={n}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         logs = Path(ray_tmp).glob("**/session_2*/logs/worker-*.out")  # not session_latest
         workers = len({p.name for p in logs})
         ran = trial_processes(variant, done.stdout, Path(work))
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {
         "wall_s": round(wall, 3),
         "cpu_s": round(cpu_s, 3),

@@ -117,16 +117,22 @@ def measure(variant: str, n: int) -> dict[str, float]:
     ):
         env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
         env.pop("RAY_ADDRESS", None)
-        cmd = command(variant, n, Path(work))
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=7200)
-        wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        done, wall, cpu = timed(command(variant, n, Path(work)), env)
     if done.returncode != 0:
         raise RuntimeError(f"{variant} n={n} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run ``cmd``: its result, wall seconds, and CPU seconds of it and every process it
+    started and reaped (``RUSAGE_CHILDREN``)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=7200)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return done, wall, cpu
 
 
 def quartiles(xs: list[float]) -> dict[str, float]:
