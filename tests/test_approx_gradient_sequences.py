@@ -27,7 +27,7 @@ SPACE = {
 }
 # The algorithm these sequences were recorded from: the paper's step, new walks for free
 # slots, categoricals walked in their list's order (the defaults before issue 37).
-PAPER = {"model": "none", "fill": "walks", "categorical": "ordered"}
+PAPER = {"model": "none", "fill": "walks", "categorical": "ordered", "design": 0}
 # name -> (seed, options, suggestions, trials in flight, warm start)
 RUNS = {
     "seed0": (0, {}, 60, 1, False),

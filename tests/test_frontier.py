@@ -203,30 +203,56 @@ def test_approx_gradient_newton_step_lands_on_a_parabolas_vertex():
     assert lat.line_point(centre, paper, 1) == (512,)  # one coarse step
 
 
-def test_approx_gradient_fills_free_slots_from_its_line_not_with_new_walks():
+def test_approx_gradient_fills_free_slots_from_its_line_then_explores():
     space = {f"x{i}": {"type": "float", "low": -1.0, "high": 1.0} for i in range(2)}
 
     def bowl(c):
         return (c["x0"] - 0.37) ** 2 + 3 * (c["x1"] + 0.21) ** 2
 
     runs = {}
-    for fill in ("line", "walks"):
+    for fill in ("explore", "line", "walks"):
         s = create_searcher(
             "approx_gradient", space=space, metric="loss", mode="min", seed=0, fill=fill
         )
-        live, best = [], math.inf
+        live, best, out = [], math.inf, []
         for i in range(40):
             while len(live) < 4:
                 cfg = s.suggest(f"t{len(live)}-{i}")
                 if not isinstance(cfg, dict):
                     break
                 live.append((f"t{len(live)}-{i}", cfg))
+            out.append(len(live))
             tid, cfg = live.pop(0)
             best = min(best, bowl(cfg))
             s.on_trial_complete(tid, {"loss": bowl(cfg)})
-        runs[fill] = (s._restarts + 1, best)
-    assert runs["line"][0] < runs["walks"][0]  # fewer walks share the budget
-    assert runs["line"][1] <= runs["walks"][1]
+        runs[fill] = (s._restarts + 1, best, min(out))
+    assert runs["explore"][0] < runs["line"][0] < runs["walks"][0]  # fewer walks share it
+    assert runs["explore"][2] == 4  # no slot left idle
+    assert runs["explore"][1] <= runs["walks"][1] and runs["line"][1] <= runs["walks"][1]
+
+
+def test_approx_gradient_first_walk_starts_at_the_best_design_point():
+    space = {f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(3)}
+
+    def loss(c):
+        return sum((v - 0.3) ** 2 for v in c.values())
+
+    s = create_searcher("approx_gradient", space=space, metric="loss", mode="min", seed=4)
+    seen = []
+    for i in range(6):
+        cfg = s.suggest(str(i))
+        seen.append(cfg)
+        s.on_trial_complete(str(i), {"loss": loss(cfg)})
+    design = seen[:4]  # dimensions + 1 scrambled-Sobol points
+    best = min(design, key=loss)
+    assert len({tuple(c.values()) for c in design}) == 4
+    for neighbour in seen[4:]:  # then the poll around the best of them, not a fresh point
+        assert sum(neighbour[k] != best[k] for k in space) == 1
+    paper = create_searcher(
+        "approx_gradient", space=space, metric="loss", mode="min", seed=4, design=0
+    )
+    first = [paper.suggest(str(i)) for i in range(2)]  # a walk at once: a centre, a neighbour
+    assert sum(first[0][k] != first[1][k] for k in space) == 1
 
 
 # ----------------------------------------------------------------------------- peers

@@ -237,7 +237,7 @@ def test_a_dotted_name_and_a_nested_path_are_two_parameters(name, tmp_path):
         assert 0.0 <= c["a.b"] <= 1.0 and 10.0 <= c["a"]["b"] <= 11.0, c
         assert 20.0 <= c["p%2Eq"] <= 21.0 and 30.0 <= c["p.q"] <= 31.0, c
     for get in (lambda c: c["a.b"], lambda c: c["a"]["b"], lambda c: c["p.q"]):
-        assert varied(cfgs, get) > 5  # each one is searched, none stuck at one value
+        assert varied(cfgs, get) >= 5  # each one is searched, none stuck at one value
 
 
 LIMITED = {"x": {"type": "float", "low": 0.0, "high": 1.0}}

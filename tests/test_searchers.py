@@ -242,7 +242,9 @@ def test_approx_gradient_never_repeats_and_finishes_on_the_grid():
 
 def test_approx_gradient_evaluates_a_neighbourhood_concurrently():
     space = {f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(3)}
-    s = ApproxGradientSearch(space, "loss", "min", seed=1, levels=5, walkers=1)
+    s = ApproxGradientSearch(
+        space, "loss", "min", seed=1, levels=5, walkers=1, design=0, fill="line"
+    )
     out = [s.suggest(f"n{i}") for i in range(8)]
     # The start point and its axis neighbours (up to 2d = 6) go out together; one walk waits.
     assert sum(isinstance(c, dict) for c in out) >= 4 and out[-1] is None

@@ -13,14 +13,21 @@ times; then the centre is a local optimum and the walk restarts. Start points ar
 scrambled-Sobol points snapped to the coarsest grid that still has an unevaluated point there.
 No configuration is evaluated twice.
 
-Several trials at once (``fill="line"``, the default): when every walk waits for results and
+The start design (``design``, default: the space's dimensions + 1): before the first walk,
+that many scrambled-Sobol grid points are evaluated (at once when slots are free), and a walk
+starts at the best design point no walk has used; a fresh Sobol point only when none is left.
+One random start point found a poor basin too often on multi-modal functions. With a warm
+start the earlier results stand for the design. ``design=0`` is the earlier behaviour.
+
+Several trials at once (``fill="explore"``, the default): when every walk waits for results and
 Tune asks for another trial, the slot takes a point the walk will want next: the line search's
 next multiples (2t, 4t) while it waits for t, then the axis neighbours of its best point so far
-(the poll of its likely next centre); only when no walk has such a point does a new walk start
-(``walkers`` caps their number). ``fill="walks"``, the earlier behaviour, starts a new walk
-whenever every walk waits: with 4 at once four walks shared 100 evaluations and the search fell
-from first to last on COCO (benchmarks/results/coco-bbob-5d). In a sequential run one walk runs
-at a time either way.
+(the poll of its likely next centre); when no walk has such a point the slot evaluates a new
+design point, which a later walk may start from. ``fill="line"`` starts a new walk there
+instead (``walkers`` caps their number), and ``fill="walks"``, the behaviour before that,
+starts a new walk whenever every walk waits: with 4 at once four walks shared 100 evaluations
+and the search fell from first to last on COCO (benchmarks/results/coco-bbob-5d). In a
+sequential run one walk runs at a time in every case.
 
 The step (``model="quadratic"``, the default): after a poll, a fine dimension whose centre
 and two neighbours curve upwards moves to the vertex of their parabola (the minimum of a
@@ -33,8 +40,8 @@ Unordered categoricals (``categorical="unordered"``, choices that are not all nu
 other choice is a neighbour, and a walk moves to the best of them; numbers keep their order
 (``_lattice``). ``categorical="ordered"`` walks a list of names by its order, as before.
 
-The paper's algorithm is ``model="none", fill="walks", categorical="ordered"`` (and one trial
-at a time).
+The paper's algorithm is ``model="none", fill="walks", categorical="ordered", design=0`` (and
+one trial at a time).
 
 ``FINISHED`` only when nothing is left: every point of
 the grid down to its finest spacing evaluated (in practice explicit grids, categoricals or a
@@ -76,7 +83,7 @@ from raytune_hpo.searchers._lattice import Index, Lattice, direction
 _STARTS = 256  # Sobol start points drawn at once (then uniform random ones)
 _ENUMERATE = 200_000  # grids up to this size are searched exhaustively for a free start
 MODELS = ("quadratic", "none")
-FILLS = ("line", "walks")
+FILLS = ("explore", "line", "walks")
 CATEGORICALS = ("unordered", "ordered")
 
 
@@ -118,10 +125,13 @@ class ApproxGradientSearch(UnitCubeSearcher):
         walkers: walks at once at most (None: as many as keep the trial slots busy).
         model: ``quadratic`` (a Newton step where the poll curves upwards) or ``none`` (the
             paper's finite-difference step).
-        fill: ``line`` (free slots take the walk's next line or poll points) or ``walks``
-            (free slots start new walks).
+        fill: ``explore`` (free slots take the walk's next line or poll points, else new design
+            points), ``line`` (the same, else new walks) or ``walks`` (free slots start new
+            walks).
         categorical: ``unordered`` (a categorical of names has every other choice as a
             neighbour) or ``ordered`` (the list's neighbours, the earlier behaviour).
+        design: scrambled-Sobol points evaluated before the first walk, which starts at their
+            best (None: the space's dimensions + 1; 0: none, the earlier behaviour).
         objectives: several objectives or constraints (the sweep gives them): scalarised,
             one weight vector per walk.
     """
@@ -129,9 +139,9 @@ class ApproxGradientSearch(UnitCubeSearcher):
     _saved: ClassVar[tuple[str, ...]] = (
         *("_levels", "_depth", "_max_restarts", "_max_walkers", "_loss", "_flight", "_flying"),
         *("_walks", "_starts", "_next_start", "local_optima", "_optima", "_restarts", "_done"),
-        *("_row", "_model", "_fill", "_hamming"),
+        *("_row", "_model", "_fill", "_hamming", "_design", "_probes", "_started"),
     )
-    _state_version = 3
+    _state_version = 4
     _added = {
         "_row": (2, {}),  # several objectives (version 2): evaluated points' rows
         # version 3: the Newton step, filling slots from the line, unordered categoricals (a
@@ -139,6 +149,10 @@ class ApproxGradientSearch(UnitCubeSearcher):
         "_model": (3, "none"),
         "_fill": (3, "walks"),
         "_hamming": (3, False),
+        # version 4: the start design (an earlier state continues without one)
+        "_design": (4, 0),
+        "_probes": (4, []),
+        "_started": (4, set()),
     }
     _derived = ("_lattice", "_weights_now")
 
@@ -155,8 +169,9 @@ class ApproxGradientSearch(UnitCubeSearcher):
         max_restarts: int | None = None,
         walkers: int | None = None,
         model: str = "quadratic",
-        fill: str = "line",
+        fill: str = "explore",
         categorical: str = "unordered",
+        design: int | None = None,
         objectives=None,
     ):
         super().__init__(
@@ -180,6 +195,11 @@ class ApproxGradientSearch(UnitCubeSearcher):
         self._max_restarts, self._max_walkers = max_restarts, walkers
         self._model, self._fill = model, fill
         self._hamming = categorical == "unordered"
+        if design is not None:
+            check.integer("design", design, 0)
+        self._design = design  # None: the space's dimensions + 1 (set when the space is known)
+        self._probes: list[tuple[Index, int]] = []  # design points launched: (point, depth)
+        self._started: set[Index] = set()  # keys of design points walks started at
         self._lattice: Lattice | None = None
         self._loss: dict[Index, float] = {}  # evaluated points, by key (Lattice.key)
         self._flight: dict[str, tuple[Index, Index]] = {}  # trial id -> (point, key)
@@ -199,8 +219,11 @@ class ApproxGradientSearch(UnitCubeSearcher):
         self._rebuild()
         starts = qmc.Sobol(self._space.dims, seed=self._rng).random(_STARTS)
         earlier, losses = self.prior
+        if self._design is None:
+            self._design = self._space.dims + 1
         if np.isfinite(losses).any():  # warm start: the first walk starts at the earlier best
             starts = np.vstack([earlier[int(np.argmin(losses))], starts])
+            self._design = 0  # the earlier results stand for the design
         self._starts = starts
 
     def _rebuild(self) -> None:
@@ -274,10 +297,39 @@ class ApproxGradientSearch(UnitCubeSearcher):
             return None
         return tuple(int(v) for v in free[self._rng.integers(len(free))]), self._depth
 
+    def _best_probe(self) -> tuple[Index, int] | None:
+        """The best evaluated design point no walk has started at or reached."""
+        key, taken = self._lat.key, {self._lat.key(w.centre) for w in self._walks}
+        best = None
+        for idx, depth in self._probes:
+            k = key(idx)
+            if k in self._started or k in taken or k in self._optima or k not in self._loss:
+                continue
+            if best is None or self._loss[k] < self._loss[key(best[0])]:
+                best = (idx, depth)
+        return best
+
+    def _designed(self) -> bool:
+        """Whether the design's points are evaluated (there may be more out)."""
+        key = self._lat.key
+        return sum(key(i) in self._loss for i, _ in self._probes) >= (self._design or 0)
+
+    def _probe(self) -> Index | None:
+        """A new design point (a free grid point at the next Sobol point)."""
+        start = self._new_start()
+        if start is None:
+            return None
+        self._probes.append(start)
+        return start[0]
+
     def _spawn(self) -> Walk | None:
         if self._max_restarts is not None and self._restarts >= self._max_restarts:
             return None
-        start = self._new_start()
+        start = self._best_probe()
+        if start is not None:
+            self._started.add(self._lat.key(start[0]))
+        else:
+            start = self._new_start()
         if start is None:
             return None
         self._restarts += 1
@@ -358,8 +410,11 @@ class ApproxGradientSearch(UnitCubeSearcher):
                     fresh = self._spawn()
                     if fresh is not None:
                         self._advance(fresh)
-        if not self._walks and not self._flying and self._spawn() is None:
-            self._done = True
+        if not self._walks and self._designed() and (not self._flying or self._design):
+            if self._spawn() is None and not self._flying:
+                self._done = True
+            elif self._walks:
+                self._advance(self._walks[-1])
 
     # ------------------------------------------------------------------ Searcher API
     def _launch(self, walk: Walk) -> Index | None:
@@ -383,13 +438,23 @@ class ApproxGradientSearch(UnitCubeSearcher):
     def _propose(self, trial_id: str) -> np.ndarray | str | None:
         if self._done:
             return Searcher.FINISHED
-        if not self._walks:
+        idx = None
+        if not self._walks and not self._designed():
+            idx = self._probe()  # the design, then more while its last points are out
+        elif not self._walks:
             self._update()
             if self._done:
                 return Searcher.FINISHED
+        if idx is not None:
+            key = self._lat.key(idx)
+            self._flight[trial_id] = (idx, key)
+            self._flying.add(key)
+            return self._space.to_unit(self._config_of(idx))
         idx = next((i for w in self._walks if (i := self._launch(w)) is not None), None)
-        if idx is None and self._fill == "line":
+        if idx is None and self._fill != "walks":
             idx = next((i for w in self._walks if (i := self._ahead(w)) is not None), None)
+        if idx is None and self._fill == "explore" and self._walks:
+            idx = self._probe()  # every walk waits: explore for the walks to come
         while idx is None and (self._max_walkers is None or len(self._walks) < self._max_walkers):
             walk = self._spawn()  # every walk waits: start another to keep the slot busy
             if walk is None:
