@@ -28,6 +28,7 @@ CONDITIONAL = {
     "opt": {"type": "categorical", "choices": ["sgd", "adam"]},
     "m": {"type": "float", "low": 0.0, "high": 1.0, "when": {"opt": "sgd"}},
 }
+WIDE_FLOATS = {f"x{i}": {"type": "float", "low": -5.0, "high": 5.0} for i in range(8)}
 TWO = Objectives.from_fields(["loss", "size"], ["min", "max"], {})
 
 
@@ -38,6 +39,8 @@ TWO = Objectives.from_fields(["loss", "size"], ["min", "max"], {})
         (FLOATS, 20, 1, None, "asha", "ngopt"),
         (FLOATS, 100, 4, None, "fifo", RULES[4].name),
         (FLOATS, 100, None, None, "fifo", RULES[4].name),  # unlimited: several at once
+        (WIDE_FLOATS, 100, 4, None, "fifo", "approx_gradient"),  # 8 parameters or more
+        (WIDE_FLOATS, 100, 1, None, "fifo", "ngopt"),
         (NAMES, 100, 1, None, "fifo", "approx_gradient"),
         (NAMES, 100, 8, None, "fifo", "approx_gradient"),
         (ORDINAL, 50, 1, None, "fifo", "approx_gradient"),  # discrete values only

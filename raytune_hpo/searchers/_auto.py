@@ -51,20 +51,35 @@ CATEGORICAL = Rule(
     "a categorical of names, or discrete values only (integers, choices)",
     "approx_gradient",
     "frontier-tabular (15 tabulated NN benchmarks, 100 evaluations: approx_gradient mean rank "
-    "2.76, tpe 3.09 of 7)",
+    "2.78, tpe 3.09 of 7)",
 )
 CONTINUOUS = Rule(
     "floats and integer ranges, one trial at a time",
     "ngopt",
-    "frontier-bbob-5d, frontier-bbob-10d (24 BBOB functions, 100 evaluations)",
+    "frontier-bbob-5d, frontier-bbob-10d (24 BBOB functions, 100 evaluations: ngopt mean rank "
+    "2.54 and 2.36 of 7)",
 )
+WIDE = 8  # parameters from which several trials at once go to approx_gradient (5: pso; 10: ag)
 CONTINUOUS_PARALLEL = Rule(
-    "floats and integer ranges, several trials at once",
+    f"floats and integer ranges, several trials at once, fewer than {WIDE} parameters",
     "pso",
-    "frontier-bbob-5d-c4 (24 BBOB functions in 5-D, 100 evaluations, 4 at once: NGOpt falls "
-    "behind our pso, approx_gradient and tpe)",
+    "frontier-bbob-5d-c4 (24 BBOB functions in 5-D, 100 evaluations, 4 at once: pso mean rank "
+    "2.95, approx_gradient and tpe 3.13, ngopt 4.04 of 7)",
 )
-RULES = (SEVERAL, CONDITIONAL, CATEGORICAL, CONTINUOUS, CONTINUOUS_PARALLEL)
+CONTINUOUS_PARALLEL_WIDE = Rule(
+    f"floats and integer ranges, several trials at once, {WIDE} parameters or more",
+    "approx_gradient",
+    "frontier-bbob-10d-c4 (24 BBOB functions in 10-D, 100 evaluations, 4 at once: "
+    "approx_gradient mean rank 2.67, pso 2.83, tpe 3.85 of 7)",
+)
+RULES = (
+    SEVERAL,
+    CONDITIONAL,
+    CATEGORICAL,
+    CONTINUOUS,
+    CONTINUOUS_PARALLEL,
+    CONTINUOUS_PARALLEL_WIDE,
+)
 
 
 @dataclass(frozen=True)
@@ -118,7 +133,8 @@ def choose(
     if names or only_discrete:
         return Choice(CATEGORICAL, facts)
     if concurrency is None or concurrency > 1:  # unlimited: as many as the resources allow
-        return Choice(CONTINUOUS_PARALLEL, facts)
+        wide = space.dims >= WIDE
+        return Choice(CONTINUOUS_PARALLEL_WIDE if wide else CONTINUOUS_PARALLEL, facts)
     return Choice(CONTINUOUS, facts)
 
 
