@@ -28,6 +28,10 @@ CONDITIONAL = {
     "opt": {"type": "categorical", "choices": ["sgd", "adam"]},
     "m": {"type": "float", "low": 0.0, "high": 1.0, "when": {"opt": "sgd"}},
 }
+DISCRETE_2X2 = {
+    "act": {"type": "categorical", "choices": ["relu", "tanh"]},
+    "bs": {"type": "categorical", "choices": [8, 16]},
+}
 WIDE_FLOATS = {f"x{i}": {"type": "float", "low": -5.0, "high": 5.0} for i in range(8)}
 TWO = Objectives.from_fields(["loss", "size"], ["min", "max"], {})
 
@@ -232,6 +236,42 @@ def test_approx_gradient_fills_free_slots_from_its_line_then_explores():
     assert runs["explore"][0] < runs["line"][0] < runs["walks"][0]  # fewer walks share it
     assert runs["explore"][2] == 4  # no slot left idle
     assert runs["explore"][1] <= runs["walks"][1] and runs["line"][1] <= runs["walks"][1]
+
+
+@pytest.mark.parametrize("fill", ["explore", "line", "walks"])
+@pytest.mark.parametrize("at_once", [1, 4])
+def test_approx_gradient_evaluates_a_small_grid_once_each_then_finishes(fill, at_once):
+    """A grid no bigger than the start design (or a walk that ends where it starts, every
+    neighbour known) must end in FINISHED, never in None with nothing out (a hung sweep)."""
+    spaces = [
+        {"a": {"type": "categorical", "choices": ["x"]}},
+        {"a": {"type": "categorical", "choices": ["x", "y"]}},
+        {"k": {"type": "int", "low": 1, "high": 3}},
+        {**DISCRETE_2X2, "k": {"type": "int", "low": 1, "high": 3}},
+    ]
+    for space in spaces:
+        s = create_searcher(
+            "approx_gradient", space=space, metric="loss", mode="min", seed=0, fill=fill
+        )
+        live, seen, asked, cfg = [], [], 0, None
+        while len(seen) < 100:
+            while len(live) < at_once:
+                cfg = s.suggest(f"t{asked}")
+                if not isinstance(cfg, dict):
+                    break
+                live.append((f"t{asked}", cfg))
+                seen.append(tuple(sorted(cfg.items())))
+                asked += 1
+            if not live:
+                break
+            tid, done = live.pop(0)
+            s.on_trial_complete(tid, {"loss": float(len(repr(sorted(done.items()))) % 7)})
+        size = math.prod(
+            len(p.get("choices", range(p.get("low", 0), p.get("high", 0) + 1)))
+            for p in space.values()
+        )
+        assert cfg == Searcher.FINISHED, (space, cfg)
+        assert len(seen) == len(set(seen)) == size
 
 
 def test_approx_gradient_first_walk_starts_at_the_best_design_point():

@@ -317,7 +317,8 @@ class ApproxGradientSearch(UnitCubeSearcher):
     def _probe(self) -> Index | None:
         """A new design point (a free grid point at the next Sobol point)."""
         start = self._new_start()
-        if start is None:
+        if start is None:  # no free point left: the design is what has been launched
+            self._design = min(self._design or 0, len(self._probes))
             return None
         self._probes.append(start)
         return start[0]
@@ -402,19 +403,24 @@ class ApproxGradientSearch(UnitCubeSearcher):
         self.local_optima.append((self._config_of(walk.centre), self._loss_known(walk.centre)))
         return False
 
+    def _start_walk(self) -> Walk | None:
+        """A new walk that has a point to evaluate; one that ends at once (every point around
+        its start known) is dropped and the next start tried. None: no start is left."""
+        while (walk := self._spawn()) is not None:
+            if self._advance(walk):
+                return walk
+            self._walks.remove(walk)
+        return None
+
     def _update(self) -> None:
         for walk in list(self._walks):
             if not self._advance(walk):
                 self._walks.remove(walk)
                 if self._max_walkers is None or len(self._walks) < self._max_walkers:
-                    fresh = self._spawn()
-                    if fresh is not None:
-                        self._advance(fresh)
-        if not self._walks and self._designed() and (not self._flying or self._design):
-            if self._spawn() is None and not self._flying:
-                self._done = True
-            elif self._walks:
-                self._advance(self._walks[-1])
+                    self._start_walk()
+        ready = not self._walks and self._designed() and (not self._flying or self._design)
+        if ready and self._start_walk() is None and not self._flying:
+            self._done = True
 
     # ------------------------------------------------------------------ Searcher API
     def _launch(self, walk: Walk) -> Index | None:
@@ -441,7 +447,7 @@ class ApproxGradientSearch(UnitCubeSearcher):
         idx = None
         if not self._walks and not self._designed():
             idx = self._probe()  # the design, then more while its last points are out
-        elif not self._walks:
+        if idx is None and not self._walks:
             self._update()
             if self._done:
                 return Searcher.FINISHED
@@ -456,10 +462,9 @@ class ApproxGradientSearch(UnitCubeSearcher):
         if idx is None and self._fill == "explore" and self._walks:
             idx = self._probe()  # every walk waits: explore for the walks to come
         while idx is None and (self._max_walkers is None or len(self._walks) < self._max_walkers):
-            walk = self._spawn()  # every walk waits: start another to keep the slot busy
+            walk = self._start_walk()  # every walk waits: start another to keep the slot busy
             if walk is None:
                 break
-            self._advance(walk)
             idx = self._launch(walk)
         if idx is None:
             return None if self._walks or self._flying else Searcher.FINISHED
