@@ -6,6 +6,7 @@ Submission API, secrets kept off every record, a worker node killed mid-sweep; a
 driver killed with SIGKILL, then `resume`."""
 
 import hashlib
+import importlib.util
 import json
 import os
 import secrets
@@ -45,6 +46,7 @@ from raytune_hpo.testing import drive
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
+ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 JOB_COMMANDS = (["submit"], ["status", "job"], ["logs", "job"], ["stop", "job"], ["list"])
 
@@ -187,12 +189,16 @@ def job_trial_nodes(cluster: dict, submission_id: str) -> set[str]:
     return {a["node_id"] for a in job_trial_actors(cluster, submission_id)}
 
 
-def epochs_on_node(cluster: dict, submission_id: str, node_id: str, exp: Path | None) -> int:
-    """The most results any trial has reported from an actor on ``node_id`` (matched by the
-    process id each result carries)."""
+def epochs_on_node(node: subprocess.Popen, exp: Path | None) -> int:
+    """The most results any trial has reported from a trial process of the node started as
+    ``node`` (its process tree read from /proc at once: ``ray list actors`` takes seconds under
+    load, and a short trial could end before the kill)."""
     if exp is None:
         return 0
-    pids = {a["pid"] for a in job_trial_actors(cluster, submission_id) if a["node_id"] == node_id}
+    spec = importlib.util.spec_from_file_location("kill_procs", ROOT / "scripts" / "kill_procs.py")
+    procs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(procs)
+    pids = set(procs.trial_workers(node.pid))
     rows = [r for rs in trial_histories(exp).values() for r in rs if r.get("pid") in pids]
     return max((r["training_iteration"] for r in rows), default=0)
 
@@ -661,7 +667,6 @@ def test_sweep_survives_losing_the_worker_node(cluster, laptop, tmp_path):
     spec = SweepSpec.from_dict(sweep)
     job = jobs.submit(spec, address=cluster["address"])
     storage = tmp_path / "shared"
-    worker_id = worker_node_id(cluster)
     deadline = time.monotonic() + 240
 
     def exp_dir():
@@ -669,10 +674,11 @@ def test_sweep_survives_losing_the_worker_node(cluster, laptop, tmp_path):
         return dirs[0] if len(dirs) == 1 else None
 
     # Wait (on a condition, not a clock) until a trial on the worker has checkpointed twice.
-    while epochs_on_node(cluster, job, worker_id, exp_dir()) < 2:
+    while (seen := epochs_on_node(cluster["worker"], exp_dir())) < 2:
         assert time.monotonic() < deadline, jobs.logs(job, address=cluster["address"])[-3000:]
-        time.sleep(0.5)
+        time.sleep(0.2)
     kill_group(cluster["worker"])  # the node dies with its trials
+    assert seen < 30, "the worker's trial ended before the kill: nothing to retry"
     info = jobs.follow(job, address=cluster["address"], out=lambda s: None)
     log = jobs.logs(job, address=cluster["address"])
     assert info["status"] == "SUCCEEDED", log[-3000:]

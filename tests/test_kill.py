@@ -117,4 +117,7 @@ def test_a_worker_node_killed_mid_epoch_costs_its_trials_an_epoch(tmp_path):
         kill_group(head)
     assert out["kills"] == 1 and out["failures"] == [], out
     assert out["lost"] == 0 and out["repeated"] == 0
-    assert out["epochs_redone"] == 0 and out["epochs_cut"] <= 1  # the one it ran on that node
+    # The one epoch the node's trial was in: cut while it ran, or finished and written to the
+    # ledger but its report not yet with the driver when the node died (the ledger's "end"
+    # comes before the report), so run again from the checkpoint before it.
+    assert out["epochs_redone"] + out["epochs_cut"] <= 1, out

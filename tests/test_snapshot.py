@@ -235,6 +235,9 @@ def test_exploits_the_kept_rows_do_not_show_are_dropped():
     later = {"trial_id": "a", "training_iteration": 4, "copied_at": 3}
     assert snapshot._exploits_shown([shown, later], rows) == 1
     assert snapshot._exploits_shown([later], rows) == 0
+    # A trial the snapshot does not know (started and exploited after it) starts again from
+    # its first step on resume, under the same id: none of its exploits happened.
+    assert snapshot._exploits_shown([shown], None) == 0
 
 
 def test_the_exploit_a_snapshot_left_pending_is_kept(tmp_path):

@@ -362,8 +362,8 @@ def _mend_schedule(
 
 
 def _exploits_shown(entries: list[dict], rows: list[dict] | None) -> int:
-    if rows is None:  # a trial the snapshot does not know: nothing to check it against
-        return len(entries)
+    if rows is None:  # unknown to the snapshot, or never reported there: it starts again
+        return 0
     n = 0
     for prev, row in zip(rows, rows[1:], strict=False):
         if n == len(entries):
