@@ -13,7 +13,7 @@ from ray.tune.search import Searcher
 from raytune_hpo.errors import UserError
 from raytune_hpo.objectives import Objectives
 from raytune_hpo.searchers import create_searcher
-from raytune_hpo.searchers._auto import RULES, choose
+from raytune_hpo.searchers._auto import choose
 from raytune_hpo.searchers._lattice import Lattice, direction
 from raytune_hpo.sweep.space import SearchSpace
 from raytune_hpo.testing import drive
@@ -41,13 +41,15 @@ TWO = Objectives.from_fields(["loss", "size"], ["min", "max"], {})
     [
         (FLOATS, 100, 1, None, "fifo", "ngopt"),
         (FLOATS, 20, 1, None, "asha", "ngopt"),
-        (FLOATS, 100, 4, None, "fifo", RULES[4].name),
-        (FLOATS, 100, None, None, "fifo", RULES[4].name),  # unlimited: several at once
+        (FLOATS, 100, 4, None, "fifo", "pso"),
+        (FLOATS, 100, None, None, "fifo", "pso"),  # unlimited: several at once
         (WIDE_FLOATS, 100, 4, None, "fifo", "approx_gradient"),  # 8 parameters or more
         (WIDE_FLOATS, 100, 1, None, "fifo", "ngopt"),
         (NAMES, 100, 1, None, "fifo", "approx_gradient"),
         (NAMES, 100, 8, None, "fifo", "approx_gradient"),
-        (ORDINAL, 50, 1, None, "fifo", "approx_gradient"),  # discrete values only
+        (ORDINAL, 50, 1, None, "fifo", "pso"),  # discrete values only
+        (ORDINAL, 50, 4, None, "fifo", "pso"),
+        ({**ORDINAL, "act": NAMES["act"]}, 50, 1, None, "fifo", "approx_gradient"),
         (CONDITIONAL, 60, 1, None, "fifo", "bayesopt"),
         (FLOATS, 100, 1, TWO, "fifo", "tpe"),
         (CONDITIONAL, 100, 2, TWO, "asha", "tpe"),  # several objectives come first
@@ -142,22 +144,28 @@ def dloss(c):
     return (c["act"] != "silu") + abs(math.log2(c["bs"]) - 5) + abs(c["k"] - 2)
 
 
-@pytest.mark.parametrize("out", [1, 4])
-def test_pso_never_repeats_a_configuration_of_a_discrete_space(out):
-    space = SearchSpace.from_dict(DISCRETE)  # 60 configurations
-    s = create_searcher("pso", space=DISCRETE, metric="loss", mode="min", seed=0)
-    live, seen, keys = [], 0, []
-    for i in range(200):
+def drive_out(s, n: int, f, out: int) -> list[dict]:
+    """Up to ``n`` suggestions with ``out`` at a time, the oldest completed first; stops at
+    FINISHED, or when nothing is out and none is given."""
+    live, cfgs = [], []
+    for i in range(n):
         cfg = s.suggest(f"t{i}")
         if cfg == Searcher.FINISHED or (cfg is None and not live):
             break
         if cfg is not None:
             live.append((f"t{i}", cfg))
-            keys.append(space.key(cfg))
+            cfgs.append(cfg)
         if cfg is None or len(live) >= out:
             tid, done = live.pop(0)
-            s.on_trial_complete(tid, {"loss": dloss(done)})
-            seen += 1
+            s.on_trial_complete(tid, {"loss": f(done)})
+    return cfgs
+
+
+@pytest.mark.parametrize("out", [1, 4])
+def test_pso_never_repeats_a_configuration_of_a_discrete_space(out):
+    space = SearchSpace.from_dict(DISCRETE)  # 60 configurations
+    s = create_searcher("pso", space=DISCRETE, metric="loss", mode="min", seed=0)
+    keys = [space.key(c) for c in drive_out(s, 200, dloss, out)]
     assert len(keys) == len(set(keys)) and len(keys) >= 15, len(keys)
     again = create_searcher("pso", space=DISCRETE, metric="loss", mode="min", seed=0, repeats=True)
     cfgs = drive(again, 60, f=dloss)
@@ -167,14 +175,69 @@ def test_pso_never_repeats_a_configuration_of_a_discrete_space(out):
 def test_pso_moves_an_unordered_categorical_only_to_its_attractors_choices():
     """Probabilities move towards the choices of evaluated points (the attractors), so a swarm
     of two never proposes a name neither of its first points had; an ordered coordinate
-    would pass the names that lie between them in the list."""
+    would pass the names that lie between them in the list. (``mutation=0`` and no restarts:
+    see below.)"""
     names = {"act": DISCRETE["act"], "x": {"type": "float", "low": 0.0, "high": 1.0}}
     for seed in range(4):
-        s = create_searcher("pso", space=names, metric="loss", mode="min", seed=seed, swarm_size=2)
+        s = create_searcher(
+            "pso",
+            space=names,
+            metric="loss",
+            mode="min",
+            seed=seed,
+            swarm_size=2,
+            mutation=0,
+            restart=False,
+        )
         cfgs = drive(s, 30, f=lambda c: (c["act"] != "elu") + c["x"])
         first = {c["act"] for c in cfgs[:2]}
         assert len(cfgs) > 6 and {c["act"] for c in cfgs} <= first, (first, cfgs)
         assert all(np.isclose(row.sum(), 1) and (row >= 0).all() for row in s._cat_p[0])
+
+
+def test_pso_mutation_tries_names_no_attractor_had():
+    """With the default mutation a swarm of two reaches names neither of its first points
+    had (NAS-Bench-201's operations: without it the swarm kept its first points' choices)."""
+    names = {"act": DISCRETE["act"], "x": {"type": "float", "low": 0.0, "high": 1.0}}
+    new = 0
+    for seed in range(4):
+        s = create_searcher("pso", space=names, metric="loss", mode="min", seed=seed, swarm_size=2)
+        cfgs = drive(s, 30, f=lambda c: (c["act"] != "elu") + c["x"])
+        new += len({c["act"] for c in cfgs} - {c["act"] for c in cfgs[:2]})
+    assert new >= 4
+
+
+OPS = {f"op{i}": {"type": "categorical", "choices": ["a", "b", "c", "d", "e"]} for i in range(4)}
+
+
+def ops_loss(c):
+    return sum(c[f"op{i}"] != "abcd"[i] for i in range(4))
+
+
+@pytest.mark.parametrize("out", [1, 4])
+def test_pso_on_names_only_runs_its_budget_without_repeats(out):
+    """A space of names only (625 configurations): the swarm's speed in them counts, and when
+    it stops the swarm starts again, so a long sweep gets only different configurations (the
+    speed read 0 after every move and the swarm ended after its first 8; a particle moved by a
+    restart was once proposed without the check for evaluated configurations)."""
+    space = SearchSpace.from_dict(OPS)
+    for seed in range(3):
+        s = create_searcher("pso", space=OPS, metric="loss", mode="min", seed=seed)
+        cfgs = drive_out(s, 250, ops_loss, out)
+        keys = {space.key(c) for c in cfgs}
+        assert len(keys) == len(cfgs) >= (250 if out == 1 else 200), (seed, len(keys), len(cfgs))
+        assert s.restarts >= 2 and min(ops_loss(c) for c in cfgs) == 0
+    paper = create_searcher("pso", space=OPS, metric="loss", mode="min", seed=0, restart=False)
+    first = drive_out(paper, 60, ops_loss, out)
+    assert len(first) < 60 and paper.suggest("z") == Searcher.FINISHED  # the paper's stop
+
+
+def test_pso_restarts_until_a_small_discrete_space_is_used_up():
+    space = SearchSpace.from_dict(DISCRETE_2X2)
+    s = create_searcher("pso", space=DISCRETE_2X2, metric="loss", mode="min", seed=0)
+    cfgs = drive(s, 50, f=lambda c: (c["act"] == "tanh") + c["bs"] / 16)
+    assert sorted(space.key(c) for c in cfgs) == sorted({space.key(c) for c in cfgs})
+    assert len(cfgs) == 4 and s.suggest("z") == Searcher.FINISHED
 
 
 # ----------------------------------------------------------------------------- approx_gradient

@@ -200,6 +200,7 @@ PAPER = dict(
     init="random",
     init_speed=0.0,
     stall=0,
+    restart=False,
     max_speed=math.inf,
 )
 

@@ -201,9 +201,15 @@ def test_converges_on_a_smooth_bowl_far_faster_than_random(cls, kw):
 
 
 def test_pso_finishes_when_the_swarm_stops():
-    s = PSOSearch(UNIT2, "loss", "min", seed=0, swarm_size=4, epsilon=0.01)
+    s = PSOSearch(UNIT2, "loss", "min", seed=0, swarm_size=4, epsilon=0.01, restart=False)
     n = len(drive_fn(s, bowl, 5000))
     assert n < 5000 and s.converged and s.suggest("x") == Searcher.FINISHED
+
+
+def test_pso_starts_again_when_the_swarm_stops():
+    s = PSOSearch(UNIT2, "loss", "min", seed=0, swarm_size=4, epsilon=0.01)
+    xs = drive_fn(s, bowl, 400)
+    assert len(xs) == 400 and s.restarts >= 1 and s.reseeded == 0
 
 
 def test_pso_is_asynchronous():

@@ -10,8 +10,15 @@ once without waiting for a generation.
 ``a_i`` is the particle's own best position (``attractor="personal"``, standard PSO) or, as in
 the paper, the best current position of the swarm (``"current"``); ``g_i`` the swarm's best
 (``topology="global"``, the paper) or the best of the particle and its two ring neighbours
-(``"ring"``, the lbest PSO of Kennedy & Mendes, 2002). The search stops (``FINISHED``) when
-every particle has moved and the swarm's largest speed falls below ``epsilon``.
+(``"ring"``, the lbest PSO of Kennedy & Mendes, 2002). The paper's search stops when every
+particle has moved and the swarm's largest speed falls below ``epsilon``. Here, by default
+(``restart=True``), the swarm starts again instead: every particle at a new random point, the
+swarm's best kept as its social attractor, as in restart strategies for evolutionary search
+(Auger & Hansen, 2005). The same happens when no particle can find a configuration not yet
+evaluated (discrete spaces). On the tabulated benchmarks (``frontier-tabular``) 37 of the 60
+runs without NAS-Bench-201 stopped after 34-97 of their 100 evaluations; now they run them all.
+``FINISHED`` only when a restart finds nothing new to evaluate (a small discrete space used up)
+or with ``restart=False``, the paper's rule.
 
 Defaults were chosen by measurement on the project's test functions at 60 sequential
 evaluations (``scripts/bench_searchers.py --tune``, benchmarks/results/searchers-tuning.json;
@@ -25,7 +32,7 @@ once, benchmarks/results/coco-bbob-5d/tuning.json), re-checked on instance 1 in 
 Re-seeding particles that have not improved their own best for ``stall`` moves made no
 difference at 60 evaluations and is off (it would also keep the swarm from ever stopping).
 The paper's settings: ``attractor="current", per_dimension=False, init="random",
-init_speed=0, max_speed=math.inf`` with its ``w``, ``phi_l``, ``phi_g``.
+init_speed=0, max_speed=math.inf, restart=False`` with its ``w``, ``phi_l``, ``phi_g``.
 
 Departure from the paper: initial velocities are uniform in [-init_speed, init_speed] rather
 than 0. With v0 = 0 the first particle to finish is both its own and the swarm's best, so it
@@ -55,7 +62,10 @@ operations) move as probabilities, one-hot, after the categorical PSO of Strasse
 ``v <- w v + u_l (e_a - p) + u_g (e_g - p)``, ``p <- p + v`` (clipped, renormalised), where e_a
 and e_g are one-hot vectors of the attractors' choices; its choice is drawn from p. A choice's
 place in the list means nothing. Categoricals of numbers keep their order (a coordinate like a
-range's). The swarm's speed in such a dimension is half the L1 norm of v.
+range's). The swarm's speed in such a dimension is half the L1 norm of v. The choice is drawn
+from ``(1 - mutation) p + mutation / n`` (``mutation=0.1``): without it the probabilities
+collapse onto the choices of the swarm's first points and a new choice is rarely tried
+(NAS-Bench-201's operations; ``frontier-tabular``). ``mutation=0`` draws from p alone.
 
 Several objectives or constraints (``objectives``): ParEGO's augmented Chebyshev scalarisation
 (``raytune_hpo.objectives.scalarise``, Knowles, 2006) with one weight vector per particle,
@@ -107,6 +117,11 @@ class PSOSearch(UnitCubeSearcher):
         init_speed: initial speeds are uniform in [-init_speed, init_speed] (0.3, in [0, 1]).
         repeats: evaluate a configuration again when a move lands on one already evaluated
             (False: such a move is not spent as an evaluation).
+        mutation: unordered categoricals: the share of the uniform distribution in the
+            probabilities a choice is drawn from (0.1, in [0, 1]).
+        restart: when the swarm would stop (it has converged, or no particle finds a
+            configuration not yet evaluated), every particle starts afresh at a random point
+            and the search goes on (True); False: ``FINISHED`` then, the paper's rule.
         objectives: several objectives or constraints (the sweep gives them): scalarised,
             one weight vector per particle.
     """
@@ -116,9 +131,10 @@ class PSOSearch(UnitCubeSearcher):
         *("_per_dim", "_stall", "_eps", "_vmax", "_x", "_v", "_pbest", "_pbest_loss"),
         *("_now_loss", "_now", "_gbest", "_gbest_loss", "_moves", "_stuck", "_idle"),
         *("_running", "reseeded", "_weights", "_pbest_row", "_now_row"),
-        *("_no_repeats", "_cat_p", "_cat_v"),
+        *("_no_repeats", "_cat_p", "_cat_v", "_mutation", "_restart", "restarts"),
+        "_restarted",
     )
-    _state_version = 3
+    _state_version = 4
     # Several objectives (version 2): each particle's weights, rows of its best and latest.
     # Version 3: no repeats on discrete spaces, unordered categoricals as probabilities (a state
     # of an earlier version continues as it ran: repeats allowed, categoricals ordered).
@@ -129,6 +145,10 @@ class PSOSearch(UnitCubeSearcher):
         "_no_repeats": (3, False),
         "_cat_p": (3, None),
         "_cat_v": (3, None),
+        "_mutation": (4, 0.0),
+        "_restart": (4, False),
+        "restarts": (4, 0),
+        "_restarted": (4, False),
     }
     # Conditional spaces: evaluated configurations (SearchSpace.key) -> loss (and row), from
     # the observations (earlier results included).
@@ -155,6 +175,8 @@ class PSOSearch(UnitCubeSearcher):
         max_speed: float = 0.5,
         init_speed: float = 0.3,
         repeats: bool = False,
+        mutation: float = 0.1,
+        restart: bool = True,
         objectives=None,
     ):
         super().__init__(
@@ -171,11 +193,16 @@ class PSOSearch(UnitCubeSearcher):
         check.positive("epsilon", epsilon)
         check.positive("max_speed", max_speed)
         check.within("init_speed", init_speed, 0, 1)
+        check.within("mutation", mutation, 0, 1)
         check.integer("stall", stall, 0)
         check.one_of("attractor", attractor, ATTRACTORS)
         check.one_of("topology", topology, TOPOLOGIES)
         check.one_of("init", init, INITS)
         self._v0 = init_speed
+        self._mutation = float(mutation)
+        self._restart = bool(restart)
+        self.restarts = 0  # swarm restarts so far
+        self._restarted = False  # a restart with no evaluation since (a second ends it)
         self._S, self._w, self._phi_l, self._phi_g = swarm_size, w, phi_l, phi_g
         self._attractor, self._topology, self._init = attractor, topology, init
         self._per_dim, self._stall = bool(per_dimension), stall
@@ -273,14 +300,18 @@ class PSOSearch(UnitCubeSearcher):
         return float(np.linalg.norm(set_up(self._v, "_v"), axis=1).max()) < self._eps
 
     def _propose(self, trial_id: str) -> np.ndarray | str | None:
-        if self.converged:
+        if self.converged and not self._start_again():
             return Searcher.FINISHED
         if not self._idle:
             return None  # every particle is being evaluated: ask again later
         if self._dedupe:
-            fresh = next((i for i in list(self._idle) if self._unseen(i)), None)
-            if self.converged:
-                return Searcher.FINISHED
+            fresh = self._fresh()
+            if self.converged:  # moves onto evaluated configurations slowed it down
+                if not self._start_again():
+                    return Searcher.FINISHED
+                fresh = self._fresh()  # every particle is somewhere else now
+            if fresh is None and not self._running and self._start_again():
+                fresh = self._fresh()
             if fresh is None:
                 return None if self._running else Searcher.FINISHED
             self._idle.remove(fresh)
@@ -289,6 +320,23 @@ class PSOSearch(UnitCubeSearcher):
         i = self._idle.pop(0)
         self._running[trial_id] = i
         return set_up(self._x, "_x")[i].copy()
+
+    def _fresh(self) -> int | None:
+        """The first idle particle that finds a configuration not yet evaluated (``_unseen``)."""
+        return next((i for i in list(self._idle) if self._unseen(i)), None)
+
+    def _start_again(self) -> bool:
+        """With ``restart``: every particle afresh at a random point (the swarm's best stays),
+        unless the last restart has not led to an evaluation yet; True if it restarted."""
+        if not self._restart or self._restarted:
+            return False
+        for i in range(self._S):
+            self._reseed(i)
+        self.reseeded -= self._S  # counted as a restart, not as stalled particles
+        set_up(self._moves, "_moves")[:] = 0  # the speed rule waits for the new swarm's moves
+        self.restarts += 1
+        self._restarted = True
+        return True
 
     def _unseen(self, i: int) -> bool:
         """Move particle i past configurations evaluated (it takes their loss) or being
@@ -328,6 +376,7 @@ class PSOSearch(UnitCubeSearcher):
             self._seen[self._key(u)] = loss
             if row is not None:
                 self._seen_rows[self._key(u)] = row
+        self._restarted = False
         i = self._running.pop(trial_id, None)
         if i is None:
             return  # a points_to_evaluate trial: it only informs the swarm's best
@@ -401,13 +450,13 @@ class PSOSearch(UnitCubeSearcher):
         for j, n in self._unordered().items():
             a = u_l[j] if np.ndim(u_l) and len(u_l) > 1 else float(np.ravel(u_l)[0])
             g = u_g[j] if np.ndim(u_g) and len(u_g) > 1 else float(np.ravel(u_g)[0])
-            p, eye = cat_p[j][i], np.eye(n)
+            p, eye = cat_p[j][i].copy(), np.eye(n)  # a copy: the row is set to q below
             e_a, e_g = eye[self._choice(local[j], n)], eye[self._choice(social[j], n)]
             v = self._w * cat_v[j][i] + a * (e_a - p) + g * (e_g - p)
             q = np.clip(p + v, 0.0, None)
             q = q / q.sum() if q.sum() > 0 else np.full(n, 1 / n)
             cat_v[j][i], cat_p[j][i] = q - p, q
-            c = int(self._rng.choice(n, p=q))
+            c = int(self._rng.choice(n, p=(1 - self._mutation) * q + self._mutation / n))
             xs[i, j] = (c + 0.5) / n
             vs[i, j] = 0.5 * np.abs(q - p).sum()  # its speed, for the stopping rule
 
