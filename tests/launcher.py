@@ -153,7 +153,7 @@ def bootstrap_config(gcs: int) -> dict:
 
 def start_head(tmp: Path, name: str = HEAD_CONFIG) -> Head:
     home = tmp / "head-home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)  # a second try after a port clash (tests/test_cluster.py)
     temp_dir = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths
     gcs, dash = free_port(), free_port()
     (home / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump(bootstrap_config(gcs)))

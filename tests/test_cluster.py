@@ -80,6 +80,26 @@ def head_args(gcs: int, dash: int) -> list[str]:
     ]
 
 
+PORT_CLASH = ("already occupied", "Address already in use")
+
+
+def up_on_free_ports(start, proc_of, wait, log: Path, tries: int = 3):
+    """``start()`` a node on ports ``free_port`` chose and ``wait`` for it; another Ray on this
+    machine (the other test worker's) may take a chosen port before the node binds it, and Ray
+    exits ("Failed to bind to 127.0.0.1:N because it's already occupied"): then again, on new
+    ports. ``proc_of(node)``: its process, killed before a new try."""
+    for attempt in range(tries):
+        node = start()
+        try:
+            wait(node)
+            return node
+        except AssertionError:
+            kill_group(proc_of(node))
+            clash = any(c in log.read_text() for c in PORT_CLASH)
+            if not clash or attempt == tries - 1:
+                raise
+
+
 def wait_for_dashboard(address: str, proc: subprocess.Popen, log: Path) -> None:
     """Until the dashboard answers at all (401 without a token counts)."""
     deadline = time.monotonic() + 180
@@ -103,12 +123,16 @@ def _ray_imported():
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cluster")
-    head = launcher.start_head(tmp)
+    head = up_on_free_ports(
+        lambda: launcher.start_head(tmp),
+        lambda h: h.proc,
+        lambda h: wait_for_dashboard(h.address, h.proc, tmp / "head.log"),
+        tmp / "head.log",
+    )
     worker = None
     # Ray's own CLI on the head (`ray list ...`): its token is in the head's home.
     env = {**head.env, "RAY_AUTH_MODE": "token"}
     try:
-        wait_for_dashboard(head.address, head.proc, tmp / "head.log")
         worker = launcher.start_worker(head, tmp, ip="127.0.0.2")
         deadline = time.monotonic() + 120
         while _alive_nodes(env, head.gcs) < 2:
@@ -351,16 +375,25 @@ def test_submit_to_a_head_whose_job_agent_cannot_bind_names_the_port(tmp_path, m
     `submit` reads the head's agent log (under the head's temp dir) and says so in one line,
     with the port and the `ray start` flag that moves it, without waiting AGENT_WAIT_S."""
     env = cluster_env()
-    gcs, dash = free_port(), free_port()
+    log = tmp_path / "head.log"
     with socket.socket() as held:
         held.bind(("0.0.0.0", 0))
         held.listen()
         port = held.getsockname()[1]
-        head = start_node(head_args(gcs, dash), env, tmp_path / "head.log", agent_port=port)
+
+        def start():
+            dash = free_port()
+            return start_node(head_args(free_port(), dash), env, log, agent_port=port), dash
+
+        head, dash = up_on_free_ports(
+            start,
+            lambda node: node[0],
+            lambda node: wait_for_dashboard(f"http://127.0.0.1:{node[1]}", node[0], log),
+            log,
+        )
         try:
             monkeypatch.setenv("RAY_AUTH_TOKEN", env["RAY_AUTH_TOKEN"])
             address = f"http://127.0.0.1:{dash}"
-            wait_for_dashboard(address, head, tmp_path / "head.log")
             monkeypatch.setattr(jobs, "AGENT_WAIT_S", 120)
             start = time.monotonic()
             rc = main(["submit", "--address", address])
