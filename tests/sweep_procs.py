@@ -90,31 +90,47 @@ def script_result(path: Path, script: str, *args: str, env: dict, timeout: float
 
 def start_head(env: dict, log: Path, *, cpus: int = 2, timeout: float = 120) -> tuple:
     """A Ray head on loopback (no dashboard), ready for drivers: ``(process, address)``."""
-    port = free_port()
-    head = start_node(
-        [
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            f"--port={port}",
-            f"--num-cpus={cpus}",
-            "--include-dashboard=false",
-            f"--ray-client-server-port={free_port()}",
-        ],
-        env,
-        log,
-    )
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        probe = subprocess.run(
-            [RAY, "status", f"--address={address}"], env=env, capture_output=True, text=True
-        )
-        if probe.returncode == 0 and "CPU" in probe.stdout:
-            return head, address
-        if head.poll() is not None or time.monotonic() > deadline:
-            kill_group(head)
-            raise AssertionError(log.read_text()[-2000:])
-        time.sleep(1)
+
+    def start():
+        port = free_port()
+        args = ["--head", "--node-ip-address=127.0.0.1", f"--port={port}", f"--num-cpus={cpus}"]
+        args += ["--include-dashboard=false", f"--ray-client-server-port={free_port()}"]
+        return start_node(args, env, log), f"127.0.0.1:{port}"
+
+    def wait(node):
+        head, address = node
+        deadline = time.monotonic() + timeout
+        while True:
+            probe = subprocess.run(
+                [RAY, "status", f"--address={address}"], env=env, capture_output=True, text=True
+            )
+            if probe.returncode == 0 and "CPU" in probe.stdout:
+                return
+            if head.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(log.read_text()[-2000:])
+            time.sleep(1)
+
+    return up_on_free_ports(start, lambda node: node[0], wait, log)
+
+
+PORT_CLASH = ("already occupied", "Address already in use")
+
+
+def up_on_free_ports(start, proc_of, wait, log: Path, tries: int = 3):
+    """``start()`` a node on ports ``free_port`` chose and ``wait`` for it; another Ray on this
+    machine (the other test worker's) may take a chosen port before the node binds it, and Ray
+    exits ("Failed to bind to 127.0.0.1:N because it's already occupied"): then again, on new
+    ports. ``proc_of(node)``: its process, killed before a new try."""
+    for attempt in range(tries):
+        node = start()
+        try:
+            wait(node)
+            return node
+        except AssertionError:
+            kill_group(proc_of(node))
+            clash = any(c in log.read_text() for c in PORT_CLASH)
+            if not clash or attempt == tries - 1:
+                raise
 
 
 def start_run(sweep: Path, storage: Path, tmp: Path, *extra: str) -> subprocess.Popen:

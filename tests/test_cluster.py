@@ -32,6 +32,7 @@ from sweep_procs import (
     start_node,
     start_run,
     trial_histories,
+    up_on_free_ports,
 )
 
 from raytune_hpo import ray_compat
@@ -78,26 +79,6 @@ def head_args(gcs: int, dash: int) -> list[str]:
         f"--dashboard-port={dash}",
         f"--ray-client-server-port={free_port()}",
     ]
-
-
-PORT_CLASH = ("already occupied", "Address already in use")
-
-
-def up_on_free_ports(start, proc_of, wait, log: Path, tries: int = 3):
-    """``start()`` a node on ports ``free_port`` chose and ``wait`` for it; another Ray on this
-    machine (the other test worker's) may take a chosen port before the node binds it, and Ray
-    exits ("Failed to bind to 127.0.0.1:N because it's already occupied"): then again, on new
-    ports. ``proc_of(node)``: its process, killed before a new try."""
-    for attempt in range(tries):
-        node = start()
-        try:
-            wait(node)
-            return node
-        except AssertionError:
-            kill_group(proc_of(node))
-            clash = any(c in log.read_text() for c in PORT_CLASH)
-            if not clash or attempt == tries - 1:
-                raise
 
 
 def wait_for_dashboard(address: str, proc: subprocess.Popen, log: Path) -> None:
