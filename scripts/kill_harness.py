@@ -352,14 +352,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=400)
     p.add_argument("--quick", action="store_true", help="the tests' short run")
     p.add_argument("--keep", action="store_true", help="keep the cases' files")
-    p.add_argument("--fork", action="store_true", help="fork drivers from a zygote (--quick)")
+    p.add_argument(
+        "--fork",
+        action="store_true",
+        help="fork drivers from a zygote (faster; but they share Ray's ID generator, see "
+        "kill_procs.Zygote: two starting at once can crash in Ray)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--address", help="a Ray head to use (its RAY_AUTH_TOKEN in the environment)")
     p.add_argument("--head-pid", type=int, help="that head's process (worker kills find trials)")
     args = p.parse_args(argv)
     if args.quick:
         args.kills, args.families, args.storage, args.s3_kills = 3, ",".join(QUICK), "local,s3", 2
-        args.truncate, args.fork = True, True
+        args.truncate = True
         args.samples, args.steps, args.step_s, args.parallel = 5, 5, 0.25, 4
     return args
 

@@ -100,6 +100,11 @@ class Forked:
 
 
 class Zygote:
+    """Drivers forked from one process that imported what they import. Importing ray.tune
+    seeds Ray's random ID generator (C++, Ray 2.60), so every forked driver draws the same
+    worker and object ids: two drivers starting at once crashed in Ray's object-store warmup
+    ("Seal() called on an object without a reference to it"). ``--quick`` no longer forks."""
+
     def __init__(self, env: dict) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", ZYGOTE],
