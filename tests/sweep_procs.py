@@ -4,6 +4,7 @@ start Ray nodes of a test's own on free ports (cluster tests)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import json
 import os
@@ -19,14 +20,21 @@ RAY = str(Path(sys.executable).with_name("ray"))
 CLUSTER = Path(__file__).resolve().parent.parent / "cluster"
 
 
-def spot_drain():
-    """cluster/spot_drain.py, the script the launcher configs run on their workers."""
+@functools.cache
+def load_file(path: Path):
+    """The module in the file ``path`` (a script of the project's, not a package), loaded
+    once."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("spot_drain", CLUSTER / "spot_drain.py")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def spot_drain():
+    """cluster/spot_drain.py, the script the launcher configs run on their workers."""
+    return load_file(CLUSTER / "spot_drain.py")
 
 
 def free_port() -> int:

@@ -6,7 +6,6 @@ Submission API, secrets kept off every record, a worker node killed mid-sweep; a
 driver killed with SIGKILL, then `resume`."""
 
 import hashlib
-import importlib.util
 import json
 import os
 import secrets
@@ -29,6 +28,7 @@ from sweep_procs import (
     free_port,
     kill_after,
     kill_group,
+    load_file,
     start_node,
     start_run,
     trial_histories,
@@ -200,10 +200,7 @@ def epochs_on_node(node: subprocess.Popen, exp: Path | None) -> int:
     load, and a short trial could end before the kill)."""
     if exp is None:
         return 0
-    spec = importlib.util.spec_from_file_location("kill_procs", ROOT / "scripts" / "kill_procs.py")
-    procs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(procs)
-    pids = set(procs.trial_workers(node.pid))
+    pids = set(load_file(ROOT / "scripts" / "kill_procs.py").trial_workers(node.pid))
     rows = [r for rs in trial_histories(exp).values() for r in rs if r.get("pid") in pids]
     return max((r["training_iteration"] for r in rows), default=0)
 

@@ -10,7 +10,6 @@ and the long run of the harness.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sweep_procs import kill_group, ray_env, start_head, start_node
+from sweep_procs import kill_group, load_file, ray_env, start_head, start_node
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "kill_harness.py"
@@ -28,10 +27,7 @@ pytestmark = pytest.mark.integration
 
 
 def harness():
-    spec = importlib.util.spec_from_file_location("kill_harness", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(SCRIPT)
 
 
 @pytest.fixture(scope="module")
