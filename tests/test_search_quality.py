@@ -247,6 +247,10 @@ def test_pso_default_swarm_starts_on_a_latin_hypercube():
 def test_pso_rejects_unknown_choices():
     with pytest.raises(ValueError, match="topology: got 'star'; allowed: global, ring"):
         PSOSearch(UNIT2, topology="star")
+    with pytest.raises(ValueError, match="restart: must be true or false, got 'maybe'"):
+        PSOSearch(UNIT2, restart="maybe")  # a YAML string would otherwise read as true
+    with pytest.raises(ValueError, match=r"mutation: must lie in \[0, 1\], got 2"):
+        PSOSearch(UNIT2, mutation=2)
 
 
 def test_pso_reseeds_stalled_particles():

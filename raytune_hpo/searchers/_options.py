@@ -31,9 +31,14 @@ def positive(field: str, value: Any) -> None:
         raise UserError(f"must be > 0, got {value!r}", field=field)
 
 
+def boolean(field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise UserError(f"must be true or false, got {value!r}", field=field)
+
+
 def one_of(field: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise UserError(f"got {value!r}; allowed: {', '.join(allowed)}", field=field)
 
 
-__all__ = ["integer", "one_of", "positive", "within"]
+__all__ = ["boolean", "integer", "one_of", "positive", "within"]

@@ -194,18 +194,21 @@ class PSOSearch(UnitCubeSearcher):
         check.positive("max_speed", max_speed)
         check.within("init_speed", init_speed, 0, 1)
         check.within("mutation", mutation, 0, 1)
+        flags = {"per_dimension": per_dimension, "repeats": repeats, "restart": restart}
+        for name, flag in flags.items():
+            check.boolean(name, flag)
         check.integer("stall", stall, 0)
         check.one_of("attractor", attractor, ATTRACTORS)
         check.one_of("topology", topology, TOPOLOGIES)
         check.one_of("init", init, INITS)
         self._v0 = init_speed
         self._mutation = float(mutation)
-        self._restart = bool(restart)
+        self._restart = restart
         self.restarts = 0  # swarm restarts so far
         self._restarted = False  # a restart with no evaluation since (a second ends it)
         self._S, self._w, self._phi_l, self._phi_g = swarm_size, w, phi_l, phi_g
         self._attractor, self._topology, self._init = attractor, topology, init
-        self._per_dim, self._stall = bool(per_dimension), stall
+        self._per_dim, self._stall = per_dimension, stall
         self._eps, self._vmax = epsilon, max_speed
         # The swarm (S x d positions, speeds, bests; S losses): None until _setup.
         self._x: np.ndarray | None = None
