@@ -178,8 +178,11 @@ class Lattice:
         return out
 
     def line_point(self, centre: Index, direction: np.ndarray, t: int) -> Index:
-        """``centre + t * direction``, rounded to the grid and kept inside it."""
-        target = np.rint(np.array(centre) + t * direction).astype(int)
+        """``centre + t * direction``, rounded to the grid and kept inside it (kept inside
+        before rounding: a Newton step of a nearly flat parabola can be ~1e17 steps long, and
+        past int64 the cast wrapped to the wrong end)."""
+        spans = np.array([self.span(j) for j in range(len(centre))], dtype=float)
+        target = np.rint(np.clip(np.array(centre) + t * direction, 0.0, spans)).astype(int)
         for j in range(len(centre)):
             if self.is_unordered(j):  # a jump to the chosen choice, whatever the multiple
                 target[j] = centre[j] + (int(direction[j]) if t else 0)
