@@ -41,9 +41,9 @@ TWO = Objectives.from_fields(["loss", "size"], ["min", "max"], {})
     [
         (FLOATS, 100, 1, None, "fifo", "ngopt"),
         (FLOATS, 20, 1, None, "asha", "ngopt"),
-        (FLOATS, 100, 4, None, "fifo", "pso"),
-        (FLOATS, 100, None, None, "fifo", "pso"),  # unlimited: several at once
-        (WIDE_FLOATS, 100, 4, None, "fifo", "approx_gradient"),  # 8 parameters or more
+        (FLOATS, 100, 4, None, "fifo", "approx_gradient"),
+        (FLOATS, 100, None, None, "fifo", "approx_gradient"),  # unlimited: several at once
+        (WIDE_FLOATS, 100, 4, None, "fifo", "approx_gradient"),
         (WIDE_FLOATS, 100, 1, None, "fifo", "ngopt"),
         (NAMES, 100, 1, None, "fifo", "approx_gradient"),
         (NAMES, 100, 8, None, "fifo", "approx_gradient"),
@@ -81,7 +81,7 @@ def test_auto_builds_the_chosen_searcher_and_continues_it_after_a_restore(tmp_pa
     drive(s, 6, f=f)
     s.save(str(tmp_path / "auto.pkl"))
     again = create_searcher("auto", space=FLOATS, metric="loss", mode="min", seed=9, budget=5)
-    assert again.choice.name == "pso"  # no max_concurrent: several at once
+    assert again.choice.name == "approx_gradient"  # no max_concurrent: several at once
     again.restore(str(tmp_path / "auto.pkl"))  # everything from the file
     assert again.choice.name == "ngopt" and again.inner.optimizer.budget == 30
     assert drive(again, 5, start=50, f=f) == drive(s, 5, start=50, f=f)
@@ -259,6 +259,16 @@ def test_lattice_unordered_choices_are_all_neighbours_numbers_keep_their_order()
     assert step[0] == 4 and lat.line_point(centre, step, 8)[0] == 4  # a jump, never further
 
 
+def test_lattice_line_point_of_a_huge_newton_step_stops_at_the_near_edge():
+    space = SearchSpace.from_dict({"x": {"type": "float", "low": 0.0, "high": 1.0}})
+    lat = Lattice.build(list(space.params.values()), 5, 8)
+    span = lat.span(0)
+    # a parabola through three nearly equal losses puts its vertex ~1e17 steps away
+    assert lat.line_point((512,), np.array([1.6e17]), 64) == (span,)  # not wrapped to 0
+    assert lat.line_point((512,), np.array([-1.6e17]), 64) == (0,)
+    assert lat.line_point((512,), np.array([3.4]), 2) == (519,)
+
+
 def test_approx_gradient_newton_step_lands_on_a_parabolas_vertex():
     space = SearchSpace.from_dict({"x": {"type": "float", "low": 0.0, "high": 1.0}})
     lat = Lattice.build(list(space.params.values()), 5, 8)
@@ -359,6 +369,83 @@ def test_approx_gradient_first_walk_starts_at_the_best_design_point():
     )
     first = [paper.suggest(str(i)) for i in range(2)]  # a walk at once: a centre, a neighbour
     assert sum(first[0][k] != first[1][k] for k in space) == 1
+
+
+def test_approx_gradient_explores_where_its_model_points_with_free_slots():
+    space = {f"x{i}": {"type": "float", "low": -1.0, "high": 1.0} for i in range(2)}
+
+    def bowl(c):
+        return (c["x0"] - 0.37) ** 2 + 3 * (c["x1"] + 0.21) ** 2
+
+    explored = {}
+    for explore in ("model", "sobol"):
+        losses = []
+        for seed in range(3):
+            s = create_searcher(
+                "approx_gradient", space=space, metric="loss", mode="min", seed=seed,
+                explore=explore,
+            )  # fmt: skip
+            drive_out(s, 60, bowl, 4)
+            after = s._probes[s._design :]  # the points explored after the start design
+            losses += [s._loss[s._lat.key(i)] for i, _ in after if s._lat.key(i) in s._loss]
+        assert len(losses) >= 10, explore
+        explored[explore] = float(np.mean(losses))
+    assert explored["model"] < 0.4 * explored["sobol"], explored
+
+
+@pytest.mark.parametrize("explore", ["model", "sobol"])
+def test_approx_gradient_walk_goes_to_an_explored_point_that_beats_it(explore):
+    space = {f"x{i}": {"type": "float", "low": -1.0, "high": 1.0} for i in range(2)}
+    s = create_searcher(
+        "approx_gradient", space=space, metric="loss", mode="min", seed=0, explore=explore
+    )
+    drive_out(s, 12, lambda c: c["x0"] ** 2 + c["x1"] ** 2, 1)
+    walk, lat = s._walks[0], s._lat
+    far = next(i for i in np.ndindex(5, 5) if not s._known(i) and i != walk.centre)
+    s._probes.append((far, 0))
+    s._loss[lat.key(far)] = -1.0  # better than anything the walk has seen
+    walk.best = walk.centre
+    assert s._settle(walk)
+    moved = walk.centre == far
+    assert moved == (explore == "model")
+    if moved:
+        assert walk.phase.value == "poll" and lat.key(far) in s._started
+
+
+def test_approx_gradient_with_its_model_continues_exactly_after_a_restore(tmp_path):
+    space = {f"x{i}": {"type": "float", "low": -1.0, "high": 1.0} for i in range(3)}
+
+    def f(c):
+        return sum((v - 0.3) ** 2 for v in c.values()) + math.sin(9 * c["x0"])
+
+    def step(s, live, i):
+        cfg = s.suggest(f"t{i}")
+        if isinstance(cfg, dict):
+            live.append((f"t{i}", cfg))
+        if live and (len(live) >= 4 or not isinstance(cfg, dict)):
+            tid, done = live.pop(0)
+            s.on_trial_complete(tid, {"loss": f(done)})
+        return cfg
+
+    def make(seed):
+        return create_searcher("approx_gradient", space=space, metric="loss", mode="min", seed=seed)
+
+    ref, live = make(3), []
+    for i in range(40):
+        step(ref, live, i)
+    assert ref._fit.theta is not None  # the model chose points before the save
+    ref.save(str(tmp_path / "ag.pkl"))
+    restored, again = make(99), list(live)
+    restored.restore(str(tmp_path / "ag.pkl"))
+    assert np.array_equal(restored._fit.theta, ref._fit.theta)  # not optimised again
+    assert restored._fit.points == ref._fit.points
+    for i in range(40, 80):
+        assert step(restored, again, i) == step(ref, live, i), i
+
+
+def test_approx_gradient_refuses_an_unknown_explore_in_one_line():
+    with pytest.raises(UserError, match="explore: got 'gp'; allowed: model, sobol"):
+        create_searcher("approx_gradient", space=FLOATS, explore="gp")
 
 
 # ----------------------------------------------------------------------------- peers

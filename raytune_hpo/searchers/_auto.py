@@ -65,18 +65,12 @@ CONTINUOUS = Rule(
     "frontier-bbob-5d, frontier-bbob-10d (24 BBOB functions, 100 evaluations: ngopt mean rank "
     "2.54 and 2.36 of 7)",
 )
-WIDE = 8  # parameters from which several trials at once go to approx_gradient (5: pso; 10: ag)
 CONTINUOUS_PARALLEL = Rule(
-    f"floats and integer ranges, several trials at once, fewer than {WIDE} parameters",
-    "pso",
-    "frontier-bbob-5d-c4 (24 BBOB functions in 5-D, 100 evaluations, 4 at once: pso mean rank "
-    "2.95, approx_gradient and tpe 3.13, ngopt 4.04 of 7)",
-)
-CONTINUOUS_PARALLEL_WIDE = Rule(
-    f"floats and integer ranges, several trials at once, {WIDE} parameters or more",
+    "floats and integer ranges, several trials at once",
     "approx_gradient",
-    "frontier-bbob-10d-c4 (24 BBOB functions in 10-D, 100 evaluations, 4 at once: "
-    "approx_gradient mean rank 2.67, pso 2.83, tpe 3.85 of 7)",
+    "frontier-bbob-5d-c4, frontier-bbob-10d-c4 (24 BBOB functions in 5-D and 10-D, 100 "
+    "evaluations, 4 at once: approx_gradient mean rank 2.88 and 2.54, pso 3.03 and 2.83, tpe 3.25 "
+    "and 3.96 of 7)",
 )
 RULES = (
     SEVERAL,
@@ -85,7 +79,6 @@ RULES = (
     DISCRETE,
     CONTINUOUS,
     CONTINUOUS_PARALLEL,
-    CONTINUOUS_PARALLEL_WIDE,
 )
 
 
@@ -142,8 +135,7 @@ def choose(
     if only_discrete:
         return Choice(DISCRETE, facts)
     if concurrency is None or concurrency > 1:  # unlimited: as many as the resources allow
-        wide = space.dims >= WIDE
-        return Choice(CONTINUOUS_PARALLEL_WIDE if wide else CONTINUOUS_PARALLEL, facts)
+        return Choice(CONTINUOUS_PARALLEL, facts)
     return Choice(CONTINUOUS, facts)
 
 
