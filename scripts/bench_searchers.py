@@ -5,6 +5,11 @@ searcher holds 1,000 and 10,000 observations, for each of our unit-cube searcher
 random search (one ``generate_variants`` draw per trial, what BasicVariantGenerator does) and
 Optuna's QMC sampler through Ray's OptunaSearch.
 
+Table 1b (``--at-once K``): mean and median microseconds per suggestion and completion with K
+suggestions out (the oldest completed first) next to one at a time, for ``--searchers``
+(approx_gradient: with free slots it fits its exploration model). Writes
+``benchmarks/results/searchers-at-once.json``.
+
 Table 2 (``--quality``): mean best regret after ``--evals`` sequential evaluations over
 ``--seeds`` seeds (the same seeds for every method), and each method's ratio to Optuna's TPE
 used directly (< 1 beats TPE). Peers: Optuna's TPESampler, GPSampler and CmaEsSampler driven
@@ -266,7 +271,13 @@ def overhead_options(name: str, budget: int) -> dict:
     return {}
 
 
-def overhead_custom(name: str, n_obs: int, measure: int) -> float:
+def overhead_custom(name: str, n_obs: int, measure: int, at_once: int = 1) -> float:
+    """Median microseconds of one suggest + one on_trial_complete; with ``at_once`` > 1 that
+    many suggestions are out, the oldest completed first (the mean: ``overhead_mean``)."""
+    return statistics.median(overhead_times(name, n_obs, measure, at_once)) * 1e6
+
+
+def overhead_times(name: str, n_obs: int, measure: int, at_once: int) -> list[float]:
     s = create_searcher(
         name,
         space=OVERHEAD_SPACE,
@@ -277,14 +288,15 @@ def overhead_custom(name: str, n_obs: int, measure: int) -> float:
     )
     rng = np.random.default_rng(0)
     times = []
-    for i in range(n_obs + measure):
+    for i in range(n_obs + measure + at_once - 1):
         t0 = time.perf_counter()
         cfg = s.suggest(str(i))
         assert isinstance(cfg, dict), (name, i, cfg)
-        s.on_trial_complete(str(i), {"loss": float(rng.random())})
-        if i >= n_obs:
+        if i >= at_once - 1:
+            s.on_trial_complete(str(i - at_once + 1), {"loss": float(rng.random())})
+        if i >= n_obs + at_once - 1:
             times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
+    return times
 
 
 def overhead_ray_random(n_obs: int, measure: int) -> float:
@@ -321,6 +333,34 @@ def overhead_optuna_qmc(n_obs: int, measure: int) -> float:
     return statistics.median(times) * 1e6
 
 
+def at_once_table(names: list[str], obs: list[int], measure: int, at_once: int) -> dict:
+    """Mean and median microseconds per suggest + complete with ``at_once`` out, next to one
+    at a time (searchers that model their results do it when a slot is free)."""
+    table: dict[str, dict[str, float]] = {}
+    for name in names:
+        for n in obs:
+            for k in (1, at_once):
+                start = time.perf_counter()
+                t = overhead_times(name, n, measure, k)
+                row = table.setdefault(f"{name} ({k} out)", {})
+                row[f"{n}_mean"] = statistics.mean(t) * 1e6
+                row[f"{n}_median"] = statistics.median(t) * 1e6
+                row[f"{n}_whole_run_s"] = time.perf_counter() - start  # n + measure of them
+    print(
+        f"Table 1b: us per suggest + on_trial_complete after n held ({measure} timed): mean / "
+        f"median; and seconds for the whole run of n + {measure}"
+    )
+    print(f"{'searcher':24s}" + "".join(f"{n:>27d}" for n in obs))
+    for label, row in table.items():
+        cells = "".join(
+            f"{row[f'{n}_mean']:>9.0f} /{row[f'{n}_median']:>6.0f} /"
+            f"{row[f'{n}_whole_run_s']:>7.1f} s"
+            for n in obs
+        )
+        print(f"{label:24s}{cells}")
+    return table
+
+
 def overhead_table(obs: list[int], measure: int) -> dict:
     table: dict[str, dict[str, float]] = {}
     for n in obs:
@@ -352,6 +392,10 @@ def main() -> None:
     ap.add_argument("--measure", type=int, default=200, help="timed suggestions per cell")
     ap.add_argument("--obs", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--out", default=None, help="JSON path (default by mode)")
+    ap.add_argument(
+        "--at-once", type=int, default=0, help="table 1b: this many out at once, vs one"
+    )
+    ap.add_argument("--searchers", nargs="+", default=["approx_gradient"], help="for table 1b")
     args = ap.parse_args()
     settings = {"seeds": args.seeds, "evals": args.evals, "sequential": True}
     if args.overhead:
@@ -359,6 +403,11 @@ def main() -> None:
         out = {"benchmark": "bench_searchers --overhead", "overhead_us_median": table}
         out["settings"] = {"measure": args.measure, "overhead_space_dims": len(OVERHEAD_SPACE)}
         write(out, args.out or "benchmarks/results/searchers.json")
+    if args.at_once:
+        table = at_once_table(args.searchers, args.obs, args.measure, args.at_once)
+        out = {"benchmark": f"bench_searchers --at-once {args.at_once}", "us": table}
+        out["settings"] = {"measure": args.measure, "overhead_space_dims": len(OVERHEAD_SPACE)}
+        write(out, args.out or "benchmarks/results/searchers-at-once.json")
     if args.tune:
         runs = {"random": ("random", {}), "optuna_tpe": ("optuna_tpe", {}), **TUNE_VARIANTS}
         problems = tuning_problems()
