@@ -34,9 +34,9 @@ design point is the free grid point nearest the candidate a Gaussian-process mod
 result so far rates best (``_explore_model``: the lower confidence bound over random
 candidates), not the next Sobol point; and when a walk's line search ends, it goes to the best
 explored point that beats its best point, instead of moving or refining. With 4 at once the
-one walk in a run of 100 evaluations never ended, so the Sobol points it explored were spent
-(about a third of the budget). ``explore="sobol"`` is the earlier behaviour. One trial at a
-time nothing explores after the design, and this changes nothing.
+one walk in a run of 100 evaluations rarely ended, so the Sobol points explored (about 22 of
+the 100) went unused (benchmarks/results/frontier). ``explore="sobol"`` is the earlier
+behaviour. One trial at a time nothing explores after the design, and this changes nothing.
 
 The step (``model="quadratic"``, the default): after a poll, a fine dimension whose centre
 and two neighbours curve upwards moves to the vertex of their parabola (the minimum of a
