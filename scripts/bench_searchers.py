@@ -271,13 +271,14 @@ def overhead_options(name: str, budget: int) -> dict:
     return {}
 
 
-def overhead_custom(name: str, n_obs: int, measure: int, at_once: int = 1) -> float:
-    """Median microseconds of one suggest + one on_trial_complete; with ``at_once`` > 1 that
-    many suggestions are out, the oldest completed first (the mean: ``overhead_mean``)."""
-    return statistics.median(overhead_times(name, n_obs, measure, at_once)) * 1e6
+def overhead_custom(name: str, n_obs: int, measure: int) -> float:
+    """Median microseconds of one suggest + one on_trial_complete, one at a time."""
+    return statistics.median(overhead_times(name, n_obs, measure, 1)) * 1e6
 
 
 def overhead_times(name: str, n_obs: int, measure: int, at_once: int) -> list[float]:
+    """Seconds of each of the last ``measure`` suggest + complete pairs, after ``n_obs``, with
+    ``at_once`` suggestions out (the oldest completed first)."""
     s = create_searcher(
         name,
         space=OVERHEAD_SPACE,

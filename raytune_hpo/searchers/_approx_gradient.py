@@ -308,10 +308,8 @@ class ApproxGradientSearch(UnitCubeSearcher):
                 self._next_start += 1
             else:
                 u = self._rng.random(self._space.dims)
-            for depth in range(self._depth + 1 if any(lat.fine) else 1):
-                idx = lat.snap(u, depth)
-                if not self._known(idx):
-                    return idx, depth
+            if (start := self._free_at(u)) is not None:
+                return start
         if lat.size > _ENUMERATE:
             return None  # no free point found by chance in a huge grid: it is all but used up
         spans = [lat.span(j) + 1 for j in range(lat.dims)]
@@ -332,10 +330,18 @@ class ApproxGradientSearch(UnitCubeSearcher):
         choices = [len(lat.axes[j]) if lat.is_unordered(j) else 0 for j in range(lat.dims)]
         ranked = model_of.ranked(units, losses, self._rng, choices=choices, fit=self._fit)
         for u in ranked if ranked is not None else ():
-            for depth in range(self._depth + 1 if any(lat.fine) else 1):
-                idx = lat.snap(u, depth)
-                if not self._known(idx):
-                    return idx, depth
+            if (point := self._free_at(u)) is not None:
+                return point
+        return None
+
+    def _free_at(self, u: np.ndarray) -> tuple[Index, int] | None:
+        """The grid point nearest the unit point ``u`` at the coarsest spacing where it is not
+        evaluated or out, with that depth (None: taken at every spacing)."""
+        lat = self._lat
+        for depth in range(self._depth + 1 if any(lat.fine) else 1):
+            idx = lat.snap(u, depth)
+            if not self._known(idx):
+                return idx, depth
         return None
 
     def _best_probe(self) -> tuple[Index, int] | None:

@@ -61,18 +61,20 @@ def ranked(
     choices: Sequence[int],
     fit: Fit,
 ) -> np.ndarray | None:
-    """Uniform random unit points, best first by the model's lower bound (None when fewer than
-    two finite, distinct losses leave nothing to model). ``fit`` is updated in place."""
+    """Candidate unit points (uniform, and ``near`` the best), best first by the model's lower
+    bound (None when fewer than two finite, distinct losses leave nothing to model). ``fit`` is
+    updated in place."""
     finite = np.isfinite(losses)
     if finite.sum() < 2 or np.ptp(losses[finite]) == 0:
         return None
     y = np.where(finite, losses, losses[finite].max())
     x, y = subset(units, y, rng)
     seen = len(losses)
-    gp = _regressor(features(x, choices).shape[1], fit, seen)
+    fx = features(x, choices)
+    gp = _regressor(fx.shape[1], fit, seen)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn's ConvergenceWarning at a bound
-        gp.fit(features(x, choices), y)
+        gp.fit(fx, y)
     if gp.optimizer is not None:
         fit.theta, fit.points = np.array(gp.kernel_.theta), seen
     candidates = np.vstack([rng.random((CANDIDATES, units.shape[1])), near(units, y, rng)])
