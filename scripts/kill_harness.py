@@ -142,7 +142,7 @@ class Case:
         self.rng = random.Random(f"{self.args.seed}-{name}")
         self.logs: list[Path] = []
         self.exp: str | None = None
-        self.restarts = self.truncated = 0
+        self.restarts = self.truncated = self.refused = 0
         self.truncate, self.truncated_log = False, None
 
     def driver(self, *argv: str):
@@ -217,6 +217,10 @@ class Case:
             if cut:  # once trials have reported: Ray has saved a searcher state to cut
                 target = max(target, self.args.samples)
             hit = kill(proc, target) if not cut else self._kill_at(proc, target, early=False)
+            while hit is None and self._refused(proc):  # the same kill in the new run
+                resumes -= 1
+                proc = self._start_over()
+                hit = kill(proc, target) if not cut else self._kill_at(proc, target, early=False)
             if hit is None:  # the sweep ended first
                 break
             landed += 1
@@ -231,9 +235,8 @@ class Case:
                 proc = self.driver("resume", exp)
                 resumes += 1
         rc = proc.wait(timeout=self.args.timeout)
-        err = Path(f"{self.logs[-1]}.err").read_text()
-        if rc == 2 and "start the sweep again" in err and self.rows() == 0:
-            self.exp = None  # nothing had run: what the one line says to do
+        if self._refused(proc):
+            resumes -= 1
             rc = self._start_over().wait(timeout=self.args.timeout)
         out = {
             "case": self.name,
@@ -243,6 +246,7 @@ class Case:
             "kills": landed,
             "resumes": resumes,
             "restarts": self.restarts,
+            "resumes_refused": self.refused,
             "staged_copies_cut": self.truncated,
             "after_the_cut": resume_line(self.logs, self.truncated_log),
             "seconds": round(time.monotonic() - start, 1),
@@ -250,6 +254,18 @@ class Case:
         }
         out.update(check(self, rc))
         return out
+
+    def _refused(self, proc) -> bool:
+        """The resume ended saying to start the sweep again: killed after Ray's first experiment
+        state but before the searcher's, nothing had run. The harness does what the one line
+        says, and the kill is followed by that new run, not by a resume (before, the next kill
+        found the refused driver gone and was lost: the short run's S3 case had 1 kill of 2)."""
+        if proc.wait(timeout=self.args.timeout) != 2 or self.rows() != 0:
+            return False
+        if "start the sweep again" not in Path(f"{self.logs[-1]}.err").read_text():
+            return False
+        self.exp, self.refused = None, self.refused + 1
+        return True
 
     def _kill_at(self, proc, target: float, early: bool = True):
         deadline = time.monotonic() + self.args.timeout

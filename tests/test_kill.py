@@ -66,6 +66,32 @@ def test_the_short_kill_harness_loses_and_repeats_nothing(head, tmp_path):
         assert case["resumes"] + case["restarts"] == case["kills"], case
 
 
+def test_a_resume_refused_before_the_first_checkpoint_is_recognised(tmp_path):
+    """A driver killed after Ray's first experiment state but before the searcher's: the
+    resume refuses in one line (exit 2, start the sweep again), which the harness must tell
+    from a sweep that ended, else the kills after it are lost (CI: the S3 case had 1 of 2)."""
+    import types
+
+    kh = harness()
+    ctx = types.SimpleNamespace(
+        args=kh.parse_args(["--quick"]), work=tmp_path, env=ray_env(), address="127.0.0.1:1"
+    )
+    case = kh.Case("sobol-local", "sobol", "local", "driver", 1, ctx)
+    exp = Path(case.root) / "sobol-local_2026-12-07"
+    exp.mkdir(parents=True)
+    (exp / "sweep.yaml").write_text(case.sweep.read_text())
+    (exp / "train.py").write_text(kh.TRAIN)
+    (exp / "tuner.pkl").write_bytes(b"")  # what Tuner.can_restore looks for
+    (exp / "experiment_state-2026-12-07_16-00-00.json").write_text("{}")
+    assert case._find_exp() == str(exp)
+    assert case._refused(case.driver("resume", str(exp)))  # before any Ray is reached
+    assert case.exp is None and case.refused == 1
+    (exp / "trial_0").mkdir()  # a trial had reported: starting again would lose its row
+    (exp / "trial_0" / "result.json").write_text('{"score": 1.0}\n')
+    assert not case._refused(case.driver("resume", str(exp)))
+    assert case.refused == 1
+
+
 def _status(env: dict, address: str) -> str:
     from sweep_procs import RAY
 
