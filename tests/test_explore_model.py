@@ -80,3 +80,16 @@ def test_half_the_candidates_step_from_the_best_points_and_stay_in_the_cube():
     assert near.shape == (model_of.CANDIDATES, 2)
     assert ((near >= 0) & (near <= 1)).all() and (near == 1.0).any()  # clipped at the edge
     assert np.abs(near - 0.98).max() < 6 * model_of.LOCAL
+
+
+def test_past_the_cap_the_near_candidates_still_step_from_the_best_points():
+    """Beyond ``CAP`` points the model fits a subset; the near candidates must step from the
+    best of all points, not from the subset's positions read in the whole array."""
+    rng = np.random.default_rng(5)
+    best = np.array([0.9, 0.9])
+    units = np.vstack([np.full((5, 2), 0.1), rng.random((400, 2))])  # the first five are poor
+    losses = np.linalg.norm(units - best, axis=1)
+    ranked = model_of.ranked(units, losses, rng, choices=[0, 0], fit=model_of.Fit())
+    assert ranked is not None
+    close = (np.linalg.norm(ranked - best, axis=1) < 0.25).sum()
+    assert close >= model_of.CANDIDATES  # all the near ones, and a few uniform ones

@@ -77,7 +77,7 @@ def ranked(
         gp.fit(fx, y)
     if gp.optimizer is not None:
         fit.theta, fit.points = np.array(gp.kernel_.theta), seen
-    candidates = np.vstack([rng.random((CANDIDATES, units.shape[1])), near(units, y, rng)])
+    candidates = np.vstack([rng.random((CANDIDATES, units.shape[1])), near(x, y, rng)])
     mean, sd = gp.predict(features(candidates, choices), return_std=True)
     return candidates[np.argsort(mean - KAPPA * sd, kind="stable")]
 
