@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import random
@@ -216,11 +217,12 @@ class Case:
             cut = self.truncate and i == len(targets) - 1
             if cut:  # once trials have reported: Ray has saved a searcher state to cut
                 target = max(target, self.args.samples)
-            hit = kill(proc, target) if not cut else self._kill_at(proc, target, early=False)
+            aim = functools.partial(self._kill_at, early=False) if cut else kill
+            hit = aim(proc, target)
             while hit is None and self._refused(proc):  # the same kill in the new run
                 resumes -= 1
                 proc = self._start_over()
-                hit = kill(proc, target) if not cut else self._kill_at(proc, target, early=False)
+                hit = aim(proc, target)
             if hit is None:  # the sweep ended first
                 break
             landed += 1
